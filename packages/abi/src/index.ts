@@ -1,0 +1,3 @@
+export * from "./errors.js";
+export * from "./guest-memory.js";
+export * from "./hypercall.js";
