@@ -1,0 +1,5 @@
+export * from "./constants.js";
+export * from "./ioctls.js";
+export * from "./layout.js";
+export * from "./run.js";
+export * from "./structs.js";

@@ -1,0 +1,163 @@
+import {
+  Layout,
+  type Structure,
+  blob,
+  s32 as bl_s32,
+  seq,
+  struct as bl_struct,
+  u16 as bl_u16,
+  u32 as bl_u32,
+  u8 as bl_u8,
+  uint8ArrayToBuffer,
+} from "@solana/buffer-layout";
+import { LayoutError } from "../errors.js";
+
+/**
+ * A thin typed layer over buffer-layout. Field names are camelCase; the C name of each field is
+ * derived mechanically (camelCase -> snake_case) so the header test can ask the C compiler for
+ * every offset without a second hand-kept list.
+ */
+
+/** 64-bit integers are bigint: the kernel's u64 values do not fit a double. */
+class U64 extends Layout<bigint> {
+  constructor(property?: string) {
+    super(8, property);
+  }
+  override decode(b: Uint8Array, offset = 0): bigint {
+    return uint8ArrayToBuffer(b).readBigUInt64LE(offset);
+  }
+  override encode(src: bigint, b: Uint8Array, offset = 0): number {
+    if (typeof src !== "bigint" || src < 0n || src > 0xffffffffffffffffn) {
+      throw new LayoutError("LAYOUT_VALUE_OUT_OF_RANGE", `${this.property ?? "u64"}: ${String(src)} is not a u64 bigint`);
+    }
+    uint8ArrayToBuffer(b).writeBigUInt64LE(src, offset);
+    return 8;
+  }
+}
+
+class S64 extends Layout<bigint> {
+  constructor(property?: string) {
+    super(8, property);
+  }
+  override decode(b: Uint8Array, offset = 0): bigint {
+    return uint8ArrayToBuffer(b).readBigInt64LE(offset);
+  }
+  override encode(src: bigint, b: Uint8Array, offset = 0): number {
+    if (typeof src !== "bigint" || src < -(2n ** 63n) || src >= 2n ** 63n) {
+      throw new LayoutError("LAYOUT_VALUE_OUT_OF_RANGE", `${this.property ?? "s64"}: ${String(src)} is not an s64 bigint`);
+    }
+    uint8ArrayToBuffer(b).writeBigInt64LE(src, offset);
+    return 8;
+  }
+}
+
+/** Fixed-length byte array that decodes to a copy (buffer-layout's Blob returns a view). */
+class Bytes extends Layout<Buffer> {
+  override decode(b: Uint8Array, offset = 0): Buffer {
+    return Buffer.from(b.subarray(offset, offset + this.span));
+  }
+  override encode(src: Uint8Array, b: Uint8Array, offset = 0): number {
+    if (!(src instanceof Uint8Array) || src.length > this.span) {
+      throw new LayoutError("LAYOUT_VALUE_OUT_OF_RANGE", `${this.property ?? "bytes"}: expected at most ${this.span} bytes`);
+    }
+    b.set(src, offset);
+    b.fill(0, offset + src.length, offset + this.span);
+    return this.span;
+  }
+}
+
+type AnyLayout = Layout<unknown>;
+const any = <T>(l: Layout<T>): AnyLayout => l as unknown as AnyLayout;
+
+export const u8 = (p: string): AnyLayout => any(bl_u8(p));
+export const u16 = (p: string): AnyLayout => any(bl_u16(p));
+export const u32 = (p: string): AnyLayout => any(bl_u32(p));
+export const s32 = (p: string): AnyLayout => any(bl_s32(p));
+export const u64 = (p: string): AnyLayout => any(new U64(p));
+export const s64 = (p: string): AnyLayout => any(new S64(p));
+export const bytes = (n: number, p: string): AnyLayout => any(new Bytes(n, p));
+export const array = (l: AnyLayout, n: number, p: string): AnyLayout => any(seq(l, n, p));
+/** Unnamed bytes: neither decoded nor written (a fresh encode buffer is zeroed). */
+export const pad = (n: number): AnyLayout => any(blob(n));
+export const arrayOf = <T>(s: StructLayout<T>, n: number, p: string): AnyLayout => any(seq(s.layout, n, p));
+export const nested = <T>(s: StructLayout<T>, p: string): AnyLayout => any(s.layout.replicate(p));
+
+/** A C struct described once: size, offsets, decode and encode. */
+export interface StructLayout<T> {
+  /** The C type, e.g. `struct kvm_regs`. */
+  readonly cType: string;
+  readonly size: number;
+  readonly layout: Layout<T>;
+  /** Byte offset of a field; nested fields by dotted path (`cs.selector`). */
+  offsetOf(path: string): number;
+  decode(b: Uint8Array, offset?: number): T;
+  /** Encode into `b` at `offset`, or into a fresh zeroed Buffer of `size` bytes. */
+  encode(value: T, b?: Uint8Array, offset?: number): Buffer;
+  /** Every leaf field as [dotted camelCase path, C member designator, offset]. */
+  fields(): Array<{ path: string; c: string; offset: number }>;
+}
+
+export function camelToSnake(s: string): string {
+  return s.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toLowerCase();
+}
+
+export function defineStruct<T>(cType: string, members: AnyLayout[], cNames: Record<string, string> = {}): StructLayout<T> {
+  const layout = bl_struct(members as unknown as Layout<never>[]) as unknown as Structure<T>;
+  const size = layout.span;
+  const cName = (p: string): string => cNames[p] ?? camelToSnake(p);
+  const self: StructLayout<T> = {
+    cType,
+    size,
+    layout: layout as unknown as Layout<T>,
+    offsetOf(path: string): number {
+      let off = 0;
+      let cur: Structure<unknown> | undefined = layout as unknown as Structure<unknown>;
+      for (const part of path.split(".")) {
+        if (cur === undefined) throw new LayoutError("LAYOUT_VALUE_OUT_OF_RANGE", `${cType}: no field ${path}`);
+        const o = cur.offsetOf(part);
+        if (o === undefined) throw new LayoutError("LAYOUT_VALUE_OUT_OF_RANGE", `${cType}: no field ${path}`);
+        off += o;
+        const f: Layout<unknown> | undefined = (cur.fields as Layout<unknown>[]).find((x) => x.property === part);
+        cur = f !== undefined && "fields" in f ? (f as unknown as Structure<unknown>) : undefined;
+      }
+      return off;
+    },
+    decode(b: Uint8Array, offset = 0): T {
+      if (offset < 0 || b.length - offset < size) {
+        throw new LayoutError("LAYOUT_BUFFER_TOO_SMALL", `${cType} needs ${size} bytes at offset ${offset}, buffer has ${b.length}`);
+      }
+      return layout.decode(b, offset);
+    },
+    encode(value: T, b?: Uint8Array, offset = 0): Buffer {
+      const out = b ?? Buffer.alloc(size + offset);
+      if (offset < 0 || out.length - offset < size) {
+        throw new LayoutError("LAYOUT_BUFFER_TOO_SMALL", `${cType} needs ${size} bytes at offset ${offset}, buffer has ${out.length}`);
+      }
+      try {
+        layout.encode(value, out, offset);
+      } catch (e) {
+        if (e instanceof LayoutError) throw e;
+        throw new LayoutError("LAYOUT_VALUE_OUT_OF_RANGE", `${cType}: ${(e as Error).message}`, { cause: e });
+      }
+      return uint8ArrayToBuffer(out);
+    },
+    fields() {
+      const out: Array<{ path: string; c: string; offset: number }> = [];
+      const walk = (s: Structure<unknown>, base: number, path: string, c: string): void => {
+        let off = 0;
+        for (const f of s.fields) {
+          if (f.property !== undefined) {
+            const p = path ? `${path}.${f.property}` : f.property;
+            const cn = c ? `${c}.${cName(f.property)}` : cName(f.property);
+            if ("fields" in f) walk(f as unknown as Structure<unknown>, base + off, p, cn);
+            else out.push({ path: p, c: cn, offset: base + off });
+          }
+          off += f.span;
+        }
+      };
+      walk(layout as unknown as Structure<unknown>, 0, "", "");
+      return out;
+    },
+  };
+  return self;
+}
