@@ -1,0 +1,15 @@
+import { TsvmmError } from "@tsvmm/abi";
+
+export type VmcsErrorCode =
+  | "VMCS_UNKNOWN_FIELD"
+  | "VMCS_INVALID_ENCODING"
+  | "VMCS_VALUE_OUT_OF_RANGE"
+  | "VMCS_INVALID_JSON"
+  | "VMCS_INVALID_CAPS"
+  | "VMCS_UNKNOWN_PROFILE"
+  | "VMCS_UNKNOWN_CHECK"
+  | "VMCS_BRIDGE_INVALID_STATE"
+  | "VMCS_BRIDGE_UNKNOWN_EXIT";
+
+/** Every error thrown by `@tsvmm/vmcs`; `code` tells which rule the input broke. */
+export class VmcsError extends TsvmmError<VmcsErrorCode> {}
