@@ -1,1 +1,30 @@
-export {};
+export type { Level, PageSize } from "./bits.js";
+export {
+  decodeEptEntry,
+  type EptAccessBits,
+  type EptEntry,
+  type EptEntryEnv,
+  type EptEntryInput,
+  type EptEntryProblem,
+  EptMemoryType,
+  type EptPageEntry,
+  type EptTableEntry,
+  encodeEptEntry,
+  eptEntryProblems,
+  eptPageSize,
+  isEptLeaf,
+  isEptMemoryType,
+  isEptPresent,
+  LEVEL_NAMES,
+} from "./ept/entries.js";
+export {
+  decodeEptp,
+  type Eptp,
+  type EptpInput,
+  type EptpProblem,
+  type EptpProblemCode,
+  EptVpidCap,
+  encodeEptp,
+  validateEptp,
+} from "./ept/eptp.js";
+export { EptError, type EptErrorCode } from "./errors.js";
