@@ -1,2 +1,3 @@
 export * from "./errors.js";
+export * from "./features/index.js";
 export * from "./table.js";
