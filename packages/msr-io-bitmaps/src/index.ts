@@ -1,1 +1,11 @@
-export {};
+export { BitmapError, type BitmapErrorCode, KvmMsrFilterError, type KvmMsrFilterErrorCode } from "./errors.js";
+export { formatRange, type IndexRange } from "./hex.js";
+export { IntervalSet, type Span } from "./intervals.js";
+export { IoBitmapBase, type IoBitmapJson, type IoBitmapKind, type IoInterceptPolicy, type PortSelector } from "./io/bitmap.js";
+export { SvmIopm } from "./io/svm.js";
+export { VmxIoBitmap } from "./io/vmx.js";
+export { MsrBitmapBase, type MsrBitmapJson, type MsrBitmapKind, type MsrInterceptBitmap, type MsrSegment } from "./msr/bitmap.js";
+export { MsrPolicy, type MsrPolicyJson, type MsrPolicySource } from "./msr/policy.js";
+export type { MsrAccess, MsrDirection, MsrListEntry, MsrRule, MsrSelector } from "./msr/rules.js";
+export { SvmMsrpm } from "./msr/svm.js";
+export { VmxMsrBitmap } from "./msr/vmx.js";
