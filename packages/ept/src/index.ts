@@ -28,3 +28,15 @@ export {
   validateEptp,
 } from "./ept/eptp.js";
 export { EptError, type EptErrorCode } from "./errors.js";
+export {
+  decodePagingEntry,
+  encodePagingEntry,
+  isPagingLeaf,
+  type PagingCommonBits,
+  type PagingEntry,
+  type PagingEntryEnv,
+  type PagingEntryInput,
+  type PagingPageEntry,
+  type PagingTableEntry,
+  pagingEntryHasReservedBits,
+} from "./paging/entries.js";
