@@ -1,0 +1,40 @@
+export const ELFCLASS32 = 1;
+export const ELFCLASS64 = 2;
+export const ELFDATA2LSB = 1;
+export const EV_CURRENT = 1;
+
+export const ET_EXEC = 2;
+export const ET_DYN = 3;
+
+export const EM_386 = 3;
+export const EM_X86_64 = 62;
+
+export const PT_NULL = 0;
+export const PT_LOAD = 1;
+export const PT_DYNAMIC = 2;
+export const PT_INTERP = 3;
+export const PT_NOTE = 4;
+
+export const SHT_NULL = 0;
+export const SHT_SYMTAB = 2;
+export const SHT_STRTAB = 3;
+export const SHT_NOTE = 7;
+export const SHT_NOBITS = 8;
+export const SHT_DYNSYM = 11;
+
+export const SHN_UNDEF = 0;
+export const SHN_XINDEX = 0xffff;
+export const PN_XNUM = 0xffff;
+
+export const DT_NULL = 0n;
+export const DT_RELA = 7n;
+export const DT_RELASZ = 8n;
+export const DT_RELAENT = 9n;
+export const DT_REL = 17n;
+export const DT_RELSZ = 18n;
+export const DT_RELENT = 19n;
+export const DT_PLTRELSZ = 2n;
+export const DT_JMPREL = 23n;
+export const DT_TEXTREL = 22n;
+export const DT_RELR = 36n;
+export const DT_RELRSZ = 35n;
