@@ -18,3 +18,5 @@ export {
   DeviceFaultError,
   TraceError,
 } from "./errors.js";
+export type { ModemInputs, Uart16550Options, UartOutput } from "./uart16550.js";
+export { Uart16550 } from "./uart16550.js";
