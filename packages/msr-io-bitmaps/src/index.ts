@@ -1,3 +1,4 @@
+export { diffIo, diffMsr, formatDiff, type InterceptState, type IoDiffEntry, type MsrDiffEntry } from "./diff.js";
 export { BitmapError, type BitmapErrorCode, KvmMsrFilterError, type KvmMsrFilterErrorCode } from "./errors.js";
 export { formatRange, type IndexRange } from "./hex.js";
 export { IntervalSet, type Span } from "./intervals.js";
