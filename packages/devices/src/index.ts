@@ -10,6 +10,10 @@ export type {
   UnclaimedReason,
 } from "./bus.js";
 export { fillDefaultHandler, MmioBus, PioBus } from "./bus.js";
+export type { CmosRtcOptions } from "./cmos-rtc.js";
+export { CMOS_PORT, CMOS_SIZE, CmosRtc } from "./cmos-rtc.js";
+export type { DebugExitConvention, DebugExitOptions } from "./debug-exit.js";
+export { DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE, DebugExit } from "./debug-exit.js";
 export type { BusErrorCode, DeviceErrorCode, TraceErrorCode } from "./errors.js";
 export {
   BusError,
@@ -18,5 +22,19 @@ export {
   DeviceFaultError,
   TraceError,
 } from "./errors.js";
+export type { FwCfgOptions } from "./fw-cfg.js";
+export {
+  FW_CFG_ID,
+  FW_CFG_MAX_CPUS,
+  FW_CFG_NB_CPUS,
+  FW_CFG_PORT,
+  FW_CFG_RAM_SIZE,
+  FW_CFG_SIGNATURE,
+  FW_CFG_SIZE,
+  FwCfg,
+} from "./fw-cfg.js";
+export type { I8042Options } from "./i8042.js";
+export { I8042, I8042_COMMAND_PORT, I8042_DATA_PORT } from "./i8042.js";
+export { POST_PORT, PostCodePort } from "./post.js";
 export type { ModemInputs, Uart16550Options, UartOutput } from "./uart16550.js";
 export { Uart16550 } from "./uart16550.js";

@@ -1,0 +1,21 @@
+import type { Device } from "./bus.js";
+
+export const POST_PORT = 0x80;
+
+/**
+ * The POST diagnostic port. Firmware writes progress codes and Linux writes it as an I/O delay;
+ * writes are kept (`lastCode`), reads return 0xff as on a PC without a POST card.
+ */
+export class PostCodePort implements Device {
+  readonly name: string;
+  lastCode: number | null = null;
+  constructor(name = "post") {
+    this.name = name;
+  }
+  read(_offset: number, data: Buffer): void {
+    data.fill(0xff);
+  }
+  write(_offset: number, data: Buffer): void {
+    this.lastCode = data[0]!;
+  }
+}
