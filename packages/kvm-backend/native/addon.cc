@@ -1,0 +1,358 @@
+// tsvmm kvm-backend native addon: system calls only. Every function returns -errno instead of
+// throwing, so TypeScript decides what an error means and which typed error to raise.
+// Mechanisms here: open/close, ioctl, mmap/munmap (zero-copy ArrayBuffers), eventfd, read/write,
+// the address of a buffer (for kernel structs that carry pointers), and a per-vCPU runner thread
+// that issues KVM_RUN off the JavaScript thread and can be interrupted with a real-time signal.
+#include <napi.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace {
+
+constexpr unsigned long kKvmRun = 0xae80;  // _IO(KVMIO, 0x80); checked against the header by abi's test.
+
+Napi::Value Ret(Napi::Env env, long r) { return Napi::Number::New(env, static_cast<double>(r < 0 ? -errno : r)); }
+
+// ---- fds -------------------------------------------------------------------------------------
+
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int flags = info[1].As<Napi::Number>().Int32Value();
+  return Ret(info.Env(), open(path.c_str(), flags | O_CLOEXEC));
+}
+
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  return Ret(info.Env(), close(info[0].As<Napi::Number>().Int32Value()));
+}
+
+// ioctl with an integer argument (or none).
+Napi::Value Ioctl(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  unsigned long req = static_cast<unsigned long>(info[1].As<Napi::Number>().Uint32Value());
+  unsigned long arg = 0;
+  if (info.Length() > 2) {
+    if (info[2].IsBigInt()) {
+      bool lossless;
+      arg = info[2].As<Napi::BigInt>().Uint64Value(&lossless);
+    } else {
+      arg = static_cast<unsigned long>(info[2].As<Napi::Number>().Int64Value());
+    }
+  }
+  return Ret(info.Env(), ioctl(fd, req, arg));
+}
+
+bool BytesOf(const Napi::Value& v, uint8_t** data, size_t* len) {
+  if (v.IsTypedArray()) {
+    auto ta = v.As<Napi::TypedArray>();
+    *data = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    *len = ta.ByteLength();
+    return true;
+  }
+  if (v.IsArrayBuffer()) {
+    auto ab = v.As<Napi::ArrayBuffer>();
+    *data = static_cast<uint8_t*>(ab.Data());
+    *len = ab.ByteLength();
+    return true;
+  }
+  return false;
+}
+
+// ioctl whose argument is a pointer to the bytes of a Buffer (in, out or both).
+Napi::Value IoctlBuf(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  unsigned long req = static_cast<unsigned long>(info[1].As<Napi::Number>().Uint32Value());
+  uint8_t* data;
+  size_t len;
+  if (!BytesOf(info[2], &data, &len)) return Napi::Number::New(info.Env(), -EFAULT);
+  return Ret(info.Env(), ioctl(fd, req, data));
+}
+
+Napi::Value Address(const Napi::CallbackInfo& info) {
+  uint8_t* data;
+  size_t len;
+  if (!BytesOf(info[0], &data, &len)) return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(0));
+  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(data)));
+}
+
+Napi::Value EventFd(const Napi::CallbackInfo& info) {
+  unsigned int init = info[0].As<Napi::Number>().Uint32Value();
+  int flags = info[1].As<Napi::Number>().Int32Value();
+  return Ret(info.Env(), eventfd(init, flags | EFD_CLOEXEC));
+}
+
+Napi::Value Read(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  uint8_t* data;
+  size_t len;
+  if (!BytesOf(info[1], &data, &len)) return Napi::Number::New(info.Env(), -EFAULT);
+  return Ret(info.Env(), read(fd, data, len));
+}
+
+Napi::Value Write(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  uint8_t* data;
+  size_t len;
+  if (!BytesOf(info[1], &data, &len)) return Napi::Number::New(info.Env(), -EFAULT);
+  return Ret(info.Env(), write(fd, data, len));
+}
+
+// ---- mappings ----------------------------------------------------------------------------------
+// A mapping is exposed as an external ArrayBuffer. munmap() detaches the ArrayBuffer before
+// unmapping, so every view of it (Buffers, slices kept by careless code) becomes zero-length
+// instead of pointing at unmapped memory: a stale access reads nothing rather than crashing.
+
+struct Mapping {
+  void* addr;
+  size_t len;
+  bool unmapped;
+};
+std::mutex g_maps_mu;
+std::unordered_map<void*, Mapping*> g_maps;
+
+void FinalizeMapping(napi_env, void*, void* hint) {
+  auto* m = static_cast<Mapping*>(hint);
+  bool unmap = false;
+  {
+    std::lock_guard<std::mutex> lock(g_maps_mu);
+    if (!m->unmapped) {
+      g_maps.erase(m->addr);
+      unmap = true;
+    }
+  }
+  if (unmap) munmap(m->addr, m->len);
+  delete m;
+}
+
+Napi::Value Mmap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  size_t len = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
+  int prot = info[2].As<Napi::Number>().Int32Value();
+  int flags = info[3].As<Napi::Number>().Int32Value();
+  off_t off = static_cast<off_t>(info[4].As<Napi::Number>().Int64Value());
+  if (len == 0) return Napi::Number::New(env, -EINVAL);
+  void* addr = mmap(nullptr, len, prot, flags, fd, off);
+  if (addr == MAP_FAILED) return Napi::Number::New(env, -errno);
+  auto* m = new Mapping{addr, len, false};
+  napi_value ab;
+  napi_status st = napi_create_external_arraybuffer(env, addr, len, FinalizeMapping, m, &ab);
+  if (st != napi_ok) {
+    munmap(addr, len);
+    delete m;
+    return Napi::Number::New(env, -ENOMEM);
+  }
+  {
+    std::lock_guard<std::mutex> lock(g_maps_mu);
+    g_maps[addr] = m;
+  }
+  return Napi::Value(env, ab);
+}
+
+Napi::Value Munmap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArrayBuffer()) return Napi::Number::New(env, -EINVAL);
+  auto ab = info[0].As<Napi::ArrayBuffer>();
+  void* addr = ab.Data();
+  Mapping* m = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_maps_mu);
+    auto it = g_maps.find(addr);
+    if (it == g_maps.end() || addr == nullptr) return Napi::Number::New(env, -EINVAL);
+    m = it->second;
+    g_maps.erase(it);
+    m->unmapped = true;
+  }
+  size_t len = m->len;
+  // Detaching may run the finalizer (which frees m) right here: do not touch m afterwards.
+  napi_detach_arraybuffer(env, ab);
+  return Ret(env, munmap(addr, len));
+}
+
+// ---- runner threads ----------------------------------------------------------------------------
+
+void NoopSignal(int) {}
+
+int g_kick_signal = 0;
+
+void InstallKickSignal() {
+  g_kick_signal = SIGRTMIN;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = NoopSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
+  sigaction(g_kick_signal, &sa, nullptr);
+}
+
+// One thread per vCPU. It waits for run(); issues KVM_RUN; hands the result to JavaScript through a
+// thread-safe function; waits again. kick() sends the real-time signal to the thread.
+class Runner : public Napi::ObjectWrap<Runner> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Runner",
+                       {InstanceMethod("run", &Runner::Run), InstanceMethod("kick", &Runner::Kick),
+                        InstanceMethod("close", &Runner::Close)});
+  }
+
+  explicit Runner(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Runner>(info) {
+    fd_ = info[0].As<Napi::Number>().Int32Value();
+    tsfn_ = Napi::ThreadSafeFunction::New(info.Env(), info[1].As<Napi::Function>(), "tsvmm-vcpu", 0, 1);
+    tsfn_.Unref(info.Env());
+    thread_ = std::thread([this] { Loop(); });
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return started_; });
+    }
+  }
+
+  ~Runner() override { Stop(); }
+
+ private:
+  void Loop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      tid_ = pthread_self();
+      started_ = true;
+    }
+    cv_.notify_all();
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return pending_ || quit_; });
+        if (quit_) return;
+        pending_ = false;
+        running_ = true;
+      }
+      long r = ioctl(fd_, kKvmRun, 0);
+      long result = r < 0 ? -errno : r;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        running_ = false;
+      }
+      tsfn_.NonBlockingCall([result](Napi::Env env, Napi::Function cb) {
+        cb.Call({Napi::Number::New(env, static_cast<double>(result))});
+      });
+    }
+  }
+
+  // run(): returns false if a run is already in flight or the runner is closed.
+  Napi::Value Run(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (quit_ || pending_ || running_ || inflight_) return Napi::Boolean::New(info.Env(), false);
+    pending_ = true;
+    inflight_ = true;
+    tsfn_.Ref(info.Env());  // an in-flight vCPU keeps the process alive
+    cv_.notify_all();
+    return Napi::Boolean::New(info.Env(), true);
+  }
+
+ public:
+  // Called from JavaScript when the result has been delivered.
+  void Delivered(Napi::Env env) {
+    std::lock_guard<std::mutex> lock(mu_);
+    inflight_ = false;
+    tsfn_.Unref(env);
+  }
+
+ private:
+  Napi::Value Kick(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!started_ || quit_) return Napi::Number::New(info.Env(), -ESRCH);
+    return Napi::Number::New(info.Env(), -pthread_kill(tid_, g_kick_signal));
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Stop();
+    return info.Env().Undefined();
+  }
+
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (quit_) return;
+      quit_ = true;
+    }
+    cv_.notify_all();
+    // The caller set kvm_run.immediate_exit, so a kick that lands before KVM_RUN enters the guest
+    // still makes it return. Repeat until the thread is out, in case the first signal was early.
+    for (;;) {
+      bool running;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        running = running_;
+        if (running) pthread_kill(tid_, g_kick_signal);
+      }
+      if (!running) break;
+      usleep(100);
+    }
+    thread_.join();
+    tsfn_.Abort();
+    tsfn_.Release();
+  }
+
+  int fd_ = -1;
+  Napi::ThreadSafeFunction tsfn_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  pthread_t tid_{};
+  bool started_ = false;
+  bool pending_ = false;
+  bool running_ = false;
+  bool inflight_ = false;
+  bool quit_ = false;
+};
+
+Napi::Value Delivered(const Napi::CallbackInfo& info) {
+  Runner* r = Napi::ObjectWrap<Runner>::Unwrap(info[0].As<Napi::Object>());
+  r->Delivered(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  static std::once_flag once;
+  std::call_once(once, InstallKickSignal);
+  exports.Set("open", Napi::Function::New(env, Open));
+  exports.Set("close", Napi::Function::New(env, Close));
+  exports.Set("ioctl", Napi::Function::New(env, Ioctl));
+  exports.Set("ioctlBuf", Napi::Function::New(env, IoctlBuf));
+  exports.Set("address", Napi::Function::New(env, Address));
+  exports.Set("eventfd", Napi::Function::New(env, EventFd));
+  exports.Set("read", Napi::Function::New(env, Read));
+  exports.Set("write", Napi::Function::New(env, Write));
+  exports.Set("mmap", Napi::Function::New(env, Mmap));
+  exports.Set("munmap", Napi::Function::New(env, Munmap));
+  exports.Set("delivered", Napi::Function::New(env, Delivered));
+  exports.Set("Runner", Runner::Init(env));
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("O_RDWR", static_cast<int>(O_RDWR));
+  c.Set("O_NONBLOCK", static_cast<int>(O_NONBLOCK));
+  c.Set("PROT_READ", static_cast<int>(PROT_READ));
+  c.Set("PROT_WRITE", static_cast<int>(PROT_WRITE));
+  c.Set("MAP_SHARED", static_cast<int>(MAP_SHARED));
+  c.Set("MAP_PRIVATE", static_cast<int>(MAP_PRIVATE));
+  c.Set("MAP_ANONYMOUS", static_cast<int>(MAP_ANONYMOUS));
+  c.Set("MAP_NORESERVE", static_cast<int>(MAP_NORESERVE));
+  c.Set("EFD_NONBLOCK", static_cast<int>(EFD_NONBLOCK));
+  c.Set("EFD_SEMAPHORE", static_cast<int>(EFD_SEMAPHORE));
+  c.Set("SIGRTMIN", static_cast<int>(g_kick_signal));
+  exports.Set("constants", c);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(tsvmm_kvm, Init)

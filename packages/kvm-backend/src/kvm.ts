@@ -1,0 +1,146 @@
+import {
+  KVM_API_VERSION, KVM_CAP, type KvmCapName, KVM_IOCTLS as IOC, type KvmCpuidEntry2, KvmCpuidEntry2Layout,
+  KvmCpuid2Layout, KvmMsrListLayout,
+} from "@tsvmm/abi";
+import { KvmError, errnoName, ioctlError } from "./errors.js";
+import { type NativeAddon, native } from "./native.js";
+import { decodeEntries } from "./vcpu.js";
+import { Vm } from "./vm.js";
+
+const E2BIG = 7;
+
+/**
+ * The /dev/kvm system handle: what this host's KVM supports, and the factory for VMs.
+ * VMs are independent of it: closing the Kvm handle does not close them.
+ */
+export class Kvm {
+  private fdValue: number;
+  private readonly n: NativeAddon;
+  /** KVM_GET_VCPU_MMAP_SIZE: the size of each vCPU's kvm_run mapping. */
+  readonly vcpuMmapSize: number;
+  private readonly vms = new Set<Vm>();
+
+  private constructor(fd: number, n: NativeAddon) {
+    this.fdValue = fd;
+    this.n = n;
+    try {
+      const version = this.ioctlInt(IOC.KVM_GET_API_VERSION);
+      if (version !== KVM_API_VERSION) {
+        throw new KvmError("KVM_BAD_API_VERSION", `KVM API version is ${version}, tsvmm speaks ${KVM_API_VERSION}`);
+      }
+      this.vcpuMmapSize = this.ioctlInt(IOC.KVM_GET_VCPU_MMAP_SIZE);
+    } catch (e) {
+      n.close(fd);
+      this.fdValue = -1;
+      throw e;
+    }
+  }
+
+  /** Open /dev/kvm. Throws KvmError KVM_NOT_FOUND / KVM_PERMISSION_DENIED / KVM_OPEN_FAILED. */
+  static open(path = "/dev/kvm"): Kvm {
+    const n = native();
+    const fd = n.open(path, n.constants.O_RDWR);
+    if (fd < 0) {
+      const errno = -fd;
+      const name = errnoName(errno);
+      if (name === "ENOENT" || name === "ENODEV" || name === "ENXIO") {
+        throw new KvmError("KVM_NOT_FOUND", `${path} does not exist (${name}): this machine has no KVM`, { errno, ioctl: "open" });
+      }
+      if (name === "EACCES" || name === "EPERM") {
+        throw new KvmError("KVM_PERMISSION_DENIED", `${path}: permission denied (${name}); add the user to the kvm group`, { errno, ioctl: "open" });
+      }
+      throw new KvmError("KVM_OPEN_FAILED", `cannot open ${path}: ${name}`, { errno, ioctl: "open" });
+    }
+    return new Kvm(fd, n);
+  }
+
+  get fd(): number {
+    if (this.fdValue < 0) throw new KvmError("KVM_CLOSED", "the /dev/kvm handle is closed");
+    return this.fdValue;
+  }
+
+  private ioctlInt(request: number, arg: number = 0): number {
+    const r = this.n.ioctl(this.fd, request, arg);
+    if (r < 0) throw ioctlError(request, r);
+    return r;
+  }
+
+  apiVersion(): number {
+    return this.ioctlInt(IOC.KVM_GET_API_VERSION);
+  }
+
+  /** KVM_CHECK_EXTENSION: 0 = unsupported; otherwise a capability-specific value. */
+  checkExtension(cap: number | KvmCapName): number {
+    const n = typeof cap === "number" ? cap : KVM_CAP[cap];
+    return this.ioctlInt(IOC.KVM_CHECK_EXTENSION, n);
+  }
+
+  /** Every capability tsvmm names, with KVM's answer. */
+  capabilities(): Record<KvmCapName, number> {
+    const out = {} as Record<KvmCapName, number>;
+    for (const k of Object.keys(KVM_CAP) as KvmCapName[]) out[k] = this.checkExtension(k);
+    return out;
+  }
+
+  /** KVM_GET_SUPPORTED_CPUID. */
+  supportedCpuid(): KvmCpuidEntry2[] {
+    return this.cpuidList(IOC.KVM_GET_SUPPORTED_CPUID);
+  }
+  /** KVM_GET_EMULATED_CPUID. */
+  emulatedCpuid(): KvmCpuidEntry2[] {
+    return this.cpuidList(IOC.KVM_GET_EMULATED_CPUID);
+  }
+  private cpuidList(request: number): KvmCpuidEntry2[] {
+    // KVM answers E2BIG until the buffer is large enough; grow until it fits.
+    for (let max = 64; max <= 4096; max *= 2) {
+      const buf = Buffer.alloc(KvmCpuid2Layout.size + max * KvmCpuidEntry2Layout.size);
+      KvmCpuid2Layout.encode({ nent: max }, buf);
+      const r = this.n.ioctlBuf(this.fd, request, buf);
+      if (r === -E2BIG) continue;
+      if (r < 0) throw ioctlError(request, r);
+      return decodeEntries(buf, KvmCpuid2Layout.size, KvmCpuidEntry2Layout, KvmCpuid2Layout.decode(buf).nent);
+    }
+    throw new KvmError("KVM_IOCTL_FAILED", "CPUID list larger than 4096 entries");
+  }
+
+  /** KVM_GET_MSR_INDEX_LIST: MSRs KVM saves/restores. */
+  msrIndexList(): number[] {
+    return this.msrList(IOC.KVM_GET_MSR_INDEX_LIST);
+  }
+  /** KVM_GET_MSR_FEATURE_INDEX_LIST: feature MSRs readable with KVM_GET_MSRS on /dev/kvm. */
+  msrFeatureIndexList(): number[] {
+    return this.msrList(IOC.KVM_GET_MSR_FEATURE_INDEX_LIST);
+  }
+  private msrList(request: number): number[] {
+    const probe = Buffer.alloc(KvmMsrListLayout.size);
+    const r0 = this.n.ioctlBuf(this.fd, request, probe);
+    if (r0 < 0 && r0 !== -E2BIG) throw ioctlError(request, r0);
+    const n = KvmMsrListLayout.decode(probe).nmsrs;
+    const buf = Buffer.alloc(KvmMsrListLayout.size + n * 4);
+    KvmMsrListLayout.encode({ nmsrs: n }, buf);
+    const r = this.n.ioctlBuf(this.fd, request, buf);
+    if (r < 0) throw ioctlError(request, r);
+    const count = KvmMsrListLayout.decode(buf).nmsrs;
+    const out: number[] = [];
+    for (let i = 0; i < count; i++) out.push(buf.readUInt32LE(KvmMsrListLayout.size + i * 4));
+    return out;
+  }
+
+  /** KVM_CREATE_VM (default machine type). */
+  createVm(): Vm {
+    const fd = this.ioctlInt(IOC.KVM_CREATE_VM, 0);
+    const vm = new Vm(fd, this.vcpuMmapSize, (v) => this.vms.delete(v));
+    this.vms.add(vm);
+    return vm;
+  }
+
+  /** Close /dev/kvm. VMs created from it stay usable until closed themselves. Idempotent. */
+  close(): void {
+    if (this.fdValue < 0) return;
+    this.n.close(this.fdValue);
+    this.fdValue = -1;
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

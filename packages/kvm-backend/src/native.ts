@@ -1,0 +1,53 @@
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { KvmError } from "./errors.js";
+
+/** The addon's surface: system calls returning a value >= 0 or -errno. No policy lives there. */
+export interface NativeRunner {
+  /** Start KVM_RUN on the runner thread; false if one is in flight. */
+  run(): boolean;
+  /** Send the kick signal to the runner thread (0 or -errno). */
+  kick(): number;
+  close(): void;
+}
+export interface NativeAddon {
+  open(path: string, flags: number): number;
+  close(fd: number): number;
+  ioctl(fd: number, request: number, arg?: number | bigint): number;
+  ioctlBuf(fd: number, request: number, buf: Uint8Array): number;
+  address(buf: Uint8Array | ArrayBuffer): bigint;
+  eventfd(initval: number, flags: number): number;
+  read(fd: number, buf: Uint8Array): number;
+  write(fd: number, buf: Uint8Array): number;
+  mmap(fd: number, length: number, prot: number, flags: number, offset: number): ArrayBuffer | number;
+  munmap(buffer: ArrayBuffer): number;
+  delivered(runner: NativeRunner): void;
+  Runner: new (fd: number, callback: (result: number) => void) => NativeRunner;
+  constants: {
+    O_RDWR: number; O_NONBLOCK: number; PROT_READ: number; PROT_WRITE: number; MAP_SHARED: number;
+    MAP_PRIVATE: number; MAP_ANONYMOUS: number; MAP_NORESERVE: number; EFD_NONBLOCK: number;
+    EFD_SEMAPHORE: number; SIGRTMIN: number;
+  };
+}
+
+let cached: NativeAddon | undefined;
+
+function packageRoot(): string {
+  // src/native.ts under vitest, dist/index.{js,cjs} when built: the package root is one up either way.
+  const here = typeof __dirname === "string" ? __dirname : dirname(fileURLToPath(import.meta.url));
+  return join(here, "..");
+}
+
+/** Load the addon once. Throws KvmError KVM_NATIVE_MISSING with the build command if it is absent. */
+export function native(): NativeAddon {
+  if (cached !== undefined) return cached;
+  const path = join(packageRoot(), "build", "Release", "tsvmm_kvm.node");
+  try {
+    const req = createRequire(join(packageRoot(), "package.json"));
+    cached = req(path) as NativeAddon;
+  } catch (e) {
+    throw new KvmError("KVM_NATIVE_MISSING", `cannot load the kvm-backend addon at ${path}; build it with \`npm rebuild @tsvmm/kvm-backend\``, { cause: e });
+  }
+  return cached;
+}

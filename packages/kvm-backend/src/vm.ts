@@ -1,0 +1,299 @@
+import {
+  GuestMemoryMap, type GuestRegion, KVM_CAP, KVM_IOCTLS as IOC, KVM_IOEVENTFD_FLAG_DATAMATCH,
+  KVM_IOEVENTFD_FLAG_DEASSIGN, KVM_IOEVENTFD_FLAG_PIO, KVM_IRQFD_FLAG_DEASSIGN, KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MEM_READONLY, KVM_MSR_FILTER_MAX_RANGES, type KvmClockData, KvmClearDirtyLogLayout, KvmClockDataLayout,
+  KvmDirtyLogLayout, KvmEnableCapLayout, type KvmIrqchip, KvmIrqchipLayout, KvmIoeventfdLayout, KvmIrqfdLayout,
+  KvmIrqLevelLayout, type KvmMsrFilter, KvmMsrFilterLayout, KvmPitConfigLayout, KvmUserspaceMemoryRegionLayout,
+  type StructLayout,
+} from "@tsvmm/abi";
+import { KvmError, ioctlError, syscallError } from "./errors.js";
+import type { EventFd } from "./eventfd.js";
+import { type NativeAddon, native } from "./native.js";
+import { Vcpu } from "./vcpu.js";
+
+const PAGE = 4096;
+
+export interface MemorySlotOptions {
+  slot: number;
+  guestPhysAddr: number;
+  /** Bytes; a multiple of 4096. */
+  size: number;
+  /** Guest writes exit as MMIO (is_write=1) and leave memory unchanged. */
+  readonly?: boolean;
+  /** Track guest writes per 4 KiB page (KVM_GET_DIRTY_LOG). */
+  logDirty?: boolean;
+  name?: string;
+}
+
+export interface MemorySlot extends GuestRegion {
+  readonly slot: number;
+  readonly readonly: boolean;
+  readonly logDirty: boolean;
+}
+
+interface SlotRecord extends MemorySlot {
+  ab: ArrayBuffer;
+}
+
+export interface IoeventfdOptions {
+  /** Port (pio) or guest-physical address (mmio). */
+  addr: number | bigint;
+  /** 1, 2, 4 or 8; 0 matches any length (mmio only). */
+  len: number;
+  pio?: boolean;
+  /** Only writes of this value signal. */
+  datamatch?: bigint | number;
+}
+
+/**
+ * A virtual machine: memory slots, vCPUs and the in-kernel devices. Guest memory is mmap'ed by the
+ * addon and exposed through `memory` (abi GuestMemory) without copies. `close()` releases every
+ * vCPU, mapping and fd, and zeroes guest memory first so nothing of a guest outlives it.
+ */
+export class Vm {
+  private fdValue: number;
+  private readonly n: NativeAddon;
+  private readonly slots = new Map<number, SlotRecord>();
+  private readonly vcpus = new Set<Vcpu>();
+  private mem: GuestMemoryMap = new GuestMemoryMap([]);
+
+  /** @internal Created by Kvm.createVm. */
+  constructor(
+    fd: number,
+    private readonly vcpuMmapSize: number,
+    private readonly onClose: (vm: Vm) => void,
+  ) {
+    this.n = native();
+    this.fdValue = fd;
+  }
+
+  get fd(): number {
+    if (this.fdValue < 0) throw new KvmError("KVM_CLOSED", "VM is closed");
+    return this.fdValue;
+  }
+  get closed(): boolean {
+    return this.fdValue < 0;
+  }
+
+  private ioctlInt(request: number, arg: number | bigint = 0, what?: string): number {
+    const r = this.n.ioctl(this.fd, request, arg);
+    if (r < 0) throw ioctlError(request, r, what);
+    return r;
+  }
+  private ioctlStruct<T>(request: number, layout: StructLayout<T>, value: T, what?: string): number {
+    const buf = layout.encode(value);
+    const r = this.n.ioctlBuf(this.fd, request, buf);
+    if (r < 0) throw ioctlError(request, r, what);
+    return r;
+  }
+
+  // ---- memory -----------------------------------------------------------------------------
+
+  /** All slots as one GuestMemory (a new object after each add/remove). */
+  get memory(): GuestMemoryMap {
+    return this.mem;
+  }
+  get memorySlots(): readonly MemorySlot[] {
+    return [...this.slots.values()];
+  }
+
+  /** mmap fresh zeroed memory and register it as a KVM memory slot. */
+  addMemory(o: MemorySlotOptions): MemorySlot {
+    const fd = this.fd;
+    if (!Number.isInteger(o.slot) || o.slot < 0 || o.slot > 0x7fff) throw new KvmError("KVM_INVALID_ARGUMENT", `slot ${o.slot} is not a valid slot number`);
+    if (this.slots.has(o.slot)) throw new KvmError("KVM_INVALID_ARGUMENT", `slot ${o.slot} is in use`);
+    if (!Number.isSafeInteger(o.size) || o.size <= 0 || o.size % PAGE !== 0) throw new KvmError("KVM_INVALID_ARGUMENT", `size ${o.size} must be a positive multiple of 4096`);
+    if (!Number.isSafeInteger(o.guestPhysAddr) || o.guestPhysAddr < 0 || o.guestPhysAddr % PAGE !== 0) {
+      throw new KvmError("KVM_INVALID_ARGUMENT", `guestPhysAddr 0x${o.guestPhysAddr.toString(16)} must be 4 KiB aligned`);
+    }
+    for (const s of this.slots.values()) {
+      if (o.guestPhysAddr < s.base + s.size && s.base < o.guestPhysAddr + o.size) {
+        throw new KvmError("KVM_INVALID_ARGUMENT", `slot ${o.slot} [0x${o.guestPhysAddr.toString(16)}, +0x${o.size.toString(16)}) overlaps slot ${s.slot}`);
+      }
+    }
+    const c = this.n.constants;
+    const ab = this.n.mmap(-1, o.size, c.PROT_READ | c.PROT_WRITE, c.MAP_PRIVATE | c.MAP_ANONYMOUS | c.MAP_NORESERVE, 0);
+    if (typeof ab === "number") throw syscallError("mmap", ab, `${o.size} bytes of guest memory`);
+    const flags = (o.readonly ? KVM_MEM_READONLY : 0) | (o.logDirty ? KVM_MEM_LOG_DIRTY_PAGES : 0);
+    const r = this.n.ioctlBuf(
+      fd,
+      IOC.KVM_SET_USER_MEMORY_REGION,
+      KvmUserspaceMemoryRegionLayout.encode({ slot: o.slot, flags, guestPhysAddr: BigInt(o.guestPhysAddr), memorySize: BigInt(o.size), userspaceAddr: this.n.address(ab) }),
+    );
+    if (r < 0) {
+      this.n.munmap(ab);
+      throw ioctlError(IOC.KVM_SET_USER_MEMORY_REGION, r, `slot ${o.slot}`);
+    }
+    const rec: SlotRecord = {
+      slot: o.slot, base: o.guestPhysAddr, size: o.size, buffer: Buffer.from(ab), readonly: o.readonly ?? false,
+      logDirty: o.logDirty ?? false, name: o.name ?? `slot${o.slot}`, ab,
+    };
+    this.slots.set(o.slot, rec);
+    this.rebuildMemory();
+    return rec;
+  }
+
+  /** Unregister a slot, zero and unmap its memory. */
+  removeMemory(slot: number): void {
+    const s = this.slots.get(slot);
+    if (s === undefined) throw new KvmError("KVM_INVALID_ARGUMENT", `no memory slot ${slot}`);
+    const r = this.n.ioctlBuf(this.fd, IOC.KVM_SET_USER_MEMORY_REGION, KvmUserspaceMemoryRegionLayout.encode({ slot, flags: 0, guestPhysAddr: BigInt(s.base), memorySize: 0n, userspaceAddr: 0n }));
+    if (r < 0) throw ioctlError(IOC.KVM_SET_USER_MEMORY_REGION, r, `removing slot ${slot}`);
+    this.releaseSlot(s);
+    this.rebuildMemory();
+  }
+
+  private releaseSlot(s: SlotRecord): void {
+    s.buffer.fill(0);
+    this.n.munmap(s.ab);
+    this.slots.delete(s.slot);
+  }
+
+  private rebuildMemory(): void {
+    this.mem = new GuestMemoryMap([...this.slots.values()].map((s) => ({ base: s.base, size: s.size, buffer: s.buffer, name: s.name })));
+  }
+
+  /** KVM_GET_DIRTY_LOG: one bit per 4 KiB page of the slot, reset by the read. */
+  getDirtyLog(slot: number): Buffer {
+    const s = this.slots.get(slot);
+    if (s === undefined) throw new KvmError("KVM_INVALID_ARGUMENT", `no memory slot ${slot}`);
+    const pages = s.size / PAGE;
+    const bitmap = Buffer.alloc(Math.ceil(pages / 64) * 8);
+    this.ioctlStruct(IOC.KVM_GET_DIRTY_LOG, KvmDirtyLogLayout, { slot, dirtyBitmap: this.n.address(bitmap) }, `slot ${slot}`);
+    return bitmap;
+  }
+
+  /** Page indices (within the slot) whose dirty bit is set. */
+  dirtyPages(slot: number): number[] {
+    const bm = this.getDirtyLog(slot);
+    const out: number[] = [];
+    for (let i = 0; i < bm.length; i++) {
+      const b = bm[i]!;
+      if (b === 0) continue;
+      for (let bit = 0; bit < 8; bit++) if (b & (1 << bit)) out.push(i * 8 + bit);
+    }
+    return out;
+  }
+
+  /** KVM_CLEAR_DIRTY_LOG (needs enableCap(MANUAL_DIRTY_LOG_PROTECT2)); first page and count multiples of 64. */
+  clearDirtyLog(slot: number, firstPage: number, numPages: number, bitmap: Buffer): void {
+    this.ioctlStruct(IOC.KVM_CLEAR_DIRTY_LOG, KvmClearDirtyLogLayout, { slot, numPages, firstPage: BigInt(firstPage), dirtyBitmap: this.n.address(bitmap) }, `slot ${slot}`);
+  }
+
+  // ---- platform ----------------------------------------------------------------------------
+
+  setTssAddr(addr: number): void {
+    this.ioctlInt(IOC.KVM_SET_TSS_ADDR, addr);
+  }
+  setIdentityMapAddr(addr: bigint | number): void {
+    const buf = Buffer.alloc(8);
+    buf.writeBigUInt64LE(BigInt(addr));
+    const r = this.n.ioctlBuf(this.fd, IOC.KVM_SET_IDENTITY_MAP_ADDR, buf);
+    if (r < 0) throw ioctlError(IOC.KVM_SET_IDENTITY_MAP_ADDR, r);
+  }
+  /** In-kernel PIC + IOAPIC + LAPICs. */
+  createIrqchip(): void {
+    this.ioctlInt(IOC.KVM_CREATE_IRQCHIP);
+  }
+  /** Split irqchip: LAPICs in the kernel, PIC/IOAPIC in userspace (`pins` IOAPIC routes). */
+  createSplitIrqchip(pins = 24): void {
+    this.enableCap(KVM_CAP.SPLIT_IRQCHIP, [BigInt(pins)]);
+  }
+  createPit2(flags = 0): void {
+    this.ioctlStruct(IOC.KVM_CREATE_PIT2, KvmPitConfigLayout, { flags });
+  }
+  irqLine(irq: number, level: boolean | number): void {
+    this.ioctlStruct(IOC.KVM_IRQ_LINE, KvmIrqLevelLayout, { irq, level: level ? 1 : 0 }, `irq ${irq}`);
+  }
+  getIrqchip(chipId: number): KvmIrqchip {
+    const buf = KvmIrqchipLayout.encode({ chipId, chip: Buffer.alloc(0) });
+    const r = this.n.ioctlBuf(this.fd, IOC.KVM_GET_IRQCHIP, buf);
+    if (r < 0) throw ioctlError(IOC.KVM_GET_IRQCHIP, r);
+    return KvmIrqchipLayout.decode(buf);
+  }
+  setIrqchip(chip: KvmIrqchip): void {
+    this.ioctlStruct(IOC.KVM_SET_IRQCHIP, KvmIrqchipLayout, chip);
+  }
+  getClock(): KvmClockData {
+    const buf = Buffer.alloc(KvmClockDataLayout.size);
+    const r = this.n.ioctlBuf(this.fd, IOC.KVM_GET_CLOCK, buf);
+    if (r < 0) throw ioctlError(IOC.KVM_GET_CLOCK, r);
+    return KvmClockDataLayout.decode(buf);
+  }
+  setClock(c: KvmClockData): void {
+    this.ioctlStruct(IOC.KVM_SET_CLOCK, KvmClockDataLayout, c);
+  }
+  /** KVM_ENABLE_CAP on the VM. */
+  enableCap(cap: number, args: bigint[] = [], flags = 0): void {
+    const a = [...args, 0n, 0n, 0n, 0n].slice(0, 4);
+    this.ioctlStruct(IOC.KVM_ENABLE_CAP, KvmEnableCapLayout, { cap, flags, args: a }, `cap ${cap}`);
+  }
+  /** KVM_CHECK_EXTENSION on the VM fd (answers can differ from /dev/kvm's). */
+  checkExtension(cap: number): number {
+    return this.ioctlInt(IOC.KVM_CHECK_EXTENSION, cap);
+  }
+
+  /** Make RDMSR/WRMSR exit to userspace for the given KVM_MSR_EXIT_REASON_* mask. */
+  enableUserSpaceMsr(reasons: number): void {
+    this.enableCap(KVM_CAP.X86_USER_SPACE_MSR, [BigInt(reasons)]);
+  }
+
+  /** KVM_X86_SET_MSR_FILTER. KVM copies the bitmaps, so the Buffers need not outlive the call. */
+  setMsrFilter(filter: KvmMsrFilter): void {
+    if (filter.ranges.length > KVM_MSR_FILTER_MAX_RANGES) {
+      throw new KvmError("KVM_INVALID_ARGUMENT", `an MSR filter has at most ${KVM_MSR_FILTER_MAX_RANGES} ranges, got ${filter.ranges.length}`);
+    }
+    const ranges = filter.ranges.map((r) => {
+      if (r.bitmap.length * 8 < r.nmsrs) throw new KvmError("KVM_INVALID_ARGUMENT", `MSR filter range at 0x${r.base.toString(16)}: bitmap holds ${r.bitmap.length * 8} bits, nmsrs is ${r.nmsrs}`);
+      return { flags: r.flags, nmsrs: r.nmsrs, base: r.base, bitmap: this.n.address(r.bitmap) };
+    });
+    while (ranges.length < KVM_MSR_FILTER_MAX_RANGES) ranges.push({ flags: 0, nmsrs: 0, base: 0, bitmap: 0n });
+    this.ioctlStruct(IOC.KVM_X86_SET_MSR_FILTER, KvmMsrFilterLayout, { flags: filter.flags, ranges });
+  }
+
+  /** Guest accesses to `addr` signal `eventfd` inside the kernel, without an exit to userspace. */
+  registerIoeventfd(eventfd: EventFd, o: IoeventfdOptions): void {
+    this.ioeventfd(eventfd, o, 0);
+  }
+  unregisterIoeventfd(eventfd: EventFd, o: IoeventfdOptions): void {
+    this.ioeventfd(eventfd, o, KVM_IOEVENTFD_FLAG_DEASSIGN);
+  }
+  private ioeventfd(eventfd: EventFd, o: IoeventfdOptions, extra: number): void {
+    const flags = extra | (o.pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (o.datamatch !== undefined ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0);
+    this.ioctlStruct(IOC.KVM_IOEVENTFD, KvmIoeventfdLayout, { datamatch: BigInt(o.datamatch ?? 0), addr: BigInt(o.addr), len: o.len, fd: eventfd.fd, flags });
+  }
+  /** Writes to `eventfd` raise `gsi` (needs an in-kernel irqchip). */
+  registerIrqfd(eventfd: EventFd, gsi: number): void {
+    this.ioctlStruct(IOC.KVM_IRQFD, KvmIrqfdLayout, { fd: eventfd.fd, gsi, flags: 0, resamplefd: 0 });
+  }
+  unregisterIrqfd(eventfd: EventFd, gsi: number): void {
+    this.ioctlStruct(IOC.KVM_IRQFD, KvmIrqfdLayout, { fd: eventfd.fd, gsi, flags: KVM_IRQFD_FLAG_DEASSIGN, resamplefd: 0 });
+  }
+
+  // ---- vCPUs -------------------------------------------------------------------------------
+
+  createVcpu(id: number): Vcpu {
+    const fd = this.ioctlInt(IOC.KVM_CREATE_VCPU, id, `vCPU ${id}`);
+    const v = new Vcpu(fd, id, this.vcpuMmapSize, (x) => this.vcpus.delete(x));
+    this.vcpus.add(v);
+    return v;
+  }
+  get vcpuList(): readonly Vcpu[] {
+    return [...this.vcpus];
+  }
+
+  /** Close every vCPU, zero and unmap guest memory, close the VM fd. Idempotent. */
+  close(): void {
+    if (this.fdValue < 0) return;
+    for (const v of [...this.vcpus]) v.close();
+    // Closing the VM fd drops KVM's references to the slots; then the memory can go.
+    this.n.close(this.fdValue);
+    this.fdValue = -1;
+    for (const s of [...this.slots.values()]) this.releaseSlot(s);
+    this.mem = new GuestMemoryMap([]);
+    this.onClose(this);
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
