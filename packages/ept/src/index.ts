@@ -1,3 +1,4 @@
+export { TableAllocator } from "./allocator.js";
 export type { Level, PageSize } from "./bits.js";
 export {
   decodeEptEntry,
@@ -29,6 +30,16 @@ export {
 } from "./ept/eptp.js";
 export { EptError, type EptErrorCode } from "./errors.js";
 export {
+  Access,
+  EptFormat,
+  type EptFormatOptions,
+  type EptPageAttributes,
+  Ia32eFormat,
+  PagingFormat,
+  type PagingFormatOptions,
+  type PagingPageAttributes,
+} from "./format.js";
+export {
   decodePagingEntry,
   encodePagingEntry,
   isPagingLeaf,
@@ -40,3 +51,16 @@ export {
   type PagingTableEntry,
   pagingEntryHasReservedBits,
 } from "./paging/entries.js";
+export {
+  type AccessType,
+  EptTables,
+  Fault,
+  type FaultReason,
+  type MapOptions,
+  type Mapping,
+  PageTables,
+  PagingTables,
+  type TablePage,
+  type Translation,
+  type WalkStep,
+} from "./tables.js";
