@@ -1,3 +1,6 @@
+export * from "./builders.js";
 export * from "./errors.js";
 export * from "./features/index.js";
 export * from "./table.js";
+export * from "./topology.js";
+export * from "./xsave.js";
