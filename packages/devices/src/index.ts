@@ -36,5 +36,20 @@ export {
 export type { I8042Options } from "./i8042.js";
 export { I8042, I8042_COMMAND_PORT, I8042_DATA_PORT } from "./i8042.js";
 export { POST_PORT, PostCodePort } from "./post.js";
+export type {
+  ReplayBuses,
+  ReplayDivergence,
+  ReplayRead,
+  ReplayResult,
+  TraceAccessEvent,
+  TraceDirection,
+  TraceEvent,
+  TraceHeaderEvent,
+  TraceInputEvent,
+  TraceOtherEvent,
+  TraceRecorderOptions,
+  TraceSink,
+} from "./trace.js";
+export { parseTraceLine, replay, TRACE_VERSION, TraceRecorder } from "./trace.js";
 export type { ModemInputs, Uart16550Options, UartOutput } from "./uart16550.js";
 export { Uart16550 } from "./uart16550.js";
