@@ -1,0 +1,146 @@
+import type { GuestMemory } from "@tsvmm/abi";
+import { BOOT_GDT_SIZE, type BootCpuState, protectedMode32State, writeBootGdt } from "./cpu-state.js";
+import { parseElf } from "./elf/parse.js";
+import type { ElfFile } from "./elf/types.js";
+import { BootError, hex } from "./errors.js";
+import { applyElfLoad, type LoadResult, planElfLoad } from "./load.js";
+import { defaultMemoryMap, type MemoryMapEntry } from "./memmap.js";
+import { Placement } from "./placement.js";
+
+export const XEN_ELFNOTE_PHYS32_ENTRY = 18;
+export const HVM_START_MAGIC = 0x336ec578;
+export const HVM_START_INFO_SIZE = 56;
+export const HVM_MODLIST_ENTRY_SIZE = 32;
+export const HVM_MEMMAP_ENTRY_SIZE = 24;
+
+/** The 32-bit physical entry point from the Xen PVH note, or undefined when the image has none. */
+export function findPvhEntry(elf: ElfFile): number | undefined {
+  const n = elf.notes.find((x) => x.name === "Xen" && x.type === XEN_ELFNOTE_PHYS32_ENTRY);
+  if (n === undefined) return undefined;
+  // The ABI defines a 32-bit value; Linux emits it in a pointer-sized slot, so 8 bytes with a zero top half is accepted.
+  let v: bigint;
+  if (n.desc.length === 4) v = BigInt(Buffer.from(n.desc).readUInt32LE(0));
+  else if (n.desc.length === 8) v = Buffer.from(n.desc).readBigUInt64LE(0);
+  else throw new BootError("PVH_BAD_ENTRY_NOTE", `XEN_ELFNOTE_PHYS32_ENTRY: descriptor is ${n.desc.length} bytes, not 4 or 8`);
+  if (v > 0xffffffffn) throw new BootError("PVH_BAD_ENTRY_NOTE", `XEN_ELFNOTE_PHYS32_ENTRY: ${hex(v)} is not a 32-bit address`);
+  return Number(v);
+}
+
+export interface BootModule {
+  readonly data: Uint8Array;
+  readonly cmdline?: string;
+  /** Guest address; default: page-aligned after the kernel. */
+  readonly address?: number;
+}
+
+export interface PvhBootOptions {
+  readonly cmdline?: string;
+  /** Shorthand for a first module with no command line (Linux takes module 0 as its initrd). */
+  readonly initrd?: Uint8Array;
+  readonly modules?: readonly BootModule[];
+  /** Default: {@link defaultMemoryMap}. */
+  readonly memoryMap?: readonly MemoryMapEntry[];
+  readonly rsdpAddress?: bigint;
+  /** Where hvm_start_info and the tables and strings after it go. Default 0x6000. */
+  readonly startInfoAddress?: number;
+  /** Where the boot GDT goes. Default 0x500. */
+  readonly gdtAddress?: number;
+  /** Added to the segment addresses and the PVH entry (physical addressing). Default 0. */
+  readonly offset?: number;
+}
+
+export interface PvhBoot {
+  readonly load: LoadResult;
+  readonly entry: number;
+  readonly startInfoAddress: number;
+  readonly modules: readonly { address: number; size: number }[];
+  readonly cpu: BootCpuState;
+}
+
+function cstring(s: string, what: string): Buffer {
+  if (s.includes("\0")) throw new BootError("BOOT_BAD_OPTION", `${what}: contains a NUL character`);
+  return Buffer.from(`${s}\0`, "latin1");
+}
+
+const align8 = (n: number) => Math.ceil(n / 8) * 8;
+
+/**
+ * Load a PVH-capable ELF kernel (physical addressing), write hvm_start_info (version 1) with
+ * command line, memory map and modules, and return the 32-bit entry state the PVH ABI requires:
+ * flat protected mode, paging off, EBX = start_info. Everything is checked before anything is written.
+ */
+export function bootPvh(memory: GuestMemory, image: Uint8Array | ElfFile, options: PvhBootOptions = {}): PvhBoot {
+  const elf = image instanceof Uint8Array ? parseElf(image) : image;
+  const raw = findPvhEntry(elf);
+  if (raw === undefined) throw new BootError("PVH_NO_ENTRY_NOTE", 'notes: no XEN_ELFNOTE_PHYS32_ENTRY (type 18, name "Xen")');
+  const offset = options.offset ?? 0;
+  if (!Number.isSafeInteger(offset)) throw new BootError("BOOT_BAD_OPTION", `offset: ${offset} is not a safe integer`);
+  const entry = raw + offset;
+  if (entry < 0 || entry > 0xffffffff) throw new BootError("BOOT_ADDRESS_ABOVE_4G", `PVH entry ${hex(raw)} + offset ${offset} is not a 32-bit address`);
+  const plan = planElfLoad(memory, elf, { addressing: "physical", offset });
+  const place = new Placement(memory);
+  for (const s of plan.segments) place.add(s.guestAddress, s.memorySize, `program header ${s.index}`);
+
+  const mods: BootModule[] = [...(options.initrd !== undefined ? [{ data: options.initrd }] : []), ...(options.modules ?? [])];
+  const memmap = options.memoryMap ?? defaultMemoryMap(memory);
+  const cmdline = options.cmdline === undefined ? undefined : cstring(options.cmdline, "cmdline");
+  const modCmdlines = mods.map((m, i) => (m.cmdline === undefined ? undefined : cstring(m.cmdline, `module ${i} cmdline`)));
+
+  const gdt = place.add(options.gdtAddress ?? 0x500, BOOT_GDT_SIZE, "boot GDT", true);
+  // One block: start_info, modlist, memmap, then strings; 8-byte aligned pieces.
+  const modlistOff = align8(HVM_START_INFO_SIZE);
+  const memmapOff = modlistOff + mods.length * HVM_MODLIST_ENTRY_SIZE;
+  let strOff = memmapOff + memmap.length * HVM_MEMMAP_ENTRY_SIZE;
+  const cmdlineOff = strOff;
+  strOff += cmdline?.length ?? 0;
+  const modStrOffs = modCmdlines.map((c) => {
+    const o = strOff;
+    strOff += c?.length ?? 0;
+    return o;
+  });
+  const info = place.add(options.startInfoAddress ?? 0x6000, strOff, "hvm_start_info block", true);
+  const modAddrs = mods.map((m, i) =>
+    m.address !== undefined ? place.add(m.address, m.data.length, `module ${i}`) : place.fitLow(m.data.length, 4096, plan.end, `module ${i}`),
+  );
+
+  const block = Buffer.alloc(strOff);
+  block.writeUInt32LE(HVM_START_MAGIC, 0);
+  block.writeUInt32LE(1, 4);
+  block.writeUInt32LE(0, 8);
+  block.writeUInt32LE(mods.length, 12);
+  block.writeBigUInt64LE(mods.length > 0 ? BigInt(info + modlistOff) : 0n, 16);
+  block.writeBigUInt64LE(cmdline !== undefined ? BigInt(info + cmdlineOff) : 0n, 24);
+  block.writeBigUInt64LE(options.rsdpAddress ?? 0n, 32);
+  block.writeBigUInt64LE(BigInt(info + memmapOff), 40);
+  block.writeUInt32LE(memmap.length, 48);
+  mods.forEach((m, i) => {
+    const o = modlistOff + i * HVM_MODLIST_ENTRY_SIZE;
+    block.writeBigUInt64LE(BigInt(modAddrs[i]!), o);
+    block.writeBigUInt64LE(BigInt(m.data.length), o + 8);
+    block.writeBigUInt64LE(modCmdlines[i] !== undefined ? BigInt(info + modStrOffs[i]!) : 0n, o + 16);
+  });
+  memmap.forEach((e, i) => {
+    const o = memmapOff + i * HVM_MEMMAP_ENTRY_SIZE;
+    block.writeBigUInt64LE(BigInt.asUintN(64, e.addr), o);
+    block.writeBigUInt64LE(BigInt.asUintN(64, e.size), o + 8);
+    block.writeUInt32LE(e.type >>> 0, o + 16);
+  });
+  if (cmdline !== undefined) block.set(cmdline, cmdlineOff);
+  modCmdlines.forEach((c, i) => {
+    if (c !== undefined) block.set(c, modStrOffs[i]!);
+  });
+
+  const load = applyElfLoad(memory, plan);
+  writeBootGdt(memory, gdt, false);
+  memory.write(info, block);
+  mods.forEach((m, i) => {
+    memory.write(modAddrs[i]!, m.data);
+  });
+  return {
+    load,
+    entry,
+    startInfoAddress: info,
+    modules: mods.map((m, i) => ({ address: modAddrs[i]!, size: m.data.length })),
+    cpu: protectedMode32State(entry, gdt, { rbx: BigInt(info) }),
+  };
+}
