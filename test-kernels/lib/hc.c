@@ -13,17 +13,19 @@ i32 hypercall_raw(struct tsvmm_hc *hc) {
 i32 hc_status(void) { return (i32)inl(HC_PORT); }
 
 i64 hypercall(u16 call, u64 a0, u64 a1, u64 a2) {
-    struct tsvmm_hc hc;
-    hc.magic = HC_MAGIC;
-    hc.version = HC_VERSION;
-    hc.call = call;
-    hc.arg[0] = a0;
-    hc.arg[1] = a1;
-    hc.arg[2] = a2;
-    hc.arg[3] = 0;
-    hc.result = INT64_MIN; /* sentinel: a VMM that never wrote the block leaves it */
-    __asm__ volatile("outl %0, %1" ::"a"((u32)(ulong)&hc), "Nd"((u16)HC_PORT) : "memory");
-    return hc.result;
+    /* The ABI wants an 8-aligned block; 16/32-bit stacks only promise 4, so align by hand. */
+    u8 space[sizeof(struct tsvmm_hc) + 8];
+    struct tsvmm_hc *blk = (struct tsvmm_hc *)(((ulong)space + 7) & ~(ulong)7);
+    blk->magic = HC_MAGIC;
+    blk->version = HC_VERSION;
+    blk->call = call;
+    blk->arg[0] = a0;
+    blk->arg[1] = a1;
+    blk->arg[2] = a2;
+    blk->arg[3] = 0;
+    blk->result = INT64_MIN; /* sentinel: a VMM that never wrote the block leaves it */
+    __asm__ volatile("outl %0, %1" ::"a"((u32)(ulong)blk), "Nd"((u16)HC_PORT) : "memory");
+    return blk->result;
 }
 
 void report(const char *name, int pass) { hypercall(HC_CALL_REPORT, (ulong)name, strlen(name), pass ? 1 : 0); }

@@ -12,6 +12,7 @@ _start:
     movl $stack_top, %esp
     calll lib_start
     calll test_main
+    subl $12, %esp          /* keep the ABI's 16-byte alignment at the call */
     pushl %eax
     calll exit
 1:  hlt

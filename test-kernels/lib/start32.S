@@ -7,6 +7,7 @@ _start:
     movl $stack_top, %esp
     call lib_start
     call test_main
+    subl $12, %esp          /* keep the ABI's 16-byte alignment at the call */
     pushl %eax
     call exit
 1:  hlt
