@@ -39,6 +39,7 @@ export {
   type PagingFormatOptions,
   type PagingPageAttributes,
 } from "./format.js";
+export { buildIdentityMap, type IdentityMapOptions } from "./identity.js";
 export {
   decodePagingEntry,
   encodePagingEntry,

@@ -15,6 +15,9 @@ export class TableMemory {
   words: Uint32Array = EMPTY;
   private curBase = 0;
   private curEnd = 0;
+  // Word offsets are computed with >>> 2 (keeping them small integers for the JIT) unless the
+  // region is larger than 4 GiB.
+  private curSmall = true;
   private readonly views = new Map<number, Uint32Array>();
 
   constructor(readonly memory: GuestMemory) {}
@@ -24,7 +27,9 @@ export class TableMemory {
    * is not wholly inside one guest-memory region.
    */
   page(addr: number): number {
-    if (addr >= this.curBase && addr + 4096 <= this.curEnd) return (addr - this.curBase) / 4;
+    if (addr >= this.curBase && addr + 4096 <= this.curEnd) {
+      return this.curSmall ? (addr - this.curBase) >>> 2 : (addr - this.curBase) / 4;
+    }
     return this.switchTo(addr);
   }
 
@@ -47,6 +52,7 @@ export class TableMemory {
         this.words = words;
         this.curBase = r.base;
         this.curEnd = r.base + r.size;
+        this.curSmall = r.size <= 2 ** 32;
         return (addr - r.base) / 4;
       }
     }

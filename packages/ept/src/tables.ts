@@ -102,8 +102,6 @@ export class PageTables<A> {
   private stCount = 0;
   private faultLevel = 0;
   private leafLevel = 0;
-  private andLo = 0;
-  private orHi = 0;
   private permissionMessage: string | null = null;
 
   constructor(memory: GuestMemory, allocator: TableAllocator, format: PagingFormat<A>, root?: number) {
@@ -194,8 +192,6 @@ export class PageTables<A> {
       orHi |= hi;
       if (leaf) {
         this.leafLevel = level;
-        this.andLo = andLo;
-        this.orHi = orHi;
         const problem = f.permissionProblem(andLo, orHi, lo, hi, access);
         if (problem !== null) {
           this.faultLevel = level;
