@@ -1,4 +1,7 @@
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   HC_PORT, HC_SIGNATURE_PORT, HypercallDispatcher, type KvmCpuidEntry2, type KvmMsrFilter, KVM_MP_STATE, KVM_MSR_EXIT_REASON,
 } from "@tsvmm/abi";
@@ -124,6 +127,13 @@ export interface RunResult {
 }
 
 export const OUT_DIR = new URL("../out/", import.meta.url);
+
+/** `make -s -C test-kernels`: a no-op when the guests are up to date, so suites can call it first. */
+export function buildGuests(): void {
+  // Test files run in parallel processes: serialize the builds.
+  const lock = join(tmpdir(), "tsvmm-test-kernels.lock");
+  execFileSync("flock", [lock, "make", "-s", "-j2", "-C", new URL("..", OUT_DIR).pathname], { stdio: "inherit" });
+}
 
 export function guestPath(name: string): string {
   return new URL(`${name}.elf`, OUT_DIR).pathname;

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { BOOT_CS, BOOT_PD, BOOT_PDPT, BOOT_PML4 } from "../harness/boot.js";
 import { BootMode } from "../harness/elf.js";
 import { fibMod32, gcd, randomU32, randomU64, s64, vendorRegs, xorshiftSum } from "../harness/expect.js";
-import { type RunResult, runGuest } from "../harness/run.js";
+import { buildGuests, type RunResult, runGuest } from "../harness/run.js";
 
 // One `it` per guest in test-kernels/tests. Every case boots its guest on the real /dev/kvm and
 // checks what the guest reported against what the VMM side set up or computed independently.
@@ -15,6 +15,7 @@ const ACCESSED_DIRTY = 0x60n;
 const KERNEL_CS = 0x08n;
 
 beforeAll(() => {
+  buildGuests();
   // These cases exist to run guests on KVM: without /dev/kvm they fail here, loudly, rather than pass.
   expect(kvmAvailable(), "/dev/kvm must be readable and writable to run the test kernels").toBe(true);
 });
