@@ -26,14 +26,16 @@ export const identityMap2M: PageTableBuilder = {
     if (tablesBase % PAGE !== 0) throw new BootError("BOOT_BAD_OPTION", `page tables base ${hex(tablesBase)} is not 4 KiB aligned`);
     const gibs = Number((size + GIB - 1n) / GIB);
     const t = Buffer.alloc(PAGE * (2 + gibs));
-    const pdpt = tablesBase + PAGE;
-    t.writeBigUInt64LE(BigInt(pdpt) | 0x3n, 0); // present, writable
+    // Plain-number arithmetic: entries are below 2^52, and bigint per entry is needlessly slow.
+    const put = (off: number, value: number) => {
+      t.writeUInt32LE(value % 2 ** 32, off);
+      t.writeUInt32LE(Math.floor(value / 2 ** 32), off + 4);
+    };
+    put(0, tablesBase + PAGE + 0x3); // present, writable
     for (let g = 0; g < gibs; g++) {
       const pd = tablesBase + PAGE * (2 + g);
-      t.writeBigUInt64LE(BigInt(pd) | 0x3n, PAGE + g * 8);
-      for (let j = 0; j < 512; j++) {
-        t.writeBigUInt64LE((BigInt(g) * GIB + (BigInt(j) << 21n)) | 0x83n, PAGE * (2 + g) + j * 8); // present, writable, 2 MiB page
-      }
+      put(PAGE + g * 8, pd + 0x3);
+      for (let j = 0; j < 512; j++) put(PAGE * (2 + g) + j * 8, g * 2 ** 30 + j * 2 ** 21 + 0x83); // present, writable, 2 MiB page
     }
     memory.write(tablesBase, t);
     return BigInt(tablesBase);
