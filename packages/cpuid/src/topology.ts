@@ -99,10 +99,10 @@ function writeLevels(table: CpuidTable, leaf: number, topo: Topology): void {
 }
 
 /**
- * Writes every topology field that is the same on all vCPUs:
- * leaf 1 EBX[23:16] and EDX.HTT; leaf 4 EAX[31:26] and EAX[25:14] of each cache present; leaf 0xB
- * (always) and 0x1F (when the table has it or CPUID.0:EAX reaches it); on AMD, 0x80000001
- * ECX.CmpLegacy, 0x80000008 ECX[15:12,7:0] and 0x8000001D EAX[25:14].
+ * Writes the topology fields that are the same on all vCPUs: leaf 1 EBX[23:16] and EDX.HTT; leaf
+ * 0xB (always; CPUID.0:EAX is raised to 0xB if lower) and 0x1F (when the table has it or
+ * CPUID.0:EAX reaches it); on AMD, 0x80000001 ECX.CmpLegacy and 0x80000008 ECX[15:12,7:0].
+ * Cache sharing fields are applyCacheTopology's.
  */
 export function applyTopology(table: CpuidTable, topo: Topology, vendor: Vendor = table.vendor): CpuidTable {
   const ts = idWidth(topo.threadsPerCore);
@@ -113,14 +113,8 @@ export function applyTopology(table: CpuidTable, topo: Topology, vendor: Vendor 
     r.ebx = (r.ebx & ~0x00ff0000) | (Math.min(255, 2 ** (ts + cs)) << 16);
     r.edx = perPackage > 1 ? r.edx | (1 << 28) : r.edx & ~(1 << 28);
   });
-  for (const sub of table.subleaves(4)) {
-    update(table, 4, sub, (r) => {
-      if ((r.eax & 0x1f) === 0) return;
-      const level = (r.eax >>> 5) & 7;
-      const sharing = level <= 2 ? 2 ** ts : 2 ** (ts + cs);
-      r.eax = (r.eax & 0x3fff) | (Math.min(63, 2 ** cs - 1) << 26) | (Math.min(0xfff, sharing - 1) << 14);
-    });
-  }
+  const max = table.maxBasicLeaf;
+  if (max !== undefined && max < 0xb) table.setRegister(0, 0, "eax", 0xb);
   writeLevels(table, 0xb, topo);
   if (table.hasLeaf(0x1f) || (table.maxBasicLeaf ?? 0) >= 0x1f) writeLevels(table, 0x1f, topo);
 
@@ -131,6 +125,28 @@ export function applyTopology(table: CpuidTable, topo: Topology, vendor: Vendor 
     update(table, 0x80000008, 0, (r) => {
       r.ecx = (r.ecx & ~0xf0ff) | ((ts + cs) << 12) | Math.min(255, perPackage - 1);
     });
+  }
+  return table;
+}
+
+/**
+ * Writes the cache-sharing fields: leaf 4 EAX[31:26] (addressable core ids - 1) and EAX[25:14]
+ * (addressable logical processors sharing the cache - 1) of every cache present, and on AMD
+ * 0x8000001D EAX[25:14]. L1 and L2 are shared by the threads of a core, L3 by the package.
+ */
+export function applyCacheTopology(table: CpuidTable, topo: Topology, vendor: Vendor = table.vendor): CpuidTable {
+  const ts = idWidth(topo.threadsPerCore);
+  const cs = idWidth(topo.coresPerSocket);
+  const perPackage = topo.threadsPerCore * topo.coresPerSocket;
+  for (const sub of table.subleaves(4)) {
+    update(table, 4, sub, (r) => {
+      if ((r.eax & 0x1f) === 0) return;
+      const level = (r.eax >>> 5) & 7;
+      const sharing = level <= 2 ? 2 ** ts : 2 ** (ts + cs);
+      r.eax = (r.eax & 0x3fff) | (Math.min(63, 2 ** cs - 1) << 26) | (Math.min(0xfff, sharing - 1) << 14);
+    });
+  }
+  if (vendor === "amd") {
     for (const sub of table.subleaves(0x8000001d)) {
       update(table, 0x8000001d, sub, (r) => {
         if ((r.eax & 0x1f) === 0) return;
@@ -154,7 +170,9 @@ export function applyVcpuIds(table: CpuidTable, topo: Topology, index: number, v
     r.ebx = (r.ebx & 0x00ffffff) | ((p.apicId & 0xff) << 24);
   });
   for (const leaf of [0xb, 0x1f]) {
-    for (const sub of table.subleaves(leaf)) update(table, leaf, sub, (r) => void (r.edx = p.apicId));
+    for (const sub of table.subleaves(leaf)) update(table, leaf, sub, (r) => {
+        r.edx = p.apicId;
+      });
   }
   if (vendor === "amd" && (table.hasLeaf(0x8000001e) || (table.maxExtendedLeaf ?? 0) >= 0x8000001e)) {
     table.set(0x8000001e, 0, {

@@ -1,4 +1,4 @@
-import { applyTopology, applyVcpuIds, CpuidTable, idWidth, makeTopology, vcpuPlace } from "@tsvmm/cpuid";
+import { applyCacheTopology, applyTopology, applyVcpuIds, CpuidTable, idWidth, makeTopology, vcpuPlace } from "@tsvmm/cpuid";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
@@ -55,7 +55,7 @@ describe("topology", () => {
       fc.assert(
         fc.property(layoutArb, ({ t, c, s, n }) => {
           const topo = makeTopology(n, { threadsPerCore: t, coresPerSocket: c, sockets: s });
-          const shared = applyTopology(base(vendor), topo);
+          const shared = applyCacheTopology(applyTopology(base(vendor), topo), topo);
           const ids = new Set<number>();
           const per = [...Array(n).keys()].map((i) => {
             const table = applyVcpuIds(shared.clone(), topo, i);
