@@ -83,7 +83,8 @@ afterAll(() => {
 
 /** Run one case and check the invariants; returns nothing, throws on a broken invariant. */
 function check(name: string, mem: RecordingMemory, f: () => unknown): void {
-  const c = (counts[name] ??= { cases: 0, loaded: 0, refused: {} });
+  counts[name] ??= { cases: 0, loaded: 0, refused: {} };
+  const c = counts[name];
   c.cases++;
   mem.reset();
   const t0 = performance.now();
