@@ -3,7 +3,8 @@ import { hex } from "./bits.js";
 import { EptError } from "./errors.js";
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-const EMPTY = new Uint32Array(0);
+// Off-heap like every real view, so the walker sees one kind of typed array.
+const EMPTY = new Uint32Array(new ArrayBuffer(4096), 0, 0);
 
 /**
  * 32-bit word access to paging-structure pages. Each guest-memory region is sliced once through
@@ -13,11 +14,12 @@ const EMPTY = new Uint32Array(0);
 export class TableMemory {
   /** Words of the region holding the page last passed to {@link page}. */
   words: Uint32Array = EMPTY;
-  private curBase = 0;
-  private curEnd = 0;
+  /** Bounds of the region {@link words} views; read by the walker to skip a call per level. */
+  curBase = 0;
+  curEnd = 0;
   // Word offsets are computed with >>> 2 (keeping them small integers for the JIT) unless the
   // region is larger than 4 GiB.
-  private curSmall = true;
+  curSmall = true;
   private readonly views = new Map<number, Uint32Array>();
 
   constructor(readonly memory: GuestMemory) {}

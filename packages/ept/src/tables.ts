@@ -150,7 +150,9 @@ export class PageTables<A> {
     let orHi = 0;
     let n = 0;
     for (let level: number = f.levels; level >= 1; level--) {
-      const w = mem.page(table);
+      // The region check of TableMemory.page, inlined: a call per level costs more than the walk.
+      const w =
+        table >= mem.curBase && table + 4096 <= mem.curEnd && mem.curSmall ? (table - mem.curBase) >>> 2 : mem.page(table);
       if (w < 0) {
         this.faultLevel = level;
         this.stCount = n;
