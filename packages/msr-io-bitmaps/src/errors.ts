@@ -17,6 +17,7 @@ export class BitmapError extends TsvmmError<BitmapErrorCode> {}
 export type KvmMsrFilterErrorCode =
   | "KVM_MSR_FILTER_TOO_MANY_RANGES"
   | "KVM_MSR_FILTER_X2APIC_UNFILTERABLE"
+  | "KVM_MSR_FILTER_UNREPRESENTABLE"
   | "KVM_MSR_FILTER_INVALID";
 
 /** A policy cannot be expressed as a `kvm_msr_filter`, or a filter would be rejected by KVM. */

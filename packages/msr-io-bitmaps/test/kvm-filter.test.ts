@@ -97,9 +97,9 @@ describe("toKvmMsrFilter", () => {
     // 16 of them fit exactly.
     const fits = MsrPolicy.fromAllowList(Array.from({ length: 16 }, (_, i) => 0x2000_0000 + i * 0x10000));
     expect(toKvmMsrFilter(fits).ranges).toHaveLength(16);
-    // Forcing default allow on a VMX bitmap cannot work: everything outside the bitmap is denied.
+    // Forcing default allow on a VMX bitmap cannot work: it denies MSR 0xFFFFFFFF, which only the default reaches.
     expect(() => toKvmMsrFilter(new VmxMsrBitmap(), { defaultAction: "allow" })).toThrow(
-      expect.objectContaining({ code: "KVM_MSR_FILTER_TOO_MANY_RANGES" }),
+      expect.objectContaining({ code: "KVM_MSR_FILTER_UNREPRESENTABLE" }),
     );
   });
 
@@ -117,6 +117,28 @@ describe("toKvmMsrFilter", () => {
     for (const msr of [0x10, 0x11, 0x1f00, 0x1eff, 0x20]) expect(kvmAllows(f, msr, "read", true)).toBe(spread.toPolicy().allows(msr, "read"));
   });
 
+  it("never emits a range reaching MSR 0xFFFFFFFF, which KVM's u32 end computation cannot match", () => {
+    // Denying up to 0xFFFFFFFE is one range ending exactly at the limit.
+    const nearTop = MsrPolicy.fromDenyList([{ first: 0xffff_ff00, last: 0xffff_fffe }]);
+    const f = toKvmMsrFilter(nearTop);
+    expect(f.flags).toBe(KVM_MSR_FILTER_DEFAULT_ALLOW);
+    expect(f.ranges.map((r) => [r.base, r.nmsrs])).toEqual([[0xffff_ff00, 0xff]]);
+    expect(kvmAllows(f, 0xffff_fffe, "read")).toBe(false);
+    expect(kvmAllows(f, 0xffff_ffff, "read")).toBe(true);
+    // Denying 0xFFFFFFFF itself needs default deny, and then the allowed rest needs ~350k ranges.
+    const topDenied = MsrPolicy.fromDenyList([{ first: 0xffff_ff00, last: 0xffff_ffff }]);
+    expect(() => toKvmMsrFilter(topDenied)).toThrow(/with default deny; with default allow it cannot be expressed/);
+    expect(() => toKvmMsrFilter(topDenied, { defaultAction: "allow" })).toThrow(
+      expect.objectContaining({ code: "KVM_MSR_FILTER_UNREPRESENTABLE" }),
+    );
+    const split = MsrPolicy.fromAllowList([{ msrs: 0xffff_ffff, access: "read" }]);
+    expect(() => toKvmMsrFilter(split)).toThrow(expect.objectContaining({ code: "KVM_MSR_FILTER_UNREPRESENTABLE" }));
+    // Allowing 0xFFFFFFFF forces default allow, so an allow-list that includes it cannot fit.
+    const allowedTop = MsrPolicy.fromAllowList([{ first: 0xffff_fff0, last: 0xffff_ffff }]);
+    expect(kvmMsrFilterRangesNeeded(allowedTop)).toEqual({ allow: 349526, deny: Number.POSITIVE_INFINITY });
+    expect(() => toKvmMsrFilter(allowedTop)).toThrow(/needs 349526 kvm_msr_filter ranges with default allow; with default deny it cannot be expressed/);
+  });
+
   it("validateKvmMsrFilter mirrors kvm_vm_ioctl_set_msr_filter's EINVAL rules", () => {
     const ok = { flags: 0, ranges: [{ flags: 1, base: 0, nmsrs: 0x3000, bitmap: Buffer.alloc(0x600) }] };
     expect(() => validateKvmMsrFilter(ok)).not.toThrow();
@@ -128,6 +150,7 @@ describe("toKvmMsrFilter", () => {
       { flags: 0, ranges: [{ flags: 4, base: 0, nmsrs: 1, bitmap: Buffer.alloc(8) }] },
       { flags: 0, ranges: [{ flags: 1, base: 0, nmsrs: 0x3001, bitmap: Buffer.alloc(0x608) }] },
       { flags: 0, ranges: [{ flags: 1, base: 0, nmsrs: 65, bitmap: Buffer.alloc(9) }] },
+      { flags: 0, ranges: [{ flags: 1, base: 0xffff_fff0, nmsrs: 16, bitmap: Buffer.alloc(8) }] },
       { flags: 0, ranges: Array.from({ length: 17 }, () => ({ flags: 1, base: 0, nmsrs: 1, bitmap: Buffer.alloc(8) })) },
     ];
     for (const f of bad) expect(() => validateKvmMsrFilter(f)).toThrow(expect.objectContaining({ code: "KVM_MSR_FILTER_INVALID" }));

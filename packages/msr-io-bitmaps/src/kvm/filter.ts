@@ -18,6 +18,13 @@ export const KVM_MSR_FILTER_MAX_BITMAP_SIZE = 0x600;
 /** So one range spans at most this many MSRs. */
 export const KVM_MSR_FILTER_MAX_NMSRS = KVM_MSR_FILTER_MAX_BITMAP_SIZE * 8;
 const RW = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE;
+/**
+ * kvm_msr_allowed() computes a range's end as base + nmsrs in u32, so a range reaching MSR
+ * 0xFFFFFFFF wraps to end 0 and never matches: ranges must end at or below this, and MSR
+ * 0xFFFFFFFF always gets the default action.
+ */
+const RANGE_LIMIT = MSR_LIMIT - 1;
+const LAST_MSR = MSR_LIMIT - 1;
 /** kvm_msr_allowed() returns true for 0x800-0x8FF before looking at any filter. */
 export const X2APIC_MSRS: Span = [0x800, 0x900];
 
@@ -69,8 +76,8 @@ class Plan {
 /** End of the stretch from `x` over which membership in `s` does not change. */
 function stretchEnd(s: IntervalSet, x: number): number {
   const sp = s.spans[s.indexAtOrAfter(x)];
-  if (sp === undefined) return MSR_LIMIT;
-  return sp[0] <= x ? sp[1] : sp[0];
+  if (sp === undefined) return RANGE_LIMIT;
+  return Math.min(RANGE_LIMIT, sp[0] <= x ? sp[1] : sp[0]);
 }
 
 /**
@@ -96,7 +103,7 @@ function planJoint(a: IntervalSet, b: IntervalSet, cap: number): Plan {
       x = u.nextMember(x + k * L);
       continue;
     }
-    const end = Math.min(x + L, MSR_LIMIT);
+    const end = Math.min(x + L, RANGE_LIMIT);
     const ca = a.clip(x, end);
     const cb = b.clip(x, end);
     if (ca.equals(cb)) {
@@ -105,7 +112,7 @@ function planJoint(a: IntervalSet, b: IntervalSet, cap: number): Plan {
       if (!ca.isEmpty) plan.add(KVM_MSR_FILTER_READ, ca.nextMember(x)!, ca.prevMember(end)! + 1);
       if (!cb.isEmpty) plan.add(KVM_MSR_FILTER_WRITE, cb.nextMember(x)!, cb.prevMember(end)! + 1);
     }
-    x = end >= MSR_LIMIT ? undefined : u.nextMember(end);
+    x = end >= RANGE_LIMIT ? undefined : u.nextMember(end);
   }
   return plan;
 }
@@ -120,9 +127,9 @@ function planOne(s: IntervalSet, flags: number, plan: Plan): void {
       x = s.nextMember(x + k * L);
       continue;
     }
-    const end = Math.min(x + L, MSR_LIMIT);
+    const end = Math.min(x + L, RANGE_LIMIT);
     plan.add(flags, x, s.prevMember(end)! + 1);
-    x = end >= MSR_LIMIT ? undefined : s.nextMember(end);
+    x = end >= RANGE_LIMIT ? undefined : s.nextMember(end);
   }
 }
 
@@ -138,6 +145,12 @@ function planFor(policy: MsrPolicy, def: KvmDefaultAction, ignore: IntervalSet):
   const exceptions = (allowed: IntervalSet) => (def === "deny" ? allowed : allowed.complement(MSR_LIMIT)).difference(ignore);
   const a = exceptions(policy.allowedSet("read"));
   const b = exceptions(policy.allowedSet("write"));
+  if (a.has(LAST_MSR) || b.has(LAST_MSR)) {
+    // No range can reach MSR 0xFFFFFFFF, so this default cannot express the policy there.
+    const never = new Plan(0);
+    never.count = Number.POSITIVE_INFINITY;
+    return never;
+  }
   const joint = planJoint(a, b, KVM_MSR_FILTER_MAX_RANGES);
   const separate = planSeparate(a, b, KVM_MSR_FILTER_MAX_RANGES);
   return separate.count < joint.count ? separate : joint;
@@ -181,9 +194,19 @@ export function toKvmMsrFilter(source: MsrPolicySource, options: ToKvmMsrFilterO
   else def = plans.allow ? "allow" : "deny";
   const plan = plans[def]!;
 
+  if (plan.count === Number.POSITIVE_INFINITY) {
+    throw new KvmMsrFilterError(
+      "KVM_MSR_FILTER_UNREPRESENTABLE",
+      choice === "auto"
+        ? "this MSR policy treats reads and writes of MSR 0xffffffff differently; no kvm_msr_filter can, since KVM's ranges cannot reach 0xffffffff and it always gets the default action"
+        : `with default ${def}, MSR 0xffffffff would be ${def === "allow" ? "allowed" : "denied"}, but the policy says otherwise; KVM's ranges cannot reach 0xffffffff`,
+    );
+  }
   if (plan.count > KVM_MSR_FILTER_MAX_RANGES) {
     const other = def === "allow" ? plans.deny : plans.allow;
-    const also = other ? `; with default ${def === "allow" ? "deny" : "allow"} it needs ${other.count}` : "";
+    const also = other
+      ? `; with default ${def === "allow" ? "deny" : "allow"} it ${other.count === Number.POSITIVE_INFINITY ? "cannot be expressed" : `needs ${other.count}`}`
+      : "";
     throw new KvmMsrFilterError(
       "KVM_MSR_FILTER_TOO_MANY_RANGES",
       `this MSR policy needs ${plan.count} kvm_msr_filter ranges with default ${def}${also}; KVM accepts at most ${KVM_MSR_FILTER_MAX_RANGES} (each up to ${hex(KVM_MSR_FILTER_MAX_NMSRS)} MSRs)`,
@@ -208,8 +231,8 @@ export function toKvmMsrFilter(source: MsrPolicySource, options: ToKvmMsrFilterO
 
 /**
  * Throws KVM_MSR_FILTER_INVALID for a filter KVM_X86_SET_MSR_FILTER would reject with EINVAL
- * (x86.c: kvm_vm_ioctl_set_msr_filter, kvm_add_msr_filter), or whose bitmap is shorter than the
- * bytes KVM copies from it.
+ * (x86.c: kvm_vm_ioctl_set_msr_filter, kvm_add_msr_filter), whose bitmap is shorter than the
+ * bytes KVM copies from it, or with a range KVM accepts but can never match (end wraps past 2^32).
  */
 export function validateKvmMsrFilter(filter: KvmMsrFilter): void {
   const bad = (why: string): never => {
@@ -227,6 +250,8 @@ export function validateKvmMsrFilter(filter: KvmMsrFilter): void {
     const bytes = kvmBitmapBytes(r.nmsrs);
     if (bytes > KVM_MSR_FILTER_MAX_BITMAP_SIZE) bad(`range ${i}: ${r.nmsrs} MSRs need a ${bytes}-byte bitmap; at most ${KVM_MSR_FILTER_MAX_BITMAP_SIZE}`);
     if (!(r.bitmap instanceof Uint8Array) || r.bitmap.length < bytes) bad(`range ${i}: bitmap must hold at least ${bytes} bytes (KVM copies whole longs)`);
+    // Accepted by KVM, but base + nmsrs wraps in u32 and the range silently never matches.
+    if (r.base + r.nmsrs > RANGE_LIMIT) bad(`range ${i}: base ${hex(r.base)} + nmsrs ${r.nmsrs} reaches 0xffffffff; KVM's u32 end wraps and the range never matches`);
   });
   if (empty && (filter.flags & KVM_MSR_FILTER_DEFAULT_DENY) !== 0) bad("default deny with no non-empty range");
 }
