@@ -50,3 +50,41 @@ export function kvmSupportedCpuid(): {
     edx: edx!,
   }));
 }
+
+export interface GuestCpuidResult {
+  vcpu: number;
+  leaf: number;
+  subleaf: number;
+  eax: number;
+  ebx: number;
+  ecx: number;
+  edx: number;
+}
+
+/**
+ * Runs a 16-bit guest per vCPU on /dev/kvm (C harness, no kvm-backend) with each vCPU's
+ * KVM_SET_CPUID2 entries, executing CPUID for every query; returns what the guests saw.
+ */
+export function guestCpuid(
+  queries: readonly (readonly [number, number])[],
+  perVcpu: readonly (readonly { function: number; index: number; flags: number; eax: number; ebx: number; ecx: number; edx: number }[])[],
+): GuestCpuidResult[] {
+  dir ??= mkdtempSync(join(tmpdir(), "tsvmm-cpuid-"));
+  const exe = join(dir, "guest-cpuid");
+  execFileSync("gcc", ["-O1", "-o", exe, join(here, "guest-cpuid.c")]);
+  const h = (n: number) => n.toString(16);
+  const input = [
+    ...queries.map(([l, s]) => `q ${h(l)} ${h(s)}`),
+    ...perVcpu.flatMap((entries, v) =>
+      entries.map((e) => `e ${h(v)} ${[e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx].map(h).join(" ")}`),
+    ),
+  ].join("\n");
+  const out = execFileSync(exe, { input: `${input}\n`, encoding: "utf8" });
+  return out
+    .trim()
+    .split("\n")
+    .map((l) => {
+      const [vcpu, leaf, subleaf, eax, ebx, ecx, edx] = l.split(" ").map((x) => Number.parseInt(x, 16));
+      return { vcpu: vcpu!, leaf: leaf!, subleaf: subleaf!, eax: eax!, ebx: ebx!, ecx: ecx!, edx: edx! };
+    });
+}
