@@ -136,8 +136,8 @@ export class MmioExit extends ExitBase {
 }
 
 /** KVM_EXIT_X86_RDMSR / WRMSR (user-space MSR exits). Reply before the next run. */
-export class MsrExit extends ExitBase {
-  constructor(run: Buffer, readonly kind: "rdmsr" | "wrmsr") {
+export class MsrExit<K extends "rdmsr" | "wrmsr" = "rdmsr" | "wrmsr"> extends ExitBase {
+  constructor(run: Buffer, readonly kind: K) {
     super(run);
   }
   get index(): number {
@@ -291,7 +291,7 @@ export class UnknownExit extends ExitBase {
 }
 
 export type VcpuExit =
-  | IoExit | MmioExit | MsrExit | FailEntryExit | InternalErrorExit | SystemEventExit | HypercallExit
+  | IoExit | MmioExit | MsrExit<"rdmsr"> | MsrExit<"wrmsr"> | FailEntryExit | InternalErrorExit | SystemEventExit | HypercallExit
   | DebugExit | ExceptionExit | UnknownExit
   | SimpleExit<"hlt"> | SimpleExit<"shutdown"> | SimpleExit<"irq_window_open"> | SimpleExit<"interrupted">;
 export type VcpuExitKind = VcpuExit["kind"];
@@ -300,8 +300,8 @@ export type VcpuExitKind = VcpuExit["kind"];
 export class ExitDecoder {
   readonly io: IoExit;
   readonly mmio: MmioExit;
-  readonly rdmsr: MsrExit;
-  readonly wrmsr: MsrExit;
+  readonly rdmsr: MsrExit<"rdmsr">;
+  readonly wrmsr: MsrExit<"wrmsr">;
   readonly hlt: SimpleExit<"hlt">;
   readonly shutdown: SimpleExit<"shutdown">;
   readonly irqWindowOpen: SimpleExit<"irq_window_open">;
