@@ -188,8 +188,9 @@ export function report(ctx: Ctx, id: string, message: string): void {
 
 /** Bits 63:N identical, N = width − 1 (sign extension of the top implemented bit). */
 export function isCanonical(v: bigint, width: number): boolean {
-  const top = v >> BigInt(width - 1);
-  return top === 0n || top === (1n << BigInt(65 - width)) - 1n;
+  // Precomputed shifts for the two widths in use keep this off the BigInt-conversion path.
+  const top = width === 48 ? v >> 47n : width === 57 ? v >> 56n : v >> BigInt(width - 1);
+  return top === 0n || top === (width === 48 ? 0x1ffffn : width === 57 ? 0xffn : (1n << BigInt(65 - width)) - 1n);
 }
 
 /** Address fits MAXPHYADDR. */
