@@ -8,6 +8,7 @@ import {
 } from "@tsvmm/abi";
 import { KvmError, ioctlError, syscallError } from "./errors.js";
 import type { EventFd } from "./eventfd.js";
+import type { GuestRam } from "./guest-ram.js";
 import { type NativeAddon, native } from "./native.js";
 import { Vcpu } from "./vcpu.js";
 
@@ -23,6 +24,8 @@ export interface MemorySlotOptions {
   /** Track guest writes per 4 KiB page (KVM_GET_DIRTY_LOG). */
   logDirty?: boolean;
   name?: string;
+  /** Back the slot with this (possibly shared) memory instead of a fresh private mapping. */
+  ram?: GuestRam;
 }
 
 export interface MemorySlot extends GuestRegion {
@@ -32,7 +35,9 @@ export interface MemorySlot extends GuestRegion {
 }
 
 interface SlotRecord extends MemorySlot {
-  ab: ArrayBuffer;
+  /** Our own mapping, or undefined when the slot is backed by a GuestRam. */
+  ab: ArrayBuffer | undefined;
+  ram: GuestRam | undefined;
 }
 
 export interface IoeventfdOptions {
@@ -111,22 +116,35 @@ export class Vm {
         throw new KvmError("KVM_INVALID_ARGUMENT", `slot ${o.slot} [0x${o.guestPhysAddr.toString(16)}, +0x${o.size.toString(16)}) overlaps slot ${s.slot}`);
       }
     }
-    const c = this.n.constants;
-    const ab = this.n.mmap(-1, o.size, c.PROT_READ | c.PROT_WRITE, c.MAP_PRIVATE | c.MAP_ANONYMOUS | c.MAP_NORESERVE, 0);
-    if (typeof ab === "number") throw syscallError("mmap", ab, `${o.size} bytes of guest memory`);
+    let ab: ArrayBuffer | undefined;
+    let buffer: Buffer;
+    let userspaceAddr: bigint;
+    if (o.ram !== undefined) {
+      if (o.ram.size !== o.size) throw new KvmError("KVM_INVALID_ARGUMENT", `slot ${o.slot}: size ${o.size} differs from its GuestRam's ${o.ram.size}`);
+      buffer = o.ram.buffer;
+      userspaceAddr = o.ram.address();
+    } else {
+      const c = this.n.constants;
+      const m = this.n.mmap(-1, o.size, c.PROT_READ | c.PROT_WRITE, c.MAP_PRIVATE | c.MAP_ANONYMOUS | c.MAP_NORESERVE, 0);
+      if (typeof m === "number") throw syscallError("mmap", m, `${o.size} bytes of guest memory`);
+      ab = m;
+      buffer = Buffer.from(m);
+      userspaceAddr = this.n.address(m);
+    }
     const flags = (o.readonly ? KVM_MEM_READONLY : 0) | (o.logDirty ? KVM_MEM_LOG_DIRTY_PAGES : 0);
     const r = this.n.ioctlBuf(
       fd,
       IOC.KVM_SET_USER_MEMORY_REGION,
-      KvmUserspaceMemoryRegionLayout.encode({ slot: o.slot, flags, guestPhysAddr: BigInt(o.guestPhysAddr), memorySize: BigInt(o.size), userspaceAddr: this.n.address(ab) }),
+      KvmUserspaceMemoryRegionLayout.encode({ slot: o.slot, flags, guestPhysAddr: BigInt(o.guestPhysAddr), memorySize: BigInt(o.size), userspaceAddr }),
     );
     if (r < 0) {
-      this.n.munmap(ab);
+      if (ab !== undefined) this.n.munmap(ab);
       throw ioctlError(IOC.KVM_SET_USER_MEMORY_REGION, r, `slot ${o.slot}`);
     }
+    o.ram?.acquire();
     const rec: SlotRecord = {
-      slot: o.slot, base: o.guestPhysAddr, size: o.size, buffer: Buffer.from(ab), readonly: o.readonly ?? false,
-      logDirty: o.logDirty ?? false, name: o.name ?? `slot${o.slot}`, ab,
+      slot: o.slot, base: o.guestPhysAddr, size: o.size, buffer, readonly: o.readonly ?? false,
+      logDirty: o.logDirty ?? false, name: o.name ?? `slot${o.slot}`, ab, ram: o.ram,
     };
     this.slots.set(o.slot, rec);
     this.rebuildMemory();
@@ -144,8 +162,14 @@ export class Vm {
   }
 
   private releaseSlot(s: SlotRecord): void {
-    s.buffer.fill(0);
-    this.n.munmap(s.ab);
+    // Shared memory belongs to its GuestRam (other VMs may still use it); our own is zeroed so
+    // nothing of this guest reaches whoever gets the pages next.
+    if (s.ab !== undefined) {
+      s.buffer.fill(0);
+      this.n.munmap(s.ab);
+    } else {
+      s.ram?.release();
+    }
     this.slots.delete(s.slot);
   }
 

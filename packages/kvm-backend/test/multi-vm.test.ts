@@ -1,0 +1,97 @@
+import { EventFd, GuestRam, Kvm, type Vcpu, type Vm, requireKvm } from "@tsvmm/kvm-backend";
+import { describe, expect, it } from "vitest";
+import { assemble, enterRealMode } from "./helpers.js";
+
+const hasKvm = requireKvm();
+
+function routeIoapicPin(vm: Vm, pin: number, vector: number): void {
+  const chip = vm.getIrqchip(2);
+  chip.chip.writeBigUInt64LE(BigInt(vector), 24 + pin * 8);
+  vm.setIrqchip(chip);
+  for (const id of [0, 1]) {
+    const pic = vm.getIrqchip(id);
+    pic.chip[2] = 0xff;
+    vm.setIrqchip(pic);
+  }
+}
+function enableLapic(vcpu: Vcpu): void {
+  const l = vcpu.getLapic();
+  l.regs.writeUInt32LE(0x1ff, 0xf0);
+  l.regs.writeUInt32LE(0x10000, 0x350);
+  l.regs.writeUInt32LE(0x10000, 0x360);
+  vcpu.setLapic(l);
+}
+
+describe.runIf(hasKvm)("two VMs in one process", () => {
+  it("share a memory region and signal through ioeventfd -> irqfd without the VMM relaying", async () => {
+    const kvm = Kvm.open();
+    const shared = new GuestRam(0x1000);
+    const bell = new EventFd();
+    const a = kvm.createVm();
+    const b = kvm.createVm();
+    try {
+      for (const vm of [a, b]) {
+        vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 0x10000 });
+        vm.addMemory({ slot: 1, guestPhysAddr: 0x10000, size: 0x1000, ram: shared });
+      }
+      b.createIrqchip();
+      routeIoapicPin(b, 5, 0x45);
+      // A's OUT to port 0x700 signals the eventfd inside KVM; B has the same eventfd as IRQ 5.
+      a.registerIoeventfd(bell, { addr: 0x700, len: 1, pio: true });
+      b.registerIrqfd(bell, 5);
+
+      const message = `hello from A ${Math.random().toString(36).slice(2, 8)}`;
+      const bytes = [...Buffer.from(`${message}\0`)].map((c) => `.byte ${c}`).join("\n");
+      // A copies its message into the shared page (0x1000:0 = 0x10000), rings the bell, halts.
+      a.memory.write(0x1000, assemble(`mov ax, 0x1000\n mov es, ax\n mov si, offset msg\n xor di, di\n1: lodsb\n stosb\n test al, al\n jnz 1b\n mov al, 1\n mov dx, 0x700\n out dx, al\n hlt\nmsg:\n${bytes}`, 16, 0x1000));
+      // B waits for IRQ 5 (vector 0x45); its handler prints the shared page to port 0x3f8.
+      b.memory.writeU16(0x45 * 4, 0x1800);
+      b.memory.writeU16(0x45 * 4 + 2, 0);
+      b.memory.write(0x1800, assemble("mov ax, 0x1000\n mov ds, ax\n xor si, si\n mov dx, 0x3f8\n1: lodsb\n test al, al\n jz 2f\n out dx, al\n jmp 1b\n2: mov al, 0xdd\n out 0x71, al\n hlt", 16, 0x1800));
+      b.memory.write(0x1000, assemble("sti\n hlt\n 1: jmp 1b", 16, 0x1000));
+      const va = a.createVcpu(0);
+      const vb = b.createVcpu(0);
+      enableLapic(vb);
+      enterRealMode(va, 0x1000);
+      enterRealMode(vb, 0x1000);
+
+      let received = "";
+      const bDone = (async () => {
+        for (;;) {
+          const e = await vb.runAsync();
+          if (e.kind !== "io") return e.kind;
+          if (e.port === 0x3f8) received += String.fromCharCode(e.value);
+          if (e.port === 0x71) return "done";
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 30)); // B is asleep in HLT inside KVM
+      expect(received).toBe("");
+      const aExit = await va.runAsync();
+      // The bell never reached userspace: A's next exit is its HLT, not the OUT.
+      expect(aExit.kind).toBe("hlt");
+      expect(await bDone).toBe("done");
+      expect(received).toBe(message);
+      expect(bell.read()).toBeUndefined(); // the irqfd consumed the signal
+    } finally {
+      a.close();
+      b.close();
+      shared.close();
+      bell.close();
+      kvm.close();
+    }
+  });
+
+  it("a GuestRam still in use cannot be closed; a private slot of a closed VM is released", () => {
+    using kvm = Kvm.open();
+    const ram = new GuestRam(0x2000);
+    const vm = kvm.createVm();
+    vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 0x2000, ram });
+    ram.buffer[5] = 9;
+    expect(vm.memory.readU8(5)).toBe(9);
+    expect(() => ram.close()).toThrowError(expect.objectContaining({ code: "KVM_INVALID_ARGUMENT" }));
+    vm.close();
+    expect(ram.buffer[5]).toBe(9); // shared memory outlives the VM
+    ram.close();
+    expect(() => ram.buffer).toThrowError(expect.objectContaining({ code: "KVM_CLOSED" }));
+  });
+});
