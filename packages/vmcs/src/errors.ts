@@ -8,7 +8,6 @@ export type VmcsErrorCode =
   | "VMCS_INVALID_CAPS"
   | "VMCS_UNKNOWN_PROFILE"
   | "VMCS_UNKNOWN_CHECK"
-  | "VMCS_BRIDGE_INVALID_STATE"
   | "VMCS_BRIDGE_UNKNOWN_EXIT";
 
 /** Every error thrown by `@tsvmm/vmcs`; `code` tells which rule the input broke. */

@@ -1,4 +1,5 @@
 export * from "./bits/index.js";
+export * from "./bridge.js";
 export * from "./caps.js";
 export * from "./checks/index.js";
 export { checkEptp, type EptpViolation } from "./eptp.js";
