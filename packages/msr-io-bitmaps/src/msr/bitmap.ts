@@ -80,14 +80,20 @@ export abstract class MsrBitmapBase implements MsrInterceptBitmap {
   static fromAllowList<T extends MsrBitmapBase>(this: Ctor<T>, entries: Iterable<MsrListEntry>): T {
     const b = new this();
     for (const s of b.segments) b.fillSegment(s, 0, s.count, MSR_DIRECTIONS, true);
-    for (const e of entries) b.setRule(normalizeEntry(e).range, normalizeEntry(e).directions, false);
+    for (const e of entries) {
+      const rule = normalizeEntry(e);
+      b.setRule(rule.range, rule.directions, false);
+    }
     return b;
   }
 
   /** Intercept exactly the listed accesses (plus, as always, every uncovered MSR). */
   static fromDenyList<T extends MsrBitmapBase>(this: Ctor<T>, entries: Iterable<MsrListEntry>): T {
     const b = new this();
-    for (const e of entries) b.setRule(normalizeEntry(e).range, normalizeEntry(e).directions, true);
+    for (const e of entries) {
+      const rule = normalizeEntry(e);
+      b.setRule(rule.range, rule.directions, true);
+    }
     return b;
   }
 
