@@ -3,12 +3,13 @@ import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  HC_PORT, HC_SIGNATURE_PORT, HypercallDispatcher, type KvmCpuidEntry2, type KvmMsrFilter, KVM_MP_STATE, KVM_MSR_EXIT_REASON,
+  type GuestMemory, HC_PORT, HC_SIGNATURE_PORT, HypercallDispatcher, KVM_MP_STATE, KVM_MSR_EXIT_REASON, type KvmCpuidEntry2,
+  type KvmMsrFilter,
 } from "@tsvmm/abi";
 import { Kvm, type Vcpu, type VcpuExit, type Vm } from "@tsvmm/kvm-backend";
 import { bootRegs, bootSregs, writeBootData } from "./boot.js";
-import { HarnessError } from "./errors.js";
 import { BootMode, type GuestImage, loadGuestImage, parseGuestElf } from "./elf.js";
+import { HarnessError } from "./errors.js";
 
 // A mini VMM for test guests: RAM, the hypercall doorbell, a UART sink, and logs of every port,
 // MMIO and MSR access, so a test can assert what the guest did and saw.
@@ -77,6 +78,12 @@ export interface RunContext {
   readonly vcpus: readonly Vcpu[];
 }
 
+/** What `GuestCase.prepare` may change about the boot. */
+export interface PrepareResult {
+  /** Boot a long64 guest with this CR3 (tables the caller wrote) instead of the boot identity map. */
+  readonly cr3?: bigint;
+}
+
 export interface GuestCase {
   /** Guest file name in test-kernels/out, without ".elf". */
   readonly name: string;
@@ -88,6 +95,13 @@ export interface GuestCase {
   /** Rewrite the CPUID table of vCPU `index` (default: KVM's supported table with the APIC id set). */
   readonly cpuid?: (entries: KvmCpuidEntry2[], index: number) => KvmCpuidEntry2[];
   readonly msrFilter?: KvmMsrFilter;
+  /**
+   * Called once guest memory holds the image and the boot data, before any vCPU exists: write
+   * what the guest should find (a parameter block, page tables of your own). Returning `cr3`
+   * boots a long64 guest on those tables; they must identity-map the image, the boot GDT at
+   * 0x500 and whatever else the guest touches through its identity addresses.
+   */
+  readonly prepare?: (ctx: { readonly vm: Vm; readonly memory: GuestMemory }) => PrepareResult | undefined;
   /** Answer an IN (return the value) / observe an OUT. Undefined for IN: the guest reads all ones. */
   readonly onIo?: (port: number, size: number, direction: "in" | "out", value: number) => number | undefined;
   /** Answer an MMIO read (default all ones). */
@@ -169,6 +183,10 @@ export async function runGuest(c: GuestCase): Promise<RunResult> {
     for (const s of c.slots ?? []) if (s.fill) memory.write(s.base, s.fill);
     loadGuestImage(image, memory);
     writeBootData(image.mode, memory);
+    const prepared = c.prepare?.({ vm, memory });
+    if (prepared?.cr3 !== undefined && image.mode !== BootMode.long64) {
+      throw new HarnessError("HARNESS_BAD_CONFIG", `prepare() returned a CR3, but ${c.name} is not a long64 guest`);
+    }
     if (c.irqchip) vm.createIrqchip();
     if (c.msrFilter) {
       vm.enableUserSpaceMsr(KVM_MSR_EXIT_REASON.FILTER);
@@ -184,7 +202,8 @@ export async function runGuest(c: GuestCase): Promise<RunResult> {
       const set = c.cpuid ? c.cpuid(table, i) : table;
       vcpu.setCpuid2(set);
       cpuid.push({ set, held: vcpu.getCpuid2() });
-      vcpu.setSregs(bootSregs(image.mode, vcpu.getSregs()));
+      const sregs = bootSregs(image.mode, vcpu.getSregs());
+      vcpu.setSregs(prepared?.cr3 === undefined ? sregs : { ...sregs, cr3: prepared.cr3 });
       vcpu.setRegs(bootRegs(image));
       // Secondary vCPUs start UNINITIALIZED under an irqchip: they take the same boot state.
       if (i > 0 && c.irqchip) vcpu.setMpState(KVM_MP_STATE.RUNNABLE);
