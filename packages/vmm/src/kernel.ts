@@ -1,0 +1,150 @@
+import type { GuestMemory } from "@tsvmm/abi";
+import {
+  type BootCpuState, ElfError, type ElfFile, type PageTableBuilder, bootGdt, bootLinux, bootMultiboot, bootPvh,
+  findMultibootHeader, findPvhEntry, loadElf, longMode64State, parseElf, protectedMode32State,
+} from "@tsvmm/elf-loader";
+import { buildIdentityMap } from "@tsvmm/ept";
+import { VmmError } from "./errors.js";
+
+export type KernelFormat = "tsvmm" | "elf" | "pvh" | "multiboot" | "bzimage" | "flat";
+
+/** The tsvmm boot note of the test kernels: name "tsvmm", type 1, a u32 boot mode. */
+export const TSVMM_NOTE = { name: "tsvmm", type: 1 } as const;
+export const TsvmmBootMode = { real16: 0, prot32: 1, long64: 2 } as const;
+
+// Fixed low-memory layout shared with test-kernels/README.md ("boot contract").
+const GDT = 0x500;
+const PAGE_TABLES = 0x1000;
+const FLAT_LOAD = 0x7c00;
+const GIB = 1n << 30n;
+
+/** What the VMM does to start a kernel: the boot CPU state, plus how secondary vCPUs start. */
+export interface BootPlan {
+  readonly format: KernelFormat;
+  readonly cpu: BootCpuState;
+  /** Secondaries run from the same state (tsvmm guests) or wait for INIT/SIPI (everything else). */
+  readonly secondaries: "same-state" | "wait-for-sipi";
+  readonly description: string;
+}
+
+export interface BootOptions {
+  cmdline?: string;
+  initrd?: Uint8Array;
+}
+
+/** Recognize a kernel image by its bytes. */
+export function detectFormat(bytes: Uint8Array): KernelFormat {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  if (b.length >= 0x206 && b.readUInt16LE(0x1fe) === 0xaa55 && b.toString("latin1", 0x202, 0x206) === "HdrS") return "bzimage";
+  if (b.length >= 4 && b.readUInt32BE(0) === 0x7f454c46) {
+    const elf = parseElf(bytes);
+    if (tsvmmMode(elf) !== undefined) return "tsvmm";
+    if (findPvhEntry(elf) !== undefined) return "pvh";
+    if (findMultibootHeader(bytes) !== undefined) return "multiboot";
+    return "elf";
+  }
+  if (findMultibootHeader(bytes) !== undefined) return "multiboot";
+  return "flat";
+}
+
+function tsvmmMode(elf: ElfFile): number | undefined {
+  const n = elf.notes.find((x) => x.name === TSVMM_NOTE.name && x.type === TSVMM_NOTE.type && x.desc.length >= 4);
+  return n === undefined ? undefined : Buffer.from(n.desc).readUInt32LE(0);
+}
+
+/** `ept`'s IA-32e builder behind elf-loader's injection point, with user-accessible 2 MiB pages. */
+export const eptPageTables: PageTableBuilder = {
+  buildIdentityMap(memory, tablesBase, size) {
+    return buildIdentityMap(memory, tablesBase, { size, user: true });
+  },
+};
+
+function identity(memory: GuestMemory): bigint {
+  const size = BigInt(Math.max(memory.end, 1 << 30));
+  return buildIdentityMap(memory, PAGE_TABLES, { size: size < GIB ? GIB : size, user: true });
+}
+
+/**
+ * Load `bytes` into guest memory as `format` (or what it looks like) and return how to start it.
+ * Nothing is written unless the image is valid for that format; errors are typed.
+ */
+export function bootKernel(memory: GuestMemory, bytes: Uint8Array, format: KernelFormat | "auto", options: BootOptions = {}): BootPlan {
+  let fmt: KernelFormat;
+  try {
+    fmt = format === "auto" ? detectFormat(bytes) : format;
+  } catch (e) {
+    if (e instanceof ElfError) throw new VmmError("VMM_KERNEL_FORMAT", `kernel: ${e.message}`, { cause: e });
+    throw e;
+  }
+  switch (fmt) {
+    case "bzimage": {
+      const b = bootLinux(memory, bytes, { cmdline: options.cmdline, initrd: options.initrd, pageTables: eptPageTables });
+      return { format: fmt, cpu: b.cpu, secondaries: "wait-for-sipi", description: `bzImage (boot protocol ${b.header.version >> 8}.${String(b.header.version & 0xff).padStart(2, "0")}) at 0x${b.loadAddress.toString(16)}` };
+    }
+    case "pvh": {
+      const b = bootPvh(memory, bytes, { cmdline: options.cmdline, initrd: options.initrd });
+      return { format: fmt, cpu: b.cpu, secondaries: "wait-for-sipi", description: `PVH entry 0x${b.entry.toString(16)}` };
+    }
+    case "multiboot": {
+      const b = bootMultiboot(memory, bytes, {
+        cmdline: options.cmdline,
+        modules: options.initrd === undefined ? [] : [{ data: options.initrd }],
+        bootLoaderName: "tsvmm",
+      });
+      return { format: fmt, cpu: b.cpu, secondaries: "wait-for-sipi", description: `Multiboot entry 0x${b.entry.toString(16)}` };
+    }
+    case "tsvmm": {
+      const elf = parseElf(bytes);
+      const mode = tsvmmMode(elf);
+      const load = loadElf(memory, elf);
+      if (mode === TsvmmBootMode.real16) {
+        if (load.entry > 0xffffn) throw new VmmError("VMM_KERNEL_FORMAT", `real-mode entry 0x${load.entry.toString(16)} is above 64 KiB`);
+        return { format: fmt, cpu: realModeState(Number(load.entry)), secondaries: "same-state", description: "tsvmm real16" };
+      }
+      if (mode === TsvmmBootMode.prot32) {
+        memory.write(GDT, bootGdt(false));
+        return { format: fmt, cpu: protectedMode32State(Number(load.entry), GDT), secondaries: "same-state", description: "tsvmm prot32" };
+      }
+      if (mode === TsvmmBootMode.long64) {
+        memory.write(GDT, bootGdt(true));
+        return { format: fmt, cpu: longMode64State(load.entry, GDT, identity(memory)), secondaries: "same-state", description: "tsvmm long64" };
+      }
+      throw new VmmError("VMM_KERNEL_FORMAT", `tsvmm note: unknown boot mode ${String(mode)}`);
+    }
+    case "elf": {
+      const elf = parseElf(bytes);
+      const load = loadElf(memory, elf);
+      if (elf.header.class === 64) {
+        memory.write(GDT, bootGdt(true));
+        return { format: fmt, cpu: longMode64State(load.entry, GDT, identity(memory)), secondaries: "wait-for-sipi", description: `ELF64 entry 0x${load.entry.toString(16)} (long mode)` };
+      }
+      memory.write(GDT, bootGdt(false));
+      return { format: fmt, cpu: protectedMode32State(Number(load.entry), GDT), secondaries: "wait-for-sipi", description: `ELF32 entry 0x${load.entry.toString(16)} (protected mode)` };
+    }
+    case "flat": {
+      if (bytes.length === 0 || FLAT_LOAD + bytes.length > 0xa0000) {
+        throw new VmmError("VMM_KERNEL_FORMAT", `flat binary of ${bytes.length} bytes does not fit between 0x7c00 and 0xa0000`);
+      }
+      memory.write(FLAT_LOAD, bytes);
+      return { format: fmt, cpu: realModeState(FLAT_LOAD), secondaries: "wait-for-sipi", description: "flat binary at 0x7c00 (real mode)" };
+    }
+  }
+}
+
+/** Real mode at 0:ip with every segment based at 0. */
+export function realModeState(ip: number): BootCpuState {
+  const seg = (type: number) => ({ base: 0n, limit: 0xffff, selector: 0, type, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0, unusable: 0 });
+  const dt = { base: 0n, limit: 0xffff };
+  return {
+    regs: {
+      rax: 0n, rbx: 0n, rcx: 0n, rdx: 0n, rsi: 0n, rdi: 0n, rsp: 0x7000n, rbp: 0n, r8: 0n, r9: 0n, r10: 0n, r11: 0n,
+      r12: 0n, r13: 0n, r14: 0n, r15: 0n, rip: BigInt(ip), rflags: 2n,
+    },
+    sregs: {
+      cs: seg(11), ds: seg(3), es: seg(3), fs: seg(3), gs: seg(3), ss: seg(3),
+      tr: { ...seg(11), s: 0 }, ldt: { ...seg(2), s: 0 },
+      gdt: dt, idt: dt, cr0: 0x10n, cr2: 0n, cr3: 0n, cr4: 0n, cr8: 0n, efer: 0n, apicBase: 0xfee00900n,
+      interruptBitmap: [0n, 0n, 0n, 0n],
+    },
+  };
+}
