@@ -1,6 +1,6 @@
 import type { GuestMemory } from "@tsvmm/abi";
 import {
-  type BootCpuState, ElfError, type ElfFile, type PageTableBuilder, bootGdt, bootLinux, bootMultiboot, bootPvh,
+  type BootCpuState, type ElfFile, type PageTableBuilder, bootGdt, bootLinux, bootMultiboot, bootPvh,
   findMultibootHeader, findPvhEntry, loadElf, longMode64State, parseElf, protectedMode32State,
 } from "@tsvmm/elf-loader";
 import { buildIdentityMap } from "@tsvmm/ept";
@@ -69,13 +69,8 @@ function identity(memory: GuestMemory): bigint {
  * Nothing is written unless the image is valid for that format; errors are typed.
  */
 export function bootKernel(memory: GuestMemory, bytes: Uint8Array, format: KernelFormat | "auto", options: BootOptions = {}): BootPlan {
-  let fmt: KernelFormat;
-  try {
-    fmt = format === "auto" ? detectFormat(bytes) : format;
-  } catch (e) {
-    if (e instanceof ElfError) throw new VmmError("VMM_KERNEL_FORMAT", `kernel: ${e.message}`, { cause: e });
-    throw e;
-  }
+  // Loader errors (ElfError, LoadError, BootError) pass through: their codes already say what is wrong.
+  const fmt = format === "auto" ? detectFormat(bytes) : format;
   switch (fmt) {
     case "bzimage": {
       const b = bootLinux(memory, bytes, { cmdline: options.cmdline, initrd: options.initrd, pageTables: eptPageTables });
