@@ -11,6 +11,8 @@ export interface KvmVcpuState {
   msrs: KvmMsrEntry[];
 }
 
+const CR4_VMXE = 1n << 13n;
+
 export const MSR_INDEX = {
   IA32_SYSENTER_CS: 0x174,
   IA32_SYSENTER_ESP: 0x175,
@@ -42,6 +44,7 @@ function segment(st: VmcsState, name: string): KvmSegment {
  * refuse (or fix up) state that VM entry would reject. GPRs other than RSP are zero. EFER comes
  * from GUEST_IA32_EFER when "load IA32_EFER" is set, else from "IA-32e mode guest" (LME|LMA).
  * IA32_PAT, SYSENTER and DEBUGCTL (when "load debug controls" is set) are returned as MSRs.
+ * CR4.VMXE, which VMX requires in the guest-state area but no guest observes, is cleared.
  */
 export function toKvmState(state: VmcsState): KvmVcpuState {
   const entry = Number(state.get("VM_ENTRY_CONTROLS"));
@@ -67,7 +70,10 @@ export function toKvmState(state: VmcsState): KvmVcpuState {
     cr0: state.get("GUEST_CR0"),
     cr2: 0n,
     cr3: state.get("GUEST_CR3"),
-    cr4: state.get("GUEST_CR4"),
+    // VMX forces CR4.VMXE (IA32_VMX_CR4_FIXED0) in every guest-state area, and a hypervisor hides
+    // it behind the CR4 read shadow. KVM's vCPU has no VMX, so KVM_SET_SREGS refuses CR4.VMXE: the
+    // guest never sees the bit either way, so it is dropped here.
+    cr4: state.get("GUEST_CR4") & ~CR4_VMXE,
     cr8: 0n,
     efer,
     apicBase: 0xfee0_0900n,

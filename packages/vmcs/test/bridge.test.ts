@@ -1,4 +1,4 @@
-import { decodeIoQualification, EXIT_REASON, exitFromKvm, getProfile, IO_QUAL, toKvmState, validVmcsTemplate } from "@tsvmm/vmcs";
+import { decodeIoQualification, EXIT_REASON, exitFromKvm, getProfile, IO_QUAL, PROFILES, toKvmState, validVmcsTemplate } from "@tsvmm/vmcs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
@@ -58,5 +58,16 @@ describe("exitFromKvm", () => {
   it("unknown exits and unencodable I/O are typed errors", () => {
     expect(() => exitFromKvm({ kind: "nope" } as never)).toThrow(expect.objectContaining({ code: "VMCS_BRIDGE_UNKNOWN_EXIT" }));
     expect(() => exitFromKvm({ kind: "io", port: 0x10000, size: 1, direction: "in" })).toThrow(expect.objectContaining({ code: "VMCS_BRIDGE_UNKNOWN_EXIT" }));
+  });
+});
+
+describe("toKvmState and CR4.VMXE", () => {
+  it("drops CR4.VMXE, which VMX forces into the guest-state area but no KVM vCPU may hold", () => {
+    for (const mode of ["real", "protected", "long"] as const) {
+      const s = validVmcsTemplate(PROFILES["intel-core-i7-5600u"]!, mode);
+      expect(s.get("GUEST_CR4") & (1n << 13n)).toBe(1n << 13n);
+      const k = toKvmState(s);
+      expect(k.sregs.cr4).toBe(s.get("GUEST_CR4") & ~(1n << 13n));
+    }
   });
 });
