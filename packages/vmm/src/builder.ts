@@ -3,6 +3,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type CpuidTemplate, loadTemplate, parseTemplate } from "@tsvmm/cpuid";
 import type { Device } from "@tsvmm/devices";
+import type { EventFd, GuestRam } from "@tsvmm/kvm-backend";
 import type { VmConfig } from "./config.js";
 import { VmmError } from "./errors.js";
 import type { KernelFormat } from "./kernel.js";
@@ -53,6 +54,11 @@ export class VmmBuilder {
   private dog: WatchdogOptions = {};
   private readonly pioDevs: Array<{ base: number; length: number; device: Device }> = [];
   private readonly mmioDevs: Array<{ base: number; length: number; device: Device }> = [];
+  private readonly shared: Array<{ gpa: number; ram: GuestRam }> = [];
+  private readonly ioevs: Array<{ port: number; length: number; eventfd: EventFd; datamatch?: bigint }> = [];
+  private readonly irqs: Array<{ eventfd: EventFd; gsi: number }> = [];
+  private reportCb: ((name: string, pass: boolean, vcpu: number) => void) | undefined;
+  private valueCb: ((name: string, value: bigint, vcpu: number) => void) | undefined;
 
   /** A builder from a validated JSON config ({@link loadVmConfig}). */
   static fromConfig(c: VmConfig): VmmBuilder {
@@ -144,6 +150,34 @@ export class VmmBuilder {
     return this;
   }
 
+  /**
+   * Map memory shared with other VMs (a {@link GuestRam}) at `gpa`, outside RAM. The VMM does not
+   * own it: close the GuestRam after every VM using it has stopped.
+   */
+  sharedMemory(gpa: number, ram: GuestRam): this {
+    this.shared.push({ gpa, ram });
+    return this;
+  }
+  /** A guest OUT to `port` signals `eventfd` inside KVM, without an exit (a doorbell). */
+  ioeventfd(port: number, eventfd: EventFd, options: { length?: number; datamatch?: bigint } = {}): this {
+    this.ioevs.push({ port, length: options.length ?? 1, eventfd, datamatch: options.datamatch });
+    return this;
+  }
+  /** Signalling `eventfd` raises `gsi` in this VM (wire another VM's ioeventfd here). */
+  irqfd(eventfd: EventFd, gsi: number): this {
+    this.irqs.push({ eventfd, gsi });
+    return this;
+  }
+  /** Listen to the guest's REPORT / REPORT_VALUE hypercalls. */
+  onReport(cb: (name: string, pass: boolean, vcpu: number) => void): this {
+    this.reportCb = cb;
+    return this;
+  }
+  onValue(cb: (name: string, value: bigint, vcpu: number) => void): this {
+    this.valueCb = cb;
+    return this;
+  }
+
   build(): Vmm {
     if (this.kernelBytes === undefined) throw new VmmError("VMM_BUILD_INVALID", "no kernel: call kernel() or kernelFile()");
     return new Vmm({
@@ -162,6 +196,11 @@ export class VmmBuilder {
       watchdog: this.dog,
       pioDevices: this.pioDevs,
       mmioDevices: this.mmioDevs,
+      sharedMemory: this.shared,
+      ioeventfds: this.ioevs,
+      irqfds: this.irqs,
+      onReport: this.reportCb,
+      onValue: this.valueCb,
     });
   }
 

@@ -5,7 +5,7 @@ import {
   CMOS_PORT, CmosRtc, DEBUG_EXIT_SIZE, DebugExit, FW_CFG_PORT, FW_CFG_SIZE, FwCfg, I8042,
   MmioBus, POST_PORT, PioBus, PostCodePort, TraceRecorder, Uart16550,
 } from "@tsvmm/devices";
-import { Kvm, type Vcpu, type VcpuExit, type Vm } from "@tsvmm/kvm-backend";
+import { type EventFd, type GuestRam, Kvm, type Vcpu, type VcpuExit, type Vm } from "@tsvmm/kvm-backend";
 import { type BootPlan, type KernelFormat, bootKernel } from "./kernel.js";
 import { VmmError } from "./errors.js";
 
@@ -68,6 +68,15 @@ export interface VmmOptions {
   /** Extra devices the builder registered. */
   pioDevices: ReadonlyArray<{ base: number; length: number; device: import("@tsvmm/devices").Device }>;
   mmioDevices: ReadonlyArray<{ base: number; length: number; device: import("@tsvmm/devices").Device }>;
+  /** Memory shared with other VMs, mapped at `gpa` (after RAM, not overlapping it). */
+  sharedMemory: ReadonlyArray<{ gpa: number; ram: GuestRam }>;
+  /** Guest writes to these ports signal the eventfd inside KVM (no exit to the VMM). */
+  ioeventfds: ReadonlyArray<{ port: number; length: number; eventfd: EventFd; datamatch?: bigint }>;
+  /** Signalling these eventfds raises the GSI (through the in-kernel IOAPIC). */
+  irqfds: ReadonlyArray<{ eventfd: EventFd; gsi: number }>;
+  /** REPORT and REPORT_VALUE hypercalls. */
+  onReport?: (name: string, pass: boolean, vcpu: number) => void;
+  onValue?: (name: string, value: bigint, vcpu: number) => void;
 }
 
 const TSS_ADDR = 0xfffbd000;
@@ -103,6 +112,9 @@ export class Vmm {
       vm.createIrqchip();
       vm.createPit2();
       vm.addMemory({ slot: 0, guestPhysAddr: 0, size: o.memoryBytes, name: "ram" });
+      o.sharedMemory.forEach((m, i) => vm!.addMemory({ slot: 1 + i, guestPhysAddr: m.gpa, size: m.ram.size, ram: m.ram, name: `shared${i}` }));
+      for (const f of o.ioeventfds) vm.registerIoeventfd(f.eventfd, { addr: f.port, len: f.length, pio: true, datamatch: f.datamatch });
+      for (const f of o.irqfds) vm.registerIrqfd(f.eventfd, f.gsi);
       this.boot = bootKernel(vm.memory, o.kernel, o.format, { cmdline: o.cmdline, initrd: o.initrd });
 
       this.pio = new PioBus();
@@ -140,9 +152,11 @@ export class Vmm {
         vcpus.push(v);
       }
       this.vcpus = vcpus;
-      this.dispatchers = vcpus.map(() =>
+      this.dispatchers = vcpus.map((_, index) =>
         new HypercallDispatcher(vmRef.memory, {
           console: (b) => o.console(b),
+          report: (name, pass) => o.onReport?.(name, pass, index),
+          value: (name, value) => o.onValue?.(name, value, index),
           exit: (code) => this.requestStop("guest-exit", code, `guest called EXIT(${code})`),
         }),
       );
