@@ -2,3 +2,4 @@ export * from "./errors.js";
 export * from "./guest-memory.js";
 export * from "./hypercall.js";
 export * from "./kvm/index.js";
+export * from "./vmx/eptp.js";
