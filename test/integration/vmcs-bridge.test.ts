@@ -1,8 +1,8 @@
 import { buildIdentityMap } from "@tsvmm/ept";
-import { Kvm, type VcpuExit, type Vm, requireKvm } from "@tsvmm/kvm-backend";
-import {
-  EPT_VIOLATION_QUAL, EXIT_REASON, type GuestMode, type KvmExitDescription, PROC2, PROFILES, type VmcsState, type VmxExit, checkVmEntry,
-  decodeIoQualification, exitFromKvm, toKvmState, validVmcsTemplate,
+import { Kvm, requireKvm, type VcpuExit, type Vm } from "@tsvmm/kvm-backend";
+import {checkVmEntry,
+  decodeIoQualification, 
+  EPT_VIOLATION_QUAL, EXIT_REASON, exitFromKvm, type GuestMode, type KvmExitDescription, PROC2, PROFILES, toKvmState, type VmcsState, type VmxExit, validVmcsTemplate,
 } from "@tsvmm/vmcs";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { assemble } from "../../packages/kvm-backend/test/helpers.js";

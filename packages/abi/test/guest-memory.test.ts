@@ -50,7 +50,7 @@ describe("GuestMemoryMap", () => {
             expect(() => m.write(a, Buffer.alloc(len, 0xee))).toThrow(GuestMemoryError);
             expect(() => m.fill(a, len, 0xee)).toThrow(GuestMemoryError);
             // A refused access loses nothing: not even the in-range part was written.
-            layout.forEach((r, i) => expect(m.read(r.base, r.size).equals(snapshot[i]!)).toBe(true));
+            for (const [i, r] of layout.entries()) expect(m.read(r.base, r.size).equals(snapshot[i]!)).toBe(true);
           }
           for (const [w, f] of [[1, () => m.writeU8(a, 0xcc)], [2, () => m.writeU16(a, 0xcccc)], [4, () => m.writeU32(a, 0xcccccccc)], [8, () => m.writeU64(a, 0xccn)]] as const) {
             if (a >= 0 && inside(a, w)) f();

@@ -2,12 +2,12 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import * as K from "@tsvmm/abi";
 import {
   ALL_RUN_EXITS, ALL_STRUCTS, KVM_API_VERSION, KVM_CAP, KVM_EXIT, KVM_INTERNAL_ERROR, KVM_IOCTLS, KVM_MP_STATE,
   KVM_MSR_EXIT_REASON, KVM_SYSTEM_EVENT, KvmRunLayout,
 } from "@tsvmm/abi";
-import * as K from "@tsvmm/abi";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // Compiles a C program against this machine's <linux/kvm.h> that prints the size of every struct,
 // the offset of every field and the value of every ioctl and constant abi declares. The program

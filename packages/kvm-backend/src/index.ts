@@ -1,12 +1,12 @@
-export { Kvm } from "./kvm.js";
-export { Vm, type MemorySlot, type MemorySlotOptions, type IoeventfdOptions } from "./vm.js";
-export { Vcpu, encodeCpuid2 } from "./vcpu.js";
+export { kvmAvailable, requireKvm } from "./availability.js";
+export { errnoName, KvmError, type KvmErrorCode } from "./errors.js";
 export { EventFd } from "./eventfd.js";
-export { GuestRam } from "./guest-ram.js";
-export { KvmError, type KvmErrorCode, errnoName } from "./errors.js";
 export {
   DebugExit, ExceptionExit, FailEntryExit, HypercallExit, InternalErrorExit, IoExit, MmioExit, MsrExit, SimpleExit,
   SystemEventExit, UnknownExit, type VcpuExit, type VcpuExitKind,
 } from "./exits.js";
-export { runLoop, type ExitHandlers, type RunLoopResult } from "./run-loop.js";
-export { kvmAvailable, requireKvm } from "./availability.js";
+export { GuestRam } from "./guest-ram.js";
+export { Kvm } from "./kvm.js";
+export { type ExitHandlers, type RunLoopResult, runLoop } from "./run-loop.js";
+export { encodeCpuid2, Vcpu } from "./vcpu.js";
+export { type IoeventfdOptions, type MemorySlot, type MemorySlotOptions, Vm } from "./vm.js";

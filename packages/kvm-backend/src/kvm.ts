@@ -1,8 +1,8 @@
-import {
-  KVM_API_VERSION, KVM_CAP, type KvmCapName, KVM_IOCTLS as IOC, type KvmCpuidEntry2, KvmCpuidEntry2Layout,
-  KvmCpuid2Layout, KvmMsrListLayout,
+import {KVM_IOCTLS as IOC, 
+  KVM_API_VERSION, KVM_CAP, type KvmCapName, 
+  KvmCpuid2Layout, type KvmCpuidEntry2, KvmCpuidEntry2Layout,KvmMsrListLayout,
 } from "@tsvmm/abi";
-import { KvmError, errnoName, ioctlError } from "./errors.js";
+import { errnoName, ioctlError, KvmError } from "./errors.js";
 import { type NativeAddon, native } from "./native.js";
 import { decodeEntries } from "./vcpu.js";
 import { Vm } from "./vm.js";

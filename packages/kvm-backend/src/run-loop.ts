@@ -1,9 +1,9 @@
 import type { VcpuExit, VcpuExitKind } from "./exits.js";
 import type { Vcpu } from "./vcpu.js";
 
-/** Per-kind handlers. Return `true` to stop the loop at this exit; anything else continues. */
+/** Per-kind handlers. Return `true` to stop the loop at this exit; any other value continues. */
 export type ExitHandlers = {
-  [K in VcpuExitKind]?: (exit: Extract<VcpuExit, { kind: K }>, vcpu: Vcpu) => boolean | undefined | void;
+  [K in VcpuExitKind]?: (exit: Extract<VcpuExit, { kind: K }>, vcpu: Vcpu) => unknown;
 };
 
 export interface RunLoopResult {
@@ -23,7 +23,7 @@ export function runLoop(vcpu: Vcpu, handlers: ExitHandlers, options: { maxExits?
   for (;;) {
     const exit = vcpu.run();
     n++;
-    const h = handlers[exit.kind] as ((e: VcpuExit, v: Vcpu) => boolean | undefined | void) | undefined;
+    const h = handlers[exit.kind] as ((e: VcpuExit, v: Vcpu) => unknown) | undefined;
     if (h === undefined || h(exit, vcpu) === true || n >= max) return { exit, exits: n };
   }
 }

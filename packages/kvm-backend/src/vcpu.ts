@@ -1,11 +1,11 @@
 import {
-  KVM_IOCTLS as IOC, KVM_MAX_XCRS, type KvmCpuidEntry2, KvmCpuidEntry2Layout, KvmCpuid2Layout, type KvmDebugregs,
+  KVM_IOCTLS as IOC, KVM_MAX_XCRS, KvmCpuid2Layout, type KvmCpuidEntry2, KvmCpuidEntry2Layout, type KvmDebugregs,
   KvmDebugregsLayout, type KvmFpu, KvmFpuLayout, KvmGuestDebugLayout, KvmInterruptLayout, type KvmLapicState,
   KvmLapicStateLayout, KvmMpStateLayout, type KvmMsrEntry, KvmMsrEntryLayout, KvmMsrsLayout, type KvmRegs,
   KvmRegsLayout, type KvmSregs, KvmSregsLayout, type KvmVcpuEvents, KvmVcpuEventsLayout, type KvmXcr,
   KvmXcrsLayout, type KvmXsave, KvmXsaveLayout, type StructLayout,
 } from "@tsvmm/abi";
-import { KvmError, ioctlError, syscallError } from "./errors.js";
+import { ioctlError, KvmError, syscallError } from "./errors.js";
 import {
   ExitDecoder, RUN_IF_FLAG, RUN_IMMEDIATE_EXIT, RUN_READY_FOR_INTERRUPT, RUN_REQUEST_INTERRUPT_WINDOW, type VcpuExit,
 } from "./exits.js";
@@ -293,7 +293,7 @@ function encodeMsrs(entries: readonly KvmMsrEntry[]): Buffer {
   const head = KvmMsrsLayout.size;
   const buf = Buffer.alloc(head + entries.length * KvmMsrEntryLayout.size);
   KvmMsrsLayout.encode({ nmsrs: entries.length }, buf);
-  entries.forEach((e, i) => KvmMsrEntryLayout.encode(e, buf, head + i * KvmMsrEntryLayout.size));
+  for (const [i, e] of entries.entries()) KvmMsrEntryLayout.encode(e, buf, head + i * KvmMsrEntryLayout.size);
   return buf;
 }
 
@@ -301,7 +301,7 @@ export function encodeCpuid2(entries: readonly KvmCpuidEntry2[]): Buffer {
   const head = KvmCpuid2Layout.size;
   const buf = Buffer.alloc(head + entries.length * KvmCpuidEntry2Layout.size);
   KvmCpuid2Layout.encode({ nent: entries.length }, buf);
-  entries.forEach((e, i) => KvmCpuidEntry2Layout.encode(e, buf, head + i * KvmCpuidEntry2Layout.size));
+  for (const [i, e] of entries.entries()) KvmCpuidEntry2Layout.encode(e, buf, head + i * KvmCpuidEntry2Layout.size);
   return buf;
 }
 

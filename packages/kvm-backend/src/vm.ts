@@ -1,12 +1,12 @@
 import {
-  GuestMemoryMap, type GuestRegion, KVM_CAP, KVM_IOCTLS as IOC, KVM_IOEVENTFD_FLAG_DATAMATCH,
+  GuestMemoryMap, type GuestRegion, KVM_IOCTLS as IOC, KVM_CAP, KVM_IOEVENTFD_FLAG_DATAMATCH,
   KVM_IOEVENTFD_FLAG_DEASSIGN, KVM_IOEVENTFD_FLAG_PIO, KVM_IRQFD_FLAG_DEASSIGN, KVM_MEM_LOG_DIRTY_PAGES,
-  KVM_MEM_READONLY, KVM_MSR_FILTER_MAX_RANGES, type KvmClockData, KvmClearDirtyLogLayout, KvmClockDataLayout,
-  KvmDirtyLogLayout, KvmEnableCapLayout, type KvmIrqchip, KvmIrqchipLayout, KvmIoeventfdLayout, KvmIrqfdLayout,
+  KVM_MEM_READONLY, KVM_MSR_FILTER_MAX_RANGES, KvmClearDirtyLogLayout, type KvmClockData, KvmClockDataLayout,
+  KvmDirtyLogLayout, KvmEnableCapLayout, KvmIoeventfdLayout, type KvmIrqchip, KvmIrqchipLayout, KvmIrqfdLayout,
   KvmIrqLevelLayout, type KvmMsrFilter, KvmMsrFilterLayout, KvmPitConfigLayout, KvmUserspaceMemoryRegionLayout,
   type StructLayout,
 } from "@tsvmm/abi";
-import { KvmError, ioctlError, syscallError } from "./errors.js";
+import { ioctlError, KvmError, syscallError } from "./errors.js";
 import type { EventFd } from "./eventfd.js";
 import type { GuestRam } from "./guest-ram.js";
 import { type NativeAddon, native } from "./native.js";

@@ -1,5 +1,5 @@
 import { KVM_CAP, KVM_MSR_EXIT_REASON, KVM_MSR_FILTER_DEFAULT_ALLOW, KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE } from "@tsvmm/abi";
-import { type IoExit, Kvm, type Vm, requireKvm, runLoop } from "@tsvmm/kvm-backend";
+import { type IoExit, Kvm, requireKvm, runLoop, type Vm } from "@tsvmm/kvm-backend";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { assemble, enterLongMode, enterRealMode } from "./helpers.js";
 

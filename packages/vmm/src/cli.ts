@@ -1,9 +1,8 @@
 import { parseArgs } from "node:util";
-import { TsvmmError } from "@tsvmm/abi";
-import { KVM_CAP } from "@tsvmm/abi";
+import { KVM_CAP, TsvmmError } from "@tsvmm/abi";
 import { Kvm } from "@tsvmm/kvm-backend";
-import { VmmBuilder, bundledHelloPath } from "./builder.js";
-import { type VmConfig, loadVmConfig, parseVmConfig } from "./config.js";
+import { bundledHelloPath, VmmBuilder } from "./builder.js";
+import { loadVmConfig, parseVmConfig, type VmConfig } from "./config.js";
 
 export interface CliIo {
   stdout: (s: string | Buffer) => void;

@@ -1,6 +1,6 @@
-export { VmmBuilder, bundledHelloPath } from "./builder.js";
-export { Vmm, EXIT_STATUS, type StopReason, type VmmResult, type VmmOptions, type WatchdogOptions } from "./vmm.js";
-export { VmConfigSchema, type VmConfig, type VmConfigInput, loadVmConfig, parseVmConfig } from "./config.js";
-export { bootKernel, detectFormat, eptPageTables, realModeState, TSVMM_NOTE, TsvmmBootMode, type BootPlan, type BootOptions, type KernelFormat } from "./kernel.js";
+export { bundledHelloPath, VmmBuilder } from "./builder.js";
+export { type CliIo, main } from "./cli.js";
+export { loadVmConfig, parseVmConfig, type VmConfig, type VmConfigInput, VmConfigSchema } from "./config.js";
 export { VmmError, type VmmErrorCode } from "./errors.js";
-export { main, type CliIo } from "./cli.js";
+export { type BootOptions, type BootPlan, bootKernel, detectFormat, eptPageTables, type KernelFormat, realModeState, TSVMM_NOTE, TsvmmBootMode } from "./kernel.js";
+export { EXIT_STATUS, type StopReason, Vmm, type VmmOptions, type VmmResult, type WatchdogOptions } from "./vmm.js";

@@ -1,13 +1,13 @@
 import { performance } from "node:perf_hooks";
 import { HC_PORT, HC_SIGNATURE_PORT, HypercallDispatcher, KVM_MP_STATE, KVM_MSR_EXIT_REASON, KVM_MSR_FILTER_DEFAULT_ALLOW, KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE, type KvmCpuidEntry2 } from "@tsvmm/abi";
-import { fromKvmEntries, kvmCpuidForVcpus, applyTemplate, normalize, type CpuidTemplate, type Topology } from "@tsvmm/cpuid";
+import { applyTemplate, type CpuidTemplate, fromKvmEntries, kvmCpuidForVcpus, normalize, type Topology } from "@tsvmm/cpuid";
 import {
   CMOS_PORT, CmosRtc, DEBUG_EXIT_SIZE, DebugExit, FW_CFG_PORT, FW_CFG_SIZE, FwCfg, I8042,
-  MmioBus, POST_PORT, PioBus, PostCodePort, TraceRecorder, Uart16550,
+  MmioBus, PioBus, POST_PORT, PostCodePort, TraceRecorder, Uart16550,
 } from "@tsvmm/devices";
 import { type EventFd, type GuestRam, Kvm, type Vcpu, type VcpuExit, type Vm } from "@tsvmm/kvm-backend";
-import { type BootPlan, type KernelFormat, bootKernel } from "./kernel.js";
 import { VmmError } from "./errors.js";
+import { type BootPlan, bootKernel, type KernelFormat } from "./kernel.js";
 
 /** Why a VM stopped, and the process exit status that stands for it. */
 export type StopReason =
@@ -112,7 +112,7 @@ export class Vmm {
       vm.createIrqchip();
       vm.createPit2();
       vm.addMemory({ slot: 0, guestPhysAddr: 0, size: o.memoryBytes, name: "ram" });
-      o.sharedMemory.forEach((m, i) => vm!.addMemory({ slot: 1 + i, guestPhysAddr: m.gpa, size: m.ram.size, ram: m.ram, name: `shared${i}` }));
+      for (const [i, m] of o.sharedMemory.entries()) vm.addMemory({ slot: 1 + i, guestPhysAddr: m.gpa, size: m.ram.size, ram: m.ram, name: `shared${i}` });
       for (const f of o.ioeventfds) vm.registerIoeventfd(f.eventfd, { addr: f.port, len: f.length, pio: true, datamatch: f.datamatch });
       for (const f of o.irqfds) vm.registerIrqfd(f.eventfd, f.gsi);
       this.boot = bootKernel(vm.memory, o.kernel, o.format, { cmdline: o.cmdline, initrd: o.initrd });
@@ -238,11 +238,11 @@ export class Vmm {
       }
       this.exits++;
       this.lastExitAt = performance.now();
-      this.handle(exit, vcpu, index);
+      this.handle(exit, index);
     }
   }
 
-  private handle(exit: VcpuExit, vcpu: Vcpu, index: number): void {
+  private handle(exit: VcpuExit, index: number): void {
     switch (exit.kind) {
       case "io": {
         const port = exit.port;

@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { requireKvm } from "@tsvmm/kvm-backend";
-import { VmmBuilder, bundledHelloPath } from "@tsvmm/vmm";
+import { bundledHelloPath, VmmBuilder } from "@tsvmm/vmm";
 import { beforeAll, describe, expect, it } from "vitest";
 
 const hasKvm = requireKvm();

@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { replay, PioBus, Uart16550, DebugExit, DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE } from "@tsvmm/devices";
+import { DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE, DebugExit, PioBus, replay, Uart16550 } from "@tsvmm/devices";
 import { requireKvm } from "@tsvmm/kvm-backend";
 import { main } from "@tsvmm/vmm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

@@ -1,13 +1,13 @@
 import {
-  Layout,
-  type Structure,
-  blob,
   s32 as bl_s32,
-  seq,
   struct as bl_struct,
+  u8 as bl_u8,
   u16 as bl_u16,
   u32 as bl_u32,
-  u8 as bl_u8,
+  blob,
+  Layout,
+  type Structure,
+  seq,
   uint8ArrayToBuffer,
 } from "@solana/buffer-layout";
 import { LayoutError } from "../errors.js";
