@@ -1,10 +1,11 @@
 import type { GuestMemory } from "@tsvmm/abi";
-import {
-  type BootCpuState, type ElfFile, type PageTableBuilder, bootGdt, bootLinux, bootMultiboot, bootPvh,
-  findMultibootHeader, findPvhEntry, loadElf, longMode64State, parseElf, protectedMode32State,
+import {applyElfLoad, 
+  type BootCpuState, bootGdt, bootLinux, bootMultiboot, bootPvh,type ElfFile, 
+  findMultibootHeader, findPvhEntry, loadElf, longMode64State, type PageTableBuilder, parseBzImage, parseElf, planElfLoad, protectedMode32State,
 } from "@tsvmm/elf-loader";
 import { buildIdentityMap } from "@tsvmm/ept";
 import { VmmError } from "./errors.js";
+import { unpackPayload } from "./linux-payload.js";
 
 export type KernelFormat = "tsvmm" | "elf" | "pvh" | "multiboot" | "bzimage" | "flat";
 
@@ -30,6 +31,13 @@ export interface BootPlan {
 export interface BootOptions {
   cmdline?: string;
   initrd?: Uint8Array;
+  /**
+   * bzImage only. "host" (the default): the VMM unpacks the payload (gzip, lz4) and enters the
+   * vmlinux's own 64-bit startup_64 with boot_params in RSI, as the decompressor would; payloads
+   * it cannot unpack fall back to "guest". "guest": enter the bzImage's startup_64 and let its
+   * decompressor run in the guest (minutes where KVM emulates CPL0 code).
+   */
+  decompress?: "host" | "guest";
 }
 
 /** Recognize a kernel image by its bytes. */
@@ -72,10 +80,8 @@ export function bootKernel(memory: GuestMemory, bytes: Uint8Array, format: Kerne
   // Loader errors (ElfError, LoadError, BootError) pass through: their codes already say what is wrong.
   const fmt = format === "auto" ? detectFormat(bytes) : format;
   switch (fmt) {
-    case "bzimage": {
-      const b = bootLinux(memory, bytes, { cmdline: options.cmdline, initrd: options.initrd, pageTables: eptPageTables });
-      return { format: fmt, cpu: b.cpu, secondaries: "wait-for-sipi", description: `bzImage (boot protocol ${b.header.version >> 8}.${String(b.header.version & 0xff).padStart(2, "0")}) at 0x${b.loadAddress.toString(16)}` };
-    }
+    case "bzimage":
+      return bootBzImage(memory, bytes, options);
     case "pvh": {
       const b = bootPvh(memory, bytes, { cmdline: options.cmdline, initrd: options.initrd });
       return { format: fmt, cpu: b.cpu, secondaries: "wait-for-sipi", description: `PVH entry 0x${b.entry.toString(16)}` };
@@ -124,6 +130,40 @@ export function bootKernel(memory: GuestMemory, bytes: Uint8Array, format: Kerne
       return { format: fmt, cpu: realModeState(FLAT_LOAD), secondaries: "wait-for-sipi", description: "flat binary at 0x7c00 (real mode)" };
     }
   }
+}
+
+function bootBzImage(memory: GuestMemory, bytes: Uint8Array, options: BootOptions): BootPlan {
+  const bz = parseBzImage(bytes);
+  const h = bz.header;
+  const protocol = `boot protocol ${h.version >> 8}.${String(h.version & 0xff).padStart(2, "0")}`;
+  const linux = { cmdline: options.cmdline, initrd: options.initrd, pageTables: eptPageTables };
+  const unpacked = options.decompress === "guest" || h.payloadLength === 0 ? undefined : unpackPayload(bz.kernel.subarray(h.payloadOffset, h.payloadOffset + h.payloadLength));
+  if (unpacked === undefined) {
+    const b = bootLinux(memory, bz, linux);
+    return { format: "bzimage", cpu: b.cpu, secondaries: "wait-for-sipi", description: `bzImage (${protocol}) at 0x${b.loadAddress.toString(16)}, decompressed by the guest` };
+  }
+  // The decompressor's hand-over: vmlinux segments at their physical addresses (no KASLR, so no
+  // relocations), then a jump to its startup_64 with the same boot_params and identity map.
+  // Everything is checked before bootLinux writes; loader errors about the ELF pass through.
+  const elf = parseElf(unpacked.vmlinux);
+  const plan = planElfLoad(memory, elf);
+  const load = h.version >= 0x20a && h.prefAddress > 0n && h.prefAddress <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(h.prefAddress) : 0x100000;
+  // bootLinux keeps [load, load + init_size) free of boot data and initrd; the vmlinux must fit there.
+  const footprint = Math.max(bz.kernel.length, h.initSize);
+  if (plan.lowestAddress < load || plan.end > load + footprint) {
+    throw new VmmError("VMM_KERNEL_FORMAT", `bzImage payload: vmlinux spans 0x${plan.lowestAddress.toString(16)}..0x${plan.end.toString(16)}, outside the kernel's 0x${load.toString(16)} + init_size`);
+  }
+  if (!plan.segments.some((s) => plan.entry >= BigInt(s.guestAddress) && plan.entry < BigInt(s.guestAddress + s.fileSize))) {
+    throw new VmmError("VMM_KERNEL_FORMAT", `bzImage payload: vmlinux entry 0x${plan.entry.toString(16)} is in no loaded segment`);
+  }
+  const b = bootLinux(memory, bz, linux);
+  applyElfLoad(memory, plan);
+  return {
+    format: "bzimage",
+    cpu: { regs: { ...b.cpu.regs, rip: plan.entry }, sregs: b.cpu.sregs },
+    secondaries: "wait-for-sipi",
+    description: `bzImage (${protocol}), ${unpacked.compression} payload unpacked by the VMM, vmlinux startup_64 at 0x${plan.entry.toString(16)}`,
+  };
 }
 
 /** Real mode at 0:ip with every segment based at 0. */
