@@ -8,11 +8,11 @@ import { benchRoot, compileC, median, outDir, result, runJson } from "../lib.mjs
 
 const EXITS = 100_000;
 
-function assemble16(src) {
+function assemble16(name, src) {
   mkdirSync(outDir, { recursive: true });
-  const s = join(outDir, "kvm-guest.s");
-  const o = join(outDir, "kvm-guest.o");
-  const bin = join(outDir, "kvm-guest.bin");
+  const s = join(outDir, `${name}.s`);
+  const o = join(outDir, `${name}.o`);
+  const bin = join(outDir, `${name}.bin`);
   writeFileSync(s, `.code16\n.intel_syntax noprefix\n${src}\n`);
   execFileSync("as", ["--64", "-o", o, s]);
   execFileSync("ld", ["-m", "elf_x86_64", "-Ttext", "0", "--oformat", "binary", "-e", "0", "-o", bin, o]);
@@ -40,8 +40,8 @@ function makeVm(kvm, code) {
 
 export default async function bench() {
   const { readFileSync } = await import("node:fs");
-  const pioBin = assemble16(`mov ecx, ${EXITS}\n mov al, 1\n1: out 0x10, al\n dec ecx\n jnz 1b\n hlt`);
-  const hltBin = assemble16("hlt");
+  const pioBin = assemble16("kvm-pio-guest", `mov ecx, ${EXITS}\n mov al, 1\n1: out 0x10, al\n dec ecx\n jnz 1b\n hlt`);
+  const hltBin = assemble16("kvm-hlt-guest", "hlt");
   const pioCode = readFileSync(pioBin);
   const hltCode = readFileSync(hltBin);
   const exe = compileC(join(benchRoot, "kvm-backend", "baseline.c"));
