@@ -53,7 +53,8 @@ export interface IoeventfdOptions {
 /**
  * A virtual machine: memory slots, vCPUs and the in-kernel devices. Guest memory is mmap'ed by the
  * addon and exposed through `memory` (abi GuestMemory) without copies. `close()` releases every
- * vCPU, mapping and fd, and zeroes guest memory first so nothing of a guest outlives it.
+ * vCPU, mapping and fd; released guest memory goes back to the kernel, which zero-fills it before
+ * any reuse, so nothing of a guest outlives it.
  */
 export class Vm {
   private fdValue: number;
@@ -151,7 +152,7 @@ export class Vm {
     return rec;
   }
 
-  /** Unregister a slot, zero and unmap its memory. */
+  /** Unregister a slot and unmap its memory. */
   removeMemory(slot: number): void {
     const s = this.slots.get(slot);
     if (s === undefined) throw new KvmError("KVM_INVALID_ARGUMENT", `no memory slot ${slot}`);
@@ -162,10 +163,11 @@ export class Vm {
   }
 
   private releaseSlot(s: SlotRecord): void {
-    // Shared memory belongs to its GuestRam (other VMs may still use it); our own is zeroed so
-    // nothing of this guest reaches whoever gets the pages next.
+    // Our own memory is private and anonymous: munmap gives the pages back to the kernel, which
+    // zero-fills them before anyone else can map them, so nothing of this guest outlives it and a
+    // memset here would only fault in pages the guest never touched. Shared memory belongs to its
+    // GuestRam (other VMs may still use it) and is cleared when that is closed.
     if (s.ab !== undefined) {
-      s.buffer.fill(0);
       this.n.munmap(s.ab);
     } else {
       s.ram?.release();
