@@ -18,6 +18,7 @@ export default defineConfig({
     pool: "forks",
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    reporters: ["default"],
+    // One line per test case, so a CI log shows every guest and check by name.
+    reporters: ["verbose"],
   },
 });
