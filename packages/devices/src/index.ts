@@ -35,6 +35,16 @@ export {
 } from "./fw-cfg.js";
 export type { I8042Options } from "./i8042.js";
 export { I8042, I8042_COMMAND_PORT, I8042_DATA_PORT } from "./i8042.js";
+export type { PcTestDevOptions } from "./pc-testdev.js";
+export {
+  PC_TESTDEV_FLUSH_PORT,
+  PC_TESTDEV_FLUSH_SIZE,
+  PC_TESTDEV_IO_PORT,
+  PC_TESTDEV_IO_SIZE,
+  PC_TESTDEV_IRQ_LINES,
+  PC_TESTDEV_IRQ_PORT,
+  PcTestDev,
+} from "./pc-testdev.js";
 export { POST_PORT, PostCodePort } from "./post.js";
 export type {
   ReplayBuses,

@@ -3,7 +3,7 @@ import { HC_PORT, HC_SIGNATURE_PORT, HypercallDispatcher, KVM_MP_STATE, KVM_MSR_
 import { applyTemplate, type CpuidTemplate, fromKvmEntries, kvmCpuidForVcpus, normalize, type Topology } from "@tsvmm/cpuid";
 import {
   CMOS_PORT, CmosRtc, DEBUG_EXIT_SIZE, DebugExit, FW_CFG_PORT, FW_CFG_SIZE, FwCfg, I8042,
-  MmioBus, PioBus, POST_PORT, PostCodePort, TraceRecorder, Uart16550,
+  MmioBus, PcTestDev, PioBus, POST_PORT, PostCodePort, TraceRecorder, Uart16550,
 } from "@tsvmm/devices";
 import { type EventFd, type GuestRam, Kvm, type Vcpu, type VcpuExit, type Vm } from "@tsvmm/kvm-backend";
 import { VmmError } from "./errors.js";
@@ -128,6 +128,8 @@ export class Vmm {
       this.pio.register(POST_PORT, 1, new PostCodePort());
       this.pio.register(CMOS_PORT, 2, new CmosRtc());
       this.pio.register(FW_CFG_PORT, FW_CFG_SIZE, new FwCfg({ ramSize: BigInt(o.memoryBytes), cpus: o.vcpus }));
+      // kvm-unit-tests' x86 tests expect QEMU's pc-testdev (IRQ lines at 0x2000, scratch at 0xe0).
+      new PcTestDev({ irq: (line, level) => vmRef.irqLine(line, level) }).attach(this.pio);
       for (const d of o.pioDevices) this.pio.register(d.base, d.length, d.device);
       for (const d of o.mmioDevices) this.mmio.register(d.base, d.length, d.device);
 
