@@ -119,11 +119,13 @@ describe.runIf(hasKvm)("tsvmm run x.flat (kvm-unit-tests conventions)", () => {
   it.each([
     [1, 96],
     [3, 200],
-  ])("probe --smp %i --mem %i: fw_cfg 0x510/0x511 carries both; POST, CMOS, i8042, PIC/PIT answer; unclaimed ports read all-ones", (smp, mem) => {
+  ])("probe --smp %i --mem %i: fw_cfg 0x510/0x511 carries both; POST, CMOS, i8042, PIC/PIT, pc-testdev answer; unclaimed ports read all-ones", (smp, mem) => {
     const r = tsvmm("probe", ["--smp", String(smp), "--mem", String(mem), "--timeout", "30"]);
     expect(r.lines).toContain(`fw_cfg: cpus ${smp} max_cpus ${smp} ram 0x${(mem * MiB).toString(16)}`);
-    const pass = expectAllPassed(r, 9);
+    const pass = expectAllPassed(r, 10);
     expect(pass).toContain("fw_cfg signature is QEMU (0x554d4551)");
+    // outl 0x12345678 to 0xe0, then outb 0x9a to 0xe3: QEMU's pc-testdev scratch semantics.
+    expect(pass).toContain("testdev 0xe0 reads back at every width (0x56 0x1234 0x9a345678)");
     for (const port of ["0x2f8", "0x378"]) expect(r.lines).toContain(`port ${port}: inb 0xff inw 0xffff inl 0xffffffff`);
     expect(r.lines).toContain("pci 00:00.0 id 0xffffffff");
   });

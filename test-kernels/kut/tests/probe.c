@@ -44,6 +44,14 @@ int kut_main(void) {
     outb(0x43, 0xe2); /* read-back: status of counter 0 */
     (void)inb(0x40);
 
+    /* pc-testdev's scratch register: what the suite's string-I/O tests bounce data off. */
+    outl(0xe0, 0x12345678u);
+    u8 b1 = inb(0xe1);
+    u16 w2 = inw(0xe2);
+    outb(0xe3, 0x9a);
+    u32 all = inl(0xe0);
+    report(b1 == 0x56 && w2 == 0x1234 && all == 0x9a345678u, "testdev 0xe0 reads back at every width (0x%x 0x%x 0x%x)", b1, w2, all);
+
     unclaimed(0x2f8); /* COM2 */
     unclaimed(0x378); /* LPT1 */
     outl(0xcf8, 0x80000000u);
