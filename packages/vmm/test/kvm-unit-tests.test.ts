@@ -14,7 +14,7 @@ const hasKvm = requireKvm();
 const root = join(__dirname, "..", "..", "..");
 const bin = join(root, "packages", "vmm", "bin", "tsvmm.cjs");
 const flat = (name: string) => join(root, "test-kernels", "out", "kut", `${name}.flat`);
-const GUESTS = ["hello", "probe", "mem", "smp", "chaos"] as const;
+const GUESTS = ["hello", "probe", "mem", "smp", "irq", "chaos"] as const;
 const MiB = 1024 * 1024;
 
 let dir = "";
@@ -161,6 +161,16 @@ describe.runIf(hasKvm)("tsvmm run x.flat (kvm-unit-tests conventions)", () => {
     expect(aps.map((m) => Number(m![1])).sort((a, b) => a - b)).toEqual(Array.from({ length: smp - 1 }, (_, i) => i + 1));
     expect(r.lines).toContain(`smp: ${smp} cpus online`);
     expect(expectAllPassed(r, 4)).toContain(`${smp - 1} of ${smp - 1} APs came up`);
+  });
+
+  it("irq: pc-testdev lines 0x2000 + n reach the in-kernel IOAPIC -> LAPIC (edge and level pending in the IRR)", () => {
+    const r = tsvmm("irq", ["--mem", "32", "--timeout", "30"]);
+    expect(expectAllPassed(r, 4)).toEqual([
+      "nothing pending before the lines move",
+      "edge on testdev line 10 is pending as vector 0x40",
+      "line 11 untouched: vector 0x41 not pending",
+      "level on testdev line 11 is pending as vector 0x41",
+    ]);
   });
 
   it("--vcpus is the same knob as --smp", () => {
