@@ -1,0 +1,125 @@
+// vmm benchmarks, measured as users meet them:
+//  - tsvmm-run-hello: a whole `tsvmm run` process booting the bundled hello guest, against
+//    `node -e 0` (the floor any Node CLI pays), median of alternating runs.
+//  - linux-first-line: seconds from process start until Debian's cloud vmlinux prints
+//    `Linux version` on the console, for `tsvmm run` (PVH) and for QEMU's microvm (also PVH) on the
+//    same kernel, in the same run, alternating. QEMU comes from Debian (installed here if missing).
+// Figures are medians; ratio = tsvmm / baseline (lower is better).
+import { spawn, spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { fetchDebianKernel } from "../../packages/elf-loader/scripts/fetch-debian-kernel.mjs";
+import { benchRoot, median, result } from "../lib.mjs";
+
+const root = join(benchRoot, "..");
+const cli = join(root, "packages", "vmm", "bin", "tsvmm.cjs");
+const HELLO_RUNS = Number(process.env.TSVMM_BENCH_HELLO_RUNS ?? 21);
+const LINUX_RUNS = Number(process.env.TSVMM_BENCH_LINUX_RUNS ?? 3);
+const LINUX_BUDGET_S = 180;
+const MEM_MIB = 256;
+const CMDLINE = "console=ttyS0 earlyprintk=ttyS0";
+
+function wallMs(cmd, args, check) {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.status !== 0 || (check && !check(r.stdout))) throw new Error(`${cmd} ${args.join(" ")}: status ${r.status}\n${r.stdout}${r.stderr}`);
+  return ms;
+}
+
+function runHello() {
+  const node = [];
+  const tsvmm = [];
+  // Alternate so both see the same machine load; the first pair only warms the page cache.
+  for (let i = 0; i < HELLO_RUNS + 1; i++) {
+    const a = wallMs(process.execPath, ["-e", "0"]);
+    const b = wallMs(process.execPath, [cli, "run"], (out) => out.includes("Hello from a tsvmm guest (uart)"));
+    if (i > 0) {
+      node.push(a);
+      tsvmm.push(b);
+    }
+  }
+  return result("tsvmm-run-hello", median(tsvmm), "ms", median(node), { goal: "ratio <= 2.5 (baseline: node -e 0)", runs: HELLO_RUNS });
+}
+
+/** Seconds from spawn until `Linux version` appears on the child's stdout; the child is then killed. */
+function firstLine(cmd, args) {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    let seconds;
+    const timer = setTimeout(() => child.kill("SIGKILL"), (LINUX_BUDGET_S + 10) * 1000);
+    child.stdout.setEncoding("utf8");
+    child.stderr.setEncoding("utf8");
+    child.stdout.on("data", (s) => {
+      out += s;
+      if (seconds === undefined && out.includes("Linux version")) {
+        seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+        child.kill("SIGKILL");
+      }
+    });
+    child.stderr.on("data", (s) => {
+      err += s;
+    });
+    child.on("error", reject);
+    child.on("close", () => {
+      clearTimeout(timer);
+      if (seconds === undefined) reject(new Error(`${cmd}: no "Linux version" line\nstderr: ${err.slice(-1500)}\nconsole: ${out.slice(-1500)}`));
+      else resolve(seconds);
+    });
+  });
+}
+
+function have(tool) {
+  return spawnSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" }).status === 0;
+}
+
+/** qemu-system-x86_64 from Debian; returns undefined, or why it cannot be had. */
+function ensureQemu() {
+  if (have("qemu-system-x86_64")) return undefined;
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  let r = spawnSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "qemu-system-x86"], { encoding: "utf8", env });
+  if (r.status !== 0) {
+    spawnSync("apt-get", ["update", "-qq"], { stdio: "ignore", env });
+    r = spawnSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "qemu-system-x86"], { encoding: "utf8", env });
+  }
+  return have("qemu-system-x86_64") ? undefined : `apt-get install qemu-system-x86 failed (status ${r.status}): ${(r.stderr ?? "").trim().slice(-500)}`;
+}
+
+async function runLinux() {
+  const { vmlinux } = fetchDebianKernel();
+  const qemuMissing = ensureQemu();
+  const ours = [];
+  const qemu = [];
+  let qemuError = qemuMissing;
+  const tsvmmArgs = [cli, "run", vmlinux, "--mem", String(MEM_MIB), "--cmdline", CMDLINE, "--timeout", String(LINUX_BUDGET_S)];
+  // microvm boots an uncompressed vmlinux through its PVH note, as tsvmm does; no firmware, no
+  // option ROMs, no RTC; the console is the ISA serial port on stdout.
+  const qemuArgs = [
+    "-accel", "kvm", "-M", "microvm,x-option-roms=off,rtc=off", "-cpu", "qemu64,-cx16", "-kernel", vmlinux,
+    "-append", CMDLINE, "-nographic", "-nodefaults", "-serial", "stdio", "-m", String(MEM_MIB),
+  ];
+  for (let i = 0; i < LINUX_RUNS; i++) {
+    ours.push(await firstLine(process.execPath, tsvmmArgs));
+    if (qemuError === undefined) {
+      try {
+        qemu.push(await firstLine("qemu-system-x86_64", qemuArgs));
+      } catch (e) {
+        qemuError = e.message;
+      }
+    }
+  }
+  const base = qemu.length > 0 ? median(qemu) : null;
+  return result("linux-first-line", median(ours), "s", base, {
+    goal: "ratio <= 0.8 (baseline: qemu-system-x86_64 -M microvm, PVH, same vmlinux)",
+    runs: LINUX_RUNS,
+    tsvmm: ours,
+    qemu,
+    ...(qemuError !== undefined ? { qemuError } : {}),
+  });
+}
+
+export default async function bench() {
+  return [runHello(), await runLinux()];
+}
