@@ -269,7 +269,7 @@ export class PioBus extends Bus {
     this.policy = options.policy ?? null;
   }
 
-  /** Puts `device` on ports `base .. base+length-1`. Throws BUS_OVERLAP naming both devices. */
+  /** Puts `device` on ports `base .. base+length-1`. Throws BUS_OVERLAP naming both devices (the lowest-addressed one overlapped). */
   register(base: number, length: number, device: Device): void {
     const [b, l] = this.checkRange(base, length, PORT_SPACE);
     checkDevice(device);
@@ -342,7 +342,7 @@ export class MmioBus extends Bus {
     super(options);
   }
 
-  /** Puts `device` on `base .. base+length-1`. Throws BUS_OVERLAP naming both devices. */
+  /** Puts `device` on `base .. base+length-1`. Throws BUS_OVERLAP naming both devices (the lowest-addressed one overlapped). */
   register(base: number | bigint, length: number | bigint, device: Device): void {
     const [b, l] = this.checkRange(base, length, MMIO_LIMIT);
     checkDevice(device);

@@ -208,7 +208,10 @@ describe("PioBus", () => {
         for (const o of ops) {
           if (o.k === "reg") {
             const name = `d${n++}`;
-            const clash = model.find((m) => m.base < o.base + o.len && o.base < m.base + m.len);
+            // The error names the lowest-addressed registration the new range overlaps.
+            const clash = model
+              .filter((m) => m.base < o.base + o.len && o.base < m.base + m.len)
+              .sort((a, b) => a.base - b.base)[0];
             if (clash) {
               expect(() => bus.register(o.base, o.len, new Recorder(name))).toThrow(
                 expect.objectContaining({ code: "BUS_OVERLAP", existing: clash.name }),
