@@ -1,7 +1,7 @@
 import { KVM_CAP, KVM_MSR_EXIT_REASON, KVM_MSR_FILTER_DEFAULT_ALLOW, KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE } from "@tsvmm/abi";
 import { type IoExit, Kvm, requireKvm, runLoop, type Vm } from "@tsvmm/kvm-backend";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { assemble, enterLongMode, enterRealMode } from "./helpers.js";
+import { assemble, enableLapic, enterLongMode, enterRealMode, routeIoapicPin } from "./helpers.js";
 
 const hasKvm = requireKvm();
 
@@ -215,25 +215,4 @@ describe.runIf(hasKvm)("real guests on /dev/kvm", () => {
   });
 });
 
-function routeIoapicPin(vm: Vm, pin: number, vector: number): void {
-  // IOAPIC state: base_address u64, ioregsel u32, id u32, irr u32, pad u32, then 24 u64 entries.
-  const chip = vm.getIrqchip(2);
-  const off = 24 + pin * 8;
-  // fixed delivery, physical destination APIC 0, edge, unmasked.
-  chip.chip.writeBigUInt64LE(BigInt(vector), off);
-  vm.setIrqchip(chip);
-  // Mask the legacy PIC so only the IOAPIC path delivers.
-  for (const id of [0, 1]) {
-    const pic = vm.getIrqchip(id);
-    pic.chip[2] = 0xff; // imr
-    vm.setIrqchip(pic);
-  }
-}
 
-function enableLapic(vcpu: import("@tsvmm/kvm-backend").Vcpu): void {
-  const l = vcpu.getLapic();
-  l.regs.writeUInt32LE(0x1ff, 0xf0); // SVR: enabled, spurious vector 0xff
-  l.regs.writeUInt32LE(0x10000, 0x350); // LVT0 masked
-  l.regs.writeUInt32LE(0x10000, 0x360); // LVT1 masked
-  vcpu.setLapic(l);
-}

@@ -68,3 +68,28 @@ export function enterLongMode(vm: Vm, vcpu: Vcpu, rip: number, tables = 0x1000):
   r.rsp = 0x80000n;
   vcpu.setRegs(r);
 }
+
+/**
+ * Route IOAPIC pin `pin` to `vector` (fixed delivery, physical destination APIC 0, edge, unmasked)
+ * and mask the legacy PIC, so an IRQ line reaches the guest only through the IOAPIC.
+ */
+export function routeIoapicPin(vm: Vm, pin: number, vector: number): void {
+  // IOAPIC state: base_address u64, ioregsel u32, id u32, irr u32, pad u32, then 24 u64 entries.
+  const chip = vm.getIrqchip(2);
+  chip.chip.writeBigUInt64LE(BigInt(vector), 24 + pin * 8);
+  vm.setIrqchip(chip);
+  for (const id of [0, 1]) {
+    const pic = vm.getIrqchip(id);
+    pic.chip[2] = 0xff; // imr
+    vm.setIrqchip(pic);
+  }
+}
+
+/** Software-enable the LAPIC (SVR) with LVT0/LVT1 masked. */
+export function enableLapic(vcpu: Vcpu): void {
+  const l = vcpu.getLapic();
+  l.regs.writeUInt32LE(0x1ff, 0xf0); // SVR: enabled, spurious vector 0xff
+  l.regs.writeUInt32LE(0x10000, 0x350); // LVT0 masked
+  l.regs.writeUInt32LE(0x10000, 0x360); // LVT1 masked
+  vcpu.setLapic(l);
+}

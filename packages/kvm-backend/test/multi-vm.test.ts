@@ -1,26 +1,9 @@
 import { EventFd, GuestRam, Kvm, requireKvm, type Vcpu, type Vm } from "@tsvmm/kvm-backend";
 import { describe, expect, it } from "vitest";
-import { assemble, enterRealMode } from "./helpers.js";
+import { assemble, enableLapic, enterRealMode, routeIoapicPin } from "./helpers.js";
 
 const hasKvm = requireKvm();
 
-function routeIoapicPin(vm: Vm, pin: number, vector: number): void {
-  const chip = vm.getIrqchip(2);
-  chip.chip.writeBigUInt64LE(BigInt(vector), 24 + pin * 8);
-  vm.setIrqchip(chip);
-  for (const id of [0, 1]) {
-    const pic = vm.getIrqchip(id);
-    pic.chip[2] = 0xff;
-    vm.setIrqchip(pic);
-  }
-}
-function enableLapic(vcpu: Vcpu): void {
-  const l = vcpu.getLapic();
-  l.regs.writeUInt32LE(0x1ff, 0xf0);
-  l.regs.writeUInt32LE(0x10000, 0x350);
-  l.regs.writeUInt32LE(0x10000, 0x360);
-  vcpu.setLapic(l);
-}
 
 describe.runIf(hasKvm)("two VMs in one process", () => {
   it("share a memory region and signal through ioeventfd -> irqfd without the VMM relaying", async () => {
