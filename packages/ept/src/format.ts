@@ -59,6 +59,13 @@ export abstract class PagingFormat<A> {
   abstract readonly reservedTableLo: readonly number[];
   abstract readonly reservedLeafLo: readonly number[];
   abstract readonly reservedHi: number;
+  /**
+   * Misconfigurations beyond reserved bits, as bit sets so a walk tests them with one shift:
+   * bit k of `misconfiguredRwx` set means a present entry whose bits 2:0 equal k is misconfigured;
+   * bit k of `misconfiguredLeafType` set means a leaf whose bits 5:3 equal k is.
+   */
+  readonly misconfiguredRwx: number = 0;
+  readonly misconfiguredLeafType: number = 0;
   /** Address bits in an entry's high word (bits MAXPHYADDR-1:32). */
   readonly addrHiMask: number;
 
@@ -79,8 +86,27 @@ export abstract class PagingFormat<A> {
   /** The attributes of a leaf, every field filled in. */
   abstract leafAttributes(level: 1 | 2 | 3, lo: number, hi: number): A;
   /** Format-specific misconfiguration beyond reserved bits (EPT: write-only, bad memory type). */
-  abstract misconfigured(leaf: boolean, lo: number): boolean;
-  /** Why an access is refused given the AND of all low words and OR of all high words; null when allowed. */
+  misconfigured(leaf: boolean, lo: number): boolean {
+    return ((this.misconfiguredRwx >>> (lo & 7)) & 1) !== 0 || (leaf && ((this.misconfiguredLeafType >>> ((lo >>> 3) & 7)) & 1) !== 0);
+  }
+  /**
+   * Whether an access is refused given the AND of all low words and OR of all high words:
+   * 0 when allowed, otherwise a format-specific reason number for {@link permissionProblem}.
+   * Numbers only, so the hot-path walk neither allocates nor builds strings. The default serves
+   * formats that only describe their rule as text.
+   */
+  permissionDenied(andLo: number, orHi: number, leafLo: number, leafHi: number, access: number): number {
+    return this.permissionProblem(andLo, orHi, leafLo, leafHi, access) === null ? 0 : 1;
+  }
+  /**
+   * For formats whose rule is "one bit must be set in every entry of the walk": that bit for
+   * `access` (a sum of {@link Access} flags), so the hot path tests `andLo & bit`; 0 when the
+   * rule has another shape and only {@link permissionDenied} can decide.
+   */
+  requiredBit(_access: number): number {
+    return 0;
+  }
+  /** Why an access is refused, as text; null when allowed. */
   abstract permissionProblem(andLo: number, orHi: number, leafLo: number, leafHi: number, access: number): string | null;
 }
 
@@ -117,6 +143,7 @@ export interface EptPageAttributes {
 }
 
 const EPT_LEAF_RESERVED_LO = [0, 0, 0x1ff000, 0x3ffff000, 0, 0];
+const EPT_DENIALS: readonly (string | null)[] = [null, "read not allowed", "write not allowed", "execute not allowed", "user-mode execute not allowed"];
 
 export class EptFormat extends PagingFormat<EptPageAttributes> {
   readonly kind = "ept" as const;
@@ -129,6 +156,8 @@ export class EptFormat extends PagingFormat<EptPageAttributes> {
   readonly reservedHi: number;
   readonly mbec: boolean;
   readonly executeOnly: boolean;
+  override readonly misconfiguredRwx: number;
+  override readonly misconfiguredLeafType = 0b1000_1100;
 
   constructor(options: EptFormatOptions = {}) {
     super(options.levels, options.maxPhyAddr, options.pages2M ?? true, options.pages1G ?? true);
@@ -138,6 +167,9 @@ export class EptFormat extends PagingFormat<EptPageAttributes> {
     // Tables grant everything: the leaf alone decides, which keeps permission changes local.
     this.tableLo = EPT_READ | EPT_WRITE | EPT_EXECUTE | (this.mbec ? EPT_USER_EXECUTE : 0);
     this.reservedHi = reservedHighMask(this.maxPhyAddr);
+    // Bits 2:0 = 010 or 110 (write without read); without the capability, any value with bit 0
+    // clear (execute-only). Memory types 2, 3 and 7 are reserved.
+    this.misconfiguredRwx = this.executeOnly ? 0b0100_0100 : 0b0101_0101;
   }
 
   leafBits(level: 1 | 2 | 3, a: EptPageAttributes): [number, number] {
@@ -186,23 +218,20 @@ export class EptFormat extends PagingFormat<EptPageAttributes> {
     };
   }
 
-  misconfigured(leaf: boolean, lo: number): boolean {
-    if ((lo & 3) === 2) return true;
-    if ((lo & 1) === 0 && !this.executeOnly) return true;
-    if (leaf) {
-      const mt = (lo >>> 3) & 7;
-      return mt === 2 || mt === 3 || mt === 7;
-    }
-    return false;
+  override requiredBit(access: number): number {
+    if ((access & Access.EXECUTE) !== 0) return this.mbec && (access & Access.USER) !== 0 ? EPT_USER_EXECUTE : EPT_EXECUTE;
+    return (access & Access.WRITE) !== 0 ? EPT_WRITE : EPT_READ;
   }
 
-  permissionProblem(andLo: number, _orHi: number, _leafLo: number, _leafHi: number, access: number): string | null {
-    if ((access & Access.EXECUTE) !== 0) {
-      if (this.mbec && (access & Access.USER) !== 0) return (andLo & EPT_USER_EXECUTE) !== 0 ? null : "user-mode execute not allowed";
-      return (andLo & EPT_EXECUTE) !== 0 ? null : "execute not allowed";
-    }
-    if ((access & Access.WRITE) !== 0) return (andLo & EPT_WRITE) !== 0 ? null : "write not allowed";
-    return (andLo & EPT_READ) !== 0 ? null : "read not allowed";
+  // Reason numbers index EPT_DENIALS (1 = read … 4 = user execute).
+  override permissionDenied(andLo: number, _orHi: number, _leafLo: number, _leafHi: number, access: number): number {
+    const bit = this.requiredBit(access);
+    if ((andLo & bit) !== 0) return 0;
+    return bit === EPT_READ ? 1 : bit === EPT_WRITE ? 2 : bit === EPT_EXECUTE ? 3 : 4;
+  }
+
+  permissionProblem(andLo: number, orHi: number, leafLo: number, leafHi: number, access: number): string | null {
+    return EPT_DENIALS[this.permissionDenied(andLo, orHi, leafLo, leafHi, access)] ?? null;
   }
 }
 
@@ -240,8 +269,19 @@ export interface PagingPageAttributes {
   dirty?: boolean;
 }
 
+const IA32E_DENIALS: readonly string[] = [
+  "",
+  "user-mode access to a supervisor page",
+  "instruction fetch from an execute-disable page",
+  "supervisor instruction fetch from a user page (SMEP)",
+  "supervisor data access to a user page (SMAP)",
+  "write to a read-only page",
+];
+
 export class Ia32eFormat extends PagingFormat<PagingPageAttributes> {
   readonly kind = "ia32e" as const;
+  override readonly misconfiguredRwx = 0;
+  override readonly misconfiguredLeafType = 0;
   readonly signExtend = true;
   readonly presentMask = PG_PRESENT;
   readonly tableLo = PG_PRESENT | PG_WRITE | PG_USER;
@@ -308,30 +348,33 @@ export class Ia32eFormat extends PagingFormat<PagingPageAttributes> {
     };
   }
 
-  misconfigured(): boolean {
-    return false;
-  }
-
   // SDM Vol. 3A §4.6 (access rights) and §4.6.2 (protection keys).
-  permissionProblem(andLo: number, orHi: number, _leafLo: number, leafHi: number, access: number): string | null {
+  override permissionDenied(andLo: number, orHi: number, _leafLo: number, leafHi: number, access: number): number {
     const user = (access & Access.USER) !== 0;
     const userPage = (andLo & PG_USER) !== 0;
-    if (user && !userPage) return "user-mode access to a supervisor page";
+    if (user && !userPage) return 1;
     if ((access & Access.EXECUTE) !== 0) {
-      if (this.nxe && (orHi & PG_HI_XD) !== 0) return "instruction fetch from an execute-disable page";
-      if (!user && this.smep && userPage) return "supervisor instruction fetch from a user page (SMEP)";
-      return null;
+      if (this.nxe && (orHi & PG_HI_XD) !== 0) return 2;
+      if (!user && this.smep && userPage) return 3;
+      return 0;
     }
-    if (!user && this.smap && userPage) return "supervisor data access to a user page (SMAP)";
+    if (!user && this.smap && userPage) return 4;
     const write = (access & Access.WRITE) !== 0;
-    if (write && (user || this.wp) && (andLo & PG_WRITE) === 0) return "write to a read-only page";
+    if (write && (user || this.wp) && (andLo & PG_WRITE) === 0) return 5;
     const rights = userPage ? this.pkru : this.pkrs;
     if (rights !== undefined) {
       const pk = (leafHi >>> PG_HI_PKEY_SHIFT) & 0xf;
-      if (((rights >>> (2 * pk)) & 1) !== 0) return `protection key ${pk} disables access`;
-      if (write && ((rights >>> (2 * pk + 1)) & 1) !== 0 && (user || this.wp)) return `protection key ${pk} disables writes`;
+      if (((rights >>> (2 * pk)) & 1) !== 0) return 6;
+      if (write && ((rights >>> (2 * pk + 1)) & 1) !== 0 && (user || this.wp)) return 7;
     }
-    return null;
+    return 0;
+  }
+
+  permissionProblem(andLo: number, orHi: number, leafLo: number, leafHi: number, access: number): string | null {
+    const why = this.permissionDenied(andLo, orHi, leafLo, leafHi, access);
+    if (why === 0) return null;
+    const pk = (leafHi >>> PG_HI_PKEY_SHIFT) & 0xf;
+    return why === 6 ? `protection key ${pk} disables access` : why === 7 ? `protection key ${pk} disables writes` : IA32E_DENIALS[why]!;
   }
 }
 

@@ -20,6 +20,11 @@ export class TableMemory {
   // Word offsets are computed with >>> 2 (keeping them small integers for the JIT) unless the
   // region is larger than 4 GiB.
   curSmall = true;
+  /**
+   * For `walkQuick` (walk-fast.ts): the largest page offset in the current region when the whole region
+   * lies below 4 GiB (so table addresses stay 32-bit integers), else -1.
+   */
+  quickSpan = -1;
   private readonly views = new Map<number, Uint32Array>();
 
   constructor(readonly memory: GuestMemory) {}
@@ -55,6 +60,7 @@ export class TableMemory {
         this.curBase = r.base;
         this.curEnd = r.base + r.size;
         this.curSmall = r.size <= 2 ** 32;
+        this.quickSpan = r.base + r.size <= 2 ** 32 ? r.size - 4096 : -1;
         return (addr - r.base) / 4;
       }
     }

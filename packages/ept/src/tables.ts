@@ -10,11 +10,12 @@ import {
   type EptFormatOptions,
   type EptPageAttributes,
   Ia32eFormat,
-  type PagingFormat,
+  PagingFormat,
   type PagingFormatOptions,
   type PagingPageAttributes,
 } from "./format.js";
 import { TableMemory } from "./table-memory.js";
+import { FastWalkPlan, TAKE_FULL_WALK, walkFast, walkQuick } from "./walk-fast.js";
 
 /** Pages covered by one entry at each level: 512^(level-1). */
 const SLOT = [0, 1, 512, 262144, 134217728, 68719476736];
@@ -103,6 +104,8 @@ export class PageTables<A> {
   private faultLevel = 0;
   private leafLevel = 0;
   private permissionMessage: string | null = null;
+  /** The walk of translateFast, specialised once; null for a format that overrides `misconfigured`. */
+  private readonly plan: FastWalkPlan | null;
 
   constructor(memory: GuestMemory, allocator: TableAllocator, format: PagingFormat<A>, root?: number) {
     this.memory = memory;
@@ -121,6 +124,9 @@ export class PageTables<A> {
       if (this.mem.page(root) < 0) throw new EptError("EPT_TABLE_OUTSIDE_MEMORY", `root table ${hex(root)} is not in guest memory`);
       this.root = root;
     }
+    // The flattened walk tests misconfiguration through the format's masks, so a format that
+    // replaces the mask-based rule keeps the general walker.
+    this.plan = format.misconfigured === PagingFormat.prototype.misconfigured ? new FastWalkPlan(format as PagingFormat<unknown>, this.root, this.mem) : null;
   }
 
   // ---- the walker -------------------------------------------------------------------------
@@ -211,10 +217,25 @@ export class PageTables<A> {
   /**
    * Hot-path translation of a non-negative safe-integer address: the physical address, or a
    * negative {@link Fault} code. `access` is a sum of {@link Access} flags (0 = supervisor read).
+   * Same checks and answers as {@link translate}; allocates nothing. The common EPT case (4
+   * levels, 4 KiB pages, tables in the root's region below 4 GiB) takes a walk small enough to
+   * inline into the caller; everything else, and every fault, goes through the full walk
+   * specialised for the format.
    */
   translateFast(address: number, access = 0): number {
+    const plan = this.plan;
+    if (plan !== null) {
+      const r = walkQuick(plan, address, access);
+      if (r !== TAKE_FULL_WALK) return r;
+    }
+    return this.translateFull(address, access);
+  }
+
+  private translateFull(address: number, access: number): number {
     if (!(address >= 0 && address <= Number.MAX_SAFE_INTEGER)) return Fault.ADDRESS_OUT_OF_RANGE;
-    return this.walk(address >>> 0, (address / TWO32) >>> 0, access);
+    const plan = this.plan;
+    if (plan === null) return this.walk(address >>> 0, (address / TWO32) >>> 0, access);
+    return walkFast(plan, this.mem, address >>> 0, (address / TWO32) >>> 0, access);
   }
 
   /** Full walk: the entry read at each level, the leaf and why the walk failed. */
