@@ -80,6 +80,25 @@ export interface VmmOptions {
 }
 
 const TSS_ADDR = 0xfffbd000;
+
+// kvm_pic_state: last_irr, irr, imr, isr, priority_add, irq_base, read_reg_select, poll, ...
+const PIC_IMR = 2;
+const PIC_IRQ_BASE = 5;
+
+/**
+ * Leave the legacy PICs as a PC BIOS does: master vectors 0x08–0x0f, slave 0x70–0x77, all lines
+ * masked. KVM's PICs start with vector base 0, so a real-mode guest that unmasks a line without
+ * reprogramming the PIC (kvm-unit-tests' realmode does) would take the IRQ through the exception
+ * vectors. Protected-mode kernels reprogram the PICs or mask them anyway.
+ */
+function programPicsLikeBios(vm: Vm): void {
+  for (const [chipId, base] of [[0, 0x08], [1, 0x70]] as const) {
+    const pic = vm.getIrqchip(chipId);
+    pic.chip[PIC_IRQ_BASE] = base;
+    pic.chip[PIC_IMR] = 0xff;
+    vm.setIrqchip(pic);
+  }
+}
 const IDENTITY_MAP_ADDR = 0xfffbc000;
 
 /**
@@ -110,6 +129,7 @@ export class Vmm {
       vm.setTssAddr(TSS_ADDR);
       vm.setIdentityMapAddr(IDENTITY_MAP_ADDR);
       vm.createIrqchip();
+      programPicsLikeBios(vm);
       vm.createPit2();
       vm.addMemory({ slot: 0, guestPhysAddr: 0, size: o.memoryBytes, name: "ram" });
       for (const [i, m] of o.sharedMemory.entries()) vm.addMemory({ slot: 1 + i, guestPhysAddr: m.gpa, size: m.ram.size, ram: m.ram, name: `shared${i}` });

@@ -1,10 +1,10 @@
-import { checkMaxPhyAddr, checkU64, hex, toBigAddress } from "../bits.js";
 import { type EptpProblem, validateEptp as eptpRule } from "@tsvmm/abi";
+import { checkMaxPhyAddr, checkU64, hex, toBigAddress } from "../bits.js";
 import { EptError } from "../errors.js";
 
 // The EPTP validity rule and the capability bits it reads live in @tsvmm/abi, shared with the
 // vmcs package's VM-entry check; this package re-exports them and adds argument checking.
-export { EptVpidCap, type EptpProblem, type EptpProblemCode } from "@tsvmm/abi";
+export { type EptpProblem, type EptpProblemCode, EptVpidCap } from "@tsvmm/abi";
 
 /** EPTP fields, SDM Vol. 3C §25.6.11 (Table 25-9), "Extended-Page-Table Pointer (EPTP)". */
 export interface Eptp {
