@@ -1,11 +1,11 @@
 import { GuestMemoryMap } from "@tsvmm/abi";
-import { buildIdentityMap, type EptPageAttributes, EptTables, PagingTables, TableAllocator } from "@tsvmm/ept";
+import { buildIdentityMap, type EptPageAttributes, EptTables, PagingTables, TableAllocator, toMemorySlots } from "@tsvmm/ept";
 import { kvmAvailable } from "@tsvmm/kvm-backend";
 import { exitFromKvm } from "@tsvmm/vmcs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { randomU64, s64 } from "../../test-kernels/harness/expect.js";
 import { buildGuests, RAM_BYTES, type RunResult, runGuest } from "../../test-kernels/harness/run.js";
-import { eptToMemorySlots } from "./ept-slots.js";
+
 import { type ProbeOp, randomBelow, randomHighPage, writeProbeParams } from "./guest-params.js";
 
 // @tsvmm/ept on the real /dev/kvm: a long-mode guest boots on IA-32e tables the package built and
@@ -153,7 +153,7 @@ describe("@tsvmm/ept guests on /dev/kvm", () => {
     ept.map(roBase, roBase, roSize, { read: true, write: false, execute: false });
     ept.map(rwBase, rwBase, rwSize, { read: true, write: true, execute: false });
 
-    const derived = eptToMemorySlots(ept);
+    const derived = toMemorySlots(ept);
     expect(derived.slots).toEqual([
       { base: 0, size: RAM_BYTES, readonly: false },
       { base: roBase, size: roSize, readonly: true },

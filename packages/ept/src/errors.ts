@@ -20,6 +20,8 @@ export type EptErrorCode =
   | "EPT_PAGE_SIZE_UNSUPPORTED"
   /** `split` on an address mapped by a 4 KiB page. */
   | "EPT_NOT_LARGE_PAGE"
+  /** `toMemorySlots` on EPT tables that are not an identity map (output address ≠ input). */
+  | "EPT_NOT_IDENTITY"
   /** The allocator's region is misaligned, empty, or not wholly inside one guest-memory region. */
   | "EPT_ALLOCATOR_REGION"
   /** The allocator has no free page left. */

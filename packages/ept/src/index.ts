@@ -52,6 +52,7 @@ export {
   type PagingTableEntry,
   pagingEntryHasReservedBits,
 } from "./paging/entries.js";
+export { type DerivedSlot, type SlotDerivation, toMemorySlots } from "./slots.js";
 export {
   type AccessType,
   EptTables,

@@ -1,10 +1,12 @@
-import type { EptPageAttributes, EptTables, Mapping } from "@tsvmm/ept";
+import { EptError } from "./errors.js";
+import type { EptPageAttributes } from "./format.js";
+import type { EptTables, Mapping } from "./tables.js";
 
-// A guest-physical permission map described by EPT tables, as KVM memory slots. KVM slots can
-// say "present" and "read-only" but not "no read" or "no execute", so this is the honest subset:
-// readable pages become slots (read-only where the EPT denies writes), non-readable pages stay
-// holes (every access exits as MMIO), and denied execute is reported as lost. This belongs in
-// @tsvmm/ept as a `toMemorySlots` API; it lives here until then.
+// An EPT permission map as KVM memory slots: the seam where EPT-style policy meets a KVM that owns
+// the real EPT. KVM slots can say "present" and "read-only" but not "no read" or "no execute", so
+// this is the honest subset: readable pages become slots (read-only where the EPT denies writes,
+// so a guest write exits to the VMM like an EPT violation), non-readable pages stay holes (every
+// access exits as MMIO), and denied execute is reported as lost rather than silently dropped.
 
 export interface DerivedSlot {
   readonly base: number;
@@ -23,13 +25,13 @@ export interface SlotDerivation {
  * contiguous in both guest-physical and output address and has the same write permission.
  * KVM slots are backed by fresh host memory, so the map must be an identity one (output = input).
  */
-export function eptToMemorySlots(ept: EptTables): SlotDerivation {
+export function toMemorySlots(ept: EptTables): SlotDerivation {
   const slots: { base: number; size: number; readonly: boolean }[] = [];
   const lost: { base: number; size: number }[] = [];
   let prev: Mapping<EptPageAttributes> | undefined;
   for (const m of ept.mappings()) {
     if (m.physical !== m.address) {
-      throw new Error(`EPT leaf 0x${m.address.toString(16)} -> 0x${m.physical.toString(16)} is not an identity mapping`);
+      throw new EptError("EPT_NOT_IDENTITY", `EPT leaf 0x${m.address.toString(16)} -> 0x${m.physical.toString(16)} is not an identity mapping`);
     }
     if (!m.attributes.read) continue;
     const base = Number(m.address);
