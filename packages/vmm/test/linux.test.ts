@@ -1,25 +1,35 @@
 import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GuestMemoryMap } from "@tsvmm/abi";
 import { parseBzImage, parseElf } from "@tsvmm/elf-loader";
 import { requireKvm } from "@tsvmm/kvm-backend";
 import { bootKernel } from "@tsvmm/vmm";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { unpackPayload } from "../src/linux-payload.js";
 
 // Debian's linux-image-cloud-amd64, booted as users boot it: the built `tsvmm` CLI in a child
 // process. On this project's KVM (PVM) the kernel's CPL0 code is emulated at about 1 µs per
 // instruction, so its first console lines take some 20-30 s and a full boot is out of reach
-// (docs: /work/shared/kvm-on-this-machine.md); the test stops the VM once the e820 map is out.
+// (docs: /work/shared/kvm-on-this-machine.md); the test stops the VM once the e820 map and the
+// RAMDISK line are out.
 const hasKvm = requireKvm();
 const root = join(__dirname, "..", "..", "..");
 const cli = join(root, "packages", "vmm", "bin", "tsvmm.cjs");
 const CMDLINE = "console=ttyS0 earlyprintk=ttyS0";
 
+// An odd-sized initrd: the kernel reports it page-rounded in its `RAMDISK:` line.
+const INITRD_BYTES = 40_000;
+let dir = "";
+let initrd = "";
 let kernel: { bzImage: string; vmlinux: string } = { bzImage: "", vmlinux: "" };
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "tsvmm-linux-"));
+  initrd = join(dir, "initrd.bin");
+  writeFileSync(initrd, Buffer.alloc(INITRD_BYTES, 0x5a));
   // Cached under <repo>/.cache/debian-kernel/ after the first download (apt-get download).
   const out = execFileSync(process.execPath, [join(root, "packages", "elf-loader", "scripts", "fetch-debian-kernel.mjs")], { encoding: "utf8", timeout: 600_000 });
   kernel = JSON.parse(out.trim().split("\n").pop() ?? "{}");
@@ -34,13 +44,14 @@ interface Boot {
 }
 
 /**
- * Spawn `tsvmm run`, and kill it as soon as the console holds the banner and the whole e820 map
- * (a line after the last `BIOS-e820:` one). The CLI's own --timeout is the backstop.
+ * Spawn `tsvmm run`, and kill it as soon as the console holds the banner, the whole e820 map and
+ * the kernel's `RAMDISK:` line (a second or two later). The CLI's own --timeout is the backstop.
  */
-function bootUntilE820(kernelPath: string, memMiB: number, budgetS: number): Promise<Boot> {
+function bootUntilRamdisk(kernelPath: string, memMiB: number, budgetS: number): Promise<Boot> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, [cli, "run", kernelPath, "--mem", String(memMiB), "--cmdline", CMDLINE, "--timeout", String(budgetS)], { stdio: ["ignore", "pipe", "pipe"] });
+    const args = [cli, "run", kernelPath, "--mem", String(memMiB), "--cmdline", CMDLINE, "--initrd", initrd, "--timeout", String(budgetS)];
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     let err = "";
     let first = Number.NaN;
@@ -50,7 +61,7 @@ function bootUntilE820(kernelPath: string, memMiB: number, budgetS: number): Pro
     child.stdout.on("data", (s: string) => {
       out += s;
       if (Number.isNaN(first) && out.includes("Linux version")) first = (performance.now() - t0) / 1000;
-      if (!done && /BIOS-e820:[^\n]*\n(?!\[[ .0-9]+\] BIOS-e820)[^\n]*\n/.test(out)) {
+      if (!done && /BIOS-e820:[\s\S]*RAMDISK: [^\n]*\n/.test(out)) {
         done = true;
         child.kill("SIGKILL");
       }
@@ -75,7 +86,7 @@ function e820(console: string): E820[] {
 
 /** What the kernel says it was given must be the machine we described: RAM from 0 to --mem, a hole below 1 MiB. */
 function expectBootLines(boot: Boot, memMiB: number): void {
-  expect(boot.exitedEarly, `tsvmm stopped before the e820 map:\n${boot.stderr}\n${boot.console.slice(-2000)}`).toBe(false);
+  expect(boot.exitedEarly, `tsvmm stopped before the e820 map and RAMDISK line:\n${boot.stderr}\n${boot.console.slice(-2000)}`).toBe(false);
   expect(boot.console).toMatch(/Linux version 6\.\d+\.\d+[^\n]*cloud-amd64/);
   // The command line went through the boot protocol's own channel (start_info or boot_params).
   expect(boot.console).toContain(`Command line: ${CMDLINE}`);
@@ -89,6 +100,13 @@ function expectBootLines(boot: Boot, memMiB: number): void {
   expect(usable.some((e) => e.start <= 0xa0000n && e.end >= 0xa0000n)).toBe(false);
   const usableBytes = usable.reduce((n, e) => n + (e.end - e.start + 1n), 0n);
   expect(usableBytes).toBeGreaterThan(BigInt(memMiB - 1) * 1024n * 1024n);
+  // The initrd arrived (start_info module or boot_params ramdisk fields), whole, inside that RAM.
+  const rd = /RAMDISK: \[mem 0x([0-9a-f]+)-0x([0-9a-f]+)\]/.exec(boot.console);
+  expect(rd, "no RAMDISK: line").not.toBeNull();
+  const start = BigInt(`0x${rd![1]}`);
+  const end = BigInt(`0x${rd![2]}`);
+  expect(end - start + 1n).toBe(BigInt(Math.ceil(INITRD_BYTES / 4096) * 4096));
+  expect(usable.some((e) => e.start <= start && end <= e.end)).toBe(true);
 }
 
 describe("bzImage payload unpacked by the VMM", () => {
@@ -123,14 +141,14 @@ describe("bzImage payload unpacked by the VMM", () => {
 });
 
 describe.runIf(hasKvm)("Linux on tsvmm (Debian cloud kernel, real KVM)", () => {
-  it("vmlinux through PVH prints its banner and the e820 map we gave it", async () => {
-    const boot = await bootUntilE820(kernel.vmlinux, 112, 150);
+  it("vmlinux through PVH prints its banner, the e820 map we gave it and our initrd", async () => {
+    const boot = await bootUntilRamdisk(kernel.vmlinux, 112, 150);
     expectBootLines(boot, 112);
     process.stderr.write(`linux.test: PVH vmlinux printed "Linux version" after ${boot.firstLineSeconds.toFixed(1)} s\n`);
   }, 180_000);
 
-  it("bzImage through the 64-bit boot protocol prints its banner and the e820 map we gave it", async () => {
-    const boot = await bootUntilE820(kernel.bzImage, 144, 150);
+  it("bzImage through the 64-bit boot protocol prints its banner, the e820 map we gave it and our initrd", async () => {
+    const boot = await bootUntilRamdisk(kernel.bzImage, 144, 150);
     expectBootLines(boot, 144);
     process.stderr.write(`linux.test: bzImage printed "Linux version" after ${boot.firstLineSeconds.toFixed(1)} s\n`);
   }, 180_000);
