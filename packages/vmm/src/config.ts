@@ -1,37 +1,42 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { z } from "zod";
+import * as z from "zod/mini";
 import { VmmError } from "./errors.js";
+
+// zod/mini keeps to what this schema uses: `tsvmm run` pays for parsing the validator on every
+// start (bench tsvmm-run-hello), and the full zod API cost ~40 ms of it. English messages are
+// loaded explicitly (mini ships none by default).
+z.config(z.locales.en());
+
+const int = (min: number, max: number) => z.int().check(z.gte(min), z.lte(max));
 
 /**
  * The JSON VM configuration (`tsvmm run --config vm.json`). Paths are relative to the file.
  * Unknown keys are errors, so a typo never silently falls back to a default.
  */
-export const VmConfigSchema = z
-  .object({
-    /** Kernel image: ELF (with a tsvmm or PVH note, or plain), Multiboot, bzImage or a flat binary. Default: the bundled hello guest. */
-    kernel: z.string().min(1).optional(),
-    format: z.enum(["auto", "tsvmm", "elf", "pvh", "multiboot", "bzimage", "flat"]).default("auto"),
-    /** Guest RAM in MiB. */
-    memoryMiB: z.number().int().min(2).max(3072).default(128),
-    vcpus: z.number().int().min(1).max(64).default(1),
-    cmdline: z.string().max(4096).default(""),
-    initrd: z.string().min(1).optional(),
-    /** Stop the VM after this many milliseconds (exit code 124). */
-    timeoutMs: z.number().int().positive().optional(),
-    /** A shipped CPUID template name ("t2-like", "minimal") or a path to a template JSON. */
-    cpuidTemplate: z.string().min(1).optional(),
-    /** MSRs the guest may not touch: each RDMSR/WRMSR of them exits to the VMM and gets #GP. */
-    denyMsrs: z.array(z.union([z.number().int().min(0).max(0xffffffff), z.string().regex(/^0x[0-9a-fA-F]+$/)])).optional(),
-    /** Write every exit to this JSON-lines file. */
-    trace: z.string().min(1).optional(),
-    serial: z.object({ port: z.number().int().min(0).max(0xfff8).default(0x3f8), irq: z.number().int().min(0).max(23).default(4) }).strict().default({ port: 0x3f8, irq: 4 }),
-    debugExit: z
-      .object({ port: z.number().int().min(0).max(0xfffc).default(0xf4), convention: z.enum(["qemu", "raw"]).default("qemu") })
-      .strict()
-      .default({ port: 0xf4, convention: "qemu" }),
-  })
-  .strict();
+export const VmConfigSchema = z.strictObject({
+  /** Kernel image: ELF (with a tsvmm or PVH note, or plain), Multiboot, bzImage or a flat binary. Default: the bundled hello guest. */
+  kernel: z.optional(z.string().check(z.minLength(1))),
+  format: z._default(z.enum(["auto", "tsvmm", "elf", "pvh", "multiboot", "bzimage", "flat"]), "auto"),
+  /** Guest RAM in MiB. */
+  memoryMiB: z._default(int(2, 3072), 128),
+  vcpus: z._default(int(1, 64), 1),
+  cmdline: z._default(z.string().check(z.maxLength(4096)), ""),
+  initrd: z.optional(z.string().check(z.minLength(1))),
+  /** Stop the VM after this many milliseconds (exit code 124). */
+  timeoutMs: z.optional(z.int().check(z.positive())),
+  /** A shipped CPUID template name ("t2-like", "minimal") or a path to a template JSON. */
+  cpuidTemplate: z.optional(z.string().check(z.minLength(1))),
+  /** MSRs the guest may not touch: each RDMSR/WRMSR of them exits to the VMM and gets #GP. */
+  denyMsrs: z.optional(z.array(z.union([int(0, 0xffffffff), z.string().check(z.regex(/^0x[0-9a-fA-F]+$/))]))),
+  /** Write every exit to this JSON-lines file. */
+  trace: z.optional(z.string().check(z.minLength(1))),
+  serial: z._default(z.strictObject({ port: z._default(int(0, 0xfff8), 0x3f8), irq: z._default(int(0, 23), 4) }), { port: 0x3f8, irq: 4 }),
+  debugExit: z._default(
+    z.strictObject({ port: z._default(int(0, 0xfffc), 0xf4), convention: z._default(z.enum(["qemu", "raw"]), "qemu") }),
+    { port: 0xf4, convention: "qemu" },
+  ),
+});
 
 export type VmConfig = z.infer<typeof VmConfigSchema>;
 export type VmConfigInput = z.input<typeof VmConfigSchema>;
