@@ -82,20 +82,19 @@ export interface VmmOptions {
 const TSS_ADDR = 0xfffbd000;
 
 // kvm_pic_state: last_irr, irr, imr, isr, priority_add, irq_base, read_reg_select, poll, ...
-const PIC_IMR = 2;
 const PIC_IRQ_BASE = 5;
 
 /**
- * Leave the legacy PICs as a PC BIOS does: master vectors 0x08–0x0f, slave 0x70–0x77, all lines
- * masked. KVM's PICs start with vector base 0, so a real-mode guest that unmasks a line without
- * reprogramming the PIC (kvm-unit-tests' realmode does) would take the IRQ through the exception
- * vectors. Protected-mode kernels reprogram the PICs or mask them anyway.
+ * Give the legacy PICs the vector bases a PC BIOS leaves them with: master 0x08–0x0f, slave
+ * 0x70–0x77. KVM's PICs start at vector base 0, so a real-mode guest that takes an IRQ without
+ * reprogramming the PIC (kvm-unit-tests' realmode does) would enter it through the exception
+ * vectors. The masks keep KVM's reset state (all open), which that test also relies on;
+ * protected-mode kernels reprogram or mask the PICs themselves.
  */
 function programPicsLikeBios(vm: Vm): void {
   for (const [chipId, base] of [[0, 0x08], [1, 0x70]] as const) {
     const pic = vm.getIrqchip(chipId);
     pic.chip[PIC_IRQ_BASE] = base;
-    pic.chip[PIC_IMR] = 0xff;
     vm.setIrqchip(pic);
   }
 }
