@@ -40,6 +40,8 @@ describe.runIf(hasKvm)("vCPU state round trips and the rarer exits", () => {
     expect(xs.region.length).toBe(4096);
     expect(xs.region.readUInt32LE(24)).toBe(0x1f80); // MXCSR at reset
     xs.region.writeUInt32LE(0x1fa0, 24);
+    // XSAVE format: state counts only where the header's XSTATE_BV (offset 512) marks it present.
+    xs.region.writeBigUInt64LE(xs.region.readBigUInt64LE(512) | 0x2n, 512); // SSE (MXCSR, XMM)
     vcpu.setXsave(xs);
     expect(vcpu.getXsave().region.readUInt32LE(24)).toBe(0x1fa0);
     const f3 = vcpu.getFpu();
