@@ -1,6 +1,7 @@
 import { anyBit, fillBits, getBit, runsOf } from "../bits.js";
 import { BitmapError } from "../errors.js";
 import { formatRange, hex, type IndexRange, parseRange } from "../hex.js";
+import { type Ctor, PageBitmap } from "../page-bitmap.js";
 
 /**
  * The PIO bus's question: does an access of `size` bytes at `port` go to the VMM? Structural, so a
@@ -48,22 +49,15 @@ export function portRange(sel: PortSelector): IndexRange {
   return { first, last };
 }
 
-type Ctor<T> = new () => T;
 
 /**
  * Logic shared by the VMX I/O bitmaps and the SVM IOPM: bit p of the page intercepts port p; an
  * access of n bytes at p touches ports p..p+n-1 and exits if any of their bits is set. They differ
  * only for an access that runs past port 0xFFFF ({@link beyondPortSpace}).
  */
-export abstract class IoBitmapBase implements IoInterceptPolicy {
-  abstract readonly kind: IoBitmapKind;
+export abstract class IoBitmapBase extends PageBitmap<IoBitmapKind> implements IoInterceptPolicy {
   /** Bits that mean something: 0x10000 for VMX; SVM adds the three it reads past port 0xFFFF. */
   protected abstract readonly meaningfulBits: number;
-  protected readonly page: Buffer;
-
-  protected constructor(byteLength: number) {
-    this.page = Buffer.alloc(byteLength);
-  }
 
   /** An access that runs past port 0xFFFF (port + size > 0x10000). */
   protected abstract beyondPortSpace(port: number, size: number): boolean;
@@ -162,34 +156,5 @@ export abstract class IoBitmapBase implements IoInterceptPolicy {
   toJSON(): IoBitmapJson {
     const runs = runsOf(this.page, 0, this.meaningfulBits, 1, true);
     return { format: "tsvmm.io-bitmap/1", kind: this.kind, intercept: runs.map(([s, e]) => formatRange({ first: s, last: e - 1 })) };
-  }
-
-  clone(): this {
-    const c = new (this.constructor as Ctor<this>)();
-    c.page.set(this.page);
-    return c;
-  }
-
-  /** Intercepts wherever either bitmap intercepts (the stricter combination). */
-  union(other: this): this {
-    return this.combine(other, (a, b) => a | b);
-  }
-
-  /** Intercepts only where both bitmaps intercept (the laxer combination). */
-  intersection(other: this): this {
-    return this.combine(other, (a, b) => a & b);
-  }
-
-  equals(other: IoBitmapBase): boolean {
-    return other.kind === this.kind && this.page.equals(other.page);
-  }
-
-  private combine(other: IoBitmapBase, op: (a: number, b: number) => number): this {
-    if (!(other instanceof IoBitmapBase) || other.kind !== this.kind) {
-      throw new BitmapError("BITMAP_KIND_MISMATCH", `cannot combine a ${this.kind} with ${other instanceof IoBitmapBase ? `a ${other.kind}` : "a non-bitmap"}`);
-    }
-    const c = this.clone();
-    for (let i = 0; i < c.page.length; i++) c.page[i] = op(this.page[i]!, other.page[i]!);
-    return c;
   }
 }

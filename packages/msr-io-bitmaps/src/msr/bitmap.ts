@@ -2,6 +2,7 @@ import { fillBits, getBit, runsOf, setBit } from "../bits.js";
 import { BitmapError } from "../errors.js";
 import { formatRange, hex, type IndexRange, parseRange } from "../hex.js";
 import { IntervalSet, type Span } from "../intervals.js";
+import { type Ctor, PageBitmap } from "../page-bitmap.js";
 import { MsrPolicy, type MsrPolicySource } from "./policy.js";
 import {
   checkAccess,
@@ -53,21 +54,13 @@ export interface MsrInterceptBitmap extends MsrPolicySource {
   toJSON(): MsrBitmapJson;
 }
 
-type Ctor<T> = new () => T;
 
 /**
  * Logic shared by every MSR bitmap: subclasses only describe their page size and segment layout.
  * A set bit means "intercept" (the access exits), a clear bit lets the guest access the MSR.
  */
-export abstract class MsrBitmapBase implements MsrInterceptBitmap {
-  abstract readonly kind: MsrBitmapKind;
+export abstract class MsrBitmapBase extends PageBitmap<MsrBitmapKind> implements MsrInterceptBitmap {
   protected abstract readonly segments: readonly MsrSegment[];
-  protected readonly page: Buffer;
-
-  /** A zeroed page: no MSR in the coverage is intercepted. */
-  protected constructor(byteLength: number) {
-    this.page = Buffer.alloc(byteLength);
-  }
 
   /** Every covered MSR intercepted in both directions. */
   static interceptAll<T extends MsrBitmapBase>(this: Ctor<T>): T {
@@ -203,35 +196,6 @@ export abstract class MsrBitmapBase implements MsrInterceptBitmap {
       kind: this.kind,
       intercept: { read: this.interceptedRanges("read").map(formatRange), write: this.interceptedRanges("write").map(formatRange) },
     };
-  }
-
-  clone(): this {
-    const c = new (this.constructor as Ctor<this>)();
-    c.page.set(this.page);
-    return c;
-  }
-
-  /** Intercepts wherever either bitmap intercepts (the stricter combination). */
-  union(other: this): this {
-    return this.combine(other, (a, b) => a | b);
-  }
-
-  /** Intercepts only where both bitmaps intercept (the laxer combination). */
-  intersection(other: this): this {
-    return this.combine(other, (a, b) => a & b);
-  }
-
-  equals(other: MsrBitmapBase): boolean {
-    return other.kind === this.kind && this.page.equals(other.page);
-  }
-
-  private combine(other: MsrBitmapBase, op: (a: number, b: number) => number): this {
-    if (!(other instanceof MsrBitmapBase) || other.kind !== this.kind) {
-      throw new BitmapError("BITMAP_KIND_MISMATCH", `cannot combine a ${this.kind} with ${other instanceof MsrBitmapBase ? `a ${other.kind}` : "a non-bitmap"}`);
-    }
-    const c = this.clone();
-    for (let i = 0; i < c.page.length; i++) c.page[i] = op(this.page[i]!, other.page[i]!);
-    return c;
   }
 
   private segmentOf(msr: number): MsrSegment | undefined {
