@@ -1,4 +1,4 @@
-import { EventFd, GuestRam, Kvm, requireKvm, type Vcpu, type Vm } from "@tsvmm/kvm-backend";
+import { EventFd, GuestRam, Kvm, requireKvm } from "@tsvmm/kvm-backend";
 import { describe, expect, it } from "vitest";
 import { assemble, enableLapic, enterRealMode, routeIoapicPin } from "./helpers.js";
 
