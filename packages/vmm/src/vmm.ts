@@ -259,7 +259,14 @@ export class Vmm {
       }
       this.exits++;
       this.lastExitAt = performance.now();
-      this.handle(exit, index);
+      try {
+        this.handle(exit, index);
+      } catch (e) {
+        // Devices and buses isolate their own faults; anything still thrown here means the guest
+        // did something the VMM cannot represent. It stops this VM, never the process.
+        this.requestStop("guest-error", 0, `vCPU ${index}: ${exit.kind} exit could not be handled: ${(e as Error).message}`);
+        return;
+      }
     }
   }
 

@@ -51,6 +51,17 @@ describe.runIf(hasKvm)("VmmBuilder", () => {
     expect(r).toMatchObject({ reason: "timeout", message: "operator stop" });
   });
 
+  it("an exit handler that throws stops the VM with a report, never the process", async () => {
+    const vmm = new VmmBuilder().kernelFile(bundledHelloPath()).memoryMiB(16).build();
+    vmm.pio.observer = () => {
+      throw new Error("observer bug");
+    };
+    const r = await vmm.run();
+    expect(r).toMatchObject({ reason: "guest-error", exitCode: 126 });
+    expect(r.message).toMatch(/io exit could not be handled: observer bug/);
+    expect(vmm.vm.closed).toBe(true);
+  });
+
   it("a Vmm runs once", async () => {
     const vmm = new VmmBuilder().kernelFile(guest("exit-code")).memoryMiB(16).build();
     await vmm.run();
