@@ -5,6 +5,11 @@ import { BusError, BusOverlapError, DeviceFaultError, hex } from "./errors.js";
  * registered on; `data.length` is the access size (1, 2, 4 or 8 in practice). `read` fills
  * `data`, `write` consumes it; neither may keep `data` after returning (the bus reuses it).
  */
+/** Anything ranges can be registered on (a PioBus, or a test double); what `attach` methods take. */
+export interface RegisterTarget {
+  register(base: number, length: number, device: Device): void;
+}
+
 export interface Device {
   readonly name: string;
   read(offset: number, data: Buffer): void;

@@ -1,4 +1,4 @@
-import type { Device } from "./bus.js";
+import type { Device, RegisterTarget } from "./bus.js";
 
 export const I8042_DATA_PORT = 0x60;
 export const I8042_COMMAND_PORT = 0x64;
@@ -22,9 +22,6 @@ export interface I8042Options {
   onReset?: () => void;
 }
 
-interface RegisterTarget {
-  register(base: number, length: number, device: Device): void;
-}
 
 /**
  * The i8042 keyboard controller, enough for Linux: reset through the controller, its self-tests,

@@ -6,6 +6,7 @@ export type {
   Device,
   IoInterceptPolicy,
   PioBusOptions,
+  RegisterTarget,
   UnclaimedAccess,
   UnclaimedReason,
 } from "./bus.js";

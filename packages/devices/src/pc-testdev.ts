@@ -1,9 +1,5 @@
-import type { Device } from "./bus.js";
+import type { Device, RegisterTarget } from "./bus.js";
 
-/** Anything ranges can be registered on (a PioBus). */
-interface RegisterTarget {
-  register(base: number, length: number, device: Device): void;
-}
 
 /** QEMU's x86 ISA test device ("pc-testdev"), which kvm-unit-tests' x86 tests expect. */
 export const PC_TESTDEV_IO_PORT = 0xe0;

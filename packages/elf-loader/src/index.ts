@@ -35,5 +35,5 @@ export {
   multibootMemorySizes,
 } from "./multiboot.js";
 export { identityMap2M, type PageTableBuilder } from "./page-tables.js";
-export { planRelocations, R_386_NONE, R_386_RELATIVE, R_X86_64_NONE, R_X86_64_RELATIVE, type RelocationWrite } from "./pie.js";
+export { type PlacedSegment, planRelocations, R_386_NONE, R_386_RELATIVE, R_X86_64_NONE, R_X86_64_RELATIVE, type RelocationWrite } from "./pie.js";
 export { type BootModule, bootPvh, findPvhEntry, HVM_START_MAGIC, type PvhBoot, type PvhBootOptions, XEN_ELFNOTE_PHYS32_ENTRY } from "./pvh.js";

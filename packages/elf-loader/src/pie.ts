@@ -29,7 +29,7 @@ export interface RelocationWrite {
   readonly width: 4 | 8;
 }
 
-interface PlacedSegment {
+export interface PlacedSegment {
   readonly guestAddress: number;
   readonly memorySize: number;
   readonly vaddr: bigint;

@@ -21,3 +21,4 @@ export { MsrPolicy, type MsrPolicyJson, type MsrPolicySource } from "./msr/polic
 export type { MsrAccess, MsrDirection, MsrListEntry, MsrRule, MsrSelector } from "./msr/rules.js";
 export { SvmMsrpm } from "./msr/svm.js";
 export { VmxMsrBitmap } from "./msr/vmx.js";
+export { type Ctor, PageBitmap } from "./page-bitmap.js";

@@ -151,7 +151,7 @@ export class VmmBuilder {
   }
 
   /**
-   * Map memory shared with other VMs (a {@link GuestRam}) at `gpa`, outside RAM. The VMM does not
+   * Map memory shared with other VMs (a kvm-backend `GuestRam`) at `gpa`, outside RAM. The VMM does not
    * own it: close the GuestRam after every VM using it has stopped.
    */
   sharedMemory(gpa: number, ram: GuestRam): this {

@@ -66,7 +66,8 @@ class Bytes extends Layout<Buffer> {
   }
 }
 
-type AnyLayout = Layout<unknown>;
+/** A field layout of any value type, as the struct builders take them. */
+export type AnyLayout = Layout<unknown>;
 const any = <T>(l: Layout<T>): AnyLayout => l as unknown as AnyLayout;
 
 export const u8 = (p: string): AnyLayout => any(bl_u8(p));
