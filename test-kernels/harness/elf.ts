@@ -1,8 +1,9 @@
 import type { GuestMemory } from "@tsvmm/abi";
+import { ElfError, type ElfFile, EM_386, EM_X86_64, findPvhEntry, LoadError, loadElf, PT_LOAD, parseElf } from "@tsvmm/elf-loader";
 import { HarnessError } from "./errors.js";
 
-// A deliberately small ELF reader for test guests: PT_LOAD segments and the boot-mode note.
-// It is meant to be replaced by @tsvmm/elf-loader; keep it to what the harness needs.
+// Test guests are loaded by @tsvmm/elf-loader, the loader users get; this file adds only the
+// harness's boot contract (the `tsvmm` boot-mode note) on top.
 
 /** The `tsvmm` note (type 1): how the VMM must start the guest. */
 export const BootMode = { real16: 0, prot32: 1, long64: 2 } as const;
@@ -10,8 +11,6 @@ export type BootMode = (typeof BootMode)[keyof typeof BootMode];
 
 export const TSVMM_NOTE_NAME = "tsvmm";
 export const TSVMM_NOTE_BOOT_MODE = 1;
-export const XEN_NOTE_NAME = "Xen";
-export const XEN_ELFNOTE_PHYS32_ENTRY = 18;
 
 export interface LoadSegment {
   readonly paddr: number;
@@ -27,15 +26,12 @@ export interface GuestImage {
   /** Xen PVH 32-bit entry, when the guest carries one. */
   readonly pvhEntry: number | undefined;
   readonly segments: readonly LoadSegment[];
+  /** The parsed file, as elf-loader gives it. */
+  readonly elf: ElfFile;
 }
 
-const PT_LOAD = 1;
-const PT_NOTE = 4;
-const EM_386 = 3;
-const EM_X86_64 = 62;
-
-function bad(msg: string): never {
-  throw new HarnessError("HARNESS_BAD_ELF", msg);
+function bad(msg: string, cause?: unknown): never {
+  throw new HarnessError("HARNESS_BAD_ELF", msg, cause === undefined ? undefined : { cause });
 }
 
 function safe(v: bigint, what: string): number {
@@ -43,73 +39,44 @@ function safe(v: bigint, what: string): number {
   return Number(v);
 }
 
-/** Parses an ELF32/ELF64 x86 executable and its notes. Throws HarnessError(HARNESS_BAD_ELF). */
+/**
+ * Parses a test guest with @tsvmm/elf-loader (every offset and size checked there) and reads its
+ * boot contract: the `tsvmm` boot-mode note and an optional Xen PVH entry.
+ * Throws HarnessError(HARNESS_BAD_ELF), with the loader's typed error as `cause`.
+ */
 export function parseGuestElf(file: Buffer): GuestImage {
-  if (file.length < 52 || file.readUInt32BE(0) !== 0x7f454c46) bad("not an ELF file");
-  const cls = file[4];
-  if (cls !== 1 && cls !== 2) bad(`unknown ELF class ${cls}`);
-  if (file[5] !== 1) bad("not little-endian");
-  const is64 = cls === 2;
-  if (is64 && file.length < 64) bad("truncated ELF64 header");
-  const machine = file.readUInt16LE(18);
-  if (machine !== (is64 ? EM_X86_64 : EM_386)) bad(`machine ${machine} is not x86`);
-  const entry = is64 ? safe(file.readBigUInt64LE(24), "entry") : file.readUInt32LE(24);
-  const phoff = is64 ? safe(file.readBigUInt64LE(32), "phoff") : file.readUInt32LE(28);
-  const phentsize = file.readUInt16LE(is64 ? 54 : 42);
-  const phnum = file.readUInt16LE(is64 ? 56 : 44);
-  if (phentsize < (is64 ? 56 : 32) || phoff + phnum * phentsize > file.length) bad("program headers out of the file");
-
-  const segments: LoadSegment[] = [];
-  let mode: BootMode | undefined;
-  let pvhEntry: number | undefined;
-  for (let i = 0; i < phnum; i++) {
-    const h = phoff + i * phentsize;
-    const type = file.readUInt32LE(h);
-    const offset = is64 ? safe(file.readBigUInt64LE(h + 8), "p_offset") : file.readUInt32LE(h + 4);
-    const paddr = is64 ? safe(file.readBigUInt64LE(h + 24), "p_paddr") : file.readUInt32LE(h + 12);
-    const filesz = is64 ? safe(file.readBigUInt64LE(h + 32), "p_filesz") : file.readUInt32LE(h + 16);
-    const memsz = is64 ? safe(file.readBigUInt64LE(h + 40), "p_memsz") : file.readUInt32LE(h + 20);
-    if (type !== PT_LOAD && type !== PT_NOTE) continue;
-    if (offset + filesz > file.length) bad(`segment ${i} runs past the end of the file`);
-    if (type === PT_LOAD) {
-      if (memsz < filesz) bad(`segment ${i}: memsz < filesz`);
-      segments.push({ paddr, memsz, data: file.subarray(offset, offset + filesz) });
-      continue;
-    }
-    let p = offset;
-    const end = offset + filesz;
-    while (p + 12 <= end) {
-      const namesz = file.readUInt32LE(p);
-      const descsz = file.readUInt32LE(p + 4);
-      const ntype = file.readUInt32LE(p + 8);
-      const nameAt = p + 12;
-      const descAt = nameAt + ((namesz + 3) & ~3);
-      const next = descAt + ((descsz + 3) & ~3);
-      if (next > end) bad("truncated note");
-      const name = file.toString("latin1", nameAt, nameAt + Math.max(0, namesz - 1));
-      if (name === TSVMM_NOTE_NAME && ntype === TSVMM_NOTE_BOOT_MODE && descsz >= 4) {
-        const m = file.readUInt32LE(descAt);
-        if (m !== 0 && m !== 1 && m !== 2) bad(`unknown boot mode ${m}`);
-        mode = m;
-      } else if (name === XEN_NOTE_NAME && ntype === XEN_ELFNOTE_PHYS32_ENTRY && descsz >= 4) {
-        pvhEntry = file.readUInt32LE(descAt);
-      }
-      p = next;
-    }
+  let elf: ElfFile;
+  try {
+    elf = parseElf(file);
+  } catch (e) {
+    if (e instanceof ElfError) bad(`${e.code}: ${e.message}`, e);
+    throw e;
   }
-  if (mode === undefined) bad('no "tsvmm" boot-mode note');
+  const is64 = elf.header.class === 64;
+  if (elf.header.machine !== (is64 ? EM_X86_64 : EM_386)) bad(`machine ${elf.header.machine} is not x86`);
+  const note = elf.notes.find((n) => n.name === TSVMM_NOTE_NAME && n.type === TSVMM_NOTE_BOOT_MODE && n.desc.length >= 4);
+  if (note === undefined) bad('no "tsvmm" boot-mode note');
+  const m = Buffer.from(note.desc).readUInt32LE(0);
+  if (m !== 0 && m !== 1 && m !== 2) bad(`unknown boot mode ${m}`);
+  const mode: BootMode = m;
+  const segments: LoadSegment[] = elf.programHeaders
+    .filter((ph) => ph.type === PT_LOAD && ph.memsz > 0n)
+    .map((ph) => {
+      const offset = safe(ph.offset, "p_offset");
+      return { paddr: safe(ph.paddr, "p_paddr"), memsz: safe(ph.memsz, "p_memsz"), data: file.subarray(offset, offset + safe(ph.filesz, "p_filesz")) };
+    });
   if (segments.length === 0) bad("no PT_LOAD segment");
+  const entry = safe(elf.header.entry, "entry");
   if (mode === BootMode.real16 && entry >= 0x10000) bad(`real16 entry 0x${entry.toString(16)} is not below 64 KiB`);
-  return { elfClass: is64 ? 64 : 32, entry, mode, pvhEntry, segments };
+  return { elfClass: is64 ? 64 : 32, entry, mode, pvhEntry: findPvhEntry(elf), segments, elf };
 }
 
-/** Copies the segments into guest memory and zero-fills their bss. */
+/** Loads the image with @tsvmm/elf-loader: file bytes copied, bss zeroed, nothing written on error. */
 export function loadGuestImage(image: GuestImage, memory: GuestMemory): void {
-  for (const s of image.segments) {
-    if (!memory.contains(s.paddr, s.memsz)) {
-      bad(`segment [0x${s.paddr.toString(16)}, +0x${s.memsz.toString(16)}) is not inside guest RAM`);
-    }
-    memory.write(s.paddr, s.data);
-    if (s.memsz > s.data.length) memory.fill(s.paddr + s.data.length, s.memsz - s.data.length, 0);
+  try {
+    loadElf(memory, image.elf);
+  } catch (e) {
+    if (e instanceof LoadError) bad(`${e.code}: ${e.message}`, e);
+    throw e;
   }
 }
