@@ -282,10 +282,17 @@ export class Vmm {
         }
         const size = exit.size;
         const data = exit.data;
+        const isIn = exit.direction === "in";
+        if (data.length === size) {
+          // The common case, one element: no sub-view to allocate on the exit path.
+          if (isIn) this.pio.readInto(port, data, index);
+          else this.pio.write(port, data, index);
+          return;
+        }
         // String I/O arrives as one exit with `count` elements: each goes to the device in turn.
         for (let off = 0; off < data.length; off += size) {
           const el = data.subarray(off, off + size);
-          if (exit.direction === "in") this.pio.readInto(port, el, index);
+          if (isIn) this.pio.readInto(port, el, index);
           else this.pio.write(port, el, index);
         }
         return;
