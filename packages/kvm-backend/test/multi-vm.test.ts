@@ -64,17 +64,35 @@ describe.runIf(hasKvm)("two VMs in one process", () => {
     }
   });
 
-  it("a GuestRam still in use cannot be closed; a private slot of a closed VM is released", () => {
+  it("a GuestRam in use cannot be closed, and is cleared when its last VM releases it", () => {
     using kvm = Kvm.open();
     const ram = new GuestRam(0x2000);
-    const vm = kvm.createVm();
-    vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 0x2000, ram });
+    const a = kvm.createVm();
+    const b = kvm.createVm();
+    a.addMemory({ slot: 0, guestPhysAddr: 0, size: 0x2000, ram });
+    b.addMemory({ slot: 0, guestPhysAddr: 0, size: 0x2000, ram });
     ram.buffer[5] = 9;
-    expect(vm.memory.readU8(5)).toBe(9);
+    expect(a.memory.readU8(5)).toBe(9);
+    expect(b.memory.readU8(5)).toBe(9);
     expect(() => ram.close()).toThrowError(expect.objectContaining({ code: "KVM_INVALID_ARGUMENT" }));
-    vm.close();
-    expect(ram.buffer[5]).toBe(9); // shared memory outlives the VM
+    a.close();
+    expect([ram.inUse, ram.buffer[5]]).toEqual([1, 9]); // B still uses it: contents stay
+    b.close();
+    // No VM has it now: cleared before it can be given to another (Jailhouse's rule).
+    expect(ram.inUse).toBe(0);
+    expect(ram.buffer.every((x) => x === 0)).toBe(true);
     ram.close();
     expect(() => ram.buffer).toThrowError(expect.objectContaining({ code: "KVM_CLOSED" }));
+  });
+
+  it("a GuestRam created with clearOnRelease: false keeps its contents across VMs", () => {
+    using kvm = Kvm.open();
+    const ram = new GuestRam(0x1000, { clearOnRelease: false });
+    const vm = kvm.createVm();
+    vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 0x1000, ram });
+    vm.memory.writeU32(0x10, 0xfeedf00d);
+    vm.close();
+    expect(ram.buffer.readUInt32LE(0x10)).toBe(0xfeedf00d);
+    ram.close();
   });
 });

@@ -64,6 +64,9 @@ describe.runIf(hasKvm)("several VMs in one process", () => {
       // the receiver's irqfd consumed it.
       expect(senderPorts.has(0x80)).toBe(true); // the observer does see the POST code written after the doorbell
       expect(senderPorts.has(0x700)).toBe(false);
+      // Both VMs are gone: the shared region was cleared as the last one released it.
+      expect(shared.inUse).toBe(0);
+      expect(shared.buffer.every((x) => x === 0)).toBe(true);
       expect(bell.read()).toBeUndefined();
     } finally {
       shared.close();
