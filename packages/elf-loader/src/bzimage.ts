@@ -3,7 +3,7 @@ import { BOOT_GDT_SIZE, type BootCpuState, longMode64State, writeBootGdt } from 
 import { BootError, hex } from "./errors.js";
 import { defaultMemoryMap, type MemoryMapEntry } from "./memmap.js";
 import { identityMap2M, type PageTableBuilder } from "./page-tables.js";
-import { Placement } from "./placement.js";
+import { cstring, Placement } from "./placement.js";
 
 export const BOOT_FLAG = 0xaa55;
 export const HDRS_MAGIC = 0x53726448; // "HdrS"
@@ -138,8 +138,7 @@ export function bootLinux(memory: GuestMemory, image: Uint8Array | BzImage, opti
     if (align > 1 && load % align !== 0) throw new BootError("BZIMAGE_BAD_ALIGNMENT", `loadAddress ${hex(load)} is not aligned to ${hex(align)} (kernel_alignment/min_alignment)`);
   }
   const cmdline = options.cmdline ?? "";
-  if (cmdline.includes("\0")) throw new BootError("BOOT_BAD_OPTION", "cmdline: contains a NUL character");
-  const cmdBytes = Buffer.from(`${cmdline}\0`, "latin1");
+  const cmdBytes = cstring(cmdline, "cmdline");
   if (cmdBytes.length - 1 > h.cmdlineSize) throw new BootError("BZIMAGE_CMDLINE_TOO_LONG", `cmdline: ${cmdBytes.length - 1} bytes exceed cmdline_size ${h.cmdlineSize}`);
   const memmap = options.memoryMap ?? defaultMemoryMap(memory);
   if (memmap.length > E820_MAX_ZEROPAGE) throw new BootError("BZIMAGE_TOO_MANY_E820", `memory map: ${memmap.length} entries exceed the zero page's ${E820_MAX_ZEROPAGE}`);

@@ -4,7 +4,7 @@ import { parseElf } from "./elf/parse.js";
 import { BootError, hex } from "./errors.js";
 import { applyElfLoad, type LoadResult, planElfLoad } from "./load.js";
 import { defaultMemoryMap, MEMORY_RAM, type MemoryMapEntry } from "./memmap.js";
-import { Placement } from "./placement.js";
+import { cstring, Placement } from "./placement.js";
 import type { BootModule } from "./pvh.js";
 
 export const MULTIBOOT_HEADER_MAGIC = 0x1badb002;
@@ -90,11 +90,6 @@ export interface MultibootBoot {
   readonly infoAddress: number;
   readonly modules: readonly { address: number; size: number }[];
   readonly cpu: BootCpuState;
-}
-
-function cstring(s: string, what: string): Buffer {
-  if (s.includes("\0")) throw new BootError("BOOT_BAD_OPTION", `${what}: contains a NUL character`);
-  return Buffer.from(`${s}\0`, "latin1");
 }
 
 /** KiB of RAM from 0 (at most 640) and contiguous from 1 MiB, from the map's RAM entries. */

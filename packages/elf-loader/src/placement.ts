@@ -66,3 +66,9 @@ export class Placement {
     throw new BootError("BOOT_OUTSIDE_MEMORY", `${what}: no room for ${size} bytes at or above ${hex(from)}`);
   }
 }
+
+/** A string for a boot structure: Latin-1 bytes plus the terminating NUL; an embedded NUL is refused. */
+export function cstring(s: string, what: string): Buffer {
+  if (s.includes("\0")) throw new BootError("BOOT_BAD_OPTION", `${what}: contains a NUL character`);
+  return Buffer.from(`${s}\0`, "latin1");
+}

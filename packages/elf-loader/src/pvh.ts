@@ -5,7 +5,7 @@ import type { ElfFile } from "./elf/types.js";
 import { BootError, hex } from "./errors.js";
 import { applyElfLoad, type LoadResult, planElfLoad } from "./load.js";
 import { defaultMemoryMap, type MemoryMapEntry } from "./memmap.js";
-import { Placement } from "./placement.js";
+import { cstring, Placement } from "./placement.js";
 
 export const XEN_ELFNOTE_PHYS32_ENTRY = 18;
 export const HVM_START_MAGIC = 0x336ec578;
@@ -55,11 +55,6 @@ export interface PvhBoot {
   readonly startInfoAddress: number;
   readonly modules: readonly { address: number; size: number }[];
   readonly cpu: BootCpuState;
-}
-
-function cstring(s: string, what: string): Buffer {
-  if (s.includes("\0")) throw new BootError("BOOT_BAD_OPTION", `${what}: contains a NUL character`);
-  return Buffer.from(`${s}\0`, "latin1");
 }
 
 const align8 = (n: number) => Math.ceil(n / 8) * 8;
