@@ -1,7 +1,7 @@
 import { KVM_CAP, KVM_MSR_EXIT_REASON, KVM_MSR_FILTER_DEFAULT_ALLOW, KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE } from "@tsvmm/abi";
-import { type IoExit, Kvm, requireKvm, runLoop, type Vm } from "@tsvmm/kvm-backend";
+import { type IoExit, type Kvm, requireKvm, runLoop, type Vm } from "@tsvmm/kvm-backend";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { assemble, enableLapic, enterLongMode, enterRealMode, routeIoapicPin } from "./helpers.js";
+import { assemble, closeTestVm, enableLapic, enterLongMode, enterRealMode, openTestVm, routeIoapicPin } from "./helpers.js";
 
 const hasKvm = requireKvm();
 
@@ -9,15 +9,9 @@ describe.runIf(hasKvm)("real guests on /dev/kvm", () => {
   let kvm: Kvm;
   let vm: Vm;
   beforeEach(() => {
-    kvm = Kvm.open();
-    vm = kvm.createVm();
-    vm.setTssAddr(0xfffbd000);
-    vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 1 << 20 });
+    ({ kvm, vm } = openTestVm());
   });
-  afterEach(() => {
-    vm.close();
-    kvm.close();
-  });
+  afterEach(() => closeTestVm(kvm, vm));
 
   it("runs real-mode code: OUT carries its data, HLT exits", () => {
     vm.memory.write(0x1000, assemble("mov al, 0x42\n out 0x10, al\n mov ax, 0x1234\n out 0x11, ax\n mov eax, 0xdeadbeef\n out 0x12, eax\n hlt", 16));

@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { KvmSegment, KvmSregs } from "@tsvmm/abi";
-import type { Vcpu, Vm } from "@tsvmm/kvm-backend";
+import { Kvm, type Vcpu, type Vm } from "@tsvmm/kvm-backend";
 
 const cacheDir = join(tmpdir(), "tsvmm-kvm-backend-asm");
 
@@ -92,4 +92,18 @@ export function enableLapic(vcpu: Vcpu): void {
   l.regs.writeUInt32LE(0x10000, 0x350); // LVT0 masked
   l.regs.writeUInt32LE(0x10000, 0x360); // LVT1 masked
   vcpu.setLapic(l);
+}
+
+/** The VM most tests start from: a TSS address and 1 MiB of RAM at 0. */
+export function openTestVm(): { kvm: Kvm; vm: Vm } {
+  const kvm = Kvm.open();
+  const vm = kvm.createVm();
+  vm.setTssAddr(0xfffbd000);
+  vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 1 << 20 });
+  return { kvm, vm };
+}
+
+export function closeTestVm(kvm: Kvm, vm: Vm): void {
+  vm.close();
+  kvm.close();
 }

@@ -1,7 +1,7 @@
 import { KVM_CAP, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_INTERNAL_ERROR } from "@tsvmm/abi";
-import { Kvm, requireKvm, type Vm } from "@tsvmm/kvm-backend";
+import { type Kvm, requireKvm, type Vm } from "@tsvmm/kvm-backend";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { assemble, enterLongMode, enterRealMode } from "./helpers.js";
+import { assemble, closeTestVm, enterLongMode, enterRealMode, openTestVm } from "./helpers.js";
 
 const hasKvm = requireKvm();
 
@@ -9,15 +9,9 @@ describe.runIf(hasKvm)("vCPU state round trips and the rarer exits", () => {
   let kvm: Kvm;
   let vm: Vm;
   beforeEach(() => {
-    kvm = Kvm.open();
-    vm = kvm.createVm();
-    vm.setTssAddr(0xfffbd000);
-    vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 1 << 20 });
+    ({ kvm, vm } = openTestVm());
   });
-  afterEach(() => {
-    vm.close();
-    kvm.close();
-  });
+  afterEach(() => closeTestVm(kvm, vm));
 
   it("FPU, XCRs, XSAVE, debug registers and vCPU events survive set/get", () => {
     const vcpu = vm.createVcpu(0);
