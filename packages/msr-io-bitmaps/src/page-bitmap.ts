@@ -15,6 +15,19 @@ export abstract class PageBitmap<K extends string> {
     this.page = Buffer.alloc(byteLength);
   }
 
+  /** Reads the page(s) exactly as the CPU would; the buffer is copied. */
+  static fromBuffer<T extends PageBitmap<string>>(this: Ctor<T>, bytes: Uint8Array): T {
+    const b = new this();
+    if (!(bytes instanceof Uint8Array) || bytes.length !== b.page.length) {
+      throw new BitmapError(
+        "BITMAP_BAD_LENGTH",
+        `${b.kind} must be exactly ${b.page.length} bytes, got ${bytes instanceof Uint8Array ? bytes.length : typeof bytes}`,
+      );
+    }
+    b.page.set(bytes);
+    return b;
+  }
+
   clone(): this {
     const c = new (this.constructor as Ctor<this>)();
     c.page.set(this.page);

@@ -84,19 +84,6 @@ export abstract class IoBitmapBase extends PageBitmap<IoBitmapKind> implements I
     return b;
   }
 
-  /** Reads the page(s) exactly as the CPU would; the buffer is copied. */
-  static fromBuffer<T extends IoBitmapBase>(this: Ctor<T>, bytes: Uint8Array): T {
-    const b = new this();
-    if (!(bytes instanceof Uint8Array) || bytes.length !== b.page.length) {
-      throw new BitmapError(
-        "BITMAP_BAD_LENGTH",
-        `${b.kind} must be exactly ${b.page.length} bytes, got ${bytes instanceof Uint8Array ? bytes.length : typeof bytes}`,
-      );
-    }
-    b.page.set(bytes);
-    return b;
-  }
-
   static fromJSON<T extends IoBitmapBase>(this: Ctor<T>, json: unknown): T {
     const b = new this();
     const j = json as Partial<IoBitmapJson> | null;

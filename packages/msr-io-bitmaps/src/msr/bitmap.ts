@@ -101,19 +101,6 @@ export abstract class MsrBitmapBase extends PageBitmap<MsrBitmapKind> implements
     return b;
   }
 
-  /** Reads a page exactly as the CPU would; the buffer is copied. */
-  static fromBuffer<T extends MsrBitmapBase>(this: Ctor<T>, bytes: Uint8Array): T {
-    const b = new this();
-    if (!(bytes instanceof Uint8Array) || bytes.length !== b.page.length) {
-      throw new BitmapError(
-        "BITMAP_BAD_LENGTH",
-        `${b.kind} must be exactly ${b.page.length} bytes, got ${bytes instanceof Uint8Array ? bytes.length : typeof bytes}`,
-      );
-    }
-    b.page.set(bytes);
-    return b;
-  }
-
   static fromJSON<T extends MsrBitmapBase>(this: Ctor<T>, json: unknown): T {
     const b = new this();
     const j = json as Partial<MsrBitmapJson> | null;
