@@ -1,5 +1,4 @@
 export * from "./constants.js";
 export * from "./ioctls.js";
-export * from "./layout.js";
 export * from "./run.js";
 export * from "./structs.js";

@@ -1,4 +1,4 @@
-import { array, bytes, defineStruct, pad, type StructLayout, u8, u16, u32, u64 } from "./layout.js";
+import { array, bytes, defineStruct, pad, type StructLayout, u8, u16, u32, u64 } from "../layout.js";
 
 /**
  * struct kvm_run: the page KVM shares with userspace per vCPU. The header is decoded by field;

@@ -1,4 +1,4 @@
-import { array, arrayOf, bytes, defineStruct, nested, pad, type StructLayout, s32, u8, u16, u32, u64 } from "./layout.js";
+import { array, arrayOf, bytes, defineStruct, nested, pad, type StructLayout, s32, u8, u16, u32, u64 } from "../layout.js";
 
 // Every struct here crosses into the kernel. Sizes and offsets are checked against this
 // machine's <linux/kvm.h> by test/header.test.ts; nothing below is trusted without it.

@@ -10,7 +10,7 @@ import {
   seq,
   uint8ArrayToBuffer,
 } from "@solana/buffer-layout";
-import { LayoutError } from "../errors.js";
+import { LayoutError } from "./errors.js";
 
 /**
  * A thin typed layer over buffer-layout. Field names are camelCase; the C name of each field is
