@@ -1,8 +1,11 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  entry: { index: "src/index.ts", "arbitraries": "src/arbitraries/index.ts", "cli": "src/cli.ts" },
+  entry: { index: "src/index.ts", arbitraries: "src/arbitraries/index.ts", cli: "src/cli.ts" },
   format: ["esm", "cjs"],
+  // Shared chunks in both formats: `@tsvmm/vmcs` and `@tsvmm/vmcs/arbitraries` loaded the same way
+  // see one VmcsState class (CJS used to bundle a private copy into each entry).
+  splitting: true,
   dts: { compilerOptions: { composite: false } },
   tsconfig: "tsconfig.build.json",
   clean: true,

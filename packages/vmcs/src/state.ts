@@ -5,6 +5,30 @@ import { type FieldRef, field, fieldMax, findField, VMCS_FIELDS, type VmcsField 
 const FULL_FIELDS: readonly VmcsField[] = VMCS_FIELDS.filter((f) => f.access === "full");
 const SLOT_BY_ENCODING = new Map<number, number>(FULL_FIELDS.map((f, i) => [f.encoding, i]));
 
+/**
+ * Identity of a VmcsState across copies of this module. A package loaded both as ESM and as CJS
+ * (or twice through different paths) has two VmcsState classes; `instanceof` alone would reject
+ * the other copy's objects. The brand is a global symbol whose value names the slot layout, so a
+ * state from another copy is accepted exactly when its slots mean the same fields.
+ */
+const BRAND: unique symbol = Symbol.for("@tsvmm/vmcs.VmcsState") as never;
+
+function layoutSignature(): string {
+  // FNV-1a over the full-field encodings: equal iff both copies index their slots identically.
+  let h = 0x811c9dc5;
+  for (const f of FULL_FIELDS) {
+    h ^= f.encoding;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return `vmcs-state/1:${FULL_FIELDS.length}:${h.toString(16)}`;
+}
+const LAYOUT = layoutSignature();
+
+/** Whether `x` is a VmcsState from this or any other copy of the package with the same slot layout. */
+export function isVmcsState(x: unknown): x is VmcsState {
+  return typeof x === "object" && x !== null && (x as { [BRAND]?: unknown })[BRAND] === LAYOUT;
+}
+
 /** Slot of a full field in a VmcsState (stable for the life of the process; used by the checks). */
 export function fieldSlot(ref: FieldRef): number {
   const f = field(ref);
@@ -54,10 +78,16 @@ function parseJsonValue(name: string, raw: unknown): bigint {
  * width-checked; a 64-bit field can also be read or written through its `_HIGH` half.
  */
 export class VmcsState {
+  /** See isVmcsState: `instanceof VmcsState` holds for a state made by any copy of this package. */
+  static [Symbol.hasInstance](x: unknown): boolean {
+    return isVmcsState(x);
+  }
+
   private readonly values: bigint[];
   private readonly present: Uint8Array;
 
   constructor(init?: Record<string, FieldValue>) {
+    Object.defineProperty(this, BRAND, { value: LAYOUT });
     this.values = new Array<bigint>(FULL_FIELDS.length).fill(0n);
     this.present = new Uint8Array(FULL_FIELDS.length);
     if (init) for (const [k, v] of Object.entries(init)) this.set(k, v);

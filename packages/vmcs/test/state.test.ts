@@ -1,4 +1,4 @@
-import { fieldMax, VMCS_FIELDS, VmcsState } from "@tsvmm/vmcs";
+import { fieldMax, isVmcsState, VMCS_FIELDS, VmcsState } from "@tsvmm/vmcs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
@@ -74,5 +74,23 @@ describe("VmcsState", () => {
     expect(() => VmcsState.fromJSON({ fields: { GUEST_CS_SELECTOR: "0x10000" } })).toThrow(
       expect.objectContaining({ code: "VMCS_VALUE_OUT_OF_RANGE" }),
     );
+  });
+});
+
+describe("VmcsState identity across copies of the package", () => {
+  it("isVmcsState/instanceof accept a branded state with this slot layout and nothing else", () => {
+    const s = new VmcsState();
+    expect(isVmcsState(s)).toBe(true);
+    expect(s instanceof VmcsState).toBe(true);
+    const brand = Symbol.for("@tsvmm/vmcs.VmcsState");
+    const own = (s as unknown as Record<symbol, unknown>)[brand];
+    expect(typeof own).toBe("string");
+    // Another copy with the same layout carries the same brand value: accepted.
+    expect(isVmcsState({ [brand]: own })).toBe(true);
+    // A copy with another layout (another version) or no brand: refused.
+    expect(isVmcsState({ [brand]: "vmcs-state/1:1:0" })).toBe(false);
+    expect(isVmcsState({ getSlot: () => 0n })).toBe(false);
+    expect(isVmcsState(null)).toBe(false);
+    expect({ getSlot: () => 0n } instanceof VmcsState).toBe(false);
   });
 });

@@ -1,7 +1,7 @@
 import { PROC } from "../bits/controls.js";
 import { ENTRY_FAILURE_QUAL, EXIT_REASON, EXIT_REASON_FLAGS, VM_INSTRUCTION_ERROR } from "../bits/exits.js";
 import type { VmxCaps } from "../caps.js";
-import { VmcsState } from "../state.js";
+import { isVmcsState, type VmcsState } from "../state.js";
 import { checkInfo } from "./catalog.js";
 import { type Ctx, SLOT, type Violation, type VmEntryEnv } from "./context.js";
 import { checkControls } from "./controls.js";
@@ -82,7 +82,7 @@ function makeCtx(st: VmcsState, caps: VmxCaps, env: VmEntryEnv): Ctx {
  * violation with id INPUT.INVALID_STATE or INPUT.INVALID_CAPS.
  */
 export function checkVmEntry(state: VmcsState, caps: VmxCaps, env: VmEntryEnv = {}): Violation[] {
-  if (!(state instanceof VmcsState)) return [{ id: INPUT_INVALID_STATE, sdm: "-", message: "state is not a VmcsState" }];
+  if (!isVmcsState(state)) return [{ id: INPUT_INVALID_STATE, sdm: "-", message: "state is not a VmcsState" }];
   const problem = capsProblem(caps);
   if (problem !== undefined) return [{ id: INPUT_INVALID_CAPS, sdm: "-", message: problem }];
   const e: VmEntryEnv = typeof env === "object" && env !== null ? env : {};
