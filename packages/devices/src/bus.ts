@@ -10,10 +10,31 @@ export interface RegisterTarget {
   register(base: number, length: number, device: Device): void;
 }
 
+/**
+ * Who made an access. The bus hands the same frozen object to every access of one vCPU, so a
+ * device may compare or index by it but must not keep per-access data in it.
+ */
+export interface AccessContext {
+  /** Index of the vCPU whose exit this access is (0 for accesses made by the VMM itself). */
+  readonly vcpu: number;
+}
+
 export interface Device {
   readonly name: string;
-  read(offset: number, data: Buffer): void;
-  write(offset: number, data: Buffer): void;
+  read(offset: number, data: Buffer, ctx: AccessContext): void;
+  write(offset: number, data: Buffer, ctx: AccessContext): void;
+}
+
+const contexts: AccessContext[] = [];
+/** The shared context object of vCPU `vcpu` (allocated once per index). */
+export function accessContext(vcpu: number): AccessContext {
+  let c = contexts[vcpu];
+  if (c === undefined) {
+    if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu > 0xffff) throw new BusError("BUS_INVALID_ACCESS", `vCPU index ${String(vcpu)} is not an integer 0..65535`);
+    c = Object.freeze({ vcpu });
+    contexts[vcpu] = c;
+  }
+  return c;
 }
 
 /**
@@ -145,7 +166,7 @@ abstract class Bus {
     if (reason === null) {
       const entry = this.hit!;
       try {
-        entry.device.read(this.hitOffset, data);
+        entry.device.read(this.hitOffset, data, accessContext(vcpu));
       } catch (e) {
         this.fault(entry.device.name, addr, data, false, e);
         this.defaultRead(addr, data, "device-fault");
@@ -172,7 +193,7 @@ abstract class Bus {
     if (reason === null) {
       const entry = this.hit!;
       try {
-        entry.device.write(this.hitOffset, data);
+        entry.device.write(this.hitOffset, data, accessContext(vcpu));
       } catch (e) {
         this.fault(entry.device.name, addr, data, true, e);
         this.defaultWrite(addr, data, "device-fault");

@@ -1,4 +1,5 @@
 export type {
+  AccessContext,
   BusEntry,
   BusObserver,
   BusOptions,
@@ -10,7 +11,7 @@ export type {
   UnclaimedAccess,
   UnclaimedReason,
 } from "./bus.js";
-export { fillDefaultHandler, MmioBus, PioBus } from "./bus.js";
+export { accessContext, fillDefaultHandler, MmioBus, PioBus } from "./bus.js";
 export type { CmosRtcOptions } from "./cmos-rtc.js";
 export { CMOS_PORT, CMOS_SIZE, CmosRtc } from "./cmos-rtc.js";
 export type { DebugExitConvention, DebugExitOptions } from "./debug-exit.js";
@@ -64,3 +65,5 @@ export type {
 export { parseTraceLine, replay, TRACE_VERSION, TraceRecorder } from "./trace.js";
 export type { ModemInputs, Uart16550Options, UartOutput } from "./uart16550.js";
 export { Uart16550 } from "./uart16550.js";
+export type { HypercallHost, HypercallOutcome } from "./hypercall.js";
+export { HYPERCALL_PORT, HYPERCALL_SIZE, HypercallDevice } from "./hypercall.js";

@@ -7,6 +7,6 @@ export {
 } from "./exits.js";
 export { GuestRam } from "./guest-ram.js";
 export { Kvm } from "./kvm.js";
-export { type ExitHandlers, type RunLoopResult, runLoop } from "./run-loop.js";
+export { type ExitHandlers, type RunLoopOptions, type RunLoopResult, runLoop, runLoopAsync } from "./run-loop.js";
 export { encodeCpuid2, Vcpu } from "./vcpu.js";
 export { type IoeventfdOptions, type MemorySlot, type MemorySlotOptions, Vm } from "./vm.js";
