@@ -328,13 +328,18 @@ export const PROFILES: Readonly<Record<string, VmxCaps>> = Object.freeze({
   ),
 });
 
-/** The built-in profile of this name; throws VMCS_UNKNOWN_PROFILE. */
+/** Whether `name` is a built-in profile (own keys only: "toString" or "__proto__" are not profiles). */
+export function isProfileName(name: unknown): name is string {
+  return typeof name === "string" && Object.hasOwn(PROFILES, name);
+}
+
+/** The built-in profile of this name; throws VMCS_UNKNOWN_PROFILE for anything else. */
 export function getProfile(name: string): VmxCaps {
-  const p = PROFILES[name];
-  if (p === undefined) {
-    throw new VmcsError("VMCS_UNKNOWN_PROFILE", `unknown capability profile ${JSON.stringify(name)}; known: ${Object.keys(PROFILES).join(", ")}`);
+  if (!isProfileName(name)) {
+    const shown = typeof name === "string" ? JSON.stringify(name) : `of type ${typeof name}`;
+    throw new VmcsError("VMCS_UNKNOWN_PROFILE", `unknown capability profile ${shown}; known: ${Object.keys(PROFILES).join(", ")}`);
   }
-  return p;
+  return PROFILES[name]!;
 }
 
 /** JSON form of capabilities: any MSR or CPU fact may be omitted when `base` names a profile. */
@@ -355,13 +360,52 @@ function parseMsrValue(key: string, v: unknown): bigint {
     const b = BigInt(v.trim());
     if (b < 1n << 64n) return b;
   }
-  throw new VmcsError("VMCS_INVALID_CAPS", `MSR ${key}: expected a 64-bit "0x..." value, got ${JSON.stringify(v)}`);
+  throw new VmcsError("VMCS_INVALID_CAPS", `msrs.${key}: expected a 64-bit "0x..." value, got ${JSON.stringify(v)}`, `msrs.${key}`);
+}
+
+const TOP_KEYS = ["name", "base", "msrs", "cpu"] as const;
+
+/** Largest sensible value of each numeric CPU fact (MAXPHYADDR has its own 32..52 rule). */
+const NUMERIC_FACT_MAX: Readonly<Record<string, number>> = { pmuGpCounters: 32, pmuFixedCounters: 32 };
+
+/** Levenshtein distance, capped: keys are short and this runs only on the error path. */
+function editDistance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 2 || a.length > 64 || b.length > 64) return 3;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+function unknownKey(where: string, key: string, known: readonly string[]): VmcsError {
+  const path = where ? `${where}.${key}` : key;
+  // A fact written at the wrong level or in the wrong case is the usual mistake: point at it.
+  const near = (k: string): boolean => editDistance(k.toLowerCase(), key.toLowerCase()) <= 2;
+  const hint = [
+    ...Object.keys(BASE_CPU).filter(near).map((k) => `cpu.${k}`),
+    ...Object.keys(VMX_MSR_INDEX).filter(near).map((k) => `msrs.${k}`),
+    ...TOP_KEYS.filter(near),
+  ].filter((h) => h !== path);
+  const more = hint.length ? `; did you mean ${hint.join(" or ")}?` : "";
+  return new VmcsError("VMCS_INVALID_CAPS", `unknown key ${JSON.stringify(path)} in capabilities (${where || "top level"} accepts ${known.join(", ")})${more}`, path);
+}
+
+function objectAt(where: string, v: unknown): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new VmcsError("VMCS_INVALID_CAPS", where ? `"${where}" must be an object` : "capabilities must be a JSON object", where || undefined);
+  }
+  return v as Record<string, unknown>;
 }
 
 /**
  * Parse capabilities from JSON (object or text): `{"base": "intel-core-i7-5600u", "msrs":
  * {"IA32_VMX_BASIC": "0x...", "0x48b": "0x..."}, "cpu": {"maxPhysAddr": 39}}`. Without `base`,
- * unspecified MSRs read as 0 (nothing allowed). Throws VMCS_INVALID_CAPS / VMCS_UNKNOWN_PROFILE.
+ * unspecified MSRs read as 0 (nothing allowed). Unknown keys at any level are refused (a
+ * misspelt or misplaced fact would otherwise be checked against its default silently). Throws
+ * VMCS_INVALID_CAPS (with `path` naming the key) or VMCS_UNKNOWN_PROFILE.
  */
 export function capsFromJSON(json: unknown): VmxCaps {
   let obj: unknown = json;
@@ -372,38 +416,39 @@ export function capsFromJSON(json: unknown): VmxCaps {
       throw new VmcsError("VMCS_INVALID_CAPS", `capabilities are not valid JSON: ${(e as Error).message}`);
     }
   }
-  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
-    throw new VmcsError("VMCS_INVALID_CAPS", "capabilities must be a JSON object");
-  }
-  const o = obj as Record<string, unknown>;
-  const base = o.base === undefined ? undefined : typeof o.base === "string" ? getProfile(o.base) : undefined;
-  if (o.base !== undefined && base === undefined) throw new VmcsError("VMCS_INVALID_CAPS", `"base" must be a profile name`);
+  const o = objectAt("", obj);
+  for (const k of Object.keys(o)) if (!(TOP_KEYS as readonly string[]).includes(k)) throw unknownKey("", k, TOP_KEYS);
+  if (o.name !== undefined && typeof o.name !== "string") throw new VmcsError("VMCS_INVALID_CAPS", `"name" must be a string`, "name");
+  if (o.base !== undefined && typeof o.base !== "string") throw new VmcsError("VMCS_INVALID_CAPS", `"base" must be a profile name`, "base");
+  const base = o.base === undefined ? undefined : getProfile(o.base as string);
   const msrs: VmxMsrs = { ...(base?.msrs ?? ZERO_MSRS) };
   if (o.msrs !== undefined) {
-    if (typeof o.msrs !== "object" || o.msrs === null || Array.isArray(o.msrs)) {
-      throw new VmcsError("VMCS_INVALID_CAPS", `"msrs" must be an object`);
-    }
-    for (const [k, v] of Object.entries(o.msrs)) {
-      const name: VmxMsrName | undefined = k in VMX_MSR_INDEX ? (k as VmxMsrName) : /^0x[0-9a-f]+$/i.test(k) ? MSR_BY_INDEX.get(Number.parseInt(k, 16)) : undefined;
-      if (name === undefined) throw new VmcsError("VMCS_INVALID_CAPS", `unknown VMX MSR ${JSON.stringify(k)}`);
+    for (const [k, v] of Object.entries(objectAt("msrs", o.msrs))) {
+      const name: VmxMsrName | undefined = Object.hasOwn(VMX_MSR_INDEX, k)
+        ? (k as VmxMsrName)
+        : /^0x[0-9a-f]{1,8}$/i.test(k)
+          ? MSR_BY_INDEX.get(Number.parseInt(k, 16))
+          : undefined;
+      if (name === undefined) throw unknownKey("msrs", k, ["IA32_VMX_* names", "indices 0x480-0x493"]);
       msrs[name] = parseMsrValue(k, v);
     }
   }
   const cpu: CpuFacts = { ...(base?.cpu ?? BASE_CPU) };
   if (o.cpu !== undefined) {
-    if (typeof o.cpu !== "object" || o.cpu === null || Array.isArray(o.cpu)) {
-      throw new VmcsError("VMCS_INVALID_CAPS", `"cpu" must be an object`);
-    }
-    for (const [k, v] of Object.entries(o.cpu)) {
-      if (!(k in BASE_CPU)) throw new VmcsError("VMCS_INVALID_CAPS", `unknown CPU fact ${JSON.stringify(k)}`);
+    for (const [k, v] of Object.entries(objectAt("cpu", o.cpu))) {
+      if (!Object.hasOwn(BASE_CPU, k)) throw unknownKey("cpu", k, Object.keys(BASE_CPU));
       const key = k as keyof CpuFacts;
       const want = typeof BASE_CPU[key];
-      if (typeof v !== want) throw new VmcsError("VMCS_INVALID_CAPS", `CPU fact ${k} must be a ${want}`);
+      if (typeof v !== want) throw new VmcsError("VMCS_INVALID_CAPS", `cpu.${k} must be a ${want}, got ${JSON.stringify(v)}`, `cpu.${k}`);
+      const max = NUMERIC_FACT_MAX[k];
+      if (max !== undefined && (!Number.isInteger(v) || (v as number) < 0 || (v as number) > max)) {
+        throw new VmcsError("VMCS_INVALID_CAPS", `cpu.${k} must be an integer in 0..${max}, got ${JSON.stringify(v)}`, `cpu.${k}`);
+      }
       (cpu as unknown as Record<string, unknown>)[key] = v;
     }
   }
   if (!Number.isInteger(cpu.maxPhysAddr) || cpu.maxPhysAddr < 32 || cpu.maxPhysAddr > 52) {
-    throw new VmcsError("VMCS_INVALID_CAPS", `maxPhysAddr must be an integer in 32..52, got ${cpu.maxPhysAddr}`);
+    throw new VmcsError("VMCS_INVALID_CAPS", `cpu.maxPhysAddr must be an integer in 32..52, got ${cpu.maxPhysAddr}`, "cpu.maxPhysAddr");
   }
   const name = typeof o.name === "string" ? o.name : base ? `${base.name}+custom` : "custom";
   return profile(name, msrs, cpu);

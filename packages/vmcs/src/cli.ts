@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { capsFromJSON, getProfile, PROFILES, type VmxCaps } from "./caps.js";
+import { capsFromJSON, getProfile, isProfileName, PROFILES, type VmxCaps } from "./caps.js";
 import { checkVmEntry } from "./checks/index.js";
 import { VmcsError } from "./errors.js";
 import { VmcsState } from "./state.js";
@@ -51,7 +51,7 @@ export function main(argv: readonly string[], io: CliIo = defaultIo): number {
   let state: VmcsState;
   let caps: VmxCaps;
   try {
-    caps = capsArg in PROFILES ? getProfile(capsArg) : capsFromJSON(io.readFile(capsArg));
+    caps = isProfileName(capsArg) ? getProfile(capsArg) : capsFromJSON(io.readFile(capsArg));
     state = VmcsState.fromJSON(io.readFile(statePath));
   } catch (e) {
     const msg = e instanceof VmcsError ? `${e.code}: ${e.message}` : `cannot read input: ${(e as Error)?.message ?? String(e)}`;

@@ -11,4 +11,11 @@ export type VmcsErrorCode =
   | "VMCS_BRIDGE_UNKNOWN_EXIT";
 
 /** Every error thrown by `@tsvmm/vmcs`; `code` tells which rule the input broke. */
-export class VmcsError extends TsvmmError<VmcsErrorCode> {}
+export class VmcsError extends TsvmmError<VmcsErrorCode> {
+  /** Where in a JSON input the problem is (e.g. `cpu.maxphyaddr`), when it comes from one. */
+  readonly path: string | undefined;
+  constructor(code: VmcsErrorCode, message: string, path?: string) {
+    super(code, message);
+    this.path = path;
+  }
+}

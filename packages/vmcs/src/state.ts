@@ -174,6 +174,9 @@ export class VmcsState {
     if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
       throw new VmcsError("VMCS_INVALID_JSON", `VMCS state must be an object {"fields": {...}}`);
     }
+    for (const k of Object.keys(obj)) {
+      if (k !== "fields") throw new VmcsError("VMCS_INVALID_JSON", `unknown key ${JSON.stringify(k)} in VMCS state (only "fields" is accepted)`, k);
+    }
     const fields = (obj as { fields?: unknown }).fields;
     if (typeof fields !== "object" || fields === null || Array.isArray(fields)) {
       throw new VmcsError("VMCS_INVALID_JSON", `VMCS state needs a "fields" object`);
@@ -181,7 +184,7 @@ export class VmcsState {
     const s = new VmcsState();
     for (const [k, raw] of Object.entries(fields)) {
       const ref: FieldRef = /^0x[0-9a-f]+$/i.test(k) ? Number.parseInt(k, 16) : k;
-      if (findField(ref) === undefined) throw new VmcsError("VMCS_UNKNOWN_FIELD", `unknown VMCS field ${JSON.stringify(k)}`);
+      if (findField(ref) === undefined) throw new VmcsError("VMCS_UNKNOWN_FIELD", `unknown VMCS field ${JSON.stringify(k)}`, `fields.${k}`);
       s.set(ref, parseJsonValue(k, raw));
     }
     return s;
