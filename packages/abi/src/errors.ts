@@ -14,7 +14,11 @@ export class TsvmmError<C extends string = string> extends Error {
 export type GuestMemoryErrorCode =
   | "GUEST_MEMORY_INVALID_ADDRESS"
   | "GUEST_MEMORY_OUT_OF_RANGE"
-  | "GUEST_MEMORY_INVALID_REGION";
+  | "GUEST_MEMORY_INVALID_REGION"
+  /** A value to store is not an integer (NaN, Infinity, a fraction): nothing is written. */
+  | "GUEST_MEMORY_INVALID_VALUE"
+  /** The region's backing was released (e.g. the VM was closed): its Buffer is detached. */
+  | "GUEST_MEMORY_RELEASED";
 
 /** An access by guest-physical address that does not lie wholly inside one region. */
 export class GuestMemoryError extends TsvmmError<GuestMemoryErrorCode> {

@@ -1,4 +1,6 @@
+import { constants } from "node:buffer";
 import { GuestMemoryError } from "./errors.js";
+import type { StructLayout } from "./layout.js";
 
 /** A guest-physical address. Numbers must be safe integers; bigints are accepted for u64 values. */
 export type GuestAddress = number | bigint;
@@ -42,6 +44,17 @@ export interface GuestMemory {
   writeU16(gpa: GuestAddress, value: number): void;
   writeU32(gpa: GuestAddress, value: number): void;
   writeU64(gpa: GuestAddress, value: bigint | number): void;
+  /**
+   * Decode a declared C object at `gpa`. The whole object must lie inside one region, as for
+   * every other access; a short or straddling object is GUEST_MEMORY_OUT_OF_RANGE, never a partial read.
+   */
+  readObj<T>(layout: StructLayout<T>, gpa: GuestAddress): T;
+  /**
+   * Encode `value` and store it at `gpa`. The value is encoded before anything is stored, so a
+   * value that does not fit (LayoutError) or an object that does not lie inside one region
+   * (GuestMemoryError) leaves guest memory untouched. Padding and fields left undefined are stored as zero.
+   */
+  writeObj<T>(layout: StructLayout<T>, gpa: GuestAddress, value: T): void;
 }
 
 /** Turn a guest-supplied address into a safe integer, or throw. */
@@ -62,6 +75,29 @@ function hex(n: number): string {
   return `0x${n.toString(16)}`;
 }
 
+/** A detached ArrayBuffer (kvm-backend unmaps and detaches a slot when its VM closes) reads as length 0. */
+const isReleased = (r: GuestRegion): boolean => r.buffer.length !== r.size;
+
+function released(r: GuestRegion): GuestMemoryError {
+  return new GuestMemoryError("GUEST_MEMORY_RELEASED", `region ${r.name ?? hex(r.base)} was released (its VM was closed?); guest memory can no longer be accessed`);
+}
+
+function checkValue(value: number, what: string): void {
+  if (!Number.isInteger(value)) throw new GuestMemoryError("GUEST_MEMORY_INVALID_VALUE", `${what}: ${String(value)} is not an integer`);
+}
+
+function checkNewRegion(l: unknown, i: number): { base: number; size: number; name?: string } {
+  const r = l as { base?: unknown; size?: unknown; name?: unknown } | null;
+  const name = r !== null && typeof r === "object" && typeof r.name === "string" ? r.name : `#${i}`;
+  if (r === null || typeof r !== "object" || !Number.isSafeInteger(r.base) || (r.base as number) < 0) {
+    throw new GuestMemoryError("GUEST_MEMORY_INVALID_REGION", `region ${name}: base ${String(r?.base)} is not a non-negative safe integer`);
+  }
+  if (!Number.isSafeInteger(r.size) || (r.size as number) <= 0 || (r.size as number) > constants.MAX_LENGTH) {
+    throw new GuestMemoryError("GUEST_MEMORY_INVALID_REGION", `region ${name}: size ${String(r.size)} is not an integer in 1..${constants.MAX_LENGTH}`);
+  }
+  return l as { base: number; size: number; name?: string };
+}
+
 /**
  * The one GuestMemory implementation: a sorted set of non-overlapping regions over Buffers.
  * kvm-backend builds it over mmap'ed slots; pure packages build it over plain Buffers.
@@ -74,12 +110,14 @@ export class GuestMemoryMap implements GuestMemory {
   private last: GuestRegion | undefined;
 
   constructor(regions: readonly GuestRegion[]) {
+    if (!Array.isArray(regions)) throw new GuestMemoryError("GUEST_MEMORY_INVALID_REGION", "regions: not an array");
+    regions.forEach(checkNewRegion);
     const sorted = [...regions].sort((a, b) => a.base - b.base);
     let total = 0;
     let prevEnd = 0;
     for (const r of sorted) {
-      if (!Number.isSafeInteger(r.base) || r.base < 0 || !Number.isSafeInteger(r.size) || r.size <= 0) {
-        throw new GuestMemoryError("GUEST_MEMORY_INVALID_REGION", `region ${r.name ?? hex(r.base)}: base and size must be non-negative safe integers, size > 0`);
+      if (!Buffer.isBuffer(r.buffer)) {
+        throw new GuestMemoryError("GUEST_MEMORY_INVALID_REGION", `region ${r.name ?? hex(r.base)}: buffer is not a Buffer`);
       }
       if (r.buffer.length !== r.size) {
         throw new GuestMemoryError("GUEST_MEMORY_INVALID_REGION", `region ${r.name ?? hex(r.base)}: buffer length ${r.buffer.length} != size ${r.size}`);
@@ -100,10 +138,13 @@ export class GuestMemoryMap implements GuestMemory {
 
   /** Plain zeroed Buffers at the given bases; for tests and pure packages. */
   static allocate(layout: readonly { base: number; size: number; name?: string }[]): GuestMemoryMap {
-    return new GuestMemoryMap(layout.map((l) => ({ ...l, buffer: Buffer.alloc(l.size) })));
+    // Sizes are checked before Buffer.alloc, which would throw a raw RangeError for NaN or 2^40.
+    if (!Array.isArray(layout)) throw new GuestMemoryError("GUEST_MEMORY_INVALID_REGION", "allocate: layout is not an array");
+    const checked = layout.map(checkNewRegion);
+    return new GuestMemoryMap(checked.map((l) => ({ ...l, buffer: Buffer.alloc(l.size) })));
   }
 
-  /** The region holding `gpa`, or undefined. */
+  /** The region holding `gpa`, or undefined. Throws GUEST_MEMORY_RELEASED once that region's backing is gone. */
   findRegion(gpa: GuestAddress): GuestRegion | undefined {
     let a: number;
     try {
@@ -111,7 +152,18 @@ export class GuestMemoryMap implements GuestMemory {
     } catch {
       return undefined;
     }
-    return this.lookup(a, 0);
+    return this.live(this.lookup(a, 0));
+  }
+
+  /** Pass a found region through if its backing is still there; on a miss, say "released" if any region is. */
+  private live(r: GuestRegion | undefined): GuestRegion | undefined {
+    if (r !== undefined) {
+      if (isReleased(r)) throw released(r);
+      return r;
+    }
+    const gone = this.regions.find(isReleased);
+    if (gone !== undefined) throw released(gone);
+    return undefined;
   }
 
   private lookup(a: number, length: number): GuestRegion | undefined {
@@ -143,7 +195,7 @@ export class GuestMemoryMap implements GuestMemory {
       return false;
     }
     if (!Number.isSafeInteger(a + length)) return false;
-    return this.lookup(a, length) !== undefined;
+    return this.live(this.lookup(a, length)) !== undefined;
   }
 
   /** Resolve an access to (region buffer, offset), or throw naming what is wrong. */
@@ -152,7 +204,7 @@ export class GuestMemoryMap implements GuestMemory {
     if (!Number.isSafeInteger(length) || length < 0) {
       throw new GuestMemoryError("GUEST_MEMORY_OUT_OF_RANGE", `invalid access length ${String(length)} at ${hex(a)}`, BigInt(a), length);
     }
-    const r = this.lookup(a, length);
+    const r = this.live(this.lookup(a, length));
     if (r === undefined) {
       const holder = this.lookup(a, 0);
       const why = holder === undefined ? "falls outside guest memory" : `crosses the end of region ${holder.name ?? hex(holder.base)} at ${hex(holder.base + holder.size)}`;
@@ -173,6 +225,7 @@ export class GuestMemoryMap implements GuestMemory {
     b.set(data, o);
   }
   fill(gpa: GuestAddress, length: number, value: number): void {
+    checkValue(value, "fill value");
     const [b, o] = this.at(gpa, length);
     b.fill(value & 0xff, o, o + length);
   }
@@ -193,19 +246,32 @@ export class GuestMemoryMap implements GuestMemory {
     return b.readBigUInt64LE(o);
   }
   writeU8(gpa: GuestAddress, value: number): void {
+    checkValue(value, "writeU8 value");
     const [b, o] = this.at(gpa, 1);
     b[o] = value & 0xff;
   }
   writeU16(gpa: GuestAddress, value: number): void {
+    checkValue(value, "writeU16 value");
     const [b, o] = this.at(gpa, 2);
     b.writeUInt16LE(value & 0xffff, o);
   }
   writeU32(gpa: GuestAddress, value: number): void {
+    checkValue(value, "writeU32 value");
     const [b, o] = this.at(gpa, 4);
     b.writeUInt32LE(value >>> 0, o);
   }
   writeU64(gpa: GuestAddress, value: bigint | number): void {
+    if (typeof value !== "bigint") checkValue(value, "writeU64 value");
     const [b, o] = this.at(gpa, 8);
     b.writeBigUInt64LE(BigInt.asUintN(64, BigInt(value)), o);
+  }
+  readObj<T>(layout: StructLayout<T>, gpa: GuestAddress): T {
+    const [b, o] = this.at(gpa, layout.size);
+    return layout.decode(b, o);
+  }
+  writeObj<T>(layout: StructLayout<T>, gpa: GuestAddress, value: T): void {
+    // Resolve the range first (a bad address is the more useful error), encode, then store in one copy.
+    const [b, o] = this.at(gpa, layout.size);
+    b.set(layout.encode(value), o);
   }
 }

@@ -1,5 +1,6 @@
 import { TsvmmError } from "./errors.js";
 import type { GuestMemory } from "./guest-memory.js";
+import { array, defineStruct, type StructLayout, s64, u16, u32, u64 } from "./layout.js";
 
 /**
  * tsvmm hypercall ABI, version 1. The normative text is the "Hypercall ABI v1" section of this
@@ -18,23 +19,44 @@ export const HC_SIGNATURE = 0x4d565354;
 export const HC_MAGIC = 0x43485354;
 export const HC_VERSION_MIN = 1;
 export const HC_VERSION_MAX = 1;
-export const HC_BLOCK_SIZE = 48;
-export const HC_BLOCK_ALIGN = 8;
 /** Largest CONSOLE_WRITE in one call. */
 export const HC_CONSOLE_MAX = 65536;
 /** Largest REPORT / REPORT_VALUE name. */
 export const HC_NAME_MAX = 256;
 
-/** Byte offsets of the request block (see README for the C struct). */
+/** The request block, `struct tsvmm_hc` in test-kernels/lib/tsvmm.h (checked against it by a compiled test). */
+export interface HcRequest {
+  magic: number;
+  version: number;
+  call: number;
+  /** Four u64 arguments. */
+  arg: bigint[];
+  /** Written by the VMM: >= 0 success, < 0 an {@link HcStatus} error. */
+  result: bigint;
+}
+export const HC_ARG_COUNT = 4;
+export const HcRequestLayout: StructLayout<HcRequest> = defineStruct("struct tsvmm_hc", [
+  u32("magic"),
+  u16("version"),
+  u16("call"),
+  array(u64(""), HC_ARG_COUNT, "arg"),
+  s64("result"),
+]);
+export const HC_BLOCK_SIZE = HcRequestLayout.size;
+/** The C struct is `__attribute__((aligned(8)))`; the doorbell refuses blocks that are not. */
+export const HC_BLOCK_ALIGN = 8;
+
+const argOffset = HcRequestLayout.offsetOf("arg");
+/** Byte offsets of the request block's fields, derived from {@link HcRequestLayout}. */
 export const HcBlock = {
-  magic: 0,
-  version: 4,
-  call: 6,
-  arg0: 8,
-  arg1: 16,
-  arg2: 24,
-  arg3: 32,
-  result: 40,
+  magic: HcRequestLayout.offsetOf("magic"),
+  version: HcRequestLayout.offsetOf("version"),
+  call: HcRequestLayout.offsetOf("call"),
+  arg0: argOffset,
+  arg1: argOffset + 8,
+  arg2: argOffset + 16,
+  arg3: argOffset + 24,
+  result: HcRequestLayout.offsetOf("result"),
 } as const;
 
 export const HcCall = {
@@ -111,13 +133,9 @@ export class HypercallDispatcher {
     if (gpa % HC_BLOCK_ALIGN !== 0 || !this.memory.contains(gpa, HC_BLOCK_SIZE)) {
       return this.finish(HcStatus.E_BADBLOCK, undefined, undefined);
     }
-    const block = this.memory.slice(gpa, HC_BLOCK_SIZE);
-    if (block.readUInt32LE(HcBlock.magic) !== HC_MAGIC) return this.finish(HcStatus.E_BADBLOCK, undefined, undefined);
-    const version = block.readUInt16LE(HcBlock.version);
-    const call = block.readUInt16LE(HcBlock.call);
-    const a0 = block.readBigUInt64LE(HcBlock.arg0);
-    const a1 = block.readBigUInt64LE(HcBlock.arg1);
-    const a2 = block.readBigUInt64LE(HcBlock.arg2);
+    const { magic, version, call, arg } = this.memory.readObj(HcRequestLayout, gpa);
+    if (magic !== HC_MAGIC) return this.finish(HcStatus.E_BADBLOCK, undefined, undefined);
+    const [a0 = 0n, a1 = 0n, a2 = 0n] = arg;
     let status: number;
     let exitCode: number | undefined;
     if (call === HcCall.VERSION) {
@@ -172,7 +190,8 @@ export class HypercallDispatcher {
           status = HcStatus.E_NOSYS;
       }
     }
-    block.writeBigInt64LE(BigInt(status), HcBlock.result);
+    // Only `result` is stored: the guest's own fields are never rewritten.
+    this.memory.writeU64(gpa + HcBlock.result, BigInt.asUintN(64, BigInt(status)));
     return this.finish(status, call, exitCode);
   }
 

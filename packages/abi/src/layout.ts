@@ -162,3 +162,33 @@ export function defineStruct<T>(cType: string, members: AnyLayout[], cNames: Rec
   };
   return self;
 }
+
+/** One fact a C compiler can confirm about a layout: `expr` evaluates to `value` in C. */
+export interface CLayoutCheck {
+  readonly key: string;
+  readonly expr: string;
+  readonly value: number;
+}
+
+/**
+ * The size and every leaf field offset of a layout as C expressions (`sizeof`, `offsetof`), for a
+ * test that compiles them against the real header. Derived from the layout itself, so a field added
+ * to a declaration is checked without anyone listing it again.
+ */
+export function cLayoutChecks(s: StructLayout<unknown>): CLayoutCheck[] {
+  const out: CLayoutCheck[] = [{ key: `sizeof ${s.cType}`, expr: `sizeof(${s.cType})`, value: s.size }];
+  for (const f of s.fields()) out.push({ key: `${s.cType}.${f.path}`, expr: `offsetof(${s.cType}, ${f.c})`, value: f.offset });
+  return out;
+}
+
+/**
+ * C sources that print `key<TAB>value` for each check, for a test to build with `cc -o prog values.c main.c`
+ * and run. The checks are evaluated in their own translation unit (`values`), which includes only
+ * `<stddef.h>` and `includes`, so a header that clashes with `<stdio.h>` (a guest library's own
+ * `printf`) can still be checked; `main` prints them.
+ */
+export function cCheckSources(includes: readonly string[], checks: readonly CLayoutCheck[]): { values: string; main: string } {
+  const values = `#include <stddef.h>\n${includes.map((i) => `#include ${i}\n`).join("")}const long long tsvmm_check_values[] = {\n${checks.map((c) => `  (long long)(${c.expr}),`).join("\n")}\n  0\n};\n`;
+  const main = `#include <stdio.h>\nextern const long long tsvmm_check_values[];\nstatic const char *const keys[] = {\n${checks.map((c) => `  ${JSON.stringify(c.key)},`).join("\n")}\n};\nint main(void) {\n  for (unsigned i = 0; i < sizeof keys / sizeof keys[0]; i++) printf("%s\\t%lld\\n", keys[i], tsvmm_check_values[i]);\n  return 0;\n}\n`;
+  return { values, main };
+}

@@ -1,4 +1,4 @@
-import type { GuestAddress, GuestMemory, GuestMemoryMap, GuestRegion } from "@tsvmm/abi";
+import type { GuestAddress, GuestMemory, GuestMemoryMap, GuestRegion, StructLayout } from "@tsvmm/abi";
 
 export interface RecordedWrite {
   gpa: number;
@@ -73,5 +73,12 @@ export class RecordingMemory implements GuestMemory {
   writeU64(gpa: GuestAddress, value: bigint | number): void {
     this.note(gpa, 8);
     this.inner.writeU64(gpa, value);
+  }
+  readObj<T>(layout: StructLayout<T>, gpa: GuestAddress): T {
+    return this.inner.readObj(layout, gpa);
+  }
+  writeObj<T>(layout: StructLayout<T>, gpa: GuestAddress, value: T): void {
+    this.note(gpa, layout.size);
+    this.inner.writeObj(layout, gpa, value);
   }
 }
