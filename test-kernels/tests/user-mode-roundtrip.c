@@ -20,7 +20,7 @@ static u64 user_cs(u64 unused) {
 
 static u64 user_port_io(u64 unused) {
     (void)unused;
-    outb(0x510, 1); /* #GP at CPL3 on this host (and with IOPL 0 anywhere) */
+    outb(0x500, 1); /* #GP at CPL3 on this host (and with IOPL 0 anywhere) */
     return 77;
 }
 

@@ -1,13 +1,16 @@
 import { existsSync, readFileSync } from "node:fs";
+import type { KvmCpuidEntry2, KvmMsrFilter } from "@tsvmm/abi";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type CpuidTemplate, loadTemplate, parseTemplate } from "@tsvmm/cpuid";
-import type { Device } from "@tsvmm/devices";
+import type { BusObserver, DefaultHandler, Device, IoInterceptPolicy } from "@tsvmm/devices";
 import type { EventFd, GuestRam } from "@tsvmm/kvm-backend";
-import type { VmConfig } from "./config.js";
+import { assemble, type BootOverride, type ConsoleSink, type ExtraSlot, type PrepareContext, type VmmSpec } from "./assemble.js";
+import { VM_LIMITS, type VmConfig } from "./config.js";
 import { VmmError } from "./errors.js";
 import type { KernelFormat } from "./kernel.js";
-import { Vmm, type WatchdogOptions } from "./vmm.js";
+import type { MsrHandler, Vmm, VmmResult } from "./vmm.js";
+import type { WatchdogOptions } from "./watchdog.js";
 
 function packageRoot(): string {
   const here = typeof __dirname === "string" ? __dirname : dirname(fileURLToPath(import.meta.url));
@@ -32,7 +35,8 @@ function readFile(path: string, what: string): Buffer {
 
 /**
  * Assembles a VMM from the parts, in the manner of Firecracker's builder: say what the machine
- * has, then `build()` (or `run()` to build, run and release in one step).
+ * has, then `build()` (or `run()` to build, run and release in one step). Defaults and limits come
+ * from {@link VM_LIMITS}, the same ones the JSON config and the CLI use.
  *
  * ```ts
  * const result = await new VmmBuilder().kernelFile("hello.elf").memoryMiB(64).console((b) => process.stdout.write(b)).run();
@@ -41,24 +45,35 @@ function readFile(path: string, what: string): Buffer {
 export class VmmBuilder {
   private kernelBytes: Uint8Array | undefined;
   private kernelFormat: KernelFormat | "auto" = "auto";
-  private memBytes = 128 << 20;
-  private nVcpus = 1;
+  private memBytes = VM_LIMITS.memoryMiB.default * 2 ** 20;
+  private nVcpus: number = VM_LIMITS.vcpus.default;
   private cmd = "";
   private initrdBytes: Uint8Array | undefined;
-  private consoleSink: (b: Buffer) => void = () => {};
-  private serialCfg = { port: 0x3f8, irq: 4 };
-  private debugExitCfg: { port: number; convention: "qemu" | "raw" } = { port: 0xf4, convention: "qemu" };
+  private consoleSink: ConsoleSink = () => {};
+  private serialCfg: { port: number; irq: number } = { ...VM_LIMITS.serial };
+  private debugExitCfg: { port: number; convention: "qemu" | "raw" } = { ...VM_LIMITS.debugExit };
+  private withIrqchip = true;
   private template: CpuidTemplate | undefined;
+  private cpuidEditFn: ((entries: KvmCpuidEntry2[], vcpu: number) => KvmCpuidEntry2[]) | undefined;
   private msrDeny: number[] | undefined;
+  private filter: KvmMsrFilter | undefined;
+  private msrHandler: MsrHandler | undefined;
+  private ioPolicyValue: IoInterceptPolicy | undefined;
+  private pioDefaultHandler: DefaultHandler | undefined;
+  private mmioDefaultHandler: DefaultHandler | undefined;
+  private pioObs: BusObserver | undefined;
+  private mmioObs: BusObserver | undefined;
   private tracePath: string | undefined;
   private dog: WatchdogOptions = {};
   private readonly pioDevs: Array<{ base: number; length: number; device: Device }> = [];
   private readonly mmioDevs: Array<{ base: number; length: number; device: Device }> = [];
-  private readonly shared: Array<{ gpa: number; ram: GuestRam }> = [];
+  private readonly extraSlots: ExtraSlot[] = [];
   private readonly ioevs: Array<{ port: number; length: number; eventfd: EventFd; datamatch?: bigint }> = [];
   private readonly irqs: Array<{ eventfd: EventFd; gsi: number }> = [];
+  private prepareFn: ((ctx: PrepareContext) => BootOverride | undefined) | undefined;
   private reportCb: ((name: string, pass: boolean, vcpu: number) => void) | undefined;
   private valueCb: ((name: string, value: bigint, vcpu: number) => void) | undefined;
+  private hypercallCb: ((outcome: { vcpu: number; status: number; call: number | undefined }) => void) | undefined;
 
   /** A builder from a validated JSON config ({@link loadVmConfig}). */
   static fromConfig(c: VmConfig): VmmBuilder {
@@ -70,7 +85,7 @@ export class VmmBuilder {
       .serial(c.serial.port, c.serial.irq)
       .debugExit(c.debugExit.port, c.debugExit.convention);
     if (c.initrd !== undefined) b.initrdFile(c.initrd);
-    if (c.timeoutMs !== undefined) b.watchdog({ timeoutMs: c.timeoutMs });
+    if (c.timeoutMs !== undefined || c.stallMs !== undefined) b.watchdog({ timeoutMs: c.timeoutMs, stallMs: c.stallMs });
     if (c.cpuidTemplate !== undefined) b.cpuidTemplate(c.cpuidTemplate);
     if (c.denyMsrs !== undefined) b.denyMsrs(c.denyMsrs.map((m) => (typeof m === "number" ? m : Number.parseInt(m, 16))));
     if (c.trace !== undefined) b.trace(c.trace);
@@ -86,16 +101,20 @@ export class VmmBuilder {
     return this.kernel(readFile(path, "kernel"), format);
   }
   memoryMiB(mib: number): this {
-    if (!Number.isInteger(mib) || mib < 2 || mib > 3072) throw new VmmError("VMM_BUILD_INVALID", `memory ${mib} MiB: must be an integer from 2 to 3072`);
-    this.memBytes = mib << 20;
+    const { min, max } = VM_LIMITS.memoryMiB;
+    if (!Number.isInteger(mib) || mib < min || mib > max) throw new VmmError("VMM_BUILD_INVALID", `memory ${mib} MiB: must be an integer from ${min} to ${max}`);
+    // Multiplication, not a shift: 2048 << 20 overflows a 32-bit int.
+    this.memBytes = mib * 2 ** 20;
     return this;
   }
   vcpus(n: number): this {
-    if (!Number.isInteger(n) || n < 1 || n > 64) throw new VmmError("VMM_BUILD_INVALID", `vcpus ${n}: must be an integer from 1 to 64`);
+    const { min, max } = VM_LIMITS.vcpus;
+    if (!Number.isInteger(n) || n < min || n > max) throw new VmmError("VMM_BUILD_INVALID", `vcpus ${n}: must be an integer from ${min} to ${max}`);
     this.nVcpus = n;
     return this;
   }
   cmdline(s: string): this {
+    if (Buffer.byteLength(s) > VM_LIMITS.cmdlineBytes.max) throw new VmmError("VMM_BUILD_INVALID", `cmdline: at most ${VM_LIMITS.cmdlineBytes.max} bytes`);
     this.cmd = s;
     return this;
   }
@@ -106,8 +125,8 @@ export class VmmBuilder {
   initrdFile(path: string): this {
     return this.initrd(readFile(path, "initrd"));
   }
-  /** Where the guest's console bytes go (UART and CONSOLE_WRITE hypercalls). */
-  console(sink: (bytes: Buffer) => void): this {
+  /** Where the guest's console bytes go (UART and CONSOLE_WRITE hypercalls; the source is the second argument). */
+  console(sink: ConsoleSink): this {
     this.consoleSink = sink;
     return this;
   }
@@ -119,6 +138,11 @@ export class VmmBuilder {
     this.debugExitCfg = { port, convention };
     return this;
   }
+  /** The in-kernel irqchip and PIT (default on). Off: HLT exits to the VMM, interrupts only through KVM_INTERRUPT. */
+  irqchip(on: boolean): this {
+    this.withIrqchip = on;
+    return this;
+  }
   /** A shipped template name ("t2-like", "minimal"), a path to template JSON, or a parsed template. */
   cpuidTemplate(t: string | CpuidTemplate): this {
     if (typeof t !== "string") this.template = t;
@@ -126,10 +150,48 @@ export class VmmBuilder {
     else this.template = loadTemplate(t);
     return this;
   }
-  /** MSRs whose RDMSR/WRMSR exit to the VMM and get #GP (at most 16 here). */
+  /** Edit each vCPU's CPUID table last (after the template and topology). */
+  cpuidEdit(edit: (entries: KvmCpuidEntry2[], vcpu: number) => KvmCpuidEntry2[]): this {
+    this.cpuidEditFn = edit;
+    return this;
+  }
+  /** MSRs whose RDMSR/WRMSR exit to the VMM and get #GP (or what `onMsr` answers). */
   denyMsrs(msrs: readonly number[]): this {
-    if (msrs.length > 16) throw new VmmError("VMM_BUILD_INVALID", `denyMsrs: at most 16 MSRs, got ${msrs.length}`);
+    if (msrs.length > VM_LIMITS.denyMsrs.max) throw new VmmError("VMM_BUILD_INVALID", `denyMsrs: at most ${VM_LIMITS.denyMsrs.max} MSRs, got ${msrs.length}`);
     this.msrDeny = [...msrs];
+    return this;
+  }
+  /** A KVM MSR filter as it is (kvm-backend validates it); filtered accesses go to `onMsr`. */
+  msrFilter(filter: KvmMsrFilter): this {
+    this.filter = filter;
+    return this;
+  }
+  /** Answer filtered RDMSR/WRMSR (default: #GP). */
+  onMsr(handler: MsrHandler): this {
+    this.msrHandler = handler;
+    return this;
+  }
+  /** Which port accesses reach devices (a VMX I/O bitmap or SVM IOPM from msr-io-bitmaps); the rest go to the default handler. */
+  ioInterceptPolicy(policy: IoInterceptPolicy): this {
+    this.ioPolicyValue = policy;
+    return this;
+  }
+  /** What unclaimed port / MMIO accesses do (default: reads all-ones, writes dropped). */
+  pioDefault(handler: DefaultHandler): this {
+    this.pioDefaultHandler = handler;
+    return this;
+  }
+  mmioDefault(handler: DefaultHandler): this {
+    this.mmioDefaultHandler = handler;
+    return this;
+  }
+  /** See every port / MMIO access after it was handled (reads with the bytes the guest got). */
+  observePio(observer: BusObserver): this {
+    this.pioObs = observer;
+    return this;
+  }
+  observeMmio(observer: BusObserver): this {
+    this.mmioObs = observer;
     return this;
   }
   /** Record every device access to a JSON-lines file (replayable with @tsvmm/devices). */
@@ -138,6 +200,9 @@ export class VmmBuilder {
     return this;
   }
   watchdog(w: WatchdogOptions): this {
+    for (const [k, v] of Object.entries(w)) {
+      if (v !== undefined && (!Number.isFinite(v) || v <= 0)) throw new VmmError("VMM_BUILD_INVALID", `watchdog ${k} ${String(v)}: must be a positive number of ms`);
+    }
     this.dog = { ...w };
     return this;
   }
@@ -149,14 +214,18 @@ export class VmmBuilder {
     this.mmioDevs.push({ base, length, device });
     return this;
   }
+  /** A memory slot beside RAM: read-only (writes exit as MMIO), dirty-logged, pre-filled or shared. */
+  memorySlot(slot: ExtraSlot): this {
+    this.extraSlots.push(slot);
+    return this;
+  }
 
   /**
    * Map memory shared with other VMs (a kvm-backend `GuestRam`) at `gpa`, outside RAM. The VMM does not
    * own it: close the GuestRam after every VM using it has stopped.
    */
   sharedMemory(gpa: number, ram: GuestRam): this {
-    this.shared.push({ gpa, ram });
-    return this;
+    return this.memorySlot({ gpa, size: ram.size, ram, name: `shared${this.extraSlots.length}` });
   }
   /** A guest OUT to `port` signals `eventfd` inside KVM, without an exit (a doorbell). */
   ioeventfd(port: number, eventfd: EventFd, options: { length?: number; datamatch?: bigint } = {}): this {
@@ -168,6 +237,14 @@ export class VmmBuilder {
     this.irqs.push({ eventfd, gsi });
     return this;
   }
+  /**
+   * Called once guest memory holds the kernel and its boot data, before any vCPU exists: write what
+   * the guest should find, and optionally change the boot CPU state (e.g. a CR3 of your own tables).
+   */
+  prepare(fn: (ctx: PrepareContext) => BootOverride | undefined): this {
+    this.prepareFn = fn;
+    return this;
+  }
   /** Listen to the guest's REPORT / REPORT_VALUE hypercalls. */
   onReport(cb: (name: string, pass: boolean, vcpu: number) => void): this {
     this.reportCb = cb;
@@ -177,10 +254,16 @@ export class VmmBuilder {
     this.valueCb = cb;
     return this;
   }
+  /** See every doorbell ring (call number and the status the guest got). */
+  onHypercall(cb: (outcome: { vcpu: number; status: number; call: number | undefined }) => void): this {
+    this.hypercallCb = cb;
+    return this;
+  }
 
-  build(): Vmm {
+  /** The full description of the VM this builder makes. */
+  spec(): VmmSpec {
     if (this.kernelBytes === undefined) throw new VmmError("VMM_BUILD_INVALID", "no kernel: call kernel() or kernelFile()");
-    return new Vmm({
+    return {
       kernel: this.kernelBytes,
       format: this.kernelFormat,
       memoryBytes: this.memBytes,
@@ -190,22 +273,38 @@ export class VmmBuilder {
       console: this.consoleSink,
       serial: this.serialCfg,
       debugExit: this.debugExitCfg,
+      irqchip: this.withIrqchip,
       cpuidTemplate: this.template,
+      cpuidEdit: this.cpuidEditFn,
       denyMsrs: this.msrDeny,
+      msrFilter: this.filter,
+      onMsr: this.msrHandler,
+      ioPolicy: this.ioPolicyValue,
+      pioDefault: this.pioDefaultHandler,
+      mmioDefault: this.mmioDefaultHandler,
+      pioObserver: this.pioObs,
+      mmioObserver: this.mmioObs,
       tracePath: this.tracePath,
       watchdog: this.dog,
       pioDevices: this.pioDevs,
       mmioDevices: this.mmioDevs,
-      sharedMemory: this.shared,
+      slots: this.extraSlots,
       ioeventfds: this.ioevs,
       irqfds: this.irqs,
+      prepare: this.prepareFn,
       onReport: this.reportCb,
       onValue: this.valueCb,
-    });
+      onHypercall: this.hypercallCb,
+    };
+  }
+
+  /** Carry out the build steps; a failing step throws VmmBuildError naming it, with nothing left open. */
+  build(): Vmm {
+    return assemble(this.spec());
   }
 
   /** build() + run(); the VMM is released when the promise settles. */
-  async run(): Promise<import("./vmm.js").VmmResult> {
+  async run(): Promise<VmmResult> {
     return this.build().run();
   }
 }

@@ -11,6 +11,26 @@ z.config(z.locales.en());
 const int = (min: number, max: number) => z.int().check(z.gte(min), z.lte(max));
 
 /**
+ * Every default and limit of a VM, in one place: the schema below, the builder's argument checks
+ * and the CLI's help and messages all read them from here.
+ */
+export const VM_LIMITS = {
+  /** Guest RAM in MiB. The ceiling keeps RAM below the 3 GiB PCI/APIC hole. */
+  memoryMiB: { min: 2, max: 3072, default: 128 },
+  vcpus: { min: 1, max: 64, default: 1 },
+  cmdlineBytes: { max: 4096 },
+  /** Run-time budget in ms; Node timers hold 2^31-1 ms at most, longer budgets are chained. */
+  timeoutMs: { min: 1, max: Number.MAX_SAFE_INTEGER },
+  /** No exit for this long stops the VM; off unless given. */
+  stallMs: { min: 1, max: 2 ** 31 - 1 },
+  serial: { port: 0x3f8, irq: 4 },
+  debugExit: { port: 0xf4, convention: "qemu" as "qemu" | "raw" },
+  /** MSRs in a deny list; msr-io-bitmaps plans them into KVM's 16 filter ranges or says why not. */
+  denyMsrs: { max: 4096 },
+} as const;
+const L = VM_LIMITS;
+
+/**
  * The JSON VM configuration (`tsvmm run --config vm.json`). Paths are relative to the file.
  * Unknown keys are errors, so a typo never silently falls back to a default.
  */
@@ -19,22 +39,24 @@ export const VmConfigSchema = z.strictObject({
   kernel: z.optional(z.string().check(z.minLength(1))),
   format: z._default(z.enum(["auto", "tsvmm", "elf", "pvh", "multiboot", "bzimage", "flat"]), "auto"),
   /** Guest RAM in MiB. */
-  memoryMiB: z._default(int(2, 3072), 128),
-  vcpus: z._default(int(1, 64), 1),
-  cmdline: z._default(z.string().check(z.maxLength(4096)), ""),
+  memoryMiB: z._default(int(L.memoryMiB.min, L.memoryMiB.max), L.memoryMiB.default),
+  vcpus: z._default(int(L.vcpus.min, L.vcpus.max), L.vcpus.default),
+  cmdline: z._default(z.string().check(z.maxLength(L.cmdlineBytes.max)), ""),
   initrd: z.optional(z.string().check(z.minLength(1))),
   /** Stop the VM after this many milliseconds (exit code 124). */
-  timeoutMs: z.optional(z.int().check(z.positive())),
+  timeoutMs: z.optional(int(L.timeoutMs.min, L.timeoutMs.max)),
+  /** Stop the VM when no vCPU has exited to the VMM for this many milliseconds (exit code 124). */
+  stallMs: z.optional(int(L.stallMs.min, L.stallMs.max)),
   /** A shipped CPUID template name ("t2-like", "minimal") or a path to a template JSON. */
   cpuidTemplate: z.optional(z.string().check(z.minLength(1))),
   /** MSRs the guest may not touch: each RDMSR/WRMSR of them exits to the VMM and gets #GP. */
-  denyMsrs: z.optional(z.array(z.union([int(0, 0xffffffff), z.string().check(z.regex(/^0x[0-9a-fA-F]+$/))]))),
+  denyMsrs: z.optional(z.array(z.union([int(0, 0xffffffff), z.string().check(z.regex(/^0x[0-9a-fA-F]+$/))])).check(z.maxLength(L.denyMsrs.max))),
   /** Write every exit to this JSON-lines file. */
   trace: z.optional(z.string().check(z.minLength(1))),
-  serial: z._default(z.strictObject({ port: z._default(int(0, 0xfff8), 0x3f8), irq: z._default(int(0, 23), 4) }), { port: 0x3f8, irq: 4 }),
+  serial: z._default(z.strictObject({ port: z._default(int(0, 0xfff8), L.serial.port), irq: z._default(int(0, 23), L.serial.irq) }), { ...L.serial }),
   debugExit: z._default(
-    z.strictObject({ port: z._default(int(0, 0xfffc), 0xf4), convention: z._default(z.enum(["qemu", "raw"]), "qemu") }),
-    { port: 0xf4, convention: "qemu" },
+    z.strictObject({ port: z._default(int(0, 0xfffc), L.debugExit.port), convention: z._default(z.enum(["qemu", "raw"]), L.debugExit.convention) }),
+    { ...L.debugExit },
   ),
 });
 

@@ -1,6 +1,8 @@
+export { assemble, BUILD_STEPS, type BootOverride, type ConsoleSink, type ConsoleSource, type ExtraSlot, type PrepareContext, type VmmSpec } from "./assemble.js";
 export { bundledHelloPath, VmmBuilder } from "./builder.js";
 export { type CliIo, main } from "./cli.js";
-export { loadVmConfig, parseVmConfig, type VmConfig, type VmConfigInput, VmConfigSchema } from "./config.js";
-export { VmmError, type VmmErrorCode } from "./errors.js";
+export { loadVmConfig, parseVmConfig, type VmConfig, type VmConfigInput, VmConfigSchema, VM_LIMITS } from "./config.js";
+export { VmmBuildError, type VmmBuildErrorCode, type VmmBuildStep, VmmError, type VmmErrorCode } from "./errors.js";
 export { type BootOptions, type BootPlan, bootKernel, detectFormat, eptPageTables, type KernelFormat, realModeState, TSVMM_NOTE, TsvmmBootMode } from "./kernel.js";
-export { EXIT_STATUS, type StopReason, Vmm, type VmmOptions, type VmmResult, type WatchdogOptions } from "./vmm.js";
+export { type CpuidRecord, EXIT_STATUS, type MsrHandler, type StopDetail, type StopReason, Vmm, type VmmParts, type VmmResult } from "./vmm.js";
+export { longTimeout, MAX_TIMER_MS, Watchdog, type WatchdogOptions } from "./watchdog.js";

@@ -1,13 +1,10 @@
 import { performance } from "node:perf_hooks";
-import { HC_PORT, HC_SIGNATURE_PORT, HypercallDispatcher, KVM_MP_STATE, KVM_MSR_EXIT_REASON, KVM_MSR_FILTER_DEFAULT_ALLOW, KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE, type KvmCpuidEntry2 } from "@tsvmm/abi";
-import { applyTemplate, type CpuidTemplate, fromKvmEntries, kvmCpuidForVcpus, normalize, type Topology } from "@tsvmm/cpuid";
-import {
-  CMOS_PORT, CmosRtc, DEBUG_EXIT_SIZE, DebugExit, FW_CFG_PORT, FW_CFG_SIZE, FwCfg, I8042,
-  MmioBus, PcTestDev, PioBus, POST_PORT, PostCodePort, TraceRecorder, Uart16550,
-} from "@tsvmm/devices";
-import { type EventFd, type GuestRam, Kvm, type Vcpu, type VcpuExit, type Vm } from "@tsvmm/kvm-backend";
+import { KVM_MP_STATE, type KvmCpuidEntry2 } from "@tsvmm/abi";
+import type { HypercallDevice, MmioBus, PioBus, TraceRecorder, Uart16550 } from "@tsvmm/devices";
+import { type ExitHandlers, type Kvm, runLoopAsync, type Vcpu, type VcpuExit, type Vm } from "@tsvmm/kvm-backend";
 import { VmmError } from "./errors.js";
-import { type BootPlan, bootKernel, type KernelFormat } from "./kernel.js";
+import type { BootPlan } from "./kernel.js";
+import { Watchdog, type WatchdogOptions } from "./watchdog.js";
 
 /** Why a VM stopped, and the process exit status that stands for it. */
 export type StopReason =
@@ -15,14 +12,16 @@ export type StopReason =
   | "guest-exit"
   /** A reset request (i8042 0xFE, or KVM's reset system event). Exit status 0. */
   | "reset"
-  /** A power-off request (KVM's shutdown system event). Exit status 0. */
+  /** A power-off request (ACPI S5 or KVM's shutdown system event). Exit status 0. */
   | "poweroff"
   /** A triple fault (KVM_EXIT_SHUTDOWN). Exit status 125. */
   | "triple-fault"
   /** The watchdog stopped the VM: run time over its budget, or no exit for too long. Exit status 124. */
   | "timeout"
-  /** The guest did something KVM could not carry out (emulation failure, entry failure). Exit status 126. */
-  | "guest-error";
+  /** The guest did something KVM could not carry out (emulation or entry failure, halted with interrupts off). Exit status 126. */
+  | "guest-error"
+  /** Stopped from outside: a signal, the control socket or `stop()`. Exit status 0 unless the caller says. */
+  | "stopped";
 
 export const EXIT_STATUS: Readonly<Record<Exclude<StopReason, "guest-exit">, number>> = {
   reset: 0,
@@ -30,7 +29,23 @@ export const EXIT_STATUS: Readonly<Record<Exclude<StopReason, "guest-exit">, num
   "triple-fault": 125,
   timeout: 124,
   "guest-error": 126,
+  stopped: 0,
 };
+
+/** Where and how the VM stopped, for programs (the message says the same for people). */
+export type StopDetail =
+  | { readonly kind: "exit-hypercall"; readonly vcpu: number }
+  | { readonly kind: "debug-exit"; readonly vcpu: number }
+  | { readonly kind: "shutdown"; readonly vcpu: number }
+  | { readonly kind: "system-event"; readonly vcpu: number; readonly type: string }
+  | { readonly kind: "internal-error"; readonly vcpu: number; readonly suberror: number; readonly instructionBytes: string | undefined; readonly rip: bigint }
+  | { readonly kind: "fail-entry"; readonly vcpu: number; readonly hardwareEntryFailureReason: bigint }
+  | { readonly kind: "halted"; readonly vcpu: number }
+  | { readonly kind: "unexpected-exit"; readonly vcpu: number; readonly exit: string }
+  | { readonly kind: "handler-fault"; readonly vcpu: number; readonly error: string }
+  | { readonly kind: "watchdog" }
+  | { readonly kind: "external" }
+  | { readonly kind: "device"; readonly device: string };
 
 export interface VmmResult {
   readonly reason: StopReason;
@@ -38,67 +53,44 @@ export interface VmmResult {
   readonly exitCode: number;
   /** One line for a person: what happened and where. */
   readonly message: string;
+  readonly detail: StopDetail;
+  /** EXIT hypercall code per vCPU that made one. */
+  readonly exitCodes: ReadonlyMap<number, number>;
   readonly vcpuRips: readonly bigint[];
   readonly exits: number;
   readonly durationMs: number;
 }
 
-export interface WatchdogOptions {
-  /** Stop the VM once it has run this long. */
-  timeoutMs?: number;
-  /** Stop the VM when no vCPU has exited to the VMM for this long (a guest that stopped answering). */
-  stallMs?: number;
+/** A filtered RDMSR/WRMSR: a value (rdmsr) or true (wrmsr) to complete it, false or "fail" to inject #GP. */
+export type MsrHandler = (kind: "rdmsr" | "wrmsr", index: number, data: bigint, vcpu: number) => bigint | boolean | "fail";
+
+/** The per-vCPU CPUID tables: what the VMM set, and what KVM_GET_CPUID2 returned after it. */
+export interface CpuidRecord {
+  readonly set: readonly KvmCpuidEntry2[];
+  readonly held: readonly KvmCpuidEntry2[];
 }
 
-export interface VmmOptions {
-  kernel: Uint8Array;
-  format: KernelFormat | "auto";
-  memoryBytes: number;
-  vcpus: number;
-  cmdline: string;
-  initrd?: Uint8Array;
-  /** Receives the guest's console (UART and CONSOLE_WRITE hypercalls). */
-  console: (bytes: Buffer) => void;
-  serial: { port: number; irq: number };
-  debugExit: { port: number; convention: "qemu" | "raw" };
-  cpuidTemplate?: CpuidTemplate;
-  denyMsrs?: readonly number[];
-  tracePath?: string;
-  watchdog: WatchdogOptions;
-  /** Extra devices the builder registered. */
-  pioDevices: ReadonlyArray<{ base: number; length: number; device: import("@tsvmm/devices").Device }>;
-  mmioDevices: ReadonlyArray<{ base: number; length: number; device: import("@tsvmm/devices").Device }>;
-  /** Memory shared with other VMs, mapped at `gpa` (after RAM, not overlapping it). */
-  sharedMemory: ReadonlyArray<{ gpa: number; ram: GuestRam }>;
-  /** Guest writes to these ports signal the eventfd inside KVM (no exit to the VMM). */
-  ioeventfds: ReadonlyArray<{ port: number; length: number; eventfd: EventFd; datamatch?: bigint }>;
-  /** Signalling these eventfds raises the GSI (through the in-kernel IOAPIC). */
-  irqfds: ReadonlyArray<{ eventfd: EventFd; gsi: number }>;
-  /** REPORT and REPORT_VALUE hypercalls. */
-  onReport?: (name: string, pass: boolean, vcpu: number) => void;
-  onValue?: (name: string, value: bigint, vcpu: number) => void;
+/** What the builder assembled; the Vmm owns all of it from then on. */
+export interface VmmParts {
+  readonly kvm: Kvm;
+  readonly vm: Vm;
+  readonly vcpus: readonly Vcpu[];
+  readonly pio: PioBus;
+  readonly mmio: MmioBus;
+  readonly uart: Uart16550;
+  readonly hypercall: HypercallDevice;
+  readonly boot: BootPlan;
+  readonly cpuid: readonly CpuidRecord[];
+  readonly irqchip: boolean;
+  readonly trace: TraceRecorder | undefined;
+  readonly watchdog: WatchdogOptions;
+  readonly onMsr: MsrHandler | undefined;
+  /** Resources that are not the VM's (devices' files, sockets): closed after the VM. */
+  readonly closers: ReadonlyArray<() => void | Promise<void>>;
 }
 
-const TSS_ADDR = 0xfffbd000;
-
-// kvm_pic_state: last_irr, irr, imr, isr, priority_add, irq_base, read_reg_select, poll, ...
-const PIC_IRQ_BASE = 5;
-
-/**
- * Give the legacy PICs the vector bases a PC BIOS leaves them with: master 0x08–0x0f, slave
- * 0x70–0x77. KVM's PICs start at vector base 0, so a real-mode guest that takes an IRQ without
- * reprogramming the PIC (kvm-unit-tests' realmode does) would enter it through the exception
- * vectors. The masks keep KVM's reset state (all open), which that test also relies on;
- * protected-mode kernels reprogram or mask the PICs themselves.
- */
-function programPicsLikeBios(vm: Vm): void {
-  for (const [chipId, base] of [[0, 0x08], [1, 0x70]] as const) {
-    const pic = vm.getIrqchip(chipId);
-    pic.chip[PIC_IRQ_BASE] = base;
-    vm.setIrqchip(pic);
-  }
-}
-const IDENTITY_MAP_ADDR = 0xfffbc000;
+const HALT_CHECK_MS = 1000;
+const RFLAGS_IF = 1n << 9n;
 
 /**
  * One assembled virtual machine: KVM VM + memory + vCPUs + devices, with its run loop. Build it
@@ -112,105 +104,64 @@ export class Vmm {
   readonly pio: PioBus;
   readonly mmio: MmioBus;
   readonly uart: Uart16550;
+  readonly hypercall: HypercallDevice;
   readonly boot: BootPlan;
-  private readonly trace: TraceRecorder | undefined;
-  private readonly dispatchers: HypercallDispatcher[];
-  private stop: { reason: StopReason; code: number; message: string } | undefined;
-  private exits = 0;
+  readonly cpuid: readonly CpuidRecord[];
+  private readonly parts: VmmParts;
+  private stop: { reason: StopReason; code: number; message: string; detail: StopDetail } | undefined;
+  private readonly exitCodes = new Map<number, number>();
+  private readonly running: Set<number>;
+  private exitCount = 0;
   private lastExitAt = 0;
+  private haltCheck = false;
   private state: "ready" | "running" | "done" = "ready";
 
-  constructor(private readonly o: VmmOptions) {
-    const kvm = Kvm.open();
-    let vm: Vm | undefined;
-    try {
-      vm = kvm.createVm();
-      vm.setTssAddr(TSS_ADDR);
-      vm.setIdentityMapAddr(IDENTITY_MAP_ADDR);
-      vm.createIrqchip();
-      programPicsLikeBios(vm);
-      vm.createPit2();
-      vm.addMemory({ slot: 0, guestPhysAddr: 0, size: o.memoryBytes, name: "ram" });
-      for (const [i, m] of o.sharedMemory.entries()) vm.addMemory({ slot: 1 + i, guestPhysAddr: m.gpa, size: m.ram.size, ram: m.ram, name: `shared${i}` });
-      for (const f of o.ioeventfds) vm.registerIoeventfd(f.eventfd, { addr: f.port, len: f.length, pio: true, datamatch: f.datamatch });
-      for (const f of o.irqfds) vm.registerIrqfd(f.eventfd, f.gsi);
-      this.boot = bootKernel(vm.memory, o.kernel, o.format, { cmdline: o.cmdline, initrd: o.initrd });
-
-      this.pio = new PioBus();
-      this.mmio = new MmioBus();
-      const vmRef = vm;
-      this.uart = new Uart16550({ name: "com1", output: (b: number) => o.console(Buffer.from([b])), irq: (level: boolean) => vmRef.irqLine(o.serial.irq, level) });
-      this.pio.register(o.serial.port, 8, this.uart);
-      this.pio.register(o.debugExit.port, DEBUG_EXIT_SIZE, new DebugExit({ convention: o.debugExit.convention, onExit: (code: number) => this.requestStop("guest-exit", code, `guest wrote ${code >> (o.debugExit.convention === "qemu" ? 1 : 0)} to the debug-exit port (exit status ${code & 0xff})`) }));
-      const kbd = new I8042({ onReset: () => this.requestStop("reset", 0, "guest requested a reset through the i8042 (0xFE)") });
-      kbd.attach(this.pio);
-      this.pio.register(POST_PORT, 1, new PostCodePort());
-      this.pio.register(CMOS_PORT, 2, new CmosRtc());
-      this.pio.register(FW_CFG_PORT, FW_CFG_SIZE, new FwCfg({ ramSize: BigInt(o.memoryBytes), cpus: o.vcpus }));
-      // kvm-unit-tests' x86 tests expect QEMU's pc-testdev (IRQ lines at 0x2000, scratch at 0xe0).
-      new PcTestDev({ irq: (line, level) => vmRef.irqLine(line, level) }).attach(this.pio);
-      for (const d of o.pioDevices) this.pio.register(d.base, d.length, d.device);
-      for (const d of o.mmioDevices) this.mmio.register(d.base, d.length, d.device);
-
-      if (o.denyMsrs !== undefined && o.denyMsrs.length > 0) {
-        vm.enableUserSpaceMsr(KVM_MSR_EXIT_REASON.FILTER);
-        vm.setMsrFilter({
-          flags: KVM_MSR_FILTER_DEFAULT_ALLOW,
-          ranges: o.denyMsrs.slice(0, 16).map((m) => ({ flags: KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE, base: m, nmsrs: 1, bitmap: Buffer.from([0]) })),
-        });
-      }
-
-      const cpuid = this.cpuidTables(kvm, o);
-      const vcpus: Vcpu[] = [];
-      for (let i = 0; i < o.vcpus; i++) {
-        const v = vm.createVcpu(i);
-        v.setCpuid2(cpuid[i]!);
-        if (i === 0 || this.boot.secondaries === "same-state") {
-          v.setSregs(this.boot.cpu.sregs);
-          v.setRegs(this.boot.cpu.regs);
-          if (i > 0) v.setMpState(KVM_MP_STATE.RUNNABLE);
-        }
-        vcpus.push(v);
-      }
-      this.vcpus = vcpus;
-      this.dispatchers = vcpus.map((_, index) =>
-        new HypercallDispatcher(vmRef.memory, {
-          console: (b) => o.console(b),
-          report: (name, pass) => o.onReport?.(name, pass, index),
-          value: (name, value) => o.onValue?.(name, value, index),
-          exit: (code) => this.requestStop("guest-exit", code, `guest called EXIT(${code})`),
-        }),
-      );
-      this.trace = o.tracePath === undefined ? undefined : TraceRecorder.open(o.tracePath);
-      if (this.trace !== undefined) {
-        this.trace.observe(this.pio);
-        this.trace.observe(this.mmio);
-      }
-      this.kvm = kvm;
-      this.vm = vm;
-    } catch (e) {
-      vm?.close();
-      kvm.close();
-      throw e;
-    }
+  constructor(parts: VmmParts) {
+    this.parts = parts;
+    this.kvm = parts.kvm;
+    this.vm = parts.vm;
+    this.vcpus = parts.vcpus;
+    this.pio = parts.pio;
+    this.mmio = parts.mmio;
+    this.uart = parts.uart;
+    this.hypercall = parts.hypercall;
+    this.boot = parts.boot;
+    this.cpuid = parts.cpuid;
+    // vCPUs the guest runs from the start; secondaries of other boot formats wait for INIT/SIPI.
+    this.running = new Set(parts.boot.secondaries === "same-state" ? this.vcpus.map((_, i) => i) : [0]);
   }
 
-  private cpuidTables(kvm: Kvm, o: VmmOptions): KvmCpuidEntry2[][] {
-    const topology: Topology = { vcpus: o.vcpus, threadsPerCore: 1, coresPerSocket: o.vcpus, sockets: 1 };
-    let table = fromKvmEntries(kvm.supportedCpuid());
-    if (o.cpuidTemplate !== undefined) table = applyTemplate(table, o.cpuidTemplate);
-    return kvmCpuidForVcpus(normalize(table, { topology }), topology);
+  /** Exits taken so far by all vCPUs. */
+  get exits(): number {
+    return this.exitCount;
   }
 
-  private requestStop(reason: StopReason, code: number, message: string): void {
+  /** True once the VM has been asked to stop (by the guest, the watchdog or the caller). */
+  get stopping(): boolean {
+    return this.stop !== undefined;
+  }
+
+  /** Ask the VM to stop; the first request wins. Safe from any callback, any number of times. */
+  requestStop(reason: StopReason, code: number, message: string, detail: StopDetail): void {
     if (this.stop !== undefined) return;
-    this.stop = { reason, code: reason === "guest-exit" ? code & 0xff : EXIT_STATUS[reason], message };
+    this.stop = { reason, code: reason === "guest-exit" ? code & 0xff : code, message, detail };
     for (const v of this.vcpus) v.kick();
   }
 
-  /** Stop the VM from outside (as the watchdog does); run() resolves with reason "timeout". */
-  kill(message = "stopped by the VMM"): void {
-    this.requestStop("timeout", 0, message);
+  /** Stop the VM from outside; run() resolves with `reason` ("stopped" by default). */
+  kill(message = "stopped by the VMM", reason: StopReason = "timeout"): void {
+    this.requestStop(reason, reason === "guest-exit" ? 0 : EXIT_STATUS[reason], message, reason === "timeout" ? { kind: "watchdog" } : { kind: "external" });
+  }
+
+  /** The guest's EXIT hypercall on vCPU `vcpu` (wired by the builder). */
+  guestExit(code: number, vcpu: number): void {
+    this.exitCodes.set(vcpu, code);
+    this.running.delete(vcpu);
+    this.vcpus[vcpu]?.kick();
+    if (this.running.size === 0 || (vcpu === 0 && this.parts.boot.secondaries === "wait-for-sipi")) {
+      const c = this.exitCodes.get(0) ?? code;
+      this.requestStop("guest-exit", c, `guest called EXIT(${c})`, { kind: "exit-hypercall", vcpu });
+    }
   }
 
   /** Boot and run until the VM stops. Never rejects because of guest behaviour. */
@@ -219,21 +170,25 @@ export class Vmm {
     this.state = "running";
     const t0 = performance.now();
     this.lastExitAt = t0;
-    const timers: NodeJS.Timeout[] = [];
-    const w = this.o.watchdog;
-    if (w.timeoutMs !== undefined) {
-      timers.push(setTimeout(() => this.requestStop("timeout", 0, `watchdog: the VM ran past its ${w.timeoutMs} ms budget`), w.timeoutMs));
-    }
-    if (w.stallMs !== undefined) {
-      const stall = w.stallMs;
-      timers.push(setInterval(() => {
-        if (performance.now() - this.lastExitAt > stall) this.requestStop("timeout", 0, `watchdog: no vCPU exited for ${stall} ms`);
-      }, Math.max(10, Math.floor(stall / 4))));
-    }
+    const dog = new Watchdog(this.parts.watchdog, {
+      timeout: (ms) => this.requestStop("timeout", EXIT_STATUS.timeout, `watchdog: the VM ran past its ${ms} ms budget`, { kind: "watchdog" }),
+      stalled: (ms) => this.requestStop("timeout", EXIT_STATUS.timeout, `watchdog: no vCPU exited for ${ms} ms`, { kind: "watchdog" }),
+      lastExitAt: () => this.lastExitAt,
+    });
+    // With the in-kernel irqchip KVM sleeps through HLT without exiting: look at quiet vCPUs now and
+    // then, so a guest halted with interrupts off ends instead of hanging.
+    const halts = this.parts.irqchip
+      ? setInterval(() => {
+          if (performance.now() - this.lastExitAt < HALT_CHECK_MS) return;
+          this.haltCheck = true;
+          for (const i of this.running) this.vcpus[i]!.kick();
+        }, HALT_CHECK_MS)
+      : undefined;
     try {
       await Promise.all(this.vcpus.map((v, i) => this.loop(v, i)));
     } finally {
-      for (const t of timers) clearTimeout(t);
+      dog.stop();
+      if (halts !== undefined) clearInterval(halts);
     }
     const rips = this.vcpus.map((v) => {
       try {
@@ -242,104 +197,180 @@ export class Vmm {
         return 0n;
       }
     });
-    const s = this.stop ?? { reason: "guest-error" as const, code: EXIT_STATUS["guest-error"], message: "all vCPUs stopped without a reason" };
-    const result: VmmResult = { reason: s.reason, exitCode: s.code, message: s.message, vcpuRips: rips, exits: this.exits, durationMs: performance.now() - t0 };
+    const s = this.stop ?? { reason: "guest-error" as const, code: EXIT_STATUS["guest-error"], message: "all vCPUs stopped without a reason", detail: { kind: "external" } as const };
+    const result: VmmResult = {
+      reason: s.reason,
+      exitCode: s.code,
+      message: s.message,
+      detail: s.detail,
+      exitCodes: new Map(this.exitCodes),
+      vcpuRips: rips,
+      exits: this.exitCount,
+      durationMs: performance.now() - t0,
+    };
     await this.close();
     return result;
   }
 
   private async loop(vcpu: Vcpu, index: number): Promise<void> {
-    while (this.stop === undefined) {
-      let exit: VcpuExit;
-      try {
-        exit = await vcpu.runAsync();
-      } catch (e) {
-        this.requestStop("guest-error", 0, `vCPU ${index}: KVM_RUN failed: ${(e as Error).message}`);
-        return;
-      }
-      this.exits++;
-      this.lastExitAt = performance.now();
-      try {
-        this.handle(exit, index);
-      } catch (e) {
-        // Devices and buses isolate their own faults; anything still thrown here means the guest
-        // did something the VMM cannot represent. It stops this VM, never the process.
-        this.requestStop("guest-error", 0, `vCPU ${index}: ${exit.kind} exit could not be handled: ${(e as Error).message}`);
-        return;
-      }
+    const handlers = this.handlers(index);
+    let kind = "";
+    try {
+      await runLoopAsync(vcpu, handlers, {
+        shouldStop: () => this.stop !== undefined || (this.exitCodes.has(index) && !this.running.has(index)),
+        onExit: (exit) => {
+          kind = exit.kind;
+          this.exitCount++;
+          this.lastExitAt = performance.now();
+        },
+        unhandled: (exit) => {
+          this.requestStop("guest-error", EXIT_STATUS["guest-error"], `vCPU ${index}: unexpected exit ${exit.kind}`, {
+            kind: "unexpected-exit",
+            vcpu: index,
+            exit: JSON.stringify(exit.toJSON()),
+          });
+          return true;
+        },
+      });
+    } catch (e) {
+      // Devices and buses isolate their own faults; anything still thrown here means the guest
+      // did something the VMM cannot represent. It stops this VM, never the process.
+      this.requestStop("guest-error", EXIT_STATUS["guest-error"], `vCPU ${index}: ${kind} exit could not be handled: ${(e as Error).message}`, {
+        kind: "handler-fault",
+        vcpu: index,
+        error: (e as Error).message,
+      });
     }
   }
 
-  private handle(exit: VcpuExit, index: number): void {
-    switch (exit.kind) {
-      case "io": {
+  /** The exit handlers of vCPU `index`: built once, so the exit path allocates nothing. */
+  private handlers(index: number): ExitHandlers {
+    const pio = this.pio;
+    const mmio = this.mmio;
+    const guestError = (message: string, detail: StopDetail): true => {
+      this.requestStop("guest-error", EXIT_STATUS["guest-error"], message, detail);
+      return true;
+    };
+    const handlers: ExitHandlers = {
+      io: (exit) => {
         const port = exit.port;
-        if (port === HC_PORT || port === HC_SIGNATURE_PORT) {
-          const d = this.dispatchers[index]!;
-          if (exit.direction === "out") d.doorbell(exit.value, exit.size);
-          else exit.setValue(d.read(port, exit.size));
-          return;
-        }
         const size = exit.size;
         const data = exit.data;
         const isIn = exit.direction === "in";
         if (data.length === size) {
           // The common case, one element: no sub-view to allocate on the exit path.
-          if (isIn) this.pio.readInto(port, data, index);
-          else this.pio.write(port, data, index);
-          return;
+          if (isIn) pio.readInto(port, data, index);
+          else pio.write(port, data, index);
+        } else {
+          // String I/O arrives as one exit with `count` elements: each goes to the device in turn.
+          for (let off = 0; off < data.length; off += size) {
+            const el = data.subarray(off, off + size);
+            if (isIn) pio.readInto(port, el, index);
+            else pio.write(port, el, index);
+          }
         }
-        // String I/O arrives as one exit with `count` elements: each goes to the device in turn.
-        for (let off = 0; off < data.length; off += size) {
-          const el = data.subarray(off, off + size);
-          if (isIn) this.pio.readInto(port, el, index);
-          else this.pio.write(port, el, index);
+        return this.stop !== undefined;
+      },
+      mmio: (exit) => {
+        if (exit.isWrite) mmio.write(exit.address, exit.data, index);
+        else mmio.readInto(exit.address, exit.data, index);
+        return this.stop !== undefined;
+      },
+      rdmsr: (exit) => this.msr(exit, index),
+      wrmsr: (exit) => this.msr(exit, index),
+      interrupted: () => {
+        if (this.haltCheck) this.checkHalted(index);
+        return this.stop !== undefined;
+      },
+      irq_window_open: () => false,
+      hlt: (_exit, v) => {
+        // Without an in-kernel irqchip HLT comes here. With interrupts off nothing can wake it.
+        if ((v.getRegs().rflags & RFLAGS_IF) === 0n) {
+          return guestError(`vCPU ${index} halted with interrupts off`, { kind: "halted", vcpu: index });
         }
-        return;
-      }
-      case "mmio":
-        if (exit.isWrite) this.mmio.write(exit.address, exit.data, index);
-        else this.mmio.readInto(exit.address, exit.data, index);
-        return;
-      case "rdmsr":
-      case "wrmsr":
-        exit.fail();
-        return;
-      case "interrupted":
-      case "irq_window_open":
-        return;
-      case "hlt":
-        // With the in-kernel irqchip KVM sleeps through HLT itself; an HLT exit means interrupts
-        // can never arrive, so the vCPU is done.
-        this.requestStop("guest-error", 0, `vCPU ${index} halted with no way to wake it`);
-        return;
-      case "shutdown":
-        this.requestStop("triple-fault", 0, `vCPU ${index}: triple fault (KVM_EXIT_SHUTDOWN)`);
-        return;
-      case "system_event":
-        if (exit.typeName === "RESET") this.requestStop("reset", 0, `vCPU ${index}: guest requested a reset`);
-        else this.requestStop("poweroff", 0, `vCPU ${index}: guest powered off (${exit.typeName})`);
-        return;
-      case "internal_error": {
-        const bytes = exit.instructionBytes;
-        this.requestStop("guest-error", 0, `vCPU ${index}: KVM internal error, suberror ${exit.suberror}${bytes ? `, instruction bytes ${bytes.toString("hex")}` : ""}`);
-        return;
-      }
-      case "fail_entry":
-        this.requestStop("guest-error", 0, `vCPU ${index}: VM entry failed, hardware reason 0x${exit.hardwareEntryFailureReason.toString(16)}`);
-        return;
-      default:
-        this.requestStop("guest-error", 0, `vCPU ${index}: unexpected exit ${exit.kind}`);
-    }
+        return false;
+      },
+      shutdown: () => {
+        this.requestStop("triple-fault", EXIT_STATUS["triple-fault"], `vCPU ${index}: triple fault (KVM_EXIT_SHUTDOWN)`, { kind: "shutdown", vcpu: index });
+        return true;
+      },
+      system_event: (exit) => {
+        const reset = exit.typeName === "RESET";
+        const reason = reset ? "reset" : "poweroff";
+        this.requestStop(reason, EXIT_STATUS[reason], reset ? `vCPU ${index}: guest requested a reset` : `vCPU ${index}: guest powered off (${exit.typeName})`, {
+          kind: "system-event",
+          vcpu: index,
+          type: exit.typeName,
+        });
+        return true;
+      },
+      internal_error: (exit, v) => {
+        const bytes = exit.instructionBytes?.toString("hex");
+        return guestError(`vCPU ${index}: KVM internal error, suberror ${exit.suberror}${bytes ? `, instruction bytes ${bytes}` : ""}`, {
+          kind: "internal-error",
+          vcpu: index,
+          suberror: exit.suberror,
+          instructionBytes: bytes,
+          rip: v.getRegs().rip,
+        });
+      },
+      fail_entry: (exit) =>
+        guestError(`vCPU ${index}: VM entry failed, hardware reason 0x${exit.hardwareEntryFailureReason.toString(16)}`, {
+          kind: "fail-entry",
+          vcpu: index,
+          hardwareEntryFailureReason: exit.hardwareEntryFailureReason,
+        }),
+    };
+    return handlers;
   }
 
-  /** Release everything (vCPU threads, guest memory zeroed and unmapped, fds, the trace file). */
+  private msr(exit: Extract<VcpuExit, { kind: "rdmsr" | "wrmsr" }>, index: number): boolean {
+    const answer = this.parts.onMsr?.(exit.kind, exit.index, exit.data, index) ?? "fail";
+    if (answer === "fail" || answer === false) exit.fail();
+    else exit.reply(typeof answer === "bigint" ? answer : 0n);
+    return this.stop !== undefined;
+  }
+
+  /**
+   * After a halt-check kick: a vCPU halted with IF clear and no NMI pending can never run again.
+   * The VM ends when every vCPU still running is in that state.
+   */
+  private checkHalted(index: number): void {
+    const v = this.vcpus[index]!;
+    const dead = v.getMpState() === KVM_MP_STATE.HALTED && (v.getRegs().rflags & RFLAGS_IF) === 0n && v.getVcpuEvents().nmi.pending === 0;
+    this.deadHalted[index] = dead;
+    this.haltChecked.add(index);
+    if (this.haltChecked.size < this.running.size) return;
+    this.haltCheck = false;
+    this.haltChecked.clear();
+    const all = [...this.running].every((i) => this.deadHalted[i] === true);
+    if (all) {
+      this.requestStop("guest-error", EXIT_STATUS["guest-error"], `vCPU ${index} halted with interrupts off`, { kind: "halted", vcpu: index });
+    }
+  }
+  private readonly deadHalted: boolean[] = [];
+  private readonly haltChecked = new Set<number>();
+
+  /** Release everything (vCPU threads, guest memory, fds, the trace file, devices' resources). Idempotent. */
   async close(): Promise<void> {
     if (this.state === "done") return;
     this.state = "done";
     this.uart.flush();
     this.vm.close();
     this.kvm.close();
-    await this.trace?.close();
+    const errors: unknown[] = [];
+    try {
+      await this.parts.trace?.close();
+    } catch (e) {
+      errors.push(e);
+    }
+    for (const c of this.parts.closers) {
+      try {
+        await c();
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    if (errors.length > 0) throw errors[0];
   }
 }

@@ -108,7 +108,7 @@ describe("tsvmm run: bad input is exit 2 with a typed, named error", () => {
     writeFileSync(bad, elf);
     const r = await cli(["run", bad]);
     expect(r.code).toBe(2);
-    expect(r.err).toMatch(/^tsvmm: ELF_\w+: .*e_phoff/);
+    expect(r.err).toMatch(/^tsvmm: VMM_BUILD_LOAD_KERNEL: load-kernel: ELF_\w+: .*e_phoff/);
   });
   it("unknown commands and options print the usage", async () => {
     expect((await cli(["frobnicate"])).code).toBe(2);
