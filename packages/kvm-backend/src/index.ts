@@ -6,6 +6,10 @@ export {
   SystemEventExit, UnknownExit, type VcpuExit, type VcpuExitKind,
 } from "./exits.js";
 export { GuestRam } from "./guest-ram.js";
+export {
+  decodeIoapicRedirection, encodeIoapicRedirection, type GsiRoute, type IoapicRedirection, ioapicRedirectionToMsi,
+  type MsiMessage, X86_DELIVERY_MODE, type X86MsiTarget, x86DefaultGsiRoutes, x86Msi,
+} from "./irq.js";
 export { Kvm } from "./kvm.js";
 export { type ExitHandlers, type RunLoopOptions, type RunLoopResult, runLoop, runLoopAsync } from "./run-loop.js";
 export { encodeCpuid2, Vcpu } from "./vcpu.js";

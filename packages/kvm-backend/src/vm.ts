@@ -1,14 +1,17 @@
 import {
   GuestMemoryMap, type GuestRegion, KVM_IOCTLS as IOC, KVM_CAP, KVM_IOEVENTFD_FLAG_DATAMATCH,
-  KVM_IOEVENTFD_FLAG_DEASSIGN, KVM_IOEVENTFD_FLAG_PIO, KVM_IRQFD_FLAG_DEASSIGN, KVM_MEM_LOG_DIRTY_PAGES,
-  KVM_MEM_READONLY, KVM_MSR_FILTER_MAX_RANGES, KvmClearDirtyLogLayout, type KvmClockData, KvmClockDataLayout,
-  KvmDirtyLogLayout, KvmEnableCapLayout, KvmIoeventfdLayout, type KvmIrqchip, KvmIrqchipLayout, KvmIrqfdLayout,
-  KvmIrqLevelLayout, type KvmMsrFilter, KvmMsrFilterLayout, KvmPitConfigLayout, KvmUserspaceMemoryRegionLayout,
-  type StructLayout,
+  KVM_IOEVENTFD_FLAG_DEASSIGN, KVM_IOEVENTFD_FLAG_PIO, KVM_IRQ_ROUTING, KVM_IRQCHIP_IOAPIC, type KVM_IRQCHIP_PIC_MASTER, type KVM_IRQCHIP_PIC_SLAVE,KVM_IRQFD_FLAG_DEASSIGN, KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MEM_READONLY, 
+  KVM_MSI_VALID_DEVID, KVM_MSR_FILTER_MAX_RANGES, KvmClearDirtyLogLayout, type KvmClockData, KvmClockDataLayout,
+  KvmDirtyLogLayout, KvmEnableCapLayout, type KvmIoapicState, KvmIoapicStateLayout, KvmIoeventfdLayout, type KvmIrqchip, KvmIrqchipLayout, KvmIrqfdLayout,
+  KvmIrqLevelLayout, KvmIrqRoutingEntryLayout, KvmIrqRoutingIrqchipLayout,
+  KvmIrqRoutingLayout, KvmIrqRoutingMsiLayout, KvmMsiLayout, type KvmMsrFilter, KvmMsrFilterLayout, type KvmPicState, KvmPicStateLayout,KvmPitConfigLayout, KvmUserspaceMemoryRegionLayout,
+  type StructLayout, 
 } from "@tsvmm/abi";
 import { ioctlError, KvmError, syscallError } from "./errors.js";
 import type { EventFd } from "./eventfd.js";
 import type { GuestRam } from "./guest-ram.js";
+import type { GsiRoute, MsiMessage } from "./irq.js";
 import { type NativeAddon, native } from "./native.js";
 import { Vcpu } from "./vcpu.js";
 
@@ -239,6 +242,57 @@ export class Vm {
   }
   setIrqchip(chip: KvmIrqchip): void {
     this.ioctlStruct(IOC.KVM_SET_IRQCHIP, KvmIrqchipLayout, chip);
+  }
+  /** One in-kernel 8259A (KVM_IRQCHIP_PIC_MASTER or KVM_IRQCHIP_PIC_SLAVE), field by field. */
+  getPic(chipId: typeof KVM_IRQCHIP_PIC_MASTER | typeof KVM_IRQCHIP_PIC_SLAVE): KvmPicState {
+    return KvmPicStateLayout.decode(this.getIrqchip(chipId).chip);
+  }
+  setPic(chipId: typeof KVM_IRQCHIP_PIC_MASTER | typeof KVM_IRQCHIP_PIC_SLAVE, state: KvmPicState): void {
+    const chip = this.getIrqchip(chipId).chip;
+    KvmPicStateLayout.encode(state, chip);
+    this.setIrqchip({ chipId, chip });
+  }
+  /** The in-kernel IOAPIC; decode a `redirtbl` entry with `decodeIoapicRedirection`. */
+  getIoapic(): KvmIoapicState {
+    return KvmIoapicStateLayout.decode(this.getIrqchip(KVM_IRQCHIP_IOAPIC).chip);
+  }
+  setIoapic(state: KvmIoapicState): void {
+    const chip = this.getIrqchip(KVM_IRQCHIP_IOAPIC).chip;
+    KvmIoapicStateLayout.encode(state, chip);
+    this.setIrqchip({ chipId: KVM_IRQCHIP_IOAPIC, chip });
+  }
+
+  /**
+   * KVM_SET_GSI_ROUTING: replace the whole GSI routing table. With KVM_CREATE_IRQCHIP the table
+   * starts as `x86DefaultGsiRoutes()`; include those entries to keep KVM_IRQ_LINE reaching the PIC
+   * and IOAPIC. With a split irqchip only MSI routes exist.
+   */
+  setGsiRouting(routes: readonly GsiRoute[]): void {
+    const head = KvmIrqRoutingLayout.size;
+    const size = KvmIrqRoutingEntryLayout.size;
+    const buf = Buffer.alloc(head + routes.length * size);
+    KvmIrqRoutingLayout.encode({ nr: routes.length, flags: 0 }, buf);
+    for (const [i, r] of routes.entries()) {
+      const u = r.type === "irqchip"
+        ? KvmIrqRoutingIrqchipLayout.encode({ irqchip: r.irqchip, pin: r.pin })
+        : KvmIrqRoutingMsiLayout.encode({ addressLo: r.msi.addressLo, addressHi: r.msi.addressHi ?? 0, data: r.msi.data, devid: r.msi.devid ?? 0 });
+      const type = r.type === "irqchip" ? KVM_IRQ_ROUTING.IRQCHIP : KVM_IRQ_ROUTING.MSI;
+      const flags = r.type === "msi" && r.msi.devid !== undefined ? KVM_MSI_VALID_DEVID : 0;
+      KvmIrqRoutingEntryLayout.encode({ gsi: r.gsi, type, flags, u }, buf, head + i * size);
+    }
+    const r = this.n.ioctlBuf(this.fd, IOC.KVM_SET_GSI_ROUTING, buf);
+    if (r < 0) throw ioctlError(IOC.KVM_SET_GSI_ROUTING, r, `${routes.length} routes`);
+  }
+
+  /**
+   * KVM_SIGNAL_MSI: deliver one MSI now (works with the full and the split irqchip). Returns how
+   * many LAPICs accepted it; 0 when the message was blocked (e.g. the vector is already pending).
+   */
+  signalMsi(msg: MsiMessage): number {
+    const flags = msg.devid !== undefined ? KVM_MSI_VALID_DEVID : 0;
+    return this.ioctlStruct(IOC.KVM_SIGNAL_MSI, KvmMsiLayout, {
+      addressLo: msg.addressLo, addressHi: msg.addressHi ?? 0, data: msg.data, flags, devid: msg.devid ?? 0,
+    });
   }
   getClock(): KvmClockData {
     const buf = Buffer.alloc(KvmClockDataLayout.size);

@@ -3,8 +3,8 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { KvmSegment, KvmSregs } from "@tsvmm/abi";
-import { Kvm, type Vcpu, type Vm } from "@tsvmm/kvm-backend";
+import { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, type KvmSegment, type KvmSregs } from "@tsvmm/abi";
+import { encodeIoapicRedirection, Kvm, type Vcpu, type Vm } from "@tsvmm/kvm-backend";
 
 const cacheDir = join(tmpdir(), "tsvmm-kvm-backend-asm");
 
@@ -45,15 +45,18 @@ export function enterRealMode(vcpu: Vcpu, ip: number): void {
 }
 
 /**
- * 64-bit long mode on identity page tables (first 1 GiB, 2 MiB pages) written at `tables`
- * (three pages: PML4, PDPT, PD).
+ * 64-bit long mode on identity page tables (the first `gib` GiB, 2 MiB pages) written at `tables`
+ * (2 + gib pages: PML4, PDPT, one PD per GiB). Map 4 GiB to reach the LAPIC at 0xfee00000.
  */
-export function enterLongMode(vm: Vm, vcpu: Vcpu, rip: number, tables = 0x1000): void {
+export function enterLongMode(vm: Vm, vcpu: Vcpu, rip: number, tables = 0x1000, gib = 1): void {
   const m = vm.memory;
-  m.fill(tables, 0x3000, 0);
+  m.fill(tables, 0x2000 + gib * 0x1000, 0);
   m.writeU64(tables, BigInt(tables + 0x1000) | 3n);
-  m.writeU64(tables + 0x1000, BigInt(tables + 0x2000) | 3n);
-  for (let i = 0; i < 512; i++) m.writeU64(tables + 0x2000 + i * 8, (BigInt(i) << 21n) | 0x83n);
+  for (let g = 0; g < gib; g++) {
+    const pd = tables + 0x2000 + g * 0x1000;
+    m.writeU64(tables + 0x1000 + g * 8, BigInt(pd) | 3n);
+    for (let i = 0; i < 512; i++) m.writeU64(pd + i * 8, (BigInt(g * 512 + i) << 21n) | 0x83n);
+  }
   const s: KvmSregs = vcpu.getSregs();
   s.cs = flatSeg(0x8, true, true);
   for (const k of ["ds", "es", "fs", "gs", "ss"] as const) s[k] = flatSeg(0x10, false);
@@ -74,15 +77,97 @@ export function enterLongMode(vm: Vm, vcpu: Vcpu, rip: number, tables = 0x1000):
  * and mask the legacy PIC, so an IRQ line reaches the guest only through the IOAPIC.
  */
 export function routeIoapicPin(vm: Vm, pin: number, vector: number): void {
-  // IOAPIC state: base_address u64, ioregsel u32, id u32, irr u32, pad u32, then 24 u64 entries.
-  const chip = vm.getIrqchip(2);
-  chip.chip.writeBigUInt64LE(BigInt(vector), 24 + pin * 8);
-  vm.setIrqchip(chip);
-  for (const id of [0, 1]) {
-    const pic = vm.getIrqchip(id);
-    pic.chip[2] = 0xff; // imr
-    vm.setIrqchip(pic);
+  const io = vm.getIoapic();
+  io.redirtbl[pin] = encodeIoapicRedirection({ vector, destination: 0 });
+  vm.setIoapic(io);
+  maskPics(vm);
+}
+
+export function maskPics(vm: Vm): void {
+  for (const id of [KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE] as const) vm.setPic(id, { ...vm.getPic(id), imr: 0xff });
+}
+
+// 64-bit GDT: null, code at selector 0x08, data at 0x10 (SDM vol. 3, 3.4.5 and 5.2.1).
+const GDT64 = [0n, 0x00af9b000000ffffn, 0x00cf93000000ffffn];
+
+/**
+ * A GDT and a 256-entry IDT for a long-mode guest (after `enterLongMode`): `handlers` maps a
+ * vector to its handler's address; each gets a present DPL0 64-bit interrupt gate (SDM vol. 3,
+ * figure 6-8) with selector 0x08. Other vectors stay not-present.
+ */
+export function installIdt(vm: Vm, vcpu: Vcpu, handlers: ReadonlyMap<number, number>, gdt = 0x8000, idt = 0x9000): void {
+  const m = vm.memory;
+  for (const [i, d] of GDT64.entries()) m.writeU64(gdt + i * 8, d);
+  m.fill(idt, 256 * 16, 0);
+  for (const [vector, handler] of handlers) {
+    const h = BigInt(handler);
+    const low = (h & 0xffffn) | (0x08n << 16n) | (0x8en << 40n) | (((h >> 16n) & 0xffffn) << 48n);
+    m.writeU64(idt + vector * 16, low);
+    m.writeU64(idt + vector * 16 + 8, h >> 32n);
   }
+  const s = vcpu.getSregs();
+  s.gdt = { base: BigInt(gdt), limit: GDT64.length * 8 - 1 };
+  s.idt = { base: BigInt(idt), limit: 256 * 16 - 1 };
+  vcpu.setSregs(s);
+}
+
+/**
+ * A 64-bit guest at 0x10000 that idles in `sti; hlt` and has one handler per vector in `vectors`:
+ * each reports its vector with `out 0x70, al`, writes the LAPIC EOI register and returns. Vector
+ * 2 (NMI) gets the same handler without the EOI (an NMI is not acknowledged at the LAPIC).
+ */
+export function interruptReporterGuest(vm: Vm, vcpu: Vcpu, vectors: readonly number[], idle = "sti\n1: hlt\n jmp 1b"): void {
+  const stubBase = 0x200;
+  const stubSize = 0x40;
+  const stubs = vectors.map((v, i) =>
+    `.org ${stubBase + i * stubSize}\n push rax\n mov al, ${v}\n out 0x70, al\n` +
+    (v === 2 ? "" : " mov eax, 0xfee000b0\n mov dword ptr [rax], 0\n") +
+    " pop rax\n iretq");
+  vm.memory.write(0x10000, assemble(`${idle}\n${stubs.join("\n")}`, 64, 0x10000));
+  enterLongMode(vm, vcpu, 0x10000, 0x1000, 4);
+  installIdt(vm, vcpu, new Map(vectors.map((v, i) => [v, 0x10000 + stubBase + i * stubSize])));
+}
+
+/**
+ * Run `vcpu` on its thread and record every OUT to `port`. `until(n)` waits for n values (failing
+ * after `ms`); `stop()` kicks the vCPU and returns the values seen.
+ */
+export function watchPort(vcpu: Vcpu, port: number): { seen: number[]; until(n: number, ms?: number): Promise<number[]>; stop(): Promise<number[]> } {
+  const seen: number[] = [];
+  let wake: (() => void) | undefined;
+  let failure: unknown;
+  const loop = (async () => {
+    for (;;) {
+      const e = await vcpu.runAsync();
+      if (e.kind === "interrupted") return;
+      if (e.kind !== "io" || e.port !== port) throw new Error(`unexpected exit ${JSON.stringify(e.toJSON())}`);
+      seen.push(e.value);
+      wake?.();
+    }
+  })().catch((e: unknown) => {
+    failure = e;
+    wake?.();
+  });
+  return {
+    seen,
+    async until(n: number, ms = 2000): Promise<number[]> {
+      const deadline = Date.now() + ms;
+      while (seen.length < n && failure === undefined && Date.now() < deadline) {
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, 20);
+        });
+      }
+      if (failure !== undefined) throw failure;
+      return [...seen];
+    },
+    async stop(): Promise<number[]> {
+      vcpu.kick();
+      await loop;
+      if (failure !== undefined) throw failure;
+      return [...seen];
+    },
+  };
 }
 
 /** Software-enable the LAPIC (SVR) with LVT0/LVT1 masked. */

@@ -55,6 +55,27 @@ export const KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1 << 0;
 export const KVM_MSR_EXIT_REASON_FILTER = KVM_MSR_EXIT_REASON.FILTER;
 
 export const KVM_PIT_SPEAKER_DUMMY = 1;
+export const KVM_PIT_FLAGS_HPET_LEGACY = 1 << 0;
+export const KVM_PIT_FLAGS_SPEAKER_DATA_ON = 1 << 1;
+
+/** kvm_run.flags after KVM_RUN (x86). */
+export const KVM_RUN_X86_SMM = 1 << 0;
+export const KVM_RUN_X86_BUS_LOCK = 1 << 1;
+
+/** kvm_clock_data.flags. */
+export const KVM_CLOCK_TSC_STABLE = 1 << 1;
+export const KVM_CLOCK_REALTIME = 1 << 2;
+export const KVM_CLOCK_HOST_TSC = 1 << 3;
+
+/** kvm_irq_routing_entry.type. */
+export const KVM_IRQ_ROUTING = { IRQCHIP: 1, MSI: 2 } as const;
+export const KVM_MSI_VALID_DEVID = 1 << 0;
+
+/** Dirty ring: kvm_dirty_gfn.flags, and where the ring sits in the vCPU fd's mmap space (in pages). */
+export const KVM_DIRTY_GFN_F_DIRTY = 1 << 0;
+export const KVM_DIRTY_GFN_F_RESET = 1 << 1;
+export const KVM_DIRTY_GFN_F_MASK = 0x3;
+export const KVM_DIRTY_LOG_PAGE_OFFSET = 64;
 
 /** Capabilities tsvmm asks about (KVM_CHECK_EXTENSION / KVM_ENABLE_CAP). */
 export const KVM_CAP = {
@@ -71,6 +92,7 @@ export const KVM_CAP = {
   SPLIT_IRQCHIP: 121, IOEVENTFD_ANY_LENGTH: 122, X86_DISABLE_EXITS: 143, X2APIC_API: 129,
   MAX_VCPU_ID: 128, GET_MSR_FEATURES: 153, MANUAL_DIRTY_LOG_PROTECT2: 168, NESTED_STATE: 157,
   EXCEPTION_PAYLOAD: 164, X86_USER_SPACE_MSR: 188, X86_MSR_FILTER: 189, DIRTY_LOG_RING: 192,
-  X86_BUS_LOCK_EXIT: 193, SYS_ATTRIBUTES: 209, XSAVE2: 208,
+  X86_BUS_LOCK_EXIT: 193, SYS_ATTRIBUTES: 209, XSAVE2: 208, MSI_DEVID: 131, EXIT_HYPERCALL: 201,
+  VM_TSC_CONTROL: 214, SYSTEM_EVENT_DATA: 215, X86_TRIPLE_FAULT_EVENT: 218, DIRTY_LOG_RING_ACQ_REL: 223,
 } as const;
 export type KvmCapName = keyof typeof KVM_CAP;

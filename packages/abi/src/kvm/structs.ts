@@ -1,4 +1,4 @@
-import { array, arrayOf, bytes, defineStruct, nested, pad, type StructLayout, s32, u8, u16, u32, u64 } from "../layout.js";
+import { array, arrayOf, bytes, defineStruct, nested, pad, type StructLayout, s32, s64, u8, u16, u32, u64 } from "../layout.js";
 
 // Every struct here crosses into the kernel. Sizes and offsets are checked against this
 // machine's <linux/kvm.h> by test/header.test.ts; nothing below is trusted without it.
@@ -192,6 +192,76 @@ export const KvmClockDataLayout: StructLayout<KvmClockData> = defineStruct("stru
 export interface KvmInterrupt { irq: number }
 export const KvmInterruptLayout: StructLayout<KvmInterrupt> = defineStruct("struct kvm_interrupt", [u32("irq")]);
 
+/**
+ * kvm_pic_state: one 8259A as KVM models it (the `pic` member of kvm_irqchip for chip ids
+ * KVM_IRQCHIP_PIC_MASTER/SLAVE). `irqBase` is the vector of IRQ 0 of this chip (ICW2); `imr` the
+ * mask register; `elcr` the edge/level control register of the PIIX.
+ */
+export interface KvmPicState {
+  lastIrr: number; irr: number; imr: number; isr: number; priorityAdd: number; irqBase: number;
+  readRegSelect: number; poll: number; specialMask: number; initState: number; autoEoi: number;
+  rotateOnAutoEoi: number; specialFullyNestedMode: number; init4: number; elcr: number; elcrMask: number;
+}
+export const KvmPicStateLayout: StructLayout<KvmPicState> = defineStruct("struct kvm_pic_state", [
+  u8("lastIrr"), u8("irr"), u8("imr"), u8("isr"), u8("priorityAdd"), u8("irqBase"), u8("readRegSelect"), u8("poll"),
+  u8("specialMask"), u8("initState"), u8("autoEoi"), u8("rotateOnAutoEoi"), u8("specialFullyNestedMode"),
+  u8("init4"), u8("elcr"), u8("elcrMask"),
+]);
+
+export const KVM_IOAPIC_NUM_PINS = 24;
+/**
+ * kvm_ioapic_state (the `ioapic` member of kvm_irqchip). Each redirection-table entry is kept as
+ * its 64-bit register value (C declares it as a union with bitfields, which have no offsets).
+ */
+export interface KvmIoapicState { baseAddress: bigint; ioregsel: number; id: number; irr: number; redirtbl: bigint[] }
+export const KvmIoapicStateLayout: StructLayout<KvmIoapicState> = defineStruct("struct kvm_ioapic_state", [
+  u64("baseAddress"), u32("ioregsel"), u32("id"), u32("irr"), pad(4), array(u64(""), KVM_IOAPIC_NUM_PINS, "redirtbl"),
+]);
+
+/** One i8254 counter as KVM holds it; `mode`, `rwMode`, `bcd` are the 8254 control-word fields. */
+export interface KvmPitChannelState {
+  count: number; latchedCount: number; countLatched: number; statusLatched: number; status: number;
+  readState: number; writeState: number; writeLatch: number; rwMode: number; mode: number; bcd: number;
+  gate: number; countLoadTime: bigint;
+}
+export const KvmPitChannelStateLayout: StructLayout<KvmPitChannelState> = defineStruct("struct kvm_pit_channel_state", [
+  u32("count"), u16("latchedCount"), u8("countLatched"), u8("statusLatched"), u8("status"), u8("readState"),
+  u8("writeState"), u8("writeLatch"), u8("rwMode"), u8("mode"), u8("bcd"), u8("gate"), s64("countLoadTime"),
+]);
+export interface KvmPitState2 { channels: KvmPitChannelState[]; flags: number }
+export const KvmPitState2Layout: StructLayout<KvmPitState2> = defineStruct("struct kvm_pit_state2", [
+  arrayOf(KvmPitChannelStateLayout, 3, "channels"), u32("flags"), pad(36),
+]);
+
+/** The `irqchip` member of a GSI routing entry: GSI -> pin of an in-kernel PIC/IOAPIC. */
+export interface KvmIrqRoutingIrqchip { irqchip: number; pin: number }
+export const KvmIrqRoutingIrqchipLayout: StructLayout<KvmIrqRoutingIrqchip> = defineStruct("struct kvm_irq_routing_irqchip", [
+  u32("irqchip"), u32("pin"),
+]);
+/** The `msi` member of a GSI routing entry: GSI -> an MSI message (address + data). */
+export interface KvmIrqRoutingMsi { addressLo: number; addressHi: number; data: number; devid: number }
+export const KvmIrqRoutingMsiLayout: StructLayout<KvmIrqRoutingMsi> = defineStruct("struct kvm_irq_routing_msi", [
+  u32("addressLo"), u32("addressHi"), u32("data"), u32("devid"),
+]);
+/** kvm_irq_routing_entry: `u` holds the encoding of the member `type` selects (irqchip or msi). */
+export interface KvmIrqRoutingEntry { gsi: number; type: number; flags: number; u: Buffer }
+export const KvmIrqRoutingEntryLayout: StructLayout<KvmIrqRoutingEntry> = defineStruct("struct kvm_irq_routing_entry", [
+  u32("gsi"), u32("type"), u32("flags"), pad(4), bytes(32, "u"),
+]);
+/** Header of struct kvm_irq_routing; `nr` KvmIrqRoutingEntry follow it. */
+export interface KvmIrqRoutingHeader { nr: number; flags: number }
+export const KvmIrqRoutingLayout: StructLayout<KvmIrqRoutingHeader> = defineStruct("struct kvm_irq_routing", [u32("nr"), u32("flags")]);
+
+/** KVM_SIGNAL_MSI's argument: one MSI message to deliver now. */
+export interface KvmMsi { addressLo: number; addressHi: number; data: number; flags: number; devid: number }
+export const KvmMsiLayout: StructLayout<KvmMsi> = defineStruct("struct kvm_msi", [
+  u32("addressLo"), u32("addressHi"), u32("data"), u32("flags"), u32("devid"), pad(12),
+]);
+
+/** One dirty-ring entry (KVM_CAP_DIRTY_LOG_RING); `slot` is (address space << 16) | slot id. */
+export interface KvmDirtyGfn { flags: number; slot: number; offset: bigint }
+export const KvmDirtyGfnLayout: StructLayout<KvmDirtyGfn> = defineStruct("struct kvm_dirty_gfn", [u32("flags"), u32("slot"), u64("offset")]);
+
 /** Every struct, for the header test and for tools that list them. */
 export const ALL_STRUCTS: readonly StructLayout<unknown>[] = [
   KvmRegsLayout, KvmSegmentLayout, KvmDtableLayout, KvmSregsLayout, KvmFpuLayout, KvmXsaveLayout,
@@ -200,4 +270,6 @@ export const ALL_STRUCTS: readonly StructLayout<unknown>[] = [
   KvmIrqchipLayout, KvmPitConfigLayout, KvmLapicStateLayout, KvmDirtyLogLayout, KvmClearDirtyLogLayout,
   KvmMsrFilterRangeLayout, KvmMsrFilterLayout, KvmEnableCapLayout, KvmIoeventfdLayout, KvmIrqfdLayout,
   KvmGuestDebugLayout, KvmVcpuEventsLayout, KvmMpStateLayout, KvmClockDataLayout, KvmInterruptLayout,
+  KvmPicStateLayout, KvmIoapicStateLayout, KvmPitChannelStateLayout, KvmPitState2Layout, KvmIrqRoutingIrqchipLayout,
+  KvmIrqRoutingMsiLayout, KvmIrqRoutingEntryLayout, KvmIrqRoutingLayout, KvmMsiLayout, KvmDirtyGfnLayout,
 ] as unknown as readonly StructLayout<unknown>[];
