@@ -6,6 +6,19 @@ export interface BootCpuState {
   readonly sregs: KvmSregs;
 }
 
+// The boot contract: what a VMM puts in low memory and in the vCPU before a kernel's first
+// instruction. This module is its one statement; loaders, the vmm and the test kernels
+// (test-kernels/README.md, "Boot contract") all follow it.
+
+/** The boot GDT (BOOT_GDT_SIZE bytes), for protected- and long-mode entries. */
+export const BOOT_GDT_ADDR = 0x500;
+/** The identity-map page tables for long-mode entries start here (CR3), page after page. */
+export const BOOT_PAGE_TABLES_ADDR = 0x1000;
+/** Lowest address a kernel image may occupy: below it is the VMM's boot data and the real-mode IVT/BDA. */
+export const BOOT_IMAGE_MIN = 0x8000;
+/** Real-mode entries start with this stack pointer (below the classic 0x7c00 load address). */
+export const BOOT_REAL_MODE_SP = 0x7000;
+
 // Selectors of the boot GDT written below; Linux's boot protocol calls them __BOOT_CS/__BOOT_DS.
 export const BOOT_CS = 0x10;
 export const BOOT_DS = 0x18;
@@ -86,4 +99,19 @@ export function bootGdt(long: boolean): Buffer {
 
 export function writeBootGdt(memory: GuestMemory, base: number, long: boolean): void {
   memory.write(base, bootGdt(long));
+}
+
+/** Real mode at 0:ip with every segment based at 0 and a 64 KiB limit, interrupts off. */
+export function realModeState(ip: number): BootCpuState {
+  const seg = (type: number): KvmSegment => ({ base: 0n, limit: 0xffff, selector: 0, type, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0, unusable: 0 });
+  const dt = { base: 0n, limit: 0xffff };
+  return {
+    regs: { ...zeroRegs(), rsp: BigInt(BOOT_REAL_MODE_SP), rip: BigInt(ip) },
+    sregs: {
+      cs: seg(11), ds: seg(3), es: seg(3), fs: seg(3), gs: seg(3), ss: seg(3),
+      tr: { ...seg(11), s: 0 }, ldt: { ...seg(2), s: 0 },
+      gdt: dt, idt: dt, cr0: CR0_ET, cr2: 0n, cr3: 0n, cr4: 0n, cr8: 0n, efer: 0n, apicBase: APIC_BASE_BSP,
+      interruptBitmap: [0n, 0n, 0n, 0n],
+    },
+  };
 }

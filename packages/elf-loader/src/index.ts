@@ -2,6 +2,10 @@ export { type BzImage, bootLinux, type LinuxBoot, type LinuxBootOptions, parseBz
 export {
   APIC_BASE_BSP,
   BOOT_CS,
+  BOOT_GDT_ADDR,
+  BOOT_IMAGE_MIN,
+  BOOT_PAGE_TABLES_ADDR,
+  BOOT_REAL_MODE_SP,
   BOOT_DS,
   BOOT_GDT_SIZE,
   BOOT_TSS,
@@ -16,6 +20,7 @@ export {
   longMode64State,
   protectedMode32State,
   RFLAGS_BOOT,
+  realModeState,
 } from "./cpu-state.js";
 export * from "./elf/constants.js";
 export { parseElf } from "./elf/parse.js";

@@ -42,13 +42,24 @@ export function buildIdentityMap(memory: GuestMemory, allocatorBase: number | bi
   if (pageSize !== 4096 && pageSize !== 0x200000 && pageSize !== 0x40000000) {
     throw new EptError("EPT_PAGE_SIZE_UNSUPPORTED", `page size ${String(pageSize)} is not 4 KiB, 2 MiB or 1 GiB`);
   }
-  const copies = options.highAlias === undefined ? 1 : 2;
   // Each copy may straddle one extra table per level, plus the shared root.
-  const pages = 1 + copies * (tablesNeeded(size, pageSize, levels) + levels);
-  const allocator = new TableAllocator(memory, allocatorBase, options.allocatorSize ?? pages * 4096);
+  const allocator = new TableAllocator(memory, allocatorBase, identityMapFootprint(options));
   const tables = new PagingTables(memory, allocator, { levels, pages1G: pageSize === 0x40000000 });
   const attrs = { write: true, user: options.user ?? false, execute: true };
   tables.map(0, 0, size, attrs);
   if (options.highAlias !== undefined) tables.map(options.highAlias, 0, size, attrs);
   return tables.cr3();
+}
+
+/**
+ * Bytes `buildIdentityMap` will write from its allocator base for these options: a loader can
+ * reserve the real footprint before anything is written.
+ */
+export function identityMapFootprint(options: Pick<IdentityMapOptions, "size" | "highAlias" | "levels" | "pageSize" | "allocatorSize">): number {
+  if (options.allocatorSize !== undefined) return options.allocatorSize;
+  const size = Number(toBigAddress("size", options.size));
+  const levels = options.levels ?? 4;
+  const pageSize = options.pageSize ?? 0x200000;
+  const copies = options.highAlias === undefined ? 1 : 2;
+  return (1 + copies * (tablesNeeded(size, pageSize, levels) + levels)) * 4096;
 }

@@ -3,6 +3,6 @@ export { bundledHelloPath, VmmBuilder } from "./builder.js";
 export { type CliIo, main } from "./cli.js";
 export { loadVmConfig, parseVmConfig, type VmConfig, type VmConfigInput, VmConfigSchema, VM_LIMITS } from "./config.js";
 export { VmmBuildError, type VmmBuildErrorCode, type VmmBuildStep, VmmError, type VmmErrorCode } from "./errors.js";
-export { type BootOptions, type BootPlan, bootKernel, detectFormat, eptPageTables, type KernelFormat, realModeState, TSVMM_NOTE, TsvmmBootMode } from "./kernel.js";
+export { type BootOptions, type BootPlan, bootKernel, detectFormat, eptPageTables, type KernelFormat, TSVMM_NOTE, TsvmmBootMode } from "./kernel.js";
 export { type CpuidRecord, EXIT_STATUS, type MsrHandler, type StopDetail, type StopReason, Vmm, type VmmParts, type VmmResult } from "./vmm.js";
 export { longTimeout, MAX_TIMER_MS, Watchdog, type WatchdogOptions } from "./watchdog.js";

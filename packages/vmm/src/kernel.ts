@@ -1,9 +1,9 @@
 import type { GuestMemory } from "@tsvmm/abi";
-import {applyElfLoad, 
-  type BootCpuState, bootGdt, bootLinux, bootMultiboot, bootPvh,type ElfFile, 
-  findMultibootHeader, findPvhEntry, loadElf, longMode64State, type PageTableBuilder, parseBzImage, parseElf, planElfLoad, protectedMode32State,
+import {
+  applyElfLoad, BOOT_GDT_ADDR, BOOT_PAGE_TABLES_ADDR, type BootCpuState, bootGdt, bootLinux, bootMultiboot, bootPvh,type ElfFile, 
+  findMultibootHeader, findPvhEntry, loadElf, longMode64State, type PageTableBuilder, parseBzImage, parseElf, planElfLoad, protectedMode32State, realModeState,
 } from "@tsvmm/elf-loader";
-import { buildIdentityMap } from "@tsvmm/ept";
+import { buildIdentityMap, identityMapFootprint } from "@tsvmm/ept";
 import { VmmError } from "./errors.js";
 import { unpackPayload } from "./linux-payload.js";
 
@@ -13,9 +13,9 @@ export type KernelFormat = "tsvmm" | "elf" | "pvh" | "multiboot" | "bzimage" | "
 export const TSVMM_NOTE = { name: "tsvmm", type: 1 } as const;
 export const TsvmmBootMode = { real16: 0, prot32: 1, long64: 2 } as const;
 
-// Fixed low-memory layout shared with test-kernels/README.md ("boot contract").
-const GDT = 0x500;
-const PAGE_TABLES = 0x1000;
+const GDT = BOOT_GDT_ADDR;
+const PAGE_TABLES = BOOT_PAGE_TABLES_ADDR;
+/** Where a flat binary goes: the boot sector's address. */
 const FLAT_LOAD = 0x7c00;
 const GIB = 1n << 30n;
 
@@ -64,6 +64,9 @@ function tsvmmMode(elf: ElfFile): number | undefined {
 export const eptPageTables: PageTableBuilder = {
   buildIdentityMap(memory, tablesBase, size) {
     return buildIdentityMap(memory, tablesBase, { size, user: true });
+  },
+  footprint(size) {
+    return identityMapFootprint({ size });
   },
 };
 
@@ -163,23 +166,5 @@ function bootBzImage(memory: GuestMemory, bytes: Uint8Array, options: BootOption
     cpu: { regs: { ...b.cpu.regs, rip: plan.entry }, sregs: b.cpu.sregs },
     secondaries: "wait-for-sipi",
     description: `bzImage (${protocol}), ${unpacked.compression} payload unpacked by the VMM, vmlinux startup_64 at 0x${plan.entry.toString(16)}`,
-  };
-}
-
-/** Real mode at 0:ip with every segment based at 0. */
-export function realModeState(ip: number): BootCpuState {
-  const seg = (type: number) => ({ base: 0n, limit: 0xffff, selector: 0, type, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0, unusable: 0 });
-  const dt = { base: 0n, limit: 0xffff };
-  return {
-    regs: {
-      rax: 0n, rbx: 0n, rcx: 0n, rdx: 0n, rsi: 0n, rdi: 0n, rsp: 0x7000n, rbp: 0n, r8: 0n, r9: 0n, r10: 0n, r11: 0n,
-      r12: 0n, r13: 0n, r14: 0n, r15: 0n, rip: BigInt(ip), rflags: 2n,
-    },
-    sregs: {
-      cs: seg(11), ds: seg(3), es: seg(3), fs: seg(3), gs: seg(3), ss: seg(3),
-      tr: { ...seg(11), s: 0 }, ldt: { ...seg(2), s: 0 },
-      gdt: dt, idt: dt, cr0: 0x10n, cr2: 0n, cr3: 0n, cr4: 0n, cr8: 0n, efer: 0n, apicBase: 0xfee00900n,
-      interruptBitmap: [0n, 0n, 0n, 0n],
-    },
   };
 }
