@@ -1,1 +1,12 @@
-export {};
+export * from "./bits.js";
+export * from "./bridge.js";
+export * from "./caps.js";
+export * from "./checks.js";
+export * from "./errors.js";
+export * from "./exits.js";
+export * from "./feature-fields.js";
+export * from "./fields.js";
+export * from "./layout.js";
+export * from "./state.js";
+export * from "./templates.js";
+export { VERSION } from "./version.js";
