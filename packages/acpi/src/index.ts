@@ -1,1 +1,15 @@
-export {};
+export * from "./aml/encoder.js";
+export * from "./aml/resources.js";
+export * from "./builder.js";
+export * from "./checksum.js";
+export * from "./errors.js";
+export * from "./layouts.js";
+export * from "./parse.js";
+export * from "./platform.js";
+export * from "./pm.js";
+export * from "./sdt.js";
+export * from "./tables/dsdt.js";
+export * from "./tables/fadt.js";
+export * from "./tables/madt.js";
+export * from "./tables/rsdp.js";
+export * from "./tables/xsdt.js";
