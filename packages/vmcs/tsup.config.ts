@@ -6,6 +6,8 @@ export default defineConfig({
   // Shared chunks in both formats: `@tsvmm/vmcs` and `@tsvmm/vmcs/arbitraries` loaded the same way
   // see one VmcsState class (CJS used to bundle a private copy into each entry).
   splitting: true,
+  // import.meta.url in the CJS build (the CLI finds its package.json for --version).
+  shims: true,
   dts: { compilerOptions: { composite: false } },
   tsconfig: "tsconfig.build.json",
   clean: true,

@@ -1,4 +1,5 @@
 import { VmcsError } from "./errors.js";
+import { show } from "./show.js";
 
 /**
  * What the CPU allows: the VMX capability MSRs (SDM Vol. 3D Appendix A) plus the CPUID facts the
@@ -336,7 +337,7 @@ export function isProfileName(name: unknown): name is string {
 /** The built-in profile of this name; throws VMCS_UNKNOWN_PROFILE for anything else. */
 export function getProfile(name: string): VmxCaps {
   if (!isProfileName(name)) {
-    const shown = typeof name === "string" ? JSON.stringify(name) : `of type ${typeof name}`;
+    const shown = typeof name === "string" ? show(name) : `of type ${typeof name}`;
     throw new VmcsError("VMCS_UNKNOWN_PROFILE", `unknown capability profile ${shown}; known: ${Object.keys(PROFILES).join(", ")}`);
   }
   return PROFILES[name]!;
@@ -355,12 +356,13 @@ const MSR_BY_INDEX = new Map<number, VmxMsrName>(
 );
 
 function parseMsrValue(key: string, v: unknown): bigint {
+  if (typeof v === "bigint" && v >= 0n && v < 1n << 64n) return v;
   if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
   if (typeof v === "string" && /^(0x[0-9a-fA-F]+|[0-9]+)$/.test(v.trim())) {
     const b = BigInt(v.trim());
     if (b < 1n << 64n) return b;
   }
-  throw new VmcsError("VMCS_INVALID_CAPS", `msrs.${key}: expected a 64-bit "0x..." value, got ${JSON.stringify(v)}`, `msrs.${key}`);
+  throw new VmcsError("VMCS_INVALID_CAPS", `msrs.${key}: expected a 64-bit "0x..." value, got ${show(v)}`, `msrs.${key}`);
 }
 
 const TOP_KEYS = ["name", "base", "msrs", "cpu"] as const;
@@ -390,7 +392,7 @@ function unknownKey(where: string, key: string, known: readonly string[]): VmcsE
     ...TOP_KEYS.filter(near),
   ].filter((h) => h !== path);
   const more = hint.length ? `; did you mean ${hint.join(" or ")}?` : "";
-  return new VmcsError("VMCS_INVALID_CAPS", `unknown key ${JSON.stringify(path)} in capabilities (${where || "top level"} accepts ${known.join(", ")})${more}`, path);
+  return new VmcsError("VMCS_INVALID_CAPS", `unknown key ${show(path)} in capabilities (${where || "top level"} accepts ${known.join(", ")})${more}`, path);
 }
 
 function objectAt(where: string, v: unknown): Record<string, unknown> {
@@ -439,10 +441,10 @@ export function capsFromJSON(json: unknown): VmxCaps {
       if (!Object.hasOwn(BASE_CPU, k)) throw unknownKey("cpu", k, Object.keys(BASE_CPU));
       const key = k as keyof CpuFacts;
       const want = typeof BASE_CPU[key];
-      if (typeof v !== want) throw new VmcsError("VMCS_INVALID_CAPS", `cpu.${k} must be a ${want}, got ${JSON.stringify(v)}`, `cpu.${k}`);
+      if (typeof v !== want) throw new VmcsError("VMCS_INVALID_CAPS", `cpu.${k} must be a ${want}, got ${show(v)}`, `cpu.${k}`);
       const max = NUMERIC_FACT_MAX[k];
       if (max !== undefined && (!Number.isInteger(v) || (v as number) < 0 || (v as number) > max)) {
-        throw new VmcsError("VMCS_INVALID_CAPS", `cpu.${k} must be an integer in 0..${max}, got ${JSON.stringify(v)}`, `cpu.${k}`);
+        throw new VmcsError("VMCS_INVALID_CAPS", `cpu.${k} must be an integer in 0..${max}, got ${show(v)}`, `cpu.${k}`);
       }
       (cpu as unknown as Record<string, unknown>)[key] = v;
     }

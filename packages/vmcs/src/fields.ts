@@ -1,4 +1,5 @@
 import { VmcsError } from "./errors.js";
+import { show } from "./show.js";
 
 /**
  * VMCS field encodings (SDM Vol. 3D Appendix B) and the encoding bit layout (SDM Vol. 3C
@@ -68,7 +69,7 @@ export function encodeEncoding(parts: EncodingParts): number {
   const w = FIELD_WIDTHS.indexOf(parts.width);
   const t = FIELD_TYPES.indexOf(parts.type);
   if (w < 0 || t < 0 || !Number.isInteger(parts.index) || parts.index < 0 || parts.index > 0x1ff) {
-    throw new VmcsError("VMCS_INVALID_ENCODING", `cannot encode VMCS field ${JSON.stringify(parts)}`);
+    throw new VmcsError("VMCS_INVALID_ENCODING", `cannot encode VMCS field ${show(parts)}`);
   }
   if (parts.access === "high" && parts.width !== "64") {
     throw new VmcsError("VMCS_INVALID_ENCODING", `only 64-bit fields have a high half (width ${parts.width})`);
@@ -328,7 +329,7 @@ export function findField(ref: FieldRef): VmcsField | undefined {
 export function field(ref: FieldRef): VmcsField {
   const f = findField(ref);
   if (f === undefined) {
-    const shown = typeof ref === "number" ? `0x${ref.toString(16)}` : JSON.stringify(ref);
+    const shown = typeof ref === "number" ? `0x${ref.toString(16)}` : show(ref);
     throw new VmcsError("VMCS_UNKNOWN_FIELD", `unknown VMCS field ${shown}`);
   }
   return f;

@@ -1,5 +1,6 @@
 import { VmcsError } from "./errors.js";
 import { type FieldRef, field, fieldMax, findField, VMCS_FIELDS, type VmcsField } from "./fields.js";
+import { show } from "./show.js";
 
 /** The full (non-high) fields: a state stores one value per full field. */
 const FULL_FIELDS: readonly VmcsField[] = VMCS_FIELDS.filter((f) => f.access === "full");
@@ -63,14 +64,16 @@ function toBigInt(f: VmcsField, value: unknown): bigint {
 }
 
 function parseJsonValue(name: string, raw: unknown): bigint {
+  // Not JSON, but an object built in code may carry bigints; the field width check follows in set().
+  if (typeof raw === "bigint" && raw >= 0n) return raw;
   if (typeof raw === "number") {
     if (!Number.isSafeInteger(raw) || raw < 0) {
-      throw new VmcsError("VMCS_INVALID_JSON", `${name}: ${raw} is not a non-negative safe integer; write it as a "0x..." string`);
+      throw new VmcsError("VMCS_INVALID_JSON", `${name}: ${show(raw)} is not a non-negative safe integer; write it as a "0x..." string`);
     }
     return BigInt(raw);
   }
   if (typeof raw === "string" && /^(0x[0-9a-fA-F]+|[0-9]+)$/.test(raw.trim())) return BigInt(raw.trim());
-  throw new VmcsError("VMCS_INVALID_JSON", `${name}: expected "0x..." hex, a decimal string or a number, got ${JSON.stringify(raw)}`);
+  throw new VmcsError("VMCS_INVALID_JSON", `${name}: expected "0x..." hex, a decimal string or a number, got ${show(raw)}`);
 }
 
 /**
@@ -175,7 +178,7 @@ export class VmcsState {
       throw new VmcsError("VMCS_INVALID_JSON", `VMCS state must be an object {"fields": {...}}`);
     }
     for (const k of Object.keys(obj)) {
-      if (k !== "fields") throw new VmcsError("VMCS_INVALID_JSON", `unknown key ${JSON.stringify(k)} in VMCS state (only "fields" is accepted)`, k);
+      if (k !== "fields") throw new VmcsError("VMCS_INVALID_JSON", `unknown key ${show(k)} in VMCS state (only "fields" is accepted)`, k);
     }
     const fields = (obj as { fields?: unknown }).fields;
     if (typeof fields !== "object" || fields === null || Array.isArray(fields)) {
@@ -184,7 +187,7 @@ export class VmcsState {
     const s = new VmcsState();
     for (const [k, raw] of Object.entries(fields)) {
       const ref: FieldRef = /^0x[0-9a-f]+$/i.test(k) ? Number.parseInt(k, 16) : k;
-      if (findField(ref) === undefined) throw new VmcsError("VMCS_UNKNOWN_FIELD", `unknown VMCS field ${JSON.stringify(k)}`, `fields.${k}`);
+      if (findField(ref) === undefined) throw new VmcsError("VMCS_UNKNOWN_FIELD", `unknown VMCS field ${show(k)}`, `fields.${k}`);
       s.set(ref, parseJsonValue(k, raw));
     }
     return s;

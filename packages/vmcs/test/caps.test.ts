@@ -100,3 +100,17 @@ describe("VmcsState.fromJSON: unknown top-level keys are refused too", () => {
     expect(() => VmcsState.fromJSON({ fields: { toString: "0x1" } })).toThrow(typed("VMCS_UNKNOWN_FIELD", "fields.toString"));
   });
 });
+
+describe("error messages never fail on the values they show", () => {
+  it("bigints, symbols and functions in inputs give typed errors, not TypeError", () => {
+    expect(() => capsFromJSON({ cpu: { pcid: 5n } })).toThrow(typed("VMCS_INVALID_CAPS", "cpu.pcid"));
+    expect(() => capsFromJSON({ msrs: { IA32_VMX_BASIC: Symbol("x") } })).toThrow(typed("VMCS_INVALID_CAPS", "msrs.IA32_VMX_BASIC"));
+    expect(() => capsFromJSON({ msrs: { IA32_VMX_BASIC: 1n << 64n } })).toThrow(typed("VMCS_INVALID_CAPS", "msrs.IA32_VMX_BASIC"));
+    expect(capsFromJSON({ msrs: { IA32_VMX_BASIC: 5n } }).msrs.IA32_VMX_BASIC).toBe(5n);
+    expect(() => VmcsState.fromJSON({ fields: { GUEST_CR0: Symbol("x") } })).toThrow(typed("VMCS_INVALID_JSON"));
+    expect(() => VmcsState.fromJSON({ fields: { GUEST_CR0: -1n } })).toThrow(typed("VMCS_INVALID_JSON"));
+    expect(() => VmcsState.fromJSON({ fields: { GUEST_CS_SELECTOR: 1n << 16n } })).toThrow(typed("VMCS_VALUE_OUT_OF_RANGE"));
+    expect(VmcsState.fromJSON({ fields: { GUEST_CR0: 0x31n } }).get("GUEST_CR0")).toBe(0x31n);
+    expect(() => getProfile(5n as unknown as string)).toThrow(typed("VMCS_UNKNOWN_PROFILE"));
+  });
+});

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { getProfile, validVmcsTemplate } from "@tsvmm/vmcs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { main } from "../src/cli.js";
+import { HELP, main, readInputFile } from "../src/cli.js";
 
 const pkg = fileURLToPath(new URL("..", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "vmcs-cli-"));
@@ -17,7 +17,7 @@ const write = (name: string, data: string): string => {
 const run = (argv: string[]) => {
   const out: string[] = [];
   const err: string[] = [];
-  const code = main(argv, { readFile: (p) => readFileSync(p, "utf8"), stdout: (l) => out.push(l), stderr: (l) => err.push(l) });
+  const code = main(argv, { readFile: readInputFile, stdout: (l) => out.push(l), stderr: (l) => err.push(l) });
   return { code, out, err };
 };
 
@@ -42,6 +42,61 @@ describe("vmcs-check main()", () => {
     const caps = write("caps.json", JSON.stringify({ base: "intel-core-i7-5600u", cpu: { maxPhysAddr: 36 } }));
     expect(run([validPath, "--caps", caps]).code).toBe(0);
   });
+  it("--help / -h: usage, options and the exit-status table on stdout, exit 0", () => {
+    for (const flag of ["--help", "-h"]) {
+      const r = run([flag]);
+      expect(r.code).toBe(0);
+      expect(r.err).toEqual([]);
+      const text = r.out.join("\n");
+      expect(text).toBe(HELP);
+      expect(text).toMatch(/^usage: vmcs-check STATE\.json/);
+      for (const o of ["-c, --caps", "-h, --help", "-V, --version"]) expect(text).toContain(o);
+      expect(text).toMatch(/exit status:\n\s+0 .*\n\s+1 .*\n\s+2 /);
+      for (const p of ["intel-core-i7-5600u", "full-featured"]) expect(text).toContain(p);
+    }
+    // Help wins wherever it appears, as with tsvmm.
+    expect(run([validPath, "--help"]).code).toBe(0);
+  });
+  it("--version / -V: the package version, exit 0 (not read as a file name)", () => {
+    const version = JSON.parse(readFileSync(join(pkg, "package.json"), "utf8")).version as string;
+    for (const flag of ["--version", "-V"]) expect(run([flag])).toEqual({ code: 0, out: [`vmcs-check ${version}`], err: [] });
+  });
+  it("unknown options and misuse: one clear line on stderr, exit 2, nothing on stdout", () => {
+    const cases: [string[], RegExp][] = [
+      [["--nope", validPath], /^vmcs-check: unknown option --nope \(see vmcs-check --help\)$/],
+      [["-x"], /^vmcs-check: unknown option -x /],
+      [[validPath, "--caps"], /^vmcs-check: option --caps needs a value/],
+      [[validPath, "--caps", "--help"], /^vmcs-check: option --caps needs a value/],
+      [["--version=2"], /^vmcs-check: option --version takes no value/],
+      [[], /^vmcs-check: missing STATE\.json/],
+      [[validPath, badPath], /^vmcs-check: one STATE\.json at a time, got 2/],
+      [[validPath, "--caps", "no-such-profile"], /^vmcs-check: --caps no-such-profile: not a built-in profile \(.*full-featured\) and not a readable file/],
+      [[validPath, "--caps", "toString"], /^vmcs-check: --caps toString: not a built-in profile/],
+    ];
+    for (const [argv, msg] of cases) {
+      const r = run(argv);
+      expect(r.code, argv.join(" ")).toBe(2);
+      expect(r.out).toEqual([]);
+      expect(r.err).toHaveLength(1);
+      expect(r.err[0]).toMatch(msg);
+    }
+  });
+  it("--caps=VALUE and -c VALUE work like --caps VALUE; -- ends the options", () => {
+    expect(run([validPath, "--caps=intel-core-i7-5600u"]).code).toBe(0);
+    expect(run(["-c", "intel-core-i7-5600u", validPath]).code).toBe(0);
+    expect(run(["-c", "intel-core-i7-5600u", "--", validPath]).code).toBe(0);
+  });
+  it("a caps file with an unknown key is refused with the key named, exit 2", () => {
+    const r = run([validPath, "--caps", write("typo.json", JSON.stringify({ base: "intel-core-i7-5600u", maxphyaddr: 46 }))]);
+    expect(r.code).toBe(2);
+    expect(r.err[0]).toMatch(/^vmcs-check: VMCS_INVALID_CAPS: unknown key "maxphyaddr"/);
+  });
+  it("reads regular files only, with a size cap (a FIFO or /dev/zero would block or fill memory)", () => {
+    expect(() => readInputFile("/dev/zero")).toThrow(/not a regular file/);
+    expect(run(["/dev/zero"]).err[0]).toMatch(/^vmcs-check: cannot read \/dev\/zero: not a regular file/);
+    expect(() => readInputFile(dir)).toThrow();
+    expect(readInputFile(validPath)).toBe(readFileSync(validPath, "utf8"));
+  });
   it("exit 2 on unreadable input", () => {
     expect(run([join(dir, "missing.json")]).code).toBe(2);
     expect(run([write("garbage.json", "{not json")]).code).toBe(2);
@@ -65,5 +120,19 @@ describe("vmcs-check built bin", () => {
     expect(fail.status).toBe(1);
     expect(fail.stdout.split("\n")[0]).toMatch(/^HOST\.SEL\.CS_NONZERO\t26\.2\.3\t/);
     expect(spawnSync(process.execPath, [bin, join(dir, "missing.json")]).status).toBe(2);
+    const version = spawnSync(process.execPath, [bin, "--version"], { encoding: "utf8" });
+    expect(version.status).toBe(0);
+    expect(version.stdout).toMatch(/^vmcs-check \d+\.\d+\.\d+\n$/);
+    const unknown = spawnSync(process.execPath, [bin, "--frobnicate"], { encoding: "utf8" });
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toBe("vmcs-check: unknown option --frobnicate (see vmcs-check --help)\n");
+    expect(spawnSync(process.execPath, [bin, "-h"], { encoding: "utf8" }).stdout).toMatch(/exit status:/);
+  });
+  it("a closed stdout pipe ends it quietly (no EPIPE stack trace)", () => {
+    const bin = join(pkg, "bin/vmcs-check.cjs");
+    // The reader (true) is gone long before node has started, so the first violation line hits EPIPE.
+    const r = spawnSync("sh", ["-c", `"${process.execPath}" "${bin}" "${badPath}" --caps intel-core-i7-5600u | true`], { encoding: "utf8" });
+    expect(r.status).toBe(0);
+    expect(r.stderr).toBe("");
   });
 });

@@ -3,7 +3,7 @@
 // module systems. The property tests run there, so a second copy of VmcsState in one of the
 // bundles (the CJS bug: 3000 of 3000 validVmcs samples rejected as "not a VmcsState") fails here.
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -100,6 +100,16 @@ console.log(JSON.stringify({ rejected: s.filter((x) => v.checkVmEntry(x, caps).l
 `;
     expect(JSON.parse(node(["--input-type=module", "-e", script]))).toEqual({ rejected: 0, instance: true });
   }, 60_000);
+
+  it("the vmcs-check bin runs from the unpacked package: --version, --help, a check", () => {
+    const bin = join(consumer, "node_modules", "@tsvmm", "vmcs", "bin", "vmcs-check.cjs");
+    const version = JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8")).version as string;
+    expect(node([bin, "--version"])).toBe(`vmcs-check ${version}`);
+    expect(node([bin, "-h"])).toMatch(/exit status:/);
+    const state = join(work, "state.json");
+    writeFileSync(state, node(["-e", `const v = require("@tsvmm/vmcs"); console.log(JSON.stringify(v.validVmcsTemplate(v.getProfile("intel-core-i7-5600u"), "long").toJSON()))`]));
+    expect(node([bin, state, "--caps", "intel-core-i7-5600u"])).toBe("");
+  });
 
   it("a look-alike object without the brand is still refused", () => {
     const out = node(["-e", `const v = require("@tsvmm/vmcs"); console.log(v.checkVmEntry({ getSlot: () => 0n }, v.getProfile("full-featured"))[0].id)`]);
