@@ -2,10 +2,10 @@ import { readdirSync, readFileSync } from "node:fs";
 import { GuestMemoryMap } from "@tsvmm/abi";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
-import { BOOT_PD } from "../harness/boot.js";
+import { BOOT_IMAGE_MIN } from "@tsvmm/elf-loader";
 import { BootMode, loadGuestImage, parseGuestElf } from "../harness/elf.js";
 import { HarnessError } from "../harness/errors.js";
-import { buildGuests, guestPath, loadImage } from "../harness/run.js";
+import { buildGuests, guestPath, loadImage } from "../harness/guest.js";
 
 // The guests' side of the boot contract, checked on the built files, and the harness's ELF
 // reader against corrupt input.
@@ -31,7 +31,7 @@ describe("guest images and the boot contract", () => {
       for (const s of img.segments) {
         if (mode === BootMode.real16) expect(s.paddr + s.memsz, name).toBeLessThanOrEqual(0x10000);
         // Never over the VMM's boot GDT and page tables.
-        else expect(s.paddr, name).toBeGreaterThan(BOOT_PD + 0xfff);
+        else expect(s.paddr, name).toBeGreaterThanOrEqual(BOOT_IMAGE_MIN);
       }
       expect(img.elfClass, name).toBe(mode === BootMode.long64 || name === "longmode-self-paged" ? 64 : 32);
     }

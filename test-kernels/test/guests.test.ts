@@ -3,15 +3,20 @@ import {
 } from "@tsvmm/abi";
 import { kvmAvailable } from "@tsvmm/kvm-backend";
 import { beforeAll, describe, expect, it } from "vitest";
-import { BOOT_CS, BOOT_PD, BOOT_PDPT, BOOT_PML4 } from "../harness/boot.js";
+import { BOOT_CS, BOOT_PAGE_TABLES_ADDR } from "@tsvmm/elf-loader";
 import { BootMode } from "../harness/elf.js";
 import { fibMod32, gcd, randomU32, randomU64, s64, vendorRegs, xorshiftSum } from "../harness/expect.js";
-import { buildGuests, type RunResult, runGuest } from "../harness/run.js";
+import { buildGuests, type RunResult, runGuest } from "../harness/guest.js";
 
 // One `it` per guest in test-kernels/tests. Every case boots its guest on the real /dev/kvm and
 // checks what the guest reported against what the VMM side set up or computed independently.
 
 const ACCESSED_DIRTY = 0x60n;
+// The boot identity map (boot contract): ept's allocator hands out its pages in order from
+// BOOT_PAGE_TABLES_ADDR: the PML4, then the PDPT, then the first page directory.
+const BOOT_PML4 = BOOT_PAGE_TABLES_ADDR;
+const BOOT_PDPT = BOOT_PAGE_TABLES_ADDR + 0x1000;
+const BOOT_PD = BOOT_PAGE_TABLES_ADDR + 0x2000;
 const KERNEL_CS = 0x08n;
 
 beforeAll(() => {
@@ -111,10 +116,10 @@ describe("test-kernels on /dev/kvm", () => {
     const r = await runGuest({ name: "pio-out-sizes" });
     expectCleanExit(r);
     expect(r.io.map(({ port, size, direction, values }) => ({ port, size, direction, values }))).toEqual([
-      { port: 0x510, size: 1, direction: "out", values: [0x12] },
-      { port: 0x512, size: 2, direction: "out", values: [0x3456] },
-      { port: 0x514, size: 4, direction: "out", values: [0x789abcde] },
-      { port: 0x511, size: 1, direction: "out", values: [0xff] },
+      { port: 0x500, size: 1, direction: "out", values: [0x12] },
+      { port: 0x502, size: 2, direction: "out", values: [0x3456] },
+      { port: 0x504, size: 4, direction: "out", values: [0x789abcde] },
+      { port: 0x501, size: 1, direction: "out", values: [0xff] },
     ]);
   });
 

@@ -5,7 +5,7 @@ import {
 } from "@tsvmm/cpuid";
 import { Kvm, kvmAvailable } from "@tsvmm/kvm-backend";
 import { beforeAll, describe, expect, it } from "vitest";
-import { buildGuests, runGuest } from "../../test-kernels/harness/run.js";
+import { buildGuests, runGuest } from "../../test-kernels/harness/guest.js";
 import { randomBelow, readCpuidRow, writeCpuidParams } from "./guest-params.js";
 
 // @tsvmm/cpuid on the real /dev/kvm: a shipped template applied to KVM_GET_SUPPORTED_CPUID,
@@ -30,25 +30,16 @@ function regString(...regs: number[]): string {
 const leafName = (leaf: number, subleaf: number) => `0x${leaf.toString(16)}.${subleaf}`;
 
 /**
- * Registers where the table KVM holds after KVM_SET_CPUID2 differs from the one set, measured on
- * this host (PVM): KVM_GET_CPUID2 returns its own values for leaf 1 ECX/EDX (a superset of what
- * was set; OSXSAVE follows CR4), leaf 7.0 EBX/ECX/EDX (e.g. EBX 0x01800002 -> 0x219c03ab, and EDX
- * arch_capabilities dropped) and leaf 0xD subleaves 0/1 (XSAVE components and sizes). The guest
- * sees the held values, so a template's masks in these registers do not reach it here.
+ * What this host did to the table it was given: every register KVM_GET_CPUID2 returns
+ * differently from what KVM_SET_CPUID2 set, by name. Hosts differ here (the AMD machines replaced
+ * leaf 1 ECX/EDX, 7.0 and 0xD.0/1; the Intel ones also 7.1 EAX), so the test measures it on every
+ * run and asserts only what must hold on any host.
  */
-const HOST_OVERRIDDEN = new Set(["0x1.0.ecx", "0x1.0.edx", "0x7.0.ebx", "0x7.0.ecx", "0x7.0.edx", "0xd.0.eax", "0xd.0.ebx", "0xd.0.ecx", "0xd.0.edx", "0xd.1.eax", "0xd.1.ebx", "0xd.1.ecx", "0xd.1.edx"]);
-
-/** Every difference between the table set and the one KVM holds must be one of HOST_OVERRIDDEN. */
-function checkHeldAgainstSet(set: CpuidTable, held: CpuidTable): string[] {
-  const notes: string[] = [];
-  for (const d of diffTables(set, held)) {
-    const where = `${leafName(d.leaf, d.subleaf)}.${d.register}`;
-    expect(HOST_OVERRIDDEN.has(where), `KVM changed ${where} from ${d.a?.toString(16)} to ${d.b?.toString(16)}`).toBe(true);
-    if (d.leaf === 1) expect(((d.a ?? 0) & ~(d.b ?? 0) & ~(d.register === "ecx" ? 1 << 27 : 0)) >>> 0, `${where}: KVM dropped a bit we set`).toBe(0);
+function heldDifferences(set: CpuidTable, held: CpuidTable): string[] {
+  return diffTables(set, held).map((d) => {
     const names = [...d.added.map((n) => `+${n}`), ...d.removed.map((n) => `-${n}`)];
-    notes.push(`${where} ${names.length > 0 ? names.join(",") : `${d.a?.toString(16)}->${d.b?.toString(16)}`}`);
-  }
-  return notes;
+    return `${leafName(d.leaf, d.subleaf)}.${d.register} ${names.length > 0 ? names.join(",") : `${d.a?.toString(16)}->${d.b?.toString(16)}`}`;
+  });
 }
 
 describe("@tsvmm/cpuid tables on /dev/kvm", () => {
@@ -74,9 +65,6 @@ describe("@tsvmm/cpuid tables on /dev/kvm", () => {
         }
       }
     }
-    // Only masks outside the registers this host overrides can show the guest a template's 0.
-    const provable = masked.filter((m) => !HOST_OVERRIDDEN.has(`${leafName(m.leaf, m.subleaf)}.${m.reg}`));
-    expect(provable.length, `the host must support a feature ${templateName} masks off outside ${[...HOST_OVERRIDDEN].join(" ")}`).toBeGreaterThan(0);
 
     const leaves = perVcpu[0]!.map((e) => ({ leaf: e.function, subleaf: e.index }));
     // Past the maximum basic and extended leaves: KVM's out-of-range answer, compared with lookup().
@@ -99,12 +87,17 @@ describe("@tsvmm/cpuid tables on /dev/kvm", () => {
     expect(r.end, `console: ${r.console}`).toEqual({ kind: "exit" });
     expect([r.exitCodes.get(0), r.exitCodes.get(1)]).toEqual([0, 0]);
     const notes: string[] = [];
-    const leaked = new Set<string>(); // masked by the template, 1 in the guest (only in HOST_OVERRIDDEN)
+    const leaked = new Set<string>(); // masked by the template, 1 in the guest: the host put them back
+    const honoured: string[] = [];
     for (let vcpu = 0; vcpu < 2; vcpu++) {
       const set = fromKvmEntries(r.cpuid[vcpu]!.set);
       const held = fromKvmEntries(r.cpuid[vcpu]!.held);
       expect(r.cpuid[vcpu]!.set).toEqual(perVcpu[vcpu]);
-      notes.push(...checkHeldAgainstSet(set, held));
+      notes.push(...heldDifferences(set, held));
+      // The masks this host honours (KVM kept the template's 0): measured, not listed.
+      const provable = masked.filter((m) => ((held.get(m.leaf, m.subleaf)?.[m.reg] ?? 0) >>> m.bit) & 1 ? false : true);
+      expect(provable.length, `${templateName}: the host must honour at least a few of the ${masked.length} bits the template masks`).toBeGreaterThanOrEqual(3);
+      honoured.push(...provable.map((m) => m.name));
       const seen = rows[Number(r.value("row", vcpu))]!;
       const at = (leaf: number, subleaf = 0) => seen[leaves.findIndex((l) => l.leaf === leaf && l.subleaf === subleaf)]!;
       // Every leaf the guest executed is what KVM holds for this vCPU (out-of-range: the vendor's rule).
@@ -116,6 +109,8 @@ describe("@tsvmm/cpuid tables on /dev/kvm", () => {
       expect(regString(...b).replace(/\0+$/, "")).toBe(brand);
       // Masked features read 0 in the guest although the host supports them.
       for (const m of provable) expect((at(m.leaf, m.subleaf)[m.reg] >>> m.bit) & 1, `vCPU ${vcpu} ${m.name}`).toBe(0);
+      // A bit the guest sees set although the template masked it must be one KVM's held table sets.
+      for (const m of masked) if ((at(m.leaf, m.subleaf)[m.reg] >>> m.bit) & 1) expect((held.lookup(m.leaf, m.subleaf)[m.reg] >>> m.bit) & 1).toBe(1);
       for (const m of masked) if ((at(m.leaf, m.subleaf)[m.reg] >>> m.bit) & 1) leaked.add(m.name);
       // Topology: this vCPU's APIC id everywhere it appears, and the LAPIC KVM built agrees.
       const apicId = vcpuPlace(topology, vcpu).apicId;
@@ -139,7 +134,7 @@ describe("@tsvmm/cpuid tables on /dev/kvm", () => {
       expect(getBrand(normalized).replace(/\0+$/, "")).toBe(brand);
     }
     console.log(
-      `${templateName} on ${getVendor(host)}: ${leaves.length} leaves x 2 vCPUs = KVM's table; masked and 0 in guest: ${provable.map((m) => m.name).join(",")}; masked but host-overridden to 1: ${[...leaked].join(",") || "none"}; KVM-held differences: ${[...new Set(notes)].join("; ") || "none"}`,
+      `${templateName} on ${getVendor(host)}: ${leaves.length} leaves x 2 vCPUs = KVM's table; masked and 0 in guest: ${[...new Set(honoured)].join(",")}; masked but host-overridden to 1: ${[...leaked].join(",") || "none"}; registers this host overrode: ${[...new Set(notes)].join("; ") || "none"}`,
     );
   });
 });

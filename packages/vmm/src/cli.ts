@@ -3,6 +3,7 @@ import { KVM_CAP, TsvmmError } from "@tsvmm/abi";
 import { Kvm } from "@tsvmm/kvm-backend";
 import { bundledHelloPath, VmmBuilder } from "./builder.js";
 import { loadVmConfig, parseVmConfig, type VmConfig } from "./config.js";
+import { describeOverrides, measureCpuidOverrides } from "./host.js";
 
 export interface CliIo {
   stdout: (s: string | Buffer) => void;
@@ -97,7 +98,8 @@ function infoCommand(args: readonly string[], io: CliIo): number {
   try {
     const caps = kvm.capabilities();
     const cpuid = kvm.supportedCpuid();
-    const info = { apiVersion: kvm.apiVersion(), vcpuMmapSize: kvm.vcpuMmapSize, capabilities: caps, supportedCpuid: cpuid };
+    const overrides = measureCpuidOverrides(kvm);
+    const info = { apiVersion: kvm.apiVersion(), vcpuMmapSize: kvm.vcpuMmapSize, capabilities: caps, supportedCpuid: cpuid, cpuidOverrides: overrides };
     if (values.json) {
       io.stdout(`${JSON.stringify(info, (_k, v) => (typeof v === "bigint" ? v.toString() : v), 2)}\n`);
       return 0;
@@ -107,6 +109,8 @@ function infoCommand(args: readonly string[], io: CliIo): number {
     for (const k of Object.keys(KVM_CAP) as (keyof typeof KVM_CAP)[]) lines.push(`${k.padEnd(30)} ${caps[k]}`);
     lines.push("", "leaf       index  eax        ebx        ecx        edx");
     for (const e of cpuid) lines.push(`${hex(e.function)} ${String(e.index).padStart(5)}  ${hex(e.eax)} ${hex(e.ebx)} ${hex(e.ecx)} ${hex(e.edx)}`);
+    lines.push("", `CPUID registers this host's KVM replaces after KVM_SET_CPUID2 (set -> held; the guest sees held): ${overrides.length === 0 ? "none" : ""}`);
+    for (const l of describeOverrides(overrides)) lines.push(`  ${l}`);
     io.stdout(`${lines.join("\n")}\n`);
     return 0;
   } finally {

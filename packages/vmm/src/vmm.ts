@@ -66,8 +66,8 @@ export type MsrHandler = (kind: "rdmsr" | "wrmsr", index: number, data: bigint, 
 
 /** The per-vCPU CPUID tables: what the VMM set, and what KVM_GET_CPUID2 returned after it. */
 export interface CpuidRecord {
-  readonly set: readonly KvmCpuidEntry2[];
-  readonly held: readonly KvmCpuidEntry2[];
+  readonly set: KvmCpuidEntry2[];
+  readonly held: KvmCpuidEntry2[];
 }
 
 /** What the builder assembled; the Vmm owns all of it from then on. */
@@ -164,8 +164,12 @@ export class Vmm {
     }
   }
 
-  /** Boot and run until the VM stops. Never rejects because of guest behaviour. */
-  async run(): Promise<VmmResult> {
+  /**
+   * Boot and run until the VM stops. Never rejects because of guest behaviour. Everything is
+   * released at the end unless `close: false` (then read guest memory or the dirty log, and call
+   * `close()` yourself).
+   */
+  async run(options: { close?: boolean } = {}): Promise<VmmResult> {
     if (this.state !== "ready") throw new VmmError("VMM_STATE", "a Vmm runs once");
     this.state = "running";
     const t0 = performance.now();
@@ -208,7 +212,7 @@ export class Vmm {
       exits: this.exitCount,
       durationMs: performance.now() - t0,
     };
-    await this.close();
+    if (options.close !== false) await this.close();
     return result;
   }
 

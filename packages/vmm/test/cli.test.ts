@@ -127,6 +127,16 @@ describe.runIf(hasKvm)("tsvmm info", () => {
     expect(j.capabilities.USER_MEMORY).toBeGreaterThan(0);
     expect(j.supportedCpuid.find((e: { function: number }) => e.function === 0).eax).toBeGreaterThan(0);
   });
+  it("names every CPUID register the host's KVM replaced, as measured at run time (the same in both forms)", async () => {
+    const j = JSON.parse((await cli(["info", "--json"])).out);
+    const text = (await cli(["info"])).out;
+    expect(Array.isArray(j.cpuidOverrides)).toBe(true);
+    for (const d of j.cpuidOverrides as { leaf: number; subleaf: number; register: string; a?: number; b?: number }[]) {
+      expect(d.a).not.toBe(d.b);
+      expect(text).toContain(`0x${d.leaf.toString(16)}.${d.subleaf}.${d.register} `);
+    }
+    expect(text).toMatch(/CPUID registers this host's KVM replaces/);
+  });
   it("the table form lists capabilities and CPUID leaves", async () => {
     const r = await cli(["info"]);
     expect(r.out).toMatch(/^KVM API version 12/);
