@@ -247,9 +247,14 @@ export const PROFILES: Readonly<Record<string, SvmCaps>> = Object.freeze({
   ),
 });
 
+/** Whether `name` is a built-in profile (own keys only: "toString" is not a profile). */
+export function isProfileName(name: unknown): name is string {
+  return typeof name === "string" && Object.hasOwn(PROFILES, name);
+}
+
 /** The built-in profile of this name; throws SVM_UNKNOWN_PROFILE. */
 export function getProfile(name: string): SvmCaps {
-  const p = PROFILES[name];
+  const p = isProfileName(name) ? PROFILES[name] : undefined;
   if (p === undefined) throw new SvmError("SVM_UNKNOWN_PROFILE", `unknown capability profile ${JSON.stringify(name)}; known: ${Object.keys(PROFILES).join(", ")}`);
   return p;
 }
