@@ -1,3 +1,4 @@
+import type { StructLayout } from "@tsvmm/abi";
 import { ElfError, hex } from "./errors.js";
 
 export const U64_LIMIT = 1n << 64n;
@@ -41,6 +42,11 @@ export class ByteReader {
   word(offset: number, is64: boolean, what = "word"): bigint {
     return is64 ? this.u64(offset, what) : BigInt(this.u32(offset, what));
   }
+  /** A declared struct at `offset`; one that runs past the end of the file is ELF_TRUNCATED. */
+  struct<T>(layout: StructLayout<T>, offset: number, what: string = layout.cType): T {
+    this.need(offset, layout.size, what);
+    return layout.decode(this.bytes, offset);
+  }
   sub(offset: number, size: number, what = "range"): Uint8Array {
     this.need(offset, size, what);
     return this.bytes.subarray(offset, offset + size);
@@ -72,4 +78,16 @@ export function tableString(table: Uint8Array, index: number, what: string): str
   const end = table.indexOf(0, index);
   if (end < 0) throw new ElfError("ELF_BAD_STRING", `${what}: string at index ${index} is not NUL-terminated inside its table`);
   return Buffer.from(table.buffer, table.byteOffset + index, end - index).toString("latin1");
+}
+
+/**
+ * Decode `layout` from the `available` bytes at `offset` of `bytes`, the rest read as zero: how boot
+ * headers treat fields past their declared end (a short setup header, a Multiboot header without
+ * the address fields).
+ */
+export function decodeZeroExtended<T>(layout: StructLayout<T>, bytes: Uint8Array, offset: number, available: number): T {
+  const tmp = Buffer.alloc(layout.size);
+  const n = Math.max(0, Math.min(available, layout.size, bytes.length - offset));
+  tmp.set(bytes.subarray(offset, offset + n));
+  return layout.decode(tmp);
 }

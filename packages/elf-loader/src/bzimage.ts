@@ -1,4 +1,6 @@
 import type { GuestMemory } from "@tsvmm/abi";
+import { BootParamsLayout, E820_MAX_ZEROPAGE, LOADED_HIGH, SETUP_HEADER_OFFSET, type SetupHeader, SetupHeaderLayout, XLF_CAN_BE_LOADED_ABOVE_4G, XLF_KERNEL_64 } from "./boot-params.js";
+import { decodeZeroExtended } from "./bytes.js";
 import { BOOT_GDT_SIZE, type BootCpuState, longMode64State, writeBootGdt } from "./cpu-state.js";
 import { BootError, hex } from "./errors.js";
 import { defaultMemoryMap, type MemoryMapEntry } from "./memmap.js";
@@ -8,37 +10,26 @@ import { cstring, Placement } from "./placement.js";
 export const BOOT_FLAG = 0xaa55;
 export const HDRS_MAGIC = 0x53726448; // "HdrS"
 export const MIN_PROTOCOL = 0x206;
-export const LOADED_HIGH = 0x01;
-export const XLF_KERNEL_64 = 0x01;
-export const XLF_CAN_BE_LOADED_ABOVE_4G = 0x02;
-export const E820_MAX_ZEROPAGE = 128;
-export const BOOT_PARAMS_SIZE = 4096;
+export const BOOT_PARAMS_SIZE = BootParamsLayout.size;
 /** startup_64 lies this far into the protected-mode kernel. */
 export const STARTUP_64_OFFSET = 0x200;
+/** A setup_sects of 0 means 4 (boot.rst). */
+const DEFAULT_SETUP_SECTS = 4;
+const SECTOR = 512;
 
-/** The fields of the Linux x86 setup header (Documentation/arch/x86/boot.rst); absent fields read as 0. */
-export interface SetupHeader {
-  readonly setupSects: number;
-  readonly syssize: number;
-  readonly bootFlag: number;
-  readonly version: number;
-  readonly typeOfLoader: number;
-  readonly loadflags: number;
-  readonly code32Start: number;
-  readonly initrdAddrMax: number;
-  readonly kernelAlignment: number;
-  readonly relocatableKernel: number;
-  readonly minAlignment: number;
-  readonly xloadflags: number;
-  readonly cmdlineSize: number;
-  readonly payloadOffset: number;
-  readonly payloadLength: number;
-  readonly prefAddress: bigint;
-  readonly initSize: number;
+/** The `header` field ends where the jump's displacement counts from. */
+const JUMP_BASE = SETUP_HEADER_OFFSET + SetupHeaderLayout.offsetOf("header");
+
+/** True when `bytes` starts like a bzImage: boot_flag 0xAA55 and "HdrS" where the setup header puts them. */
+export function looksLikeBzImage(bytes: Uint8Array): boolean {
+  if (bytes.length < SETUP_HEADER_OFFSET + SetupHeaderLayout.offsetOf("version")) return false;
+  const h = decodeZeroExtended(SetupHeaderLayout, bytes, SETUP_HEADER_OFFSET, bytes.length - SETUP_HEADER_OFFSET);
+  return h.bootFlag === BOOT_FLAG && h.header === HDRS_MAGIC;
 }
 
 export interface BzImage {
-  readonly header: SetupHeader;
+  /** The setup header, fields past its declared end read as 0, setup_sects 0 read as 4. */
+  readonly header: Readonly<SetupHeader>;
   /** Bytes 0x1f1 up to the end of the header (0x202 + the jump's displacement), copied into boot_params. */
   readonly headerBytes: Uint8Array;
   /** The protected-mode kernel (everything after the setup sectors), zero-copy. */
@@ -49,44 +40,33 @@ const truncated = (what: string) => new BootError("BZIMAGE_TRUNCATED", what);
 
 /** Parse and validate a bzImage's setup header (boot protocol 2.06 or later). */
 export function parseBzImage(bytes: Uint8Array): BzImage {
-  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (b.length < 0x264) throw truncated(`bzImage: ${b.length} bytes cannot hold a setup header (needs 0x264)`);
-  const bootFlag = b.readUInt16LE(0x1fe);
-  if (bootFlag !== BOOT_FLAG) throw new BootError("BZIMAGE_BAD_MAGIC", `boot_flag: ${hex(bootFlag)} is not 0xaa55`);
-  if (b.readUInt32LE(0x202) !== HDRS_MAGIC) throw new BootError("BZIMAGE_BAD_MAGIC", `header: ${hex(b.readUInt32LE(0x202))} is not "HdrS"`);
-  const version = b.readUInt16LE(0x206);
+  const need = SETUP_HEADER_OFFSET + SetupHeaderLayout.size;
+  if (bytes.length < need) throw truncated(`bzImage: ${bytes.length} bytes cannot hold a setup header (needs ${hex(need)})`);
+  const raw = SetupHeaderLayout.decode(bytes, SETUP_HEADER_OFFSET);
+  if (raw.bootFlag !== BOOT_FLAG) throw new BootError("BZIMAGE_BAD_MAGIC", `boot_flag: ${hex(raw.bootFlag)} is not 0xaa55`);
+  if (raw.header !== HDRS_MAGIC) throw new BootError("BZIMAGE_BAD_MAGIC", `header: ${hex(raw.header)} is not "HdrS"`);
+  const version = raw.version;
   if (version < MIN_PROTOCOL) throw new BootError("BZIMAGE_OLD_PROTOCOL", `version: boot protocol ${hex(version)} is older than 2.06`);
-  const headerEnd = 0x202 + b.readUInt8(0x201);
-  const setupSects = b.readUInt8(0x1f1) || 4;
-  const setupSize = (setupSects + 1) * 512;
-  if (setupSize >= b.length) throw truncated(`setup_sects: ${setupSects} setup sectors leave no protected-mode kernel in a ${b.length}-byte file`);
+  const headerEnd = JUMP_BASE + (raw.jump >> 8);
+  const setupSects = raw.setupSects || DEFAULT_SETUP_SECTS;
+  const setupSize = (setupSects + 1) * SECTOR;
+  if (setupSize >= bytes.length) throw truncated(`setup_sects: ${setupSects} setup sectors leave no protected-mode kernel in a ${bytes.length}-byte file`);
   if (headerEnd > setupSize) throw new BootError("BZIMAGE_BAD_MAGIC", `jump: setup header end ${hex(headerEnd)} lies beyond the setup sectors`);
-  // Fields past the header's declared end belong to a newer protocol and read as zero.
-  const f = (o: number, size: 1 | 2 | 4): number => (o + size > headerEnd ? 0 : size === 1 ? b.readUInt8(o) : size === 2 ? b.readUInt16LE(o) : b.readUInt32LE(o));
+  // Fields past the header's declared end belong to a newer protocol and read as zero; the
+  // identification fields just checked are kept as read.
   const header: SetupHeader = {
+    ...decodeZeroExtended(SetupHeaderLayout, bytes, SETUP_HEADER_OFFSET, headerEnd - SETUP_HEADER_OFFSET),
     setupSects,
-    syssize: f(0x1f4, 4),
-    bootFlag,
+    bootFlag: raw.bootFlag,
+    jump: raw.jump,
+    header: raw.header,
     version,
-    typeOfLoader: f(0x210, 1),
-    loadflags: f(0x211, 1),
-    code32Start: f(0x214, 4),
-    initrdAddrMax: f(0x22c, 4),
-    kernelAlignment: f(0x230, 4),
-    relocatableKernel: f(0x234, 1),
-    minAlignment: f(0x235, 1),
-    xloadflags: f(0x236, 2),
-    cmdlineSize: version >= 0x206 ? f(0x238, 4) : 255,
-    payloadOffset: f(0x248, 4),
-    payloadLength: f(0x24c, 4),
-    prefAddress: 0x258 + 8 > headerEnd ? 0n : b.readBigUInt64LE(0x258),
-    initSize: f(0x260, 4),
   };
   const kernel = bytes.subarray(setupSize);
   if (header.syssize * 16 > kernel.length) throw truncated(`syssize: ${header.syssize} paragraphs exceed the ${kernel.length}-byte protected-mode kernel`);
   if ((header.loadflags & LOADED_HIGH) === 0) throw new BootError("BZIMAGE_OLD_PROTOCOL", "loadflags: LOADED_HIGH is clear (a zImage, not a bzImage)");
   if (version >= 0x20c && (header.xloadflags & XLF_KERNEL_64) === 0) throw new BootError("BZIMAGE_NOT_64BIT", "xloadflags: XLF_KERNEL_64 is clear, the kernel has no 64-bit entry");
-  return { header, headerBytes: bytes.subarray(0x1f1, headerEnd), kernel };
+  return { header, headerBytes: bytes.subarray(SETUP_HEADER_OFFSET, headerEnd), kernel };
 }
 
 export interface LinuxBootOptions {
@@ -169,25 +149,28 @@ export function bootLinux(memory: GuestMemory, image: Uint8Array | BzImage, opti
     initrd = { address: addr, size };
   }
 
+  // The zero page starts as the image's own header bytes (including any fields newer than this
+  // loader), then the loader's fields are set through the layout.
   const zp = Buffer.alloc(BOOT_PARAMS_SIZE);
-  zp.set(bz.headerBytes, 0x1f1);
-  zp.writeUInt8(0xff, 0x210); // type_of_loader: undefined boot loader
-  zp.writeUInt32LE(load >>> 0, 0x214); // code32_start
-  zp.writeUInt32LE(cmd >>> 0, 0x228);
-  zp.writeUInt32LE(Math.floor(cmd / 2 ** 32), 0x0c8); // ext_cmd_line_ptr
-  if (initrd !== undefined) {
-    zp.writeUInt32LE(initrd.address >>> 0, 0x218);
-    zp.writeUInt32LE(initrd.size >>> 0, 0x21c);
-    zp.writeUInt32LE(Math.floor(initrd.address / 2 ** 32), 0x0c0);
-    zp.writeUInt32LE(Math.floor(initrd.size / 2 ** 32), 0x0c4);
-  }
-  zp.writeUInt8(memmap.length, 0x1e8);
+  zp.set(bz.headerBytes, SETUP_HEADER_OFFSET);
+  const params = BootParamsLayout.decode(zp);
+  const hi = (n: number) => Math.floor(n / 2 ** 32);
+  params.hdr = {
+    ...params.hdr,
+    typeOfLoader: 0xff, // undefined boot loader
+    code32Start: load >>> 0,
+    cmdLinePtr: cmd >>> 0,
+    ramdiskImage: initrd === undefined ? 0 : initrd.address >>> 0,
+    ramdiskSize: initrd === undefined ? 0 : initrd.size >>> 0,
+  };
+  params.extCmdLinePtr = hi(cmd);
+  params.extRamdiskImage = initrd === undefined ? 0 : hi(initrd.address);
+  params.extRamdiskSize = initrd === undefined ? 0 : hi(initrd.size);
+  params.e820Entries = memmap.length;
   memmap.forEach((e, i) => {
-    const o = 0x2d0 + i * 20;
-    zp.writeBigUInt64LE(BigInt.asUintN(64, e.addr), o);
-    zp.writeBigUInt64LE(BigInt.asUintN(64, e.size), o + 8);
-    zp.writeUInt32LE(e.type >>> 0, o + 16);
+    params.e820Table[i] = { addr: BigInt.asUintN(64, e.addr), size: BigInt.asUintN(64, e.size), type: e.type >>> 0 };
   });
+  BootParamsLayout.encode(params, zp);
 
   // The injected builder runs first: if it refuses, nothing of ours is written either.
   const cr3 = builder.buildIdentityMap(memory, ptBase, mapSize);

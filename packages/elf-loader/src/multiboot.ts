@@ -1,9 +1,11 @@
 import type { GuestMemory } from "@tsvmm/abi";
+import { decodeZeroExtended } from "./bytes.js";
 import { BOOT_GDT_SIZE, type BootCpuState, protectedMode32State, writeBootGdt } from "./cpu-state.js";
 import { parseElf } from "./elf/parse.js";
 import { BootError, hex } from "./errors.js";
 import { applyElfLoad, type LoadResult, planElfLoad } from "./load.js";
 import { defaultMemoryMap, MEMORY_RAM, type MemoryMapEntry } from "./memmap.js";
+import { MultibootHeaderLayout, MultibootInfoLayout, MultibootMmapEntryLayout, MultibootModListLayout } from "./multiboot-info.js";
 import { cstring, Placement } from "./placement.js";
 import type { BootModule } from "./pvh.js";
 
@@ -11,7 +13,14 @@ export const MULTIBOOT_HEADER_MAGIC = 0x1badb002;
 export const MULTIBOOT_BOOTLOADER_MAGIC = 0x2badb002;
 /** The header must lie 4-byte aligned within this many bytes from the start of the file. */
 export const MULTIBOOT_SEARCH = 8192;
-export const MULTIBOOT_INFO_SIZE = 116;
+/** Modules are placed on this alignment (what flag 0 asks for). */
+export const MULTIBOOT_MOD_ALIGN = 4096;
+/** `size` of a multiboot_mmap_entry counts the bytes after the field itself. */
+const MMAP_ENTRY_SIZE_FIELD = MultibootMmapEntryLayout.size - MultibootMmapEntryLayout.offsetOf("addr");
+/** The header without the address fields: magic, flags, checksum. */
+const HEADER_MIN = MultibootHeaderLayout.offsetOf("headerAddr");
+/** The header through entry_addr, needed when flag 16 is set. */
+const HEADER_AOUT = MultibootHeaderLayout.offsetOf("modeType");
 
 export const MB_FLAG_PAGE_ALIGN = 1 << 0;
 export const MB_FLAG_MEMORY_INFO = 1 << 1;
@@ -23,6 +32,8 @@ export const MB_INFO_CMDLINE = 1 << 2;
 export const MB_INFO_MODS = 1 << 3;
 export const MB_INFO_MMAP = 1 << 6;
 export const MB_INFO_LOADER_NAME = 1 << 9;
+
+const align8 = (n: number) => Math.ceil(n / 8) * 8;
 
 export interface MultibootHeader {
   /** File offset of the header. */
@@ -47,25 +58,21 @@ export function findMultibootHeader(bytes: Uint8Array): MultibootHeader | undefi
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const limit = Math.min(b.length, MULTIBOOT_SEARCH);
   let badAt = -1;
-  for (let o = 0; o + 12 <= limit; o += 4) {
+  // The scan reads one u32 per aligned offset; a match is then decoded as the declared struct.
+  for (let o = 0; o + HEADER_MIN <= limit; o += 4) {
     if (b.readUInt32LE(o) !== MULTIBOOT_HEADER_MAGIC) continue;
-    const flags = b.readUInt32LE(o + 4);
-    if (((MULTIBOOT_HEADER_MAGIC + flags + b.readUInt32LE(o + 8)) & 0xffffffff) >>> 0 !== 0) {
+    const h = decodeZeroExtended(MultibootHeaderLayout, b, o, b.length - o);
+    if (((MULTIBOOT_HEADER_MAGIC + h.flags + h.checksum) & 0xffffffff) >>> 0 !== 0) {
       if (badAt < 0) badAt = o;
       continue;
     }
+    const flags = h.flags;
     if ((flags & MB_FLAG_AOUT_KLUDGE) === 0) return { offset: o, flags };
-    if (o + 32 > b.length) throw new BootError("MULTIBOOT_BAD_ADDRESS", `multiboot header at ${o}: flag 16 set but the address fields run past the end of the file`);
+    if (o + HEADER_AOUT > b.length) throw new BootError("MULTIBOOT_BAD_ADDRESS", `multiboot header at ${o}: flag 16 set but the address fields run past the end of the file`);
     return {
       offset: o,
       flags,
-      addresses: {
-        headerAddr: b.readUInt32LE(o + 12),
-        loadAddr: b.readUInt32LE(o + 16),
-        loadEndAddr: b.readUInt32LE(o + 20),
-        bssEndAddr: b.readUInt32LE(o + 24),
-        entryAddr: b.readUInt32LE(o + 28),
-      },
+      addresses: { headerAddr: h.headerAddr, loadAddr: h.loadAddr, loadEndAddr: h.loadEndAddr, bssEndAddr: h.bssEndAddr, entryAddr: h.entryAddr },
     };
   }
   if (badAt >= 0) throw new BootError("MULTIBOOT_BAD_CHECKSUM", `multiboot header at ${badAt}: magic + flags + checksum is not 0 mod 2^32`);
@@ -154,9 +161,9 @@ export function bootMultiboot(memory: GuestMemory, image: Uint8Array, options: M
   const cmdline = options.cmdline === undefined ? undefined : cstring(options.cmdline, "cmdline");
   const name = cstring(options.bootLoaderName ?? "tsvmm", "bootLoaderName");
   const modCmd = mods.map((m, i) => cstring(m.cmdline ?? "", `module ${i} cmdline`));
-  const mmapOff = MULTIBOOT_INFO_SIZE + 4; // 8-byte aligned from a 4-aligned base
-  const modsOff = mmapOff + memmap.length * 24;
-  let strOff = modsOff + mods.length * 16;
+  const mmapOff = align8(MultibootInfoLayout.size);
+  const modsOff = mmapOff + memmap.length * MultibootMmapEntryLayout.size;
+  let strOff = modsOff + mods.length * MultibootModListLayout.size;
   const cmdOff = strOff;
   strOff += cmdline?.length ?? 0;
   const nameOff = strOff;
@@ -171,33 +178,35 @@ export function bootMultiboot(memory: GuestMemory, image: Uint8Array, options: M
   const info = place.add(options.infoAddress ?? 0x6000, strOff, "multiboot information block", true);
   // Modules always on page boundaries, which satisfies flag 0 whether or not it is set.
   const modAddrs = mods.map((m, i) =>
-    m.address !== undefined ? place.add(m.address, m.data.length, `module ${i}`, true) : place.fitLow(m.data.length, 4096, kernelEnd, `module ${i}`, true),
+    m.address !== undefined ? place.add(m.address, m.data.length, `module ${i}`, true) : place.fitLow(m.data.length, MULTIBOOT_MOD_ALIGN, kernelEnd, `module ${i}`, true),
   );
 
   const b = Buffer.alloc(strOff);
   const flags = MB_INFO_MEMORY | MB_INFO_MODS | MB_INFO_MMAP | MB_INFO_LOADER_NAME | (cmdline !== undefined ? MB_INFO_CMDLINE : 0);
-  b.writeUInt32LE(flags, 0);
-  b.writeUInt32LE(sizes.lower, 4);
-  b.writeUInt32LE(sizes.upper, 8);
-  b.writeUInt32LE(0xffffffff, 12); // boot_device: none (not set in flags)
-  b.writeUInt32LE(cmdline !== undefined ? info + cmdOff : 0, 16);
-  b.writeUInt32LE(mods.length, 20);
-  b.writeUInt32LE(info + modsOff, 24);
-  b.writeUInt32LE(memmap.length * 24, 44);
-  b.writeUInt32LE(info + mmapOff, 48);
-  b.writeUInt32LE(info + nameOff, 64);
+  const infoFields = MultibootInfoLayout.decode(b);
+  MultibootInfoLayout.encode(
+    {
+      ...infoFields,
+      flags,
+      memLower: sizes.lower,
+      memUpper: sizes.upper,
+      bootDevice: 0xffffffff, // none (not set in flags)
+      cmdline: cmdline !== undefined ? info + cmdOff : 0,
+      modsCount: mods.length,
+      modsAddr: info + modsOff,
+      mmapLength: memmap.length * MultibootMmapEntryLayout.size,
+      mmapAddr: info + mmapOff,
+      bootLoaderName: info + nameOff,
+    },
+    b,
+  );
   memmap.forEach((e, i) => {
-    const o = mmapOff + i * 24;
-    b.writeUInt32LE(20, o);
-    b.writeBigUInt64LE(BigInt.asUintN(64, e.addr), o + 4);
-    b.writeBigUInt64LE(BigInt.asUintN(64, e.size), o + 12);
-    b.writeUInt32LE(e.type >>> 0, o + 20);
+    const entry = { size: MMAP_ENTRY_SIZE_FIELD, addr: BigInt.asUintN(64, e.addr), len: BigInt.asUintN(64, e.size), type: e.type >>> 0 };
+    MultibootMmapEntryLayout.encode(entry, b, mmapOff + i * MultibootMmapEntryLayout.size);
   });
   mods.forEach((m, i) => {
-    const o = modsOff + i * 16;
-    b.writeUInt32LE(modAddrs[i]!, o);
-    b.writeUInt32LE(modAddrs[i]! + m.data.length, o + 4);
-    b.writeUInt32LE(info + modStrOffs[i]!, o + 8);
+    const mod = { modStart: modAddrs[i]!, modEnd: modAddrs[i]! + m.data.length, cmdline: info + modStrOffs[i]!, pad: 0 };
+    MultibootModListLayout.encode(mod, b, modsOff + i * MultibootModListLayout.size);
   });
   if (cmdline !== undefined) b.set(cmdline, cmdOff);
   b.set(name, nameOff);

@@ -14,6 +14,16 @@ import {
   EM_X86_64,
   PT_LOAD,
 } from "./elf/constants.js";
+import {
+  type Elf32Rel,
+  type Elf32Rela,
+  Elf32RelaLayout,
+  Elf32RelLayout,
+  type Elf64Rel,
+  type Elf64Rela,
+  Elf64RelaLayout,
+  Elf64RelLayout,
+} from "./elf/structs.js";
 import type { ElfFile } from "./elf/types.js";
 import { hex, RelocationError } from "./errors.js";
 
@@ -95,31 +105,34 @@ export function planRelocations(elf: ElfFile, segments: readonly PlacedSegment[]
     if (addr === undefined) continue;
     const size = dyn(elf, tSize);
     const entsize = dyn(elf, tEnt);
-    const want = BigInt((is64 ? 8 : 4) * (rela ? 3 : 2));
+    const layout = is64 ? (rela ? Elf64RelaLayout : Elf64RelLayout) : rela ? Elf32RelaLayout : Elf32RelLayout;
+    const want = BigInt(layout.size);
     if (size === undefined) throw new RelocationError("RELOC_BAD_TABLE", `${name}: present without its size (${rela ? "DT_RELASZ" : "DT_RELSZ"})`);
     if (entsize !== want) throw new RelocationError("RELOC_BAD_TABLE", `${rela ? "DT_RELAENT" : "DT_RELENT"}: ${String(entsize)} is not ${want}`);
     if (size % want !== 0n) throw new RelocationError("RELOC_BAD_TABLE", `${rela ? "DT_RELASZ" : "DT_RELSZ"}: ${size} is not a multiple of ${want}`);
     const base = tableOffset(elf, addr, size, name);
     const count = Number(size / want);
-    const w = is64 ? 8 : 4;
     for (let i = 0; i < count; i++) {
-      const o = base + i * Number(want);
+      const o = base + i * layout.size;
       const what = `${name} entry ${i}`;
-      const rOffset = r.word(o, is64, what);
-      const info = r.word(o + w, is64, what);
+      const e: { rOffset: bigint | number; rInfo: bigint | number; rAddend?: bigint | number } = r.struct<Elf64Rela | Elf64Rel | Elf32Rela | Elf32Rel>(layout, o, what);
+      const rOffset = BigInt(e.rOffset);
+      const info = BigInt(e.rInfo);
+      // ELF64_R_TYPE is the low 32 bits of r_info, ELF32_R_TYPE the low 8.
       const type = Number(is64 ? info & 0xffffffffn : info & 0xffn);
       if (type === 0) continue;
       if (is64) {
         if (elf.header.machine !== EM_X86_64 || type !== R_X86_64_RELATIVE) {
           throw new RelocationError("RELOC_UNSUPPORTED_TYPE", `${what}: type ${type} is not R_X86_64_RELATIVE (only relative relocations are applied)`);
         }
-        const addend = BigInt.asIntN(64, rela ? r.u64(o + 16, what) : 0n);
+        const addend = BigInt(e.rAddend ?? 0n);
         out.push({ gpa: target(segments, rOffset, 8, what), value: BigInt.asUintN(64, bias + addend), width: 8 });
       } else {
         if (elf.header.machine !== EM_386 || type !== R_386_RELATIVE) {
           throw new RelocationError("RELOC_UNSUPPORTED_TYPE", `${what}: type ${type} is not R_386_RELATIVE (only relative relocations are applied)`);
         }
-        const addend = rela ? BigInt(r.u32(o + 8, what)) : implicitAddend(elf, r, rOffset);
+        // The 32-bit sum wraps as the CPU's would, so a signed and an unsigned reading agree.
+        const addend = rela ? BigInt.asUintN(32, BigInt(e.rAddend ?? 0)) : implicitAddend(elf, r, rOffset);
         const value = bias + addend;
         if (value < 0n || value > 0xffffffffn) throw new RelocationError("RELOC_OUT_OF_IMAGE", `${what}: relocated value ${hex(value)} does not fit 32 bits`);
         out.push({ gpa: target(segments, rOffset, 4, what), value, width: 4 });

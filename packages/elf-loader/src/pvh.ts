@@ -3,15 +3,14 @@ import { BOOT_GDT_SIZE, type BootCpuState, protectedMode32State, writeBootGdt } 
 import { parseElf } from "./elf/parse.js";
 import type { ElfFile } from "./elf/types.js";
 import { BootError, hex } from "./errors.js";
+import { HVM_START_MAGIC, HvmMemmapTableEntryLayout, HvmModlistEntryLayout, HvmStartInfoLayout } from "./hvm-start-info.js";
 import { applyElfLoad, type LoadResult, planElfLoad } from "./load.js";
 import { defaultMemoryMap, type MemoryMapEntry } from "./memmap.js";
 import { cstring, Placement } from "./placement.js";
 
 export const XEN_ELFNOTE_PHYS32_ENTRY = 18;
-export const HVM_START_MAGIC = 0x336ec578;
-export const HVM_START_INFO_SIZE = 56;
-export const HVM_MODLIST_ENTRY_SIZE = 32;
-export const HVM_MEMMAP_ENTRY_SIZE = 24;
+/** The hvm_start_info version written: 1, the first with the memory map. */
+const HVM_START_INFO_VERSION = 1;
 
 /** The 32-bit physical entry point from the Xen PVH note, or undefined when the image has none. */
 export function findPvhEntry(elf: ElfFile): number | undefined {
@@ -19,8 +18,10 @@ export function findPvhEntry(elf: ElfFile): number | undefined {
   if (n === undefined) return undefined;
   // The ABI defines a 32-bit value; Linux emits it in a pointer-sized slot, so 8 bytes with a zero top half is accepted.
   let v: bigint;
-  if (n.desc.length === 4) v = BigInt(Buffer.from(n.desc).readUInt32LE(0));
-  else if (n.desc.length === 8) v = Buffer.from(n.desc).readBigUInt64LE(0);
+  // The descriptor is one scalar, not a struct.
+  const desc = Buffer.from(n.desc.buffer, n.desc.byteOffset, n.desc.byteLength);
+  if (desc.length === 4) v = BigInt(desc.readUInt32LE());
+  else if (desc.length === 8) v = desc.readBigUInt64LE();
   else throw new BootError("PVH_BAD_ENTRY_NOTE", `XEN_ELFNOTE_PHYS32_ENTRY: descriptor is ${n.desc.length} bytes, not 4 or 8`);
   if (v > 0xffffffffn) throw new BootError("PVH_BAD_ENTRY_NOTE", `XEN_ELFNOTE_PHYS32_ENTRY: ${hex(v)} is not a 32-bit address`);
   return Number(v);
@@ -76,6 +77,8 @@ export function bootPvh(memory: GuestMemory, image: Uint8Array | ElfFile, option
   const place = new Placement(memory);
   for (const s of plan.segments) place.add(s.guestAddress, s.memorySize, `program header ${s.index}`);
 
+  const rsdp = options.rsdpAddress ?? 0n;
+  if (typeof rsdp !== "bigint" || rsdp < 0n || rsdp >= 1n << 64n) throw new BootError("BOOT_BAD_OPTION", `rsdpAddress: ${String(rsdp)} is not a u64 bigint`);
   const mods: BootModule[] = [...(options.initrd !== undefined ? [{ data: options.initrd }] : []), ...(options.modules ?? [])];
   const memmap = options.memoryMap ?? defaultMemoryMap(memory);
   const cmdline = options.cmdline === undefined ? undefined : cstring(options.cmdline, "cmdline");
@@ -83,9 +86,9 @@ export function bootPvh(memory: GuestMemory, image: Uint8Array | ElfFile, option
 
   const gdt = place.add(options.gdtAddress ?? 0x500, BOOT_GDT_SIZE, "boot GDT", true);
   // One block: start_info, modlist, memmap, then strings; 8-byte aligned pieces.
-  const modlistOff = align8(HVM_START_INFO_SIZE);
-  const memmapOff = modlistOff + mods.length * HVM_MODLIST_ENTRY_SIZE;
-  let strOff = memmapOff + memmap.length * HVM_MEMMAP_ENTRY_SIZE;
+  const modlistOff = align8(HvmStartInfoLayout.size);
+  const memmapOff = modlistOff + mods.length * HvmModlistEntryLayout.size;
+  let strOff = memmapOff + memmap.length * HvmMemmapTableEntryLayout.size;
   const cmdlineOff = strOff;
   strOff += cmdline?.length ?? 0;
   const modStrOffs = modCmdlines.map((c) => {
@@ -99,26 +102,28 @@ export function bootPvh(memory: GuestMemory, image: Uint8Array | ElfFile, option
   );
 
   const block = Buffer.alloc(strOff);
-  block.writeUInt32LE(HVM_START_MAGIC, 0);
-  block.writeUInt32LE(1, 4);
-  block.writeUInt32LE(0, 8);
-  block.writeUInt32LE(mods.length, 12);
-  block.writeBigUInt64LE(mods.length > 0 ? BigInt(info + modlistOff) : 0n, 16);
-  block.writeBigUInt64LE(cmdline !== undefined ? BigInt(info + cmdlineOff) : 0n, 24);
-  block.writeBigUInt64LE(options.rsdpAddress ?? 0n, 32);
-  block.writeBigUInt64LE(BigInt(info + memmapOff), 40);
-  block.writeUInt32LE(memmap.length, 48);
+  HvmStartInfoLayout.encode(
+    {
+      magic: HVM_START_MAGIC,
+      version: HVM_START_INFO_VERSION,
+      flags: 0,
+      nrModules: mods.length,
+      modlistPaddr: mods.length > 0 ? BigInt(info + modlistOff) : 0n,
+      cmdlinePaddr: cmdline !== undefined ? BigInt(info + cmdlineOff) : 0n,
+      rsdpPaddr: rsdp,
+      memmapPaddr: BigInt(info + memmapOff),
+      memmapEntries: memmap.length,
+      reserved: 0,
+    },
+    block,
+  );
   mods.forEach((m, i) => {
-    const o = modlistOff + i * HVM_MODLIST_ENTRY_SIZE;
-    block.writeBigUInt64LE(BigInt(modAddrs[i]!), o);
-    block.writeBigUInt64LE(BigInt(m.data.length), o + 8);
-    block.writeBigUInt64LE(modCmdlines[i] !== undefined ? BigInt(info + modStrOffs[i]!) : 0n, o + 16);
+    const cmd = modCmdlines[i] !== undefined ? BigInt(info + modStrOffs[i]!) : 0n;
+    HvmModlistEntryLayout.encode({ paddr: BigInt(modAddrs[i]!), size: BigInt(m.data.length), cmdlinePaddr: cmd, reserved: 0n }, block, modlistOff + i * HvmModlistEntryLayout.size);
   });
   memmap.forEach((e, i) => {
-    const o = memmapOff + i * HVM_MEMMAP_ENTRY_SIZE;
-    block.writeBigUInt64LE(BigInt.asUintN(64, e.addr), o);
-    block.writeBigUInt64LE(BigInt.asUintN(64, e.size), o + 8);
-    block.writeUInt32LE(e.type >>> 0, o + 16);
+    const entry = { addr: BigInt.asUintN(64, e.addr), size: BigInt.asUintN(64, e.size), type: e.type >>> 0, reserved: 0 };
+    HvmMemmapTableEntryLayout.encode(entry, block, memmapOff + i * HvmMemmapTableEntryLayout.size);
   });
   if (cmdline !== undefined) block.set(cmdline, cmdlineOff);
   modCmdlines.forEach((c, i) => {

@@ -2,7 +2,20 @@
 // it never raises RangeError/TypeError, never writes outside guest memory, never writes anything
 // when refused, and never hangs. TSVMM_FUZZ_SCALE multiplies the case counts (`npm run fuzz` uses 10).
 import { GuestMemoryMap } from "@tsvmm/abi";
-import { BootError, bootLinux, bootMultiboot, bootPvh, ElfError, LoadError, loadElf, RelocationError } from "@tsvmm/elf-loader";
+import {
+  BootError,
+  bootLinux,
+  bootMultiboot,
+  bootPvh,
+  EI_CLASS,
+  ELFCLASS64,
+  Elf32EhdrLayout,
+  Elf64EhdrLayout,
+  ElfError,
+  LoadError,
+  loadElf,
+  RelocationError,
+} from "@tsvmm/elf-loader";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildBzImage } from "./helpers/bzimage-builder.js";
@@ -108,10 +121,8 @@ function check(name: string, mem: RecordingMemory, f: () => unknown): void {
 }
 
 function hotSpots(seed: Buffer): number[] {
-  const is64 = seed[4] === 2;
-  const phoff = Number(is64 ? seed.readBigUInt64LE(32) : seed.readUInt32LE(28));
-  const shoff = Number(is64 ? seed.readBigUInt64LE(40) : seed.readUInt32LE(32));
-  return [0, phoff, shoff].filter((x) => x < seed.length);
+  const h = seed[EI_CLASS] === ELFCLASS64 ? Elf64EhdrLayout.decode(seed) : Elf32EhdrLayout.decode(seed);
+  return [0, Number(h.ePhoff), Number(h.eShoff)].filter((x) => x < seed.length);
 }
 
 function run<T>(arb: fc.Arbitrary<T>, runs: number, body: (x: T) => void): void {

@@ -1,3 +1,18 @@
+/** Indexes into e_ident. */
+export const EI_MAG0 = 0;
+export const EI_MAG1 = 1;
+export const EI_MAG2 = 2;
+export const EI_MAG3 = 3;
+export const EI_CLASS = 4;
+export const EI_DATA = 5;
+export const EI_VERSION = 6;
+export const EI_OSABI = 7;
+export const EI_NIDENT = 16;
+export const ELFMAG0 = 0x7f;
+export const ELFMAG1 = 0x45; // 'E'
+export const ELFMAG2 = 0x4c; // 'L'
+export const ELFMAG3 = 0x46; // 'F'
+
 export const ELFCLASS32 = 1;
 export const ELFCLASS64 = 2;
 export const ELFDATA2LSB = 1;
@@ -14,6 +29,10 @@ export const PT_LOAD = 1;
 export const PT_DYNAMIC = 2;
 export const PT_INTERP = 3;
 export const PT_NOTE = 4;
+
+export const PF_X = 1;
+export const PF_W = 2;
+export const PF_R = 4;
 
 export const SHT_NULL = 0;
 export const SHT_SYMTAB = 2;

@@ -1,5 +1,6 @@
 import { ByteReader } from "../bytes.js";
 import { ElfError } from "../errors.js";
+import { Elf64NhdrLayout } from "./structs.js";
 import type { ElfNote } from "./types.js";
 
 /**
@@ -12,11 +13,10 @@ export function parseNotes(area: Uint8Array, align: number, what: string): ElfNo
   const r = new ByteReader(area);
   const out: ElfNote[] = [];
   let o = 0;
-  while (o + 12 <= area.length) {
-    const namesz = r.u32(o);
-    const descsz = r.u32(o + 4);
-    const type = r.u32(o + 8);
-    const nameOff = o + 12;
+  // Elf32_Nhdr and Elf64_Nhdr are the same three words.
+  while (o + Elf64NhdrLayout.size <= area.length) {
+    const { nNamesz: namesz, nDescsz: descsz, nType: type } = r.struct(Elf64NhdrLayout, o, `${what} note header`);
+    const nameOff = o + Elf64NhdrLayout.size;
     const descOff = nameOff + pad(namesz);
     const next = descOff + pad(descsz);
     // namesz/descsz are u32, so these sums stay far below 2^53.

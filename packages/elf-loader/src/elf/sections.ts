@@ -1,42 +1,30 @@
 import { type ByteReader, fileRange, tableString } from "../bytes.js";
 import { ElfError } from "../errors.js";
 import { SHT_NOBITS, SHT_NULL } from "./constants.js";
+import { classLayouts } from "./header.js";
 import type { ElfHeader, SectionHeader } from "./types.js";
 
 export function parseSections(r: ByteReader, h: ElfHeader): SectionHeader[] {
-  const is64 = h.class === 64;
+  const layout = classLayouts(h.class).shdr;
   const raw: Omit<SectionHeader, "name">[] = [];
   const base = Number(h.shoff);
   for (let i = 0; i < h.shnum; i++) {
     const o = base + i * h.shentsize;
     const what = `section header ${i}`;
-    const s = is64
-      ? {
-          index: i,
-          nameIndex: r.u32(o, what),
-          type: r.u32(o + 4, what),
-          flags: r.u64(o + 8, what),
-          addr: r.u64(o + 16, what),
-          offset: r.u64(o + 24, what),
-          size: r.u64(o + 32, what),
-          link: r.u32(o + 40, what),
-          info: r.u32(o + 44, what),
-          addralign: r.u64(o + 48, what),
-          entsize: r.u64(o + 56, what),
-        }
-      : {
-          index: i,
-          nameIndex: r.u32(o, what),
-          type: r.u32(o + 4, what),
-          flags: BigInt(r.u32(o + 8, what)),
-          addr: BigInt(r.u32(o + 12, what)),
-          offset: BigInt(r.u32(o + 16, what)),
-          size: BigInt(r.u32(o + 20, what)),
-          link: r.u32(o + 24, what),
-          info: r.u32(o + 28, what),
-          addralign: BigInt(r.u32(o + 32, what)),
-          entsize: BigInt(r.u32(o + 36, what)),
-        };
+    const x = r.struct(layout, o, what);
+    const s = {
+      index: i,
+      nameIndex: x.shName,
+      type: x.shType,
+      flags: BigInt(x.shFlags),
+      addr: BigInt(x.shAddr),
+      offset: BigInt(x.shOffset),
+      size: BigInt(x.shSize),
+      link: x.shLink,
+      info: x.shInfo,
+      addralign: BigInt(x.shAddralign),
+      entsize: BigInt(x.shEntsize),
+    };
     // Section 0 holds extended counts in sh_size, not a file range.
     if (i > 0 && s.type !== SHT_NOBITS && s.type !== SHT_NULL && s.size > 0n) {
       fileRange(s.offset, s.size, r.length, `${what} sh_offset/sh_size`);

@@ -1,38 +1,29 @@
 import { type ByteReader, fileRange, U64_LIMIT } from "../bytes.js";
 import { ElfError, hex } from "../errors.js";
 import { PT_LOAD } from "./constants.js";
+import { classLayouts } from "./header.js";
 import type { ElfHeader, ProgramHeader } from "./types.js";
 
 export function parseProgramHeaders(r: ByteReader, h: ElfHeader): ProgramHeader[] {
   const is64 = h.class === 64;
   const out: ProgramHeader[] = [];
   const base = Number(h.phoff);
+  const layout = classLayouts(h.class).phdr;
   for (let i = 0; i < h.phnum; i++) {
     const o = base + i * h.phentsize;
     const what = `program header ${i}`;
-    const ph: ProgramHeader = is64
-      ? {
-          index: i,
-          type: r.u32(o, what),
-          flags: r.u32(o + 4, what),
-          offset: r.u64(o + 8, what),
-          vaddr: r.u64(o + 16, what),
-          paddr: r.u64(o + 24, what),
-          filesz: r.u64(o + 32, what),
-          memsz: r.u64(o + 40, what),
-          align: r.u64(o + 48, what),
-        }
-      : {
-          index: i,
-          type: r.u32(o, what),
-          offset: BigInt(r.u32(o + 4, what)),
-          vaddr: BigInt(r.u32(o + 8, what)),
-          paddr: BigInt(r.u32(o + 12, what)),
-          filesz: BigInt(r.u32(o + 16, what)),
-          memsz: BigInt(r.u32(o + 20, what)),
-          flags: r.u32(o + 24, what),
-          align: BigInt(r.u32(o + 28, what)),
-        };
+    const p = r.struct(layout, o, what);
+    const ph: ProgramHeader = {
+      index: i,
+      type: p.pType,
+      flags: p.pFlags,
+      offset: BigInt(p.pOffset),
+      vaddr: BigInt(p.pVaddr),
+      paddr: BigInt(p.pPaddr),
+      filesz: BigInt(p.pFilesz),
+      memsz: BigInt(p.pMemsz),
+      align: BigInt(p.pAlign),
+    };
     if (ph.filesz > 0n) fileRange(ph.offset, ph.filesz, r.length, `${what} p_offset/p_filesz`);
     if (ph.type === PT_LOAD) checkLoadSegment(ph, is64 ? U64_LIMIT : 1n << 32n);
     out.push(ph);

@@ -2,6 +2,7 @@ import { ByteReader, tableString } from "../bytes.js";
 import { ElfError } from "../errors.js";
 import { SHT_DYNSYM, SHT_STRTAB, SHT_SYMTAB } from "./constants.js";
 import { sectionBytes } from "./sections.js";
+import { Elf32SymLayout, Elf64SymLayout } from "./structs.js";
 import type { ElfFile, ElfSymbol } from "./types.js";
 
 /**
@@ -13,7 +14,7 @@ export function elfSymbols(elf: ElfFile): ElfSymbol[] {
   const is64 = elf.header.class === 64;
   const tab = elf.sections.find((s) => s.type === SHT_SYMTAB) ?? elf.sections.find((s) => s.type === SHT_DYNSYM);
   if (tab === undefined) return [];
-  const ent = is64 ? 24 : 16;
+  const ent = is64 ? Elf64SymLayout.size : Elf32SymLayout.size;
   const what = `symbol table (section ${tab.index})`;
   if (tab.entsize !== BigInt(ent)) throw new ElfError("ELF_BAD_SYMBOL", `${what} sh_entsize: ${tab.entsize} is not ${ent}`);
   const strSec = elf.sections[tab.link];
@@ -23,10 +24,9 @@ export function elfSymbols(elf: ElfFile): ElfSymbol[] {
   const d = new ByteReader(data);
   const out: ElfSymbol[] = [];
   for (let o = 0; o + ent <= data.length; o += ent) {
-    const nameIdx = d.u32(o);
-    const sym = is64
-      ? { info: d.u8(o + 4), other: d.u8(o + 5), shndx: d.u16(o + 6), value: d.u64(o + 8), size: d.u64(o + 16) }
-      : { value: BigInt(d.u32(o + 4)), size: BigInt(d.u32(o + 8)), info: d.u8(o + 12), other: d.u8(o + 13), shndx: d.u16(o + 14) };
+    const x = is64 ? d.struct(Elf64SymLayout, o) : d.struct(Elf32SymLayout, o);
+    const nameIdx = x.stName;
+    const sym = { info: x.stInfo, other: x.stOther, shndx: x.stShndx, value: BigInt(x.stValue), size: BigInt(x.stSize) };
     const name = nameIdx === 0 ? "" : tableString(strings, nameIdx, `${what} symbol ${o / ent} st_name`);
     out.push({ name, ...sym });
   }
