@@ -166,7 +166,7 @@ export class MsrExit<K extends "rdmsr" | "wrmsr" = "rdmsr" | "wrmsr"> extends Ex
 }
 
 /** Exits that carry only their kind. */
-export class SimpleExit<K extends "hlt" | "shutdown" | "irq_window_open" | "interrupted" | "nmi_window"> extends ExitBase {
+export class SimpleExit<K extends "hlt" | "shutdown" | "irq_window_open" | "interrupted" | "dirty_ring_full"> extends ExitBase {
   constructor(run: Buffer, readonly kind: K) {
     super(run);
   }
@@ -293,7 +293,8 @@ export class UnknownExit extends ExitBase {
 export type VcpuExit =
   | IoExit | MmioExit | MsrExit<"rdmsr"> | MsrExit<"wrmsr"> | FailEntryExit | InternalErrorExit | SystemEventExit | HypercallExit
   | DebugExit | ExceptionExit | UnknownExit
-  | SimpleExit<"hlt"> | SimpleExit<"shutdown"> | SimpleExit<"irq_window_open"> | SimpleExit<"interrupted">;
+  | SimpleExit<"hlt"> | SimpleExit<"shutdown"> | SimpleExit<"irq_window_open"> | SimpleExit<"interrupted">
+  | SimpleExit<"dirty_ring_full">;
 export type VcpuExitKind = VcpuExit["kind"];
 
 /** The per-vCPU set of reusable exit views. */
@@ -306,6 +307,7 @@ export class ExitDecoder {
   readonly shutdown: SimpleExit<"shutdown">;
   readonly irqWindowOpen: SimpleExit<"irq_window_open">;
   readonly interrupted: SimpleExit<"interrupted">;
+  readonly dirtyRingFull: SimpleExit<"dirty_ring_full">;
   readonly failEntry: FailEntryExit;
   readonly internal: InternalErrorExit;
   readonly systemEvent: SystemEventExit;
@@ -322,6 +324,7 @@ export class ExitDecoder {
     this.shutdown = new SimpleExit(run, "shutdown");
     this.irqWindowOpen = new SimpleExit(run, "irq_window_open");
     this.interrupted = new SimpleExit(run, "interrupted");
+    this.dirtyRingFull = new SimpleExit(run, "dirty_ring_full");
     this.failEntry = new FailEntryExit(run);
     this.internal = new InternalErrorExit(run);
     this.systemEvent = new SystemEventExit(run);
@@ -360,6 +363,8 @@ export class ExitDecoder {
         return this.debug;
       case KVM_EXIT.EXCEPTION:
         return this.exception;
+      case KVM_EXIT.DIRTY_RING_FULL:
+        return this.dirtyRingFull;
       default:
         return this.unknown;
     }

@@ -1,4 +1,5 @@
 export { kvmAvailable, requireKvm } from "./availability.js";
+export { type DirtyPage, DirtyRing } from "./dirty-ring.js";
 export { errnoName, KvmError, type KvmErrorCode } from "./errors.js";
 export { EventFd } from "./eventfd.js";
 export {

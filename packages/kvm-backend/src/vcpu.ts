@@ -1,10 +1,11 @@
 import {
-  KVM_IOCTLS as IOC, KVM_MAX_XCRS, KvmCpuid2Layout, type KvmCpuidEntry2, KvmCpuidEntry2Layout, type KvmDebugregs,
+  KVM_IOCTLS as IOC, KVM_DIRTY_LOG_PAGE_OFFSET,KVM_MAX_XCRS, KvmCpuid2Layout, type KvmCpuidEntry2, KvmCpuidEntry2Layout, type KvmDebugregs,
   KvmDebugregsLayout, type KvmFpu, KvmFpuLayout, KvmGuestDebugLayout, KvmInterruptLayout, type KvmLapicState,
   KvmLapicStateLayout, KvmMpStateLayout, type KvmMsrEntry, KvmMsrEntryLayout, KvmMsrsLayout, type KvmRegs,
   KvmRegsLayout, type KvmSregs, KvmSregsLayout, type KvmVcpuEvents, KvmVcpuEventsLayout, type KvmXcr,
-  KvmXcrsLayout, type KvmXsave, KvmXsaveLayout, type StructLayout,
+  KvmXcrsLayout, type KvmXsave, KvmXsaveLayout, type StructLayout, 
 } from "@tsvmm/abi";
+import { DirtyRing } from "./dirty-ring.js";
 import { ioctlError, KvmError, syscallError } from "./errors.js";
 import {
   ExitDecoder, RUN_IF_FLAG, RUN_IMMEDIATE_EXIT, RUN_READY_FOR_INTERRUPT, RUN_REQUEST_INTERRUPT_WINDOW, type VcpuExit,
@@ -33,12 +34,17 @@ export class Vcpu {
   private pending: { resolve: (e: VcpuExit) => void; reject: (e: unknown) => void } | undefined;
   private syncRunning = false;
 
+  /** This vCPU's dirty ring, when the VM enabled one before creating it (Vm.enableDirtyRing). */
+  readonly dirtyRing: DirtyRing | undefined;
+  private readonly ringAb: ArrayBuffer | undefined;
+
   /** @internal Created by Vm.createVcpu. */
   constructor(
     fd: number,
     readonly id: number,
     mmapSize: number,
     private readonly onClose: (v: Vcpu) => void,
+    dirtyRingBytes = 0,
   ) {
     this.n = native();
     const c = this.n.constants;
@@ -46,6 +52,17 @@ export class Vcpu {
     if (typeof ab === "number") {
       this.n.close(fd);
       throw syscallError("mmap", ab, "kvm_run");
+    }
+    if (dirtyRingBytes > 0) {
+      // The ring lives in the vCPU fd's mmap space at a fixed page offset (x86 pages are 4 KiB).
+      const ring = this.n.mmap(fd, dirtyRingBytes, c.PROT_READ | c.PROT_WRITE, c.MAP_SHARED, KVM_DIRTY_LOG_PAGE_OFFSET * 4096);
+      if (typeof ring === "number") {
+        this.n.munmap(ab);
+        this.n.close(fd);
+        throw syscallError("mmap", ring, "dirty ring");
+      }
+      this.ringAb = ring;
+      this.dirtyRing = new DirtyRing(Buffer.from(ring));
     }
     this.fd = fd;
     this.runAb = ab;
@@ -142,9 +159,33 @@ export class Vcpu {
   interrupt(vector: number): void {
     this.set(IOC.KVM_INTERRUPT, KvmInterruptLayout, { irq: vector });
   }
+  /** KVM_NMI: queue an NMI, delivered when the guest can take one (not blocked by IF). */
   nmi(): void {
     const r = this.n.ioctl(this.live(), IOC.KVM_NMI);
     if (r < 0) throw ioctlError(IOC.KVM_NMI, r);
+  }
+  /** KVM_GET_TSC_KHZ: the guest's TSC frequency. */
+  getTscKhz(): number {
+    const r = this.n.ioctl(this.live(), IOC.KVM_GET_TSC_KHZ);
+    if (r < 0) throw ioctlError(IOC.KVM_GET_TSC_KHZ, r, `vCPU ${this.id}`);
+    return r;
+  }
+  /**
+   * KVM_SET_TSC_KHZ. Which rates a host accepts depends on its TSC scaling support
+   * (KVM_CAP_TSC_CONTROL): without it KVM takes rates near the host's and above it (by catching
+   * up) and refuses slower ones with EINVAL. KVM records the new rate before it decides, so a
+   * refused rate would still be what KVM_GET_TSC_KHZ reports: on refusal the previous rate is set
+   * again, and the vCPU is left as it was.
+   */
+  setTscKhz(khz: number): void {
+    // KVM_GET_TSC_KHZ returns the rate as the ioctl's int result: 2^31 kHz and up cannot be read back.
+    if (!Number.isInteger(khz) || khz <= 0 || khz > 0x7fffffff) throw new KvmError("KVM_INVALID_ARGUMENT", `TSC rate ${khz} kHz is outside 1..2^31-1`);
+    const previous = this.getTscKhz();
+    const r = this.n.ioctl(this.live(), IOC.KVM_SET_TSC_KHZ, khz);
+    if (r < 0) {
+      this.n.ioctl(this.live(), IOC.KVM_SET_TSC_KHZ, previous);
+      throw ioctlError(IOC.KVM_SET_TSC_KHZ, r, `vCPU ${this.id}, ${khz} kHz`);
+    }
   }
 
   /** KVM_GET_MSRS for the given indices. */
@@ -279,6 +320,7 @@ export class Vcpu {
     this.pending = undefined;
     p?.reject(new KvmError("KVM_CLOSED", `vCPU ${this.id} was closed while running`));
     this.n.munmap(this.runAb);
+    if (this.ringAb !== undefined) this.n.munmap(this.ringAb);
     this.n.close(this.fd);
     this.fd = -1;
     this.onClose(this);

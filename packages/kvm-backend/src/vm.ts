@@ -1,13 +1,14 @@
 import {
-  GuestMemoryMap, type GuestRegion, KVM_IOCTLS as IOC, KVM_CAP, KVM_IOEVENTFD_FLAG_DATAMATCH,
-  KVM_IOEVENTFD_FLAG_DEASSIGN, KVM_IOEVENTFD_FLAG_PIO, KVM_IRQ_ROUTING, KVM_IRQCHIP_IOAPIC, type KVM_IRQCHIP_PIC_MASTER, type KVM_IRQCHIP_PIC_SLAVE,KVM_IRQFD_FLAG_DEASSIGN, KVM_MEM_LOG_DIRTY_PAGES,
-  KVM_MEM_READONLY, 
-  KVM_MSI_VALID_DEVID, KVM_MSR_FILTER_MAX_RANGES, KvmClearDirtyLogLayout, type KvmClockData, KvmClockDataLayout,
-  KvmDirtyLogLayout, KvmEnableCapLayout, type KvmIoapicState, KvmIoapicStateLayout, KvmIoeventfdLayout, type KvmIrqchip, KvmIrqchipLayout, KvmIrqfdLayout,
-  KvmIrqLevelLayout, KvmIrqRoutingEntryLayout, KvmIrqRoutingIrqchipLayout,
-  KvmIrqRoutingLayout, KvmIrqRoutingMsiLayout, KvmMsiLayout, type KvmMsrFilter, KvmMsrFilterLayout, type KvmPicState, KvmPicStateLayout,KvmPitConfigLayout, KvmUserspaceMemoryRegionLayout,
-  type StructLayout, 
+  GuestMemoryMap, type GuestRegion, KVM_IOCTLS as IOC, KVM_CAP, KVM_IOEVENTFD_FLAG_DATAMATCH, KVM_IOEVENTFD_FLAG_DEASSIGN,
+  KVM_IOEVENTFD_FLAG_PIO, KVM_IRQ_ROUTING, KVM_IRQCHIP_IOAPIC, type KVM_IRQCHIP_PIC_MASTER, type KVM_IRQCHIP_PIC_SLAVE,
+  KVM_IRQFD_FLAG_DEASSIGN, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_MSI_VALID_DEVID, KVM_MSR_FILTER_MAX_RANGES,
+  KvmClearDirtyLogLayout, type KvmClockData, KvmClockDataLayout, KvmDirtyLogLayout, KvmEnableCapLayout, type KvmIoapicState,
+  KvmIoapicStateLayout, KvmIoeventfdLayout, type KvmIrqchip, KvmIrqchipLayout, KvmIrqfdLayout, KvmIrqLevelLayout,
+  KvmIrqRoutingEntryLayout, KvmIrqRoutingIrqchipLayout, KvmIrqRoutingLayout, KvmIrqRoutingMsiLayout, KvmMsiLayout,
+  type KvmMsrFilter, KvmMsrFilterLayout, type KvmPicState, KvmPicStateLayout, KvmPitConfigLayout, type KvmPitState2,
+  KvmPitState2Layout, KvmUserspaceMemoryRegionLayout, type StructLayout,
 } from "@tsvmm/abi";
+import type { DirtyPage } from "./dirty-ring.js";
 import { ioctlError, KvmError, syscallError } from "./errors.js";
 import type { EventFd } from "./eventfd.js";
 import type { GuestRam } from "./guest-ram.js";
@@ -65,6 +66,7 @@ export class Vm {
   private readonly slots = new Map<number, SlotRecord>();
   private readonly vcpus = new Set<Vcpu>();
   private mem: GuestMemoryMap = new GuestMemoryMap([]);
+  private dirtyRingBytes = 0;
 
   /** @internal Created by Kvm.createVm. */
   constructor(
@@ -209,6 +211,45 @@ export class Vm {
     this.ioctlStruct(IOC.KVM_CLEAR_DIRTY_LOG, KvmClearDirtyLogLayout, { slot, numPages, firstPage: BigInt(firstPage), dirtyBitmap: this.n.address(bitmap) }, `slot ${slot}`);
   }
 
+  /**
+   * Enable per-vCPU dirty rings of `bytes` each (KVM_CAP_DIRTY_LOG_RING; a power of two, at least a
+   * page, at most what checkExtension(DIRTY_LOG_RING) answers). Only before the first vCPU. Slots
+   * with `logDirty` then report written pages through the rings (harvestDirtyRings) instead of
+   * KVM_GET_DIRTY_LOG. A vCPU whose ring fills exits with `dirty_ring_full`: harvest, then run on.
+   */
+  enableDirtyRing(bytes: number): void {
+    if (this.vcpus.size > 0) throw new KvmError("KVM_INVALID_ARGUMENT", "the dirty ring must be enabled before the first vCPU is created");
+    if (!Number.isInteger(bytes) || bytes < PAGE || (bytes & (bytes - 1)) !== 0) {
+      throw new KvmError("KVM_INVALID_ARGUMENT", `dirty ring size ${bytes} must be a power of two of at least ${PAGE} bytes`);
+    }
+    // The plain capability where the host has it (x86 does); the acquire/release one otherwise.
+    const cap = this.checkExtension(KVM_CAP.DIRTY_LOG_RING) > 0 ? KVM_CAP.DIRTY_LOG_RING : KVM_CAP.DIRTY_LOG_RING_ACQ_REL;
+    this.enableCap(cap, [BigInt(bytes)]);
+    this.dirtyRingBytes = bytes;
+  }
+
+  /**
+   * Collect every page the vCPUs' dirty rings published, in ring order per vCPU, hand the entries
+   * back and re-protect the pages (KVM_RESET_DIRTY_RINGS), so the next write to any of them is
+   * logged again. A page can appear more than once: KVM logs each write it emulates itself.
+   *
+   * KVM checks a ring's soft limit when it enters the guest. Writes it emulates in a row without
+   * re-entering (all guest CPL0 code on a PVM host) can overrun a ring whose reserve (64 entries)
+   * they exceed, and overwritten entries are lost: size the ring for what a guest can dirty
+   * between two exits.
+   */
+  harvestDirtyRings(): DirtyPage[] {
+    const out: DirtyPage[] = [];
+    let n = 0;
+    for (const v of this.vcpus) n += v.dirtyRing?.harvest(out) ?? 0;
+    if (n > 0) this.resetDirtyRings();
+    return out;
+  }
+  /** KVM_RESET_DIRTY_RINGS: returns how many entries KVM took back. */
+  resetDirtyRings(): number {
+    return this.ioctlInt(IOC.KVM_RESET_DIRTY_RINGS);
+  }
+
   // ---- platform ----------------------------------------------------------------------------
 
   setTssAddr(addr: number): void {
@@ -230,6 +271,17 @@ export class Vm {
   }
   createPit2(flags = 0): void {
     this.ioctlStruct(IOC.KVM_CREATE_PIT2, KvmPitConfigLayout, { flags });
+  }
+  /** KVM_GET_PIT2: the in-kernel i8254's three counters and flags (KVM_PIT_FLAGS_*). */
+  getPit2(): KvmPitState2 {
+    const buf = Buffer.alloc(KvmPitState2Layout.size);
+    const r = this.n.ioctlBuf(this.fd, IOC.KVM_GET_PIT2, buf);
+    if (r < 0) throw ioctlError(IOC.KVM_GET_PIT2, r);
+    return KvmPitState2Layout.decode(buf);
+  }
+  /** KVM_SET_PIT2. KVM reloads each counter's count as if just written (count_load_time = now). */
+  setPit2(state: KvmPitState2): void {
+    this.ioctlStruct(IOC.KVM_SET_PIT2, KvmPitState2Layout, state);
   }
   irqLine(irq: number, level: boolean | number): void {
     this.ioctlStruct(IOC.KVM_IRQ_LINE, KvmIrqLevelLayout, { irq, level: level ? 1 : 0 }, `irq ${irq}`);
@@ -354,7 +406,7 @@ export class Vm {
 
   createVcpu(id: number): Vcpu {
     const fd = this.ioctlInt(IOC.KVM_CREATE_VCPU, id, `vCPU ${id}`);
-    const v = new Vcpu(fd, id, this.vcpuMmapSize, (x) => this.vcpus.delete(x));
+    const v = new Vcpu(fd, id, this.vcpuMmapSize, (x) => this.vcpus.delete(x), this.dirtyRingBytes);
     this.vcpus.add(v);
     return v;
   }
