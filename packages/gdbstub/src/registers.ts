@@ -168,8 +168,10 @@ function layout32(architecture: GdbArchitecture): RegisterLayout {
       ...segmentSpecs(),
       ...x87Specs(),
       ...sseSpecs(8),
-      int("fs_base", 32, "fsBase", FEATURE_SEGMENTS, "int"),
-      int("gs_base", 32, "gsBase", FEATURE_SEGMENTS, "int"),
+      // Not in org.gnu.gdb.i386.segments: gdb 13.1 fails an internal assertion
+      // (tdesc_use_registers) on a 32-bit description holding that feature.
+      int("fs_base", 32, "fsBase", FEATURE_CONTROL, "int", "system"),
+      int("gs_base", 32, "gsBase", FEATURE_CONTROL, "int", "system"),
       int("cr0", 32, "cr0", FEATURE_CONTROL, "x86_cr0", "system"),
       int("cr2", 32, "cr2", FEATURE_CONTROL, "int32", "system"),
       int("cr3", 32, "cr3", FEATURE_CONTROL, "int32", "system"),
@@ -363,15 +365,9 @@ export function abridgedTagWord(full: number): number {
 function classifyExtended(r: Uint8Array): number {
   const exponent = ((r[9]! & 0x7f) << 8) | r[8]!;
   const integerBit = (r[7]! & 0x80) !== 0;
-  let fractionZero = (r[7]! & 0x7f) === 0;
-  let mantissaZero = !integerBit && fractionZero;
-  for (let i = 0; i < 7; i++) {
-    if (r[i] !== 0) {
-      fractionZero = false;
-      mantissaZero = false;
-    }
-  }
+  const mantissaZero = r.subarray(0, 8).every((b) => b === 0);
   if (exponent === 0x7fff) return 2;
   if (exponent === 0) return mantissaZero ? 1 : 2;
+  // A non-zero exponent without the integer bit is an unnormal: special.
   return integerBit ? 0 : 2;
 }

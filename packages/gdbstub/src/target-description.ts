@@ -60,8 +60,10 @@ export function targetDescriptionXml(architecture: GdbArchitecture): string {
   };
   let xml = `<?xml version="1.0"?>\n<!DOCTYPE target SYSTEM "gdb-target.dtd">\n<target version="1.0">\n<architecture>${architecture}</architecture>\n`;
   for (const feature of [FEATURE_CORE, FEATURE_SSE, FEATURE_SEGMENTS, FEATURE_CONTROL]) {
+    const regs = layout.registers.filter((x) => x.feature === feature);
+    if (regs.length === 0) continue;
     xml += `<feature name="${feature}">\n${types[feature]}`;
-    for (const r of layout.registers.filter((x) => x.feature === feature)) {
+    for (const r of regs) {
       const group = r.group ? ` group="${r.group}"` : "";
       xml += `  <reg name="${r.name}" bitsize="${r.bits}" type="${r.type}" regnum="${r.regnum}"${group}/>\n`;
     }
