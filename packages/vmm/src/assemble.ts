@@ -1,4 +1,5 @@
-import type { KvmCpuidEntry2, KvmMsrFilter, KvmRegs, KvmSregs } from "@tsvmm/abi";
+import type { KvmCpuidEntry2, KvmMsrEntry, KvmMsrFilter, KvmRegs, KvmSregs } from "@tsvmm/abi";
+import type { BootCpuState } from "@tsvmm/elf-loader";
 import { KVM_MP_STATE, KVM_MSR_EXIT_REASON } from "@tsvmm/abi";
 import { applyTemplate, type CpuidTemplate, fromKvmEntries, kvmCpuidForVcpus, normalize, type Topology } from "@tsvmm/cpuid";
 import {
@@ -34,6 +35,8 @@ export interface ExtraSlot {
 export interface BootOverride {
   readonly regs?: Partial<KvmRegs>;
   readonly sregs?: Partial<KvmSregs>;
+  /** MSRs to set on every vCPU that starts with the boot state. */
+  readonly msrs?: readonly KvmMsrEntry[];
 }
 
 export interface PrepareContext {
@@ -43,7 +46,9 @@ export interface PrepareContext {
 
 /** Everything a VM is built from: the builder fills it, `assemble` carries it out. */
 export interface VmmSpec {
-  readonly kernel: Uint8Array;
+  /** The kernel image; undefined when `cpuState` describes the start instead (memory written by `prepare`). */
+  readonly kernel: Uint8Array | undefined;
+  readonly cpuState: BootCpuState | undefined;
   readonly format: KernelFormat | "auto";
   readonly memoryBytes: number;
   readonly vcpus: number;
@@ -155,7 +160,11 @@ export function assemble(spec: VmmSpec): Vmm {
         if (s.fill !== undefined) v.memory.write(s.gpa, s.fill);
       }
     });
-    const boot = step("load-kernel", () => bootKernel(v.memory, spec.kernel, spec.format, { cmdline: spec.cmdline, initrd: spec.initrd }));
+    const boot: BootPlan = step("load-kernel", () =>
+      spec.kernel !== undefined
+        ? bootKernel(v.memory, spec.kernel, spec.format, { cmdline: spec.cmdline, initrd: spec.initrd })
+        : { format: "state", cpu: spec.cpuState!, secondaries: "wait-for-sipi", description: "CPU state given by the caller" },
+    );
     const override = step("prepare", () => spec.prepare?.({ vm: v, boot }));
     const regs: KvmRegs = { ...boot.cpu.regs, ...override?.regs };
     const sregs: KvmSregs = { ...boot.cpu.sregs, ...override?.sregs };
@@ -171,6 +180,7 @@ export function assemble(spec: VmmSpec): Vmm {
         if (i === 0 || boot.secondaries === "same-state") {
           c.setSregs(sregs);
           c.setRegs(regs);
+          if (override?.msrs !== undefined) c.setMsrs(override.msrs);
           // Secondaries start UNINITIALIZED under an irqchip: these take the same boot state.
           if (i > 0 && spec.irqchip) c.setMpState(KVM_MP_STATE.RUNNABLE);
         }

@@ -3,6 +3,7 @@ import type { KvmCpuidEntry2, KvmMsrFilter } from "@tsvmm/abi";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type CpuidTemplate, loadTemplate, parseTemplate } from "@tsvmm/cpuid";
+import type { BootCpuState } from "@tsvmm/elf-loader";
 import type { BusObserver, DefaultHandler, Device, IoInterceptPolicy } from "@tsvmm/devices";
 import type { EventFd, GuestRam } from "@tsvmm/kvm-backend";
 import { assemble, type BootOverride, type ConsoleSink, type ExtraSlot, type PrepareContext, type VmmSpec } from "./assemble.js";
@@ -44,6 +45,7 @@ function readFile(path: string, what: string): Buffer {
  */
 export class VmmBuilder {
   private kernelBytes: Uint8Array | undefined;
+  private startState: BootCpuState | undefined;
   private kernelFormat: KernelFormat | "auto" = "auto";
   private memBytes = VM_LIMITS.memoryMiB.default * 2 ** 20;
   private nVcpus: number = VM_LIMITS.vcpus.default;
@@ -95,6 +97,14 @@ export class VmmBuilder {
   kernel(bytes: Uint8Array, format: KernelFormat | "auto" = "auto"): this {
     this.kernelBytes = bytes;
     this.kernelFormat = format;
+    return this;
+  }
+  /**
+   * Start from this CPU state instead of a kernel image (write the guest's memory in `prepare`):
+   * for guests described as register state, such as a VMCS or VMCB guest-state area.
+   */
+  cpuState(state: BootCpuState): this {
+    this.startState = state;
     return this;
   }
   kernelFile(path: string, format: KernelFormat | "auto" = "auto"): this {
@@ -262,9 +272,11 @@ export class VmmBuilder {
 
   /** The full description of the VM this builder makes. */
   spec(): VmmSpec {
-    if (this.kernelBytes === undefined) throw new VmmError("VMM_BUILD_INVALID", "no kernel: call kernel() or kernelFile()");
+    if (this.kernelBytes === undefined && this.startState === undefined) throw new VmmError("VMM_BUILD_INVALID", "no kernel: call kernel(), kernelFile() or cpuState()");
+    if (this.kernelBytes !== undefined && this.startState !== undefined) throw new VmmError("VMM_BUILD_INVALID", "kernel() and cpuState() exclude each other");
     return {
       kernel: this.kernelBytes,
+      cpuState: this.startState,
       format: this.kernelFormat,
       memoryBytes: this.memBytes,
       vcpus: this.nVcpus,

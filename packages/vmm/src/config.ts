@@ -16,7 +16,7 @@ const int = (min: number, max: number) => z.int().check(z.gte(min), z.lte(max));
  */
 export const VM_LIMITS = {
   /** Guest RAM in MiB. The ceiling keeps RAM below the 3 GiB PCI/APIC hole. */
-  memoryMiB: { min: 2, max: 3072, default: 128 },
+  memoryMiB: { min: 1, max: 3072, default: 128 },
   vcpus: { min: 1, max: 64, default: 1 },
   cmdlineBytes: { max: 4096 },
   /** Run-time budget in ms; Node timers hold 2^31-1 ms at most, longer budgets are chained. */

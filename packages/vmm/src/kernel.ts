@@ -21,7 +21,8 @@ const GIB = 1n << 30n;
 
 /** What the VMM does to start a kernel: the boot CPU state, plus how secondary vCPUs start. */
 export interface BootPlan {
-  readonly format: KernelFormat;
+  /** The kernel's format, or "state" when the caller gave the CPU state and wrote memory itself. */
+  readonly format: KernelFormat | "state";
   readonly cpu: BootCpuState;
   /** Secondaries run from the same state (tsvmm guests) or wait for INIT/SIPI (everything else). */
   readonly secondaries: "same-state" | "wait-for-sipi";

@@ -69,7 +69,7 @@ describe.runIf(hasKvm)("VmmBuilder", () => {
   });
 
   it("builder arguments are checked", () => {
-    expect(() => new VmmBuilder().memoryMiB(1)).toThrowError(expect.objectContaining({ code: "VMM_BUILD_INVALID" }));
+    expect(() => new VmmBuilder().memoryMiB(0)).toThrowError(expect.objectContaining({ code: "VMM_BUILD_INVALID" }));
     expect(() => new VmmBuilder().vcpus(0)).toThrowError(expect.objectContaining({ code: "VMM_BUILD_INVALID" }));
     expect(() => new VmmBuilder().build()).toThrowError(expect.objectContaining({ code: "VMM_BUILD_INVALID" }));
     expect(() => new VmmBuilder().kernelFile("/nonexistent")).toThrowError(expect.objectContaining({ code: "VMM_FILE_UNREADABLE" }));
