@@ -13,6 +13,7 @@ import {
   registerLayout,
   resetRegisters,
   targetDescriptionXml,
+  type X86IntRegister,
   type X86Registers,
 } from "@tsvmm/gdbstub";
 import fc from "fast-check";
@@ -58,18 +59,30 @@ describe("register layouts as the real gdb reads our target descriptions", () =>
 
 const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
 const bytes = (n: number) => fc.uint8Array({ minLength: n, maxLength: n });
-const regsArb: fc.Arbitrary<X86Registers> = fc.record({
-  ...Object.fromEntries(
-    ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "fsBase", "gsBase", "kernelGsBase", "cr0", "cr2", "cr3", "cr4", "cr8", "efer"].map((k) => [k, u64]),
-  ),
-  rflags: fc.bigInt({ min: 0n, max: 0xffffffffn }),
-  ...Object.fromEntries(["cs", "ss", "ds", "es", "fs", "gs"].map((k) => [k, fc.integer({ min: 0, max: 0xffff })])),
-  fpu: fc.record({
+const INT_NAMES: X86IntRegister[] = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip", "fsBase", "gsBase", "kernelGsBase", "cr0", "cr2", "cr3", "cr4", "cr8", "efer"];
+const SEGMENTS = ["cs", "ss", "ds", "es", "fs", "gs"] as const;
+const regsArb: fc.Arbitrary<X86Registers> = fc
+  .record({
+    ints: fc.array(u64, { minLength: INT_NAMES.length, maxLength: INT_NAMES.length }),
+    rflags: fc.bigInt({ min: 0n, max: 0xffffffffn }),
+    segs: fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 6, maxLength: 6 }),
     st: fc.array(bytes(10), { minLength: 8, maxLength: 8 }),
-    ...Object.fromEntries(["fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg", "fooff", "fop"].map((k) => [k, fc.nat(0xffff)])),
-  }),
-  sse: fc.record({ xmm: fc.array(bytes(16), { minLength: 16, maxLength: 16 }), mxcsr: fc.nat(0xffff) }),
-}) as fc.Arbitrary<X86Registers>;
+    x87: fc.array(fc.nat(0xffff), { minLength: 8, maxLength: 8 }),
+    xmm: fc.array(bytes(16), { minLength: 16, maxLength: 16 }),
+    mxcsr: fc.nat(0xffff),
+  })
+  .map(({ ints, rflags, segs, st, x87, xmm, mxcsr }) => {
+    const [fctrl, fstat, ftag, fiseg, fioff, foseg, fooff, fop] = x87 as [number, number, number, number, number, number, number, number];
+    const r: X86Registers = {
+      ...resetRegisters(),
+      ...Object.fromEntries(INT_NAMES.map((n, i) => [n, ints[i]!])),
+      ...Object.fromEntries(SEGMENTS.map((n, i) => [n, segs[i]!])),
+      rflags,
+      fpu: { st, fctrl, fstat, ftag, fiseg, fioff, foseg, fooff, fop },
+      sse: { xmm, mxcsr },
+    };
+    return r;
+  });
 
 const norm = (r: X86Registers) => JSON.parse(JSON.stringify(r, (_k, v) => (typeof v === "bigint" ? v.toString(16) : v instanceof Uint8Array ? [...v] : v)));
 
