@@ -162,3 +162,18 @@ describe("iasl round trip", () => {
     expect(r.xsdtAddress).toBe(BigInt(addressOf("XSDT")));
   });
 });
+
+describe("iasl -d of a MADT with x2APIC ids", () => {
+  it("APIC ids of 255 and above get Processor Local x2APIC entries and the x2APIC NMI", () => {
+    const t = buildAcpiTables({ vcpus: [{ apicId: 0 }, { apicId: 254 }, { apicId: 255 }, { apicId: 0x1_0000 }], ioapic: { id: 9, address: 0xfec0_1000, gsiBase: 24 } }, { base: 0 });
+    const m = t.tables.find((x) => x.signature === "APIC")!;
+    const { run: r, dsl: d } = disassemble({ APIC: t.bytes.subarray(m.address, m.address + m.length) });
+    expect(r.status).toBe(0);
+    expect(complaints(r.output + d.APIC!)).toEqual([]);
+    expect(dslValues(d.APIC!, "Local Apic ID")).toEqual(["00", "FE"]);
+    expect(dslValues(d.APIC!, "Processor x2Apic ID")).toEqual(["000000FF", "00010000"]);
+    expect(dslValues(d.APIC!, "Processor UID")).toEqual(["00000002", "00000003", "FFFFFFFF"]);
+    expect(dslValue(d.APIC!, "Address")).toBe("FEC01000");
+    expect(dslValues(d.APIC!, "Interrupt")).toEqual(["00000018", "0000001A", "00000021"]);
+  });
+});

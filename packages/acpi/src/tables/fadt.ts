@@ -37,7 +37,8 @@ function io(port: number, bytes: number): Gas {
  * X_ Generic Address, with the same value, as ACPICA checks.
  */
 export function buildFadt(p: ResolvedPlatform, a: { dsdt: bigint; facs: bigint }): Buffer {
-  if (a.facs > 0xffff_ffffn) throw new AcpiError("ACPI_ADDRESS_RANGE", "the FACS must lie below 4 GiB (FIRMWARE_CTRL is 32-bit here)");
+  if (a.facs < 0n || a.dsdt < 0n) throw new AcpiError("ACPI_ADDRESS_RANGE", "negative table address");
+  const facsLow = a.facs <= 0xffff_ffffn;
   const b = p.bootArch;
   const iapcBootArch =
     (b.legacyDevices ? BOOT_ARCH_LEGACY_DEVICES : 0) |
@@ -55,9 +56,9 @@ export function buildFadt(p: ResolvedPlatform, a: { dsdt: bigint; facs: bigint }
     (p.reset !== false ? FADT_FLAG_RESET_REG_SUP : 0);
   const table = FADT.encode({
     header: sdtHeader("FACP", FADT_REVISION, FADT.size, p.ids),
-    // The spec wants exactly one of FIRMWARE_CTRL / X_FIRMWARE_CTRL; the 32-bit one is what
-    // ACPI 1.0-era readers (kvm-unit-tests among them) look at.
-    firmwareCtrl: Number(a.facs),
+    // The spec wants exactly one of FIRMWARE_CTRL / X_FIRMWARE_CTRL; the 32-bit one, when the
+    // FACS is below 4 GiB, is what ACPI 1.0-era readers (kvm-unit-tests among them) look at.
+    firmwareCtrl: facsLow ? Number(a.facs) : 0,
     dsdt: a.dsdt <= 0xffff_ffffn ? Number(a.dsdt) : 0,
     preferredPmProfile: 0,
     sciInt: p.pm.sciIrq,
@@ -98,7 +99,7 @@ export function buildFadt(p: ResolvedPlatform, a: { dsdt: bigint; facs: bigint }
     resetValue: p.reset !== false ? p.reset.value : 0,
     armBootArch: 0,
     fadtMinorVersion: FADT_MINOR_REVISION,
-    xFirmwareCtrl: 0n,
+    xFirmwareCtrl: facsLow ? 0n : a.facs,
     xDsdt: a.dsdt,
     xPm1aEvtBlk: io(p.pm.pm1aEvent, PM1_EVT_LEN),
     xPm1bEvtBlk: NO_GAS,
