@@ -269,3 +269,10 @@ export const VIRTIO_STRUCTS: readonly StructLayout<unknown>[] = [
   VirtioVsockHdrLayout,
   VirtioVsockEventLayout,
 ] as unknown as readonly StructLayout<unknown>[];
+
+export const BLK_OUTHDR_TYPE = VirtioBlkOuthdrLayout.offsetOf("type");
+export const BLK_OUTHDR_SECTOR = VirtioBlkOuthdrLayout.offsetOf("sector");
+/** The two outhdr fields the request path needs, without building a decode object per request. */
+export function readBlkOuthdr(b: Buffer): { type: number; sector: number } {
+  return { type: b.readUInt32LE(BLK_OUTHDR_TYPE), sector: readAddr(b, BLK_OUTHDR_SECTOR) };
+}
