@@ -1,6 +1,6 @@
 import {
   type GuestMemory, HC_BLOCK_ALIGN, HC_BLOCK_SIZE, HC_CONSOLE_MAX, HC_NAME_MAX, HC_PORT, HC_SIGNATURE, HC_SIGNATURE_PORT,
-  HC_MAGIC, HC_VERSION_MAX, HC_VERSION_MIN, HcBlock, HcCall, HcStatus,
+  HC_MAGIC, HC_VERSION_MAX, HC_VERSION_MIN, HcCall, HcRequestLayout, HcStatus,
 } from "@tsvmm/abi";
 import type { AccessContext, Device, RegisterTarget } from "./bus.js";
 
@@ -8,6 +8,7 @@ import type { AccessContext, Device, RegisterTarget } from "./bus.js";
 export const HYPERCALL_PORT = HC_PORT;
 export const HYPERCALL_SIZE = HC_SIGNATURE_PORT + 4 - HC_PORT;
 const SIGNATURE_OFFSET = HC_SIGNATURE_PORT - HC_PORT;
+const RESULT_OFFSET = HcRequestLayout.offsetOf("result");
 
 /** What one doorbell write did. `exitCode` is set when the guest asked to stop. */
 export interface HypercallOutcome {
@@ -76,13 +77,10 @@ export class HypercallDevice implements Device {
     if (gpa % HC_BLOCK_ALIGN !== 0 || !this.memory.contains(gpa, HC_BLOCK_SIZE)) {
       return this.finish(vcpu, HcStatus.E_BADBLOCK, undefined, undefined);
     }
-    const block = this.memory.slice(gpa, HC_BLOCK_SIZE);
-    if (block.readUInt32LE(HcBlock.magic) !== HC_MAGIC) return this.finish(vcpu, HcStatus.E_BADBLOCK, undefined, undefined);
-    const version = block.readUInt16LE(HcBlock.version);
-    const call = block.readUInt16LE(HcBlock.call);
-    const a0 = block.readBigUInt64LE(HcBlock.arg0);
-    const a1 = block.readBigUInt64LE(HcBlock.arg1);
-    const a2 = block.readBigUInt64LE(HcBlock.arg2);
+    const req = this.memory.readObj(HcRequestLayout, gpa);
+    if (req.magic !== HC_MAGIC) return this.finish(vcpu, HcStatus.E_BADBLOCK, undefined, undefined);
+    const { version, call } = req;
+    const [a0 = 0n, a1 = 0n, a2 = 0n] = req.arg;
     let status: number;
     let exitCode: number | undefined;
     if (call === HcCall.VERSION) {
@@ -122,7 +120,7 @@ export class HypercallDevice implements Device {
           status = HcStatus.E_NOSYS;
       }
     }
-    block.writeBigInt64LE(BigInt(status), HcBlock.result);
+    this.memory.slice(gpa + RESULT_OFFSET, 8).writeBigInt64LE(BigInt(status));
     const outcome = this.finish(vcpu, status, call, exitCode);
     // Last, so a host that stops the VM on EXIT sees the result already written.
     if (exitCode !== undefined) this.host.exit?.(exitCode, vcpu);
