@@ -64,7 +64,7 @@ function post(h: H, q: DriverQueue, type: number, sector: number, out: Buffer | 
   return { token, status, data };
 }
 
-async function complete(h: H, q: DriverQueue, n: number) {
+async function complete(q: DriverQueue, n: number) {
   const got: { token: number; len: number }[] = [];
   await until(() => {
     got.push(...q.takeUsed().map((u) => ({ token: u.token, len: u.len })));
@@ -102,7 +102,7 @@ describe.each([
     const r1 = post(h, q!, VIRTIO_BLK_T_IN, 8, null, 4096, { indirect: true });
     const r2 = post(h, q!, VIRTIO_BLK_T_IN, 100, null, 1024);
     h.drv.kick(0);
-    const done = await complete(h, q!, 2);
+    const done = await complete(q!, 2);
     expect(done.map((d) => d.len).sort()).toEqual([1025, 4097]);
     expect(h.mem.readU8(r1.status)).toBe(VIRTIO_BLK_S_OK);
     expect(h.mem.read(r1.data, 4096).equals(content.subarray(8 * 512, 16 * 512))).toBe(true);
@@ -112,7 +112,7 @@ describe.each([
     const pattern = randomBytes(1024);
     const w = post(h, q!, VIRTIO_BLK_T_OUT, 3, pattern, 0);
     h.drv.kick(0);
-    expect((await complete(h, q!, 1))[0]!.len).toBe(1);
+    expect((await complete(q!, 1))[0]!.len).toBe(1);
     expect(h.mem.readU8(w.status)).toBe(VIRTIO_BLK_S_OK);
     const onDisk = readFileSync(path);
     expect(onDisk.subarray(3 * 512, 5 * 512).equals(pattern)).toBe(true);
@@ -120,12 +120,12 @@ describe.each([
     expect(onDisk.subarray(5 * 512).equals(content.subarray(5 * 512))).toBe(true);
     const fl = post(h, q!, VIRTIO_BLK_T_FLUSH, 0, null, 0);
     h.drv.kick(0);
-    await complete(h, q!, 1);
+    await complete(q!, 1);
     expect(h.mem.readU8(fl.status)).toBe(VIRTIO_BLK_S_OK);
 
     const id = post(h, q!, VIRTIO_BLK_T_GET_ID, 0, null, 20);
     h.drv.kick(0);
-    expect((await complete(h, q!, 1))[0]!.len).toBe(21);
+    expect((await complete(q!, 1))[0]!.len).toBe(21);
     expect(h.mem.read(id.data, 20).toString("latin1")).toBe("disk-serial-01234567");
 
     const seg = (sector: number, n: number, flags = 0) => VirtioBlkDiscardWriteZeroesLayout.encode({ sector: BigInt(sector), numSectors: n, flags });
@@ -134,7 +134,7 @@ describe.each([
     const dcUnmap = post(h, q!, VIRTIO_BLK_T_DISCARD, 0, seg(40, 2, 1), 0);
     const wzPastEnd = post(h, q!, VIRTIO_BLK_T_WRITE_ZEROES, 0, seg(127, 2), 0);
     h.drv.kick(0);
-    await complete(h, q!, 4);
+    await complete(q!, 4);
     expect([wz, dc, dcUnmap, wzPastEnd].map((r) => h.mem.readU8(r.status))).toEqual([VIRTIO_BLK_S_OK, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_S_IOERR]);
     expect(readFileSync(path).subarray(20 * 512, 24 * 512).equals(Buffer.alloc(2048))).toBe(true);
     expect(blk.stats.ioerr).toBe(1);
@@ -153,7 +153,7 @@ describe.each([
       post(h, q!, VIRTIO_BLK_T_IN, 2 ** 52, null, 512),
     ];
     h.drv.kick(0);
-    await complete(h, q!, 5);
+    await complete(q!, 5);
     expect(reqs.map((r) => h.mem.readU8(r.status))).toEqual([VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_IOERR]);
     expect(h.drv.status & VIRTIO_CONFIG_S_NEEDS_RESET).toBe(0);
   });
@@ -170,7 +170,7 @@ describe.each([
     const wz = post(h, q!, VIRTIO_BLK_T_WRITE_ZEROES, 0, VirtioBlkDiscardWriteZeroesLayout.encode({ sector: 0n, numSectors: 1, flags: 0 }), 0);
     const r = post(h, q!, VIRTIO_BLK_T_IN, 0, null, 512);
     h.drv.kick(0);
-    await complete(h, q!, 3);
+    await complete(q!, 3);
     expect(h.mem.readU8(w.status)).toBe(VIRTIO_BLK_S_IOERR);
     expect(h.mem.readU8(wz.status)).toBe(VIRTIO_BLK_S_UNSUPP);
     expect(h.mem.readU8(r.status)).toBe(VIRTIO_BLK_S_OK);

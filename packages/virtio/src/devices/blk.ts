@@ -83,11 +83,14 @@ export class RawFileBackend implements BlockBackend {
   read(position: number, into: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
       const step = (done: number): void => {
-        if (done === into.length) return resolve();
+        if (done === into.length) {
+          resolve();
+          return;
+        }
         read(this.fd, into, done, into.length - done, position + done, (err, n) => {
-          if (err) return reject(err);
-          if (n === 0) return reject(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: short read at ${position + done}`));
-          step(done + n);
+          if (err) reject(err);
+          else if (n === 0) reject(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: short read at ${position + done}`));
+          else step(done + n);
         });
       };
       step(0);
@@ -104,10 +107,19 @@ export class RawFileBackend implements BlockBackend {
       let bufs = from.filter((b) => b.length > 0);
       let pos = position;
       const step = (): void => {
-        if (bufs.length === 0) return resolve();
+        if (bufs.length === 0) {
+          resolve();
+          return;
+        }
         writev(this.fd, bufs, pos, (err, n) => {
-          if (err) return reject(err);
-          if (n === 0) return reject(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: write made no progress at ${pos}`));
+          if (err) {
+            reject(err);
+            return;
+          }
+          if (n === 0) {
+            reject(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: write made no progress at ${pos}`));
+            return;
+          }
           // A short writev: carry on from where it stopped, so a completion is never reported torn.
           pos += n;
           const rest: Buffer[] = [];
@@ -133,8 +145,15 @@ export class RawFileBackend implements BlockBackend {
   writeZeroes(position: number, length: number): Promise<void> {
     return new Promise((resolve, reject) => {
       const step = (pos: number, left: number): void => {
-        if (left === 0) return resolve();
-        write(this.fd, ZEROES, 0, Math.min(left, ZEROES.length), pos, (err, n) => (err ? reject(err) : n === 0 ? reject(new Error("no progress")) : step(pos + n, left - n)));
+        if (left === 0) {
+          resolve();
+          return;
+        }
+        write(this.fd, ZEROES, 0, Math.min(left, ZEROES.length), pos, (err, n) => {
+          if (err) reject(err);
+          else if (n === 0) reject(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: write-zeroes made no progress at ${pos}`));
+          else step(pos + n, left - n);
+        });
       };
       step(position, length);
     });
