@@ -300,6 +300,27 @@ export const PROFILES: Readonly<Record<string, VmxCaps>> = Object.freeze({
     },
     { maxPhysAddr: 36 },
   ),
+  // Intel Xeon X5482 (Penryn), VirtualBox Intel_Xeon_X5482_3_20GHz.h, MAXPHYADDR 38. Predates the
+  // TRUE_* MSRs (IA32_VMX_BASIC[55] = 0) and EPT: the non-TRUE control MSRs govern, default1 bits
+  // such as CR3-load/store exiting and save/load debug controls must be 1.
+  "intel-xeon-x5482": profile(
+    "intel-xeon-x5482",
+    {
+      IA32_VMX_BASIC: 0x5a_0800_0000_000dn,
+      IA32_VMX_PINBASED_CTLS: 0x3f_0000_0016n,
+      IA32_VMX_PROCBASED_CTLS: 0xf7f9_fffe_0401_e172n,
+      IA32_VMX_EXIT_CTLS: 0x3_ffff_0003_6dffn,
+      IA32_VMX_ENTRY_CTLS: 0x3fff_0000_11ffn,
+      IA32_VMX_MISC: 0x4_03c0n,
+      IA32_VMX_CR0_FIXED0: 0x8000_0021n,
+      IA32_VMX_CR0_FIXED1: 0xffff_ffffn,
+      IA32_VMX_CR4_FIXED0: 0x2000n,
+      IA32_VMX_CR4_FIXED1: 0x27ffn,
+      IA32_VMX_VMCS_ENUM: 0x2cn,
+      IA32_VMX_PROCBASED_CTLS2: 0x41_0000_0000n,
+    },
+    { maxPhysAddr: 38, pmuGpCounters: 2 },
+  ),
   // Synthetic: everything allowed (not a real CPU).
   "full-featured": profile(
     "full-featured",

@@ -9,8 +9,8 @@ import { show } from "./show.js";
  *   bits 11:10 type (0 control, 1 VM-exit information, 2 guest state, 3 host state)
  *   bit 12     reserved (0)
  *   bits 14:13 width (0 16-bit, 1 64-bit, 2 32-bit, 3 natural width)
- * Names follow Linux `enum vmcs_field` where Linux has the field; the few it lacks carry a name in
- * the same style (marked `linux: false`).
+ * Names follow Linux `enum vmcs_field` (mainline, or the posted KVM series for FRED and arch LBR)
+ * where Linux has the field; the few it lacks carry a name in the same style (`linux: false`).
  */
 export type FieldWidth = "16" | "64" | "32" | "natural";
 export type FieldType = "control" | "exit-info" | "guest" | "host";
@@ -128,7 +128,7 @@ const ROWS: readonly Row[] = [
   ["EPTP_LIST_ADDRESS", 0x2024, "EPTP-list address"],
   ["VMREAD_BITMAP", 0x2026, "VMREAD-bitmap address"],
   ["VMWRITE_BITMAP", 0x2028, "VMWRITE-bitmap address"],
-  ["VE_INFORMATION_ADDRESS", 0x202a, "Virtualization-exception information address", false],
+  ["VE_INFORMATION_ADDRESS", 0x202a, "Virtualization-exception information address"],
   ["XSS_EXIT_BITMAP", 0x202c, "XSS-exiting bitmap"],
   ["ENCLS_EXITING_BITMAP", 0x202e, "ENCLS-exiting bitmap"],
   ["SPP_TABLE_POINTER", 0x2030, "Sub-page-permission-table pointer (SPPTP)", false],
@@ -137,7 +137,7 @@ const ROWS: readonly Row[] = [
   ["ENCLV_EXITING_BITMAP", 0x2036, "ENCLV-exiting bitmap", false],
   ["PASID_DIR_LOW", 0x2038, "Low PASID directory address", false],
   ["PASID_DIR_HIGH", 0x203a, "High PASID directory address", false],
-  ["SHARED_EPT_POINTER", 0x203c, "Shared EPT pointer", false],
+  ["SHARED_EPT_POINTER", 0x203c, "Shared EPT pointer"],
   ["PCONFIG_EXITING_BITMAP", 0x203e, "PCONFIG-exiting bitmap", false],
   ["HLAT_POINTER", 0x2040, "Hypervisor-managed linear-address translation pointer (HLATP)", false],
   ["PID_POINTER_TABLE", 0x2042, "PID-pointer table address"],
@@ -161,7 +161,7 @@ const ROWS: readonly Row[] = [
   ["GUEST_BNDCFGS", 0x2812, "Guest IA32_BNDCFGS"],
   ["GUEST_IA32_RTIT_CTL", 0x2814, "Guest IA32_RTIT_CTL"],
   ["GUEST_IA32_LBR_CTL", 0x2816, "Guest IA32_LBR_CTL"],
-  ["GUEST_IA32_PKRS", 0x2818, "Guest IA32_PKRS"],
+  ["GUEST_IA32_PKRS", 0x2818, "Guest IA32_PKRS", false],
   ["GUEST_IA32_FRED_CONFIG", 0x281a, "Guest IA32_FRED_CONFIG"],
   ["GUEST_IA32_FRED_RSP1", 0x281c, "Guest IA32_FRED_RSP1"],
   ["GUEST_IA32_FRED_RSP2", 0x281e, "Guest IA32_FRED_RSP2"],
@@ -174,7 +174,7 @@ const ROWS: readonly Row[] = [
   ["HOST_IA32_PAT", 0x2c00, "Host IA32_PAT"],
   ["HOST_IA32_EFER", 0x2c02, "Host IA32_EFER"],
   ["HOST_IA32_PERF_GLOBAL_CTRL", 0x2c04, "Host IA32_PERF_GLOBAL_CTRL"],
-  ["HOST_IA32_PKRS", 0x2c06, "Host IA32_PKRS"],
+  ["HOST_IA32_PKRS", 0x2c06, "Host IA32_PKRS", false],
   ["HOST_IA32_FRED_CONFIG", 0x2c08, "Host IA32_FRED_CONFIG"],
   ["HOST_IA32_FRED_RSP1", 0x2c0a, "Host IA32_FRED_RSP1"],
   ["HOST_IA32_FRED_RSP2", 0x2c0c, "Host IA32_FRED_RSP2"],

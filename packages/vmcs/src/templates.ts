@@ -17,16 +17,17 @@ export function supportsMode(caps: VmxCaps, mode: GuestMode): boolean {
   const e = allowedControls(caps, "entry");
   const x = allowedControls(caps, "exit");
   if (!caps.cpu.intel64 || !(x.may1 & EXIT.HOST_ADDR_SPACE_SIZE)) return false;
-  if (!(p.may1 & PROC.ACTIVATE_SECONDARY_CONTROLS) || !(p2.may1 & PROC2.ENABLE_EPT)) return false;
-  if (mode === "real") return (p2.may1 & PROC2.UNRESTRICTED_GUEST) !== 0;
+  // Real mode needs unrestricted guest, which needs EPT; paged modes run on the guest's own tables.
+  if (mode === "real") return (p.may1 & PROC.ACTIVATE_SECONDARY_CONTROLS) !== 0 && (p2.may1 & (PROC2.ENABLE_EPT | PROC2.UNRESTRICTED_GUEST)) === (PROC2.ENABLE_EPT | PROC2.UNRESTRICTED_GUEST);
   if (mode === "long") return (e.may1 & ENTRY.IA32E_MODE_GUEST) !== 0;
   return true;
 }
 
 /**
  * A VMCS that passes every check for `caps`, for a 64-bit host (the usual VMM on Linux) and a
- * guest in `mode`: flat segments, paging on for protected/long mode, EPT enabled (identity
- * EPTP at 0x1000), unrestricted guest for real mode. Throws VMCS_INVALID_CAPS if the profile
+ * guest in `mode`: flat segments, paging on for protected/long mode, EPT enabled where the CPU has
+ * it (identity EPTP at 0x1000; without EPT the guest runs on its own tables at CR3), unrestricted
+ * guest for real mode. Throws VMCS_INVALID_CAPS if the profile
  * cannot express the mode.
  */
 export function validVmcsTemplate(caps: VmxCaps, mode: GuestMode): VmcsState {
@@ -35,12 +36,14 @@ export function validVmcsTemplate(caps: VmxCaps, mode: GuestMode): VmcsState {
   const entryA = allowedControls(caps, "entry");
   const exitA = allowedControls(caps, "exit");
   const loadEfer = (entryA.may1 & ENTRY.LOAD_IA32_EFER) !== 0;
-  const proc2 = PROC2.ENABLE_EPT | (mode === "real" ? PROC2.UNRESTRICTED_GUEST : 0) | allowedProc2(caps).must1;
+  const secondary = (p.may1 & PROC.ACTIVATE_SECONDARY_CONTROLS) !== 0;
+  const ept = secondary && (allowedProc2(caps).may1 & PROC2.ENABLE_EPT) !== 0;
+  const proc2 = (ept ? PROC2.ENABLE_EPT : 0) | (mode === "real" ? PROC2.UNRESTRICTED_GUEST : 0) | allowedProc2(caps).must1;
   const s = new VmcsState();
   s.set("PIN_BASED_VM_EXEC_CONTROL", allowedControls(caps, "pin").must1);
-  s.set("CPU_BASED_VM_EXEC_CONTROL", (p.must1 | PROC.ACTIVATE_SECONDARY_CONTROLS) >>> 0);
-  s.set("SECONDARY_VM_EXEC_CONTROL", proc2 >>> 0);
-  s.set("EPT_POINTER", TEMPLATE_EPTP);
+  s.set("CPU_BASED_VM_EXEC_CONTROL", (p.must1 | (secondary ? PROC.ACTIVATE_SECONDARY_CONTROLS : 0)) >>> 0);
+  if (secondary) s.set("SECONDARY_VM_EXEC_CONTROL", proc2 >>> 0);
+  if (ept) s.set("EPT_POINTER", TEMPLATE_EPTP);
   s.set("VM_EXIT_CONTROLS", (exitA.must1 | EXIT.HOST_ADDR_SPACE_SIZE) >>> 0);
   s.set("VM_ENTRY_CONTROLS", (entryA.must1 | (mode === "long" ? ENTRY.IA32E_MODE_GUEST : 0) | (loadEfer ? ENTRY.LOAD_IA32_EFER : 0)) >>> 0);
   // Host: 64-bit Linux-like.

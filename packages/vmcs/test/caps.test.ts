@@ -1,4 +1,4 @@
-import { capsFromJSON, capsToJSON, checkVmEntry, getProfile, isProfileName, PROFILES, VmcsError, VmcsState, validVmcsTemplate } from "@tsvmm/vmcs";
+import { allowedControls, capsFromJSON, capsToJSON, checkVmEntry, getProfile, hasTrueCtls, isProfileName, PROFILES, supportsMode, VmcsError, VmcsState, type VmxCaps, validVmcsTemplate } from "@tsvmm/vmcs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
@@ -112,5 +112,94 @@ describe("error messages never fail on the values they show", () => {
     expect(() => VmcsState.fromJSON({ fields: { GUEST_CS_SELECTOR: 1n << 16n } })).toThrow(typed("VMCS_VALUE_OUT_OF_RANGE"));
     expect(VmcsState.fromJSON({ fields: { GUEST_CR0: 0x31n } }).get("GUEST_CR0")).toBe(0x31n);
     expect(() => getProfile(5n as unknown as string)).toThrow(typed("VMCS_UNKNOWN_PROFILE"));
+  });
+});
+
+describe("non-TRUE capability MSRs (IA32_VMX_BASIC[55] = 0)", () => {
+  const x5482 = getProfile("intel-xeon-x5482");
+  const withBasic55 = (c: VmxCaps, on: boolean): VmxCaps => ({
+    ...c,
+    name: `${c.name}${on ? "+" : "-"}true`,
+    msrs: { ...c.msrs, IA32_VMX_BASIC: on ? c.msrs.IA32_VMX_BASIC | (1n << 55n) : c.msrs.IA32_VMX_BASIC & ~(1n << 55n) },
+  });
+
+  it("a real pre-Nehalem profile: bit 55 clear, so allowedControls reads the non-TRUE MSRs", () => {
+    // Values as recorded by VirtualBox for the Xeon X5482 (MSRs 0x481-0x484).
+    expect(hasTrueCtls(x5482)).toBe(false);
+    expect(allowedControls(x5482, "pin")).toEqual({ must1: 0x16, may1: 0x3f });
+    expect(allowedControls(x5482, "proc")).toEqual({ must1: 0x0401e172, may1: 0xf7f9fffe });
+    expect(allowedControls(x5482, "exit")).toEqual({ must1: 0x36dff, may1: 0x3ffff });
+    expect(allowedControls(x5482, "entry")).toEqual({ must1: 0x11ff, may1: 0x3fff });
+    // A TRUE-capable CPU reads IA32_VMX_TRUE_*: the default1 bits may be 0 there.
+    const bdw = getProfile("intel-core-i7-5600u");
+    expect(hasTrueCtls(bdw)).toBe(true);
+    expect(allowedControls(bdw, "proc").must1).toBe(0x04006172);
+    expect(allowedControls(withBasic55(bdw, false), "proc").must1).toBe(0x0401e172);
+  });
+
+  it("the X5482 runs protected- and long-mode guests (no EPT, no unrestricted guest)", () => {
+    expect(supportsMode(x5482, "real")).toBe(false);
+    for (const mode of ["protected", "long"] as const) {
+      const s = validVmcsTemplate(x5482, mode);
+      expect(checkVmEntry(s, x5482)).toEqual([]);
+      expect(s.get("CPU_BASED_VM_EXEC_CONTROL") & 0x18000n).toBe(0x18000n); // CR3 load/store exiting: default1
+      expect(s.get("VM_ENTRY_CONTROLS") & 4n).toBe(4n); // load debug controls: default1
+      expect(s.get("SECONDARY_VM_EXEC_CONTROL") & 2n).toBe(0n); // no EPT on Penryn
+    }
+  });
+
+  it("clearing a default1 bit is refused by the non-TRUE MSR and accepted by the TRUE one", () => {
+    const cases: [string, string, number][] = [
+      ["CPU_BASED_VM_EXEC_CONTROL", "CTRL.PROC.ALLOWED_BITS", 1 << 15],
+      ["CPU_BASED_VM_EXEC_CONTROL", "CTRL.PROC.ALLOWED_BITS", 1 << 16],
+      ["VM_EXIT_CONTROLS", "CTRL.EXIT.ALLOWED_BITS", 1 << 2],
+      ["VM_ENTRY_CONTROLS", "CTRL.ENTRY.ALLOWED_BITS", 1 << 2],
+    ];
+    const bdw = getProfile("intel-core-i7-5600u");
+    const nonTrue = withBasic55(bdw, false);
+    for (const [f, id, bit] of cases) {
+      const s = validVmcsTemplate(nonTrue, "long");
+      expect(checkVmEntry(s, nonTrue)).toEqual([]);
+      s.set(f, (Number(s.get(f)) & ~bit) >>> 0);
+      const v = checkVmEntry(s, nonTrue);
+      expect(v.map((x) => x.id)).toEqual([id]);
+      expect(v[0]!.message).toContain(`bits 0x${bit.toString(16)} must be 1`);
+      expect(checkVmEntry(s, bdw)).toEqual([]);
+      // And on the real non-TRUE CPU.
+      const p = validVmcsTemplate(x5482, "long");
+      p.set(f, (Number(p.get(f)) & ~bit) >>> 0);
+      expect(checkVmEntry(p, x5482).map((x) => x.id)).toEqual([id]);
+    }
+  });
+
+  it("property: ALLOWED_BITS verdicts follow the MSR pair that bit 55 selects", () => {
+    const words = [
+      ["pin", "PIN_BASED_VM_EXEC_CONTROL", "CTRL.PIN.ALLOWED_BITS", "IA32_VMX_PINBASED_CTLS", "IA32_VMX_TRUE_PINBASED_CTLS"],
+      ["proc", "CPU_BASED_VM_EXEC_CONTROL", "CTRL.PROC.ALLOWED_BITS", "IA32_VMX_PROCBASED_CTLS", "IA32_VMX_TRUE_PROCBASED_CTLS"],
+      ["exit", "VM_EXIT_CONTROLS", "CTRL.EXIT.ALLOWED_BITS", "IA32_VMX_EXIT_CTLS", "IA32_VMX_TRUE_EXIT_CTLS"],
+      ["entry", "VM_ENTRY_CONTROLS", "CTRL.ENTRY.ALLOWED_BITS", "IA32_VMX_ENTRY_CTLS", "IA32_VMX_TRUE_ENTRY_CTLS"],
+    ] as const;
+    const u32 = fc.integer({ min: 0, max: 0xffff_ffff });
+    fc.assert(
+      fc.property(fc.boolean(), fc.array(fc.tuple(u32, u32, u32, u32, u32), { minLength: 4, maxLength: 4 }), (trueCtls, draws) => {
+        const msrs = { ...PROFILES["full-featured"]!.msrs };
+        msrs.IA32_VMX_BASIC = trueCtls ? msrs.IA32_VMX_BASIC | (1n << 55n) : msrs.IA32_VMX_BASIC & ~(1n << 55n);
+        const s = new VmcsState();
+        const want = new Set<string>();
+        words.forEach(([, field, id, plain, tru], i) => {
+          const [must1a, may1a, must1b, may1b, value] = draws[i]!;
+          msrs[plain] = (BigInt(may1a) << 32n) | BigInt(must1a);
+          msrs[tru] = (BigInt(may1b) << 32n) | BigInt(must1b);
+          const [must1, may1] = trueCtls ? [must1b, may1b] : [must1a, may1a];
+          s.set(field, value);
+          // Independent reference: every must-be-1 bit set and no bit outside may-be-1.
+          if ((value & must1) >>> 0 !== must1 >>> 0 || (value & ~may1) >>> 0 !== 0) want.add(id);
+        });
+        const caps = { name: "random", msrs, cpu: PROFILES["full-featured"]!.cpu };
+        const got = new Set(checkVmEntry(s, caps).map((v) => v.id).filter((id) => id.endsWith(".ALLOWED_BITS") && !id.includes("PROC2") && !id.includes("PROC3") && !id.includes("EXIT2")));
+        expect(got).toEqual(want);
+      }),
+      { numRuns: 500 },
+    );
   });
 });
