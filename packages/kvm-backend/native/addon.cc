@@ -24,7 +24,9 @@
 
 namespace {
 
-constexpr unsigned long kKvmRun = 0xae80;  // _IO(KVMIO, 0x80); checked against the header by abi's test.
+// KVM_RUN's request number. TypeScript passes it (abi's KVM_IOCTLS, checked against <linux/kvm.h>)
+// through setRunRequest() when the addon is loaded, so no ioctl number is kept here.
+std::atomic<unsigned long> g_kvm_run{0};
 
 Napi::Value Ret(Napi::Env env, long r) { return Napi::Number::New(env, static_cast<double>(r < 0 ? -errno : r)); }
 
@@ -245,7 +247,7 @@ class Runner : public Napi::ObjectWrap<Runner> {
         pending_ = false;
         running_ = true;
       }
-      long r = ioctl(fd_, kKvmRun, 0);
+      long r = ioctl(fd_, g_kvm_run.load(std::memory_order_relaxed), 0);
       long result = r < 0 ? -errno : r;
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -329,6 +331,11 @@ class Runner : public Napi::ObjectWrap<Runner> {
   static constexpr int kSpinMicros = 50;
 };
 
+Napi::Value SetRunRequest(const Napi::CallbackInfo& info) {
+  g_kvm_run.store(static_cast<unsigned long>(info[0].As<Napi::Number>().Uint32Value()), std::memory_order_relaxed);
+  return info.Env().Undefined();
+}
+
 Napi::Value Delivered(const Napi::CallbackInfo& info) {
   Runner* r = Napi::ObjectWrap<Runner>::Unwrap(info[0].As<Napi::Object>());
   r->Delivered(info.Env());
@@ -349,6 +356,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mmap", Napi::Function::New(env, Mmap));
   exports.Set("munmap", Napi::Function::New(env, Munmap));
   exports.Set("delivered", Napi::Function::New(env, Delivered));
+  exports.Set("setRunRequest", Napi::Function::New(env, SetRunRequest));
   exports.Set("Runner", Runner::Init(env));
   Napi::Object c = Napi::Object::New(env);
   c.Set("O_RDWR", static_cast<int>(O_RDWR));

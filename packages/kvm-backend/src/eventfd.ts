@@ -1,3 +1,4 @@
+import { ERRNO } from "./errno.js";
 import { KvmError, syscallError } from "./errors.js";
 import { native } from "./native.js";
 
@@ -29,7 +30,7 @@ export class EventFd {
   /** Read and reset the counter; undefined when it is zero (non-blocking). */
   read(): bigint | undefined {
     const r = native().read(this.fd, this.scratch);
-    if (r === -11) return undefined;
+    if (r === -ERRNO.EAGAIN) return undefined;
     if (r < 0) throw syscallError("read", r, "eventfd");
     return this.scratch.readBigUInt64LE();
   }

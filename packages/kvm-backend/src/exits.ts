@@ -1,5 +1,6 @@
 import {
-  KVM_EXIT, KVM_EXIT_NAMES, KVM_INTERNAL_ERROR, KVM_RUN_EXIT_OFFSET, KVM_SYSTEM_EVENT, KvmRunDebugLayout,
+  KVM_EXIT, KVM_EXIT_IO_IN, KVM_EXIT_NAMES, KVM_INTERNAL_ERROR, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, KVM_RUN_EXIT_OFFSET, KVM_RUN_X86_BUS_LOCK,
+  KVM_RUN_X86_SMM, KVM_SYSTEM_EVENT, KvmRunDebugLayout,
   KvmRunEmulationFailureLayout, KvmRunExLayout, KvmRunFailEntryLayout, KvmRunHwLayout, KvmRunHypercallLayout,
   KvmRunInternalLayout, KvmRunIoLayout, KvmRunLayout, KvmRunMmioLayout, KvmRunMsrLayout, KvmRunSystemEventLayout,
 } from "@tsvmm/abi";
@@ -30,6 +31,7 @@ export const RUN_IMMEDIATE_EXIT = KvmRunLayout.offsetOf("immediateExit");
 export const RUN_REQUEST_INTERRUPT_WINDOW = KvmRunLayout.offsetOf("requestInterruptWindow");
 export const RUN_READY_FOR_INTERRUPT = KvmRunLayout.offsetOf("readyForInterruptInjection");
 export const RUN_IF_FLAG = KvmRunLayout.offsetOf("ifFlag");
+export const RUN_FLAGS = KvmRunLayout.offsetOf("flags");
 
 abstract class ExitBase {
   constructor(protected readonly run: Buffer) {}
@@ -40,16 +42,28 @@ abstract class ExitBase {
   get reasonName(): string {
     return KVM_EXIT_NAMES[this.reason] ?? `UNKNOWN_${this.reason}`;
   }
+  /** kvm_run.flags at this exit: KVM_RUN_X86_SMM, KVM_RUN_X86_BUS_LOCK. */
+  get flags(): number {
+    return this.run.readUInt16LE(RUN_FLAGS);
+  }
+  /** The vCPU was in System Management Mode at the exit. */
+  get inSmm(): boolean {
+    return (this.flags & KVM_RUN_X86_SMM) !== 0;
+  }
+  /** A bus lock was detected (KVM_CAP_X86_BUS_LOCK_EXIT). */
+  get busLock(): boolean {
+    return (this.flags & KVM_RUN_X86_BUS_LOCK) !== 0;
+  }
 }
 
 /** KVM_EXIT_IO. KVM has already advanced RIP past the instruction: no skip is needed. */
 export class IoExit extends ExitBase {
   readonly kind = "io" as const;
   get direction(): "in" | "out" {
-    return this.run[IO_DIRECTION] === 0 ? "in" : "out";
+    return this.run[IO_DIRECTION] === KVM_EXIT_IO_IN ? "in" : "out";
   }
   get isWrite(): boolean {
-    return this.run[IO_DIRECTION] !== 0;
+    return this.run[IO_DIRECTION] !== KVM_EXIT_IO_IN;
   }
   /** Bytes per element: 1, 2 or 4. */
   get size(): number {
@@ -201,8 +215,7 @@ export class InternalErrorExit extends ExitBase {
   get instructionBytes(): Buffer | undefined {
     if (this.suberror !== KVM_INTERNAL_ERROR.EMULATION) return undefined;
     const f = KvmRunEmulationFailureLayout.decode(this.run, E);
-    // flags bit 0: instruction bytes are valid.
-    if ((f.flags & 1n) === 0n) return undefined;
+    if ((f.flags & BigInt(KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) === 0n) return undefined;
     return f.insnBytes.subarray(0, Math.min(f.insnSize, 15));
   }
   toJSON(): object {

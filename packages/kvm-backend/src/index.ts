@@ -1,9 +1,10 @@
 export { kvmAvailable, requireKvm } from "./availability.js";
 export { type DirtyPage, DirtyRing } from "./dirty-ring.js";
+export { ERRNO } from "./errno.js";
 export { errnoName, KvmError, type KvmErrorCode } from "./errors.js";
 export { EventFd } from "./eventfd.js";
 export {
-  DebugExit, ExceptionExit, FailEntryExit, HypercallExit, InternalErrorExit, IoExit, MmioExit, MsrExit, SimpleExit,
+  DebugExit, ExceptionExit, ExitDecoder, FailEntryExit, HypercallExit, InternalErrorExit, IoExit, MmioExit, MsrExit, SimpleExit,
   SystemEventExit, UnknownExit, type VcpuExit, type VcpuExitKind,
 } from "./exits.js";
 export { GuestRam } from "./guest-ram.js";

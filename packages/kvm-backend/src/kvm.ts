@@ -2,12 +2,12 @@ import {KVM_IOCTLS as IOC,
   KVM_API_VERSION, KVM_CAP, type KvmCapName, 
   KvmCpuid2Layout, type KvmCpuidEntry2, KvmCpuidEntry2Layout,KvmMsrListLayout,
 } from "@tsvmm/abi";
+import { ERRNO } from "./errno.js";
 import { errnoName, ioctlError, KvmError } from "./errors.js";
 import { type NativeAddon, native } from "./native.js";
 import { decodeEntries } from "./vcpu.js";
 import { Vm } from "./vm.js";
 
-const E2BIG = 7;
 
 /**
  * The /dev/kvm system handle: what this host's KVM supports, and the factory for VMs.
@@ -43,10 +43,10 @@ export class Kvm {
     if (fd < 0) {
       const errno = -fd;
       const name = errnoName(errno);
-      if (name === "ENOENT" || name === "ENODEV" || name === "ENXIO") {
+      if (errno === ERRNO.ENOENT || errno === ERRNO.ENODEV || errno === ERRNO.ENXIO) {
         throw new KvmError("KVM_NOT_FOUND", `${path} does not exist (${name}): this machine has no KVM`, { errno, ioctl: "open" });
       }
-      if (name === "EACCES" || name === "EPERM") {
+      if (errno === ERRNO.EACCES || errno === ERRNO.EPERM) {
         throw new KvmError("KVM_PERMISSION_DENIED", `${path}: permission denied (${name}); add the user to the kvm group`, { errno, ioctl: "open" });
       }
       throw new KvmError("KVM_OPEN_FAILED", `cannot open ${path}: ${name}`, { errno, ioctl: "open" });
@@ -96,7 +96,7 @@ export class Kvm {
       const buf = Buffer.alloc(KvmCpuid2Layout.size + max * KvmCpuidEntry2Layout.size);
       KvmCpuid2Layout.encode({ nent: max }, buf);
       const r = this.n.ioctlBuf(this.fd, request, buf);
-      if (r === -E2BIG) continue;
+      if (r === -ERRNO.E2BIG) continue;
       if (r < 0) throw ioctlError(request, r);
       return decodeEntries(buf, KvmCpuid2Layout.size, KvmCpuidEntry2Layout, KvmCpuid2Layout.decode(buf).nent);
     }
@@ -114,7 +114,7 @@ export class Kvm {
   private msrList(request: number): number[] {
     const probe = Buffer.alloc(KvmMsrListLayout.size);
     const r0 = this.n.ioctlBuf(this.fd, request, probe);
-    if (r0 < 0 && r0 !== -E2BIG) throw ioctlError(request, r0);
+    if (r0 < 0 && r0 !== -ERRNO.E2BIG) throw ioctlError(request, r0);
     const n = KvmMsrListLayout.decode(probe).nmsrs;
     const buf = Buffer.alloc(KvmMsrListLayout.size + n * 4);
     KvmMsrListLayout.encode({ nmsrs: n }, buf);

@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { KVM_IOCTLS } from "@tsvmm/abi";
 import { KvmError } from "./errors.js";
 
 /** The addon's surface: system calls returning a value >= 0 or -errno. No policy lives there. */
@@ -23,6 +24,8 @@ export interface NativeAddon {
   mmap(fd: number, length: number, prot: number, flags: number, offset: number): ArrayBuffer | number;
   munmap(buffer: ArrayBuffer): number;
   delivered(runner: NativeRunner): void;
+  /** The ioctl number the runner threads issue (KVM_RUN, from abi). */
+  setRunRequest(request: number): void;
   Runner: new (fd: number, callback: (result: number) => void) => NativeRunner;
   constants: {
     O_RDWR: number; O_NONBLOCK: number; PROT_READ: number; PROT_WRITE: number; MAP_SHARED: number;
@@ -45,7 +48,9 @@ export function native(): NativeAddon {
   const path = join(packageRoot(), "build", "Release", "tsvmm_kvm.node");
   try {
     const req = createRequire(join(packageRoot(), "package.json"));
-    cached = req(path) as NativeAddon;
+    const addon = req(path) as NativeAddon;
+    addon.setRunRequest(KVM_IOCTLS.KVM_RUN);
+    cached = addon;
   } catch (e) {
     throw new KvmError("KVM_NATIVE_MISSING", `cannot load the kvm-backend addon at ${path}; build it with \`npm rebuild @tsvmm/kvm-backend\``, { cause: e });
   }

@@ -6,14 +6,13 @@ import {
   KvmXcrsLayout, type KvmXsave, KvmXsaveLayout, type StructLayout, 
 } from "@tsvmm/abi";
 import { DirtyRing } from "./dirty-ring.js";
+import { ERRNO } from "./errno.js";
 import { ioctlError, KvmError, syscallError } from "./errors.js";
 import {
   ExitDecoder, RUN_IF_FLAG, RUN_IMMEDIATE_EXIT, RUN_READY_FOR_INTERRUPT, RUN_REQUEST_INTERRUPT_WINDOW, type VcpuExit,
 } from "./exits.js";
 import { type NativeAddon, type NativeRunner, native } from "./native.js";
 
-const EINTR = 4;
-const EAGAIN = 11;
 
 /**
  * One virtual CPU. `run()` issues KVM_RUN on the calling thread (the fastest path; it blocks the
@@ -284,7 +283,7 @@ export class Vcpu {
 
   private result(r: number): VcpuExit {
     if (r < 0) {
-      if (-r === EINTR || -r === EAGAIN) {
+      if (-r === ERRNO.EINTR || -r === ERRNO.EAGAIN) {
         this.runBuffer[RUN_IMMEDIATE_EXIT] = 0;
         return this.decoder.interrupted;
       }
