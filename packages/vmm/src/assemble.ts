@@ -1,6 +1,6 @@
 import type { KvmCpuidEntry2, KvmMsrEntry, KvmMsrFilter, KvmRegs, KvmSregs } from "@tsvmm/abi";
 import type { BootCpuState } from "@tsvmm/elf-loader";
-import { KVM_MP_STATE, KVM_MSR_EXIT_REASON } from "@tsvmm/abi";
+import { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_MP_STATE, KVM_MSR_EXIT_REASON } from "@tsvmm/abi";
 import { applyTemplate, type CpuidTemplate, fromKvmEntries, kvmCpuidForVcpus, normalize, type Topology } from "@tsvmm/cpuid";
 import {
   type BusObserver, CMOS_PORT, CmosRtc, DEBUG_EXIT_SIZE, DebugExit, type DefaultHandler, type Device, FW_CFG_PORT, FW_CFG_SIZE,
@@ -109,11 +109,8 @@ function step<T>(name: VmmBuildStep, fn: () => T): T {
  * protected-mode kernels reprogram or mask the PICs themselves.
  */
 function programPicsLikeBios(vm: Vm): void {
-  for (const [chipId, base] of [[0, 0x08], [1, 0x70]] as const) {
-    const pic = vm.getIrqchip(chipId);
-    // kvm_pic_state: last_irr, irr, imr, isr, priority_add, irq_base, ...
-    pic.chip[5] = base;
-    vm.setIrqchip(pic);
+  for (const [chipId, base] of [[KVM_IRQCHIP_PIC_MASTER, 0x08], [KVM_IRQCHIP_PIC_SLAVE, 0x70]] as const) {
+    vm.setPic(chipId, { ...vm.getPic(chipId), irqBase: base });
   }
 }
 

@@ -1,7 +1,7 @@
 import type { GuestMemory } from "@tsvmm/abi";
 import {
   applyElfLoad, BOOT_GDT_ADDR, BOOT_PAGE_TABLES_ADDR, type BootCpuState, bootGdt, bootLinux, bootMultiboot, bootPvh,type ElfFile, 
-  findMultibootHeader, findPvhEntry, loadElf, longMode64State, type PageTableBuilder, parseBzImage, parseElf, planElfLoad, protectedMode32State, realModeState,
+  findMultibootHeader, findPvhEntry, loadElf, looksLikeBzImage, longMode64State, type PageTableBuilder, parseBzImage, parseElf, planElfLoad, protectedMode32State, realModeState,
 } from "@tsvmm/elf-loader";
 import { buildIdentityMap, identityMapFootprint } from "@tsvmm/ept";
 import { VmmError } from "./errors.js";
@@ -44,7 +44,7 @@ export interface BootOptions {
 /** Recognize a kernel image by its bytes. */
 export function detectFormat(bytes: Uint8Array): KernelFormat {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-  if (b.length >= 0x206 && b.readUInt16LE(0x1fe) === 0xaa55 && b.toString("latin1", 0x202, 0x206) === "HdrS") return "bzimage";
+  if (looksLikeBzImage(b)) return "bzimage";
   if (b.length >= 4 && b.readUInt32BE(0) === 0x7f454c46) {
     const elf = parseElf(bytes);
     if (tsvmmMode(elf) !== undefined) return "tsvmm";
