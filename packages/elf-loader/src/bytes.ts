@@ -4,9 +4,9 @@ import { ElfError, hex } from "./errors.js";
 export const U64_LIMIT = 1n << 64n;
 
 /**
- * Bounds-checked little-endian reads over a file. Callers check ranges with {@link fileRange}
+ * Bounds-checked reads of declared structs over a file. Callers check ranges with {@link fileRange}
  * before reading; these reads re-check so that a missed check surfaces as ELF_TRUNCATED,
- * never as a RangeError from DataView.
+ * never as a RangeError.
  */
 export class ByteReader {
   readonly bytes: Uint8Array;
@@ -22,25 +22,10 @@ export class ByteReader {
       throw new ElfError("ELF_TRUNCATED", `${what}: ${size} bytes at offset ${offset} run past the end of the ${this.length}-byte file`);
     }
   }
-  u8(offset: number, what = "u8"): number {
-    this.need(offset, 1, what);
-    return this.view.getUint8(offset);
-  }
-  u16(offset: number, what = "u16"): number {
-    this.need(offset, 2, what);
-    return this.view.getUint16(offset, true);
-  }
+  /** A u32 data word (not a struct field: e.g. the implicit addend a REL entry points at). */
   u32(offset: number, what = "u32"): number {
     this.need(offset, 4, what);
     return this.view.getUint32(offset, true);
-  }
-  u64(offset: number, what = "u64"): bigint {
-    this.need(offset, 8, what);
-    return this.view.getBigUint64(offset, true);
-  }
-  /** A 32- or 64-bit word as bigint, by ELF class. */
-  word(offset: number, is64: boolean, what = "word"): bigint {
-    return is64 ? this.u64(offset, what) : BigInt(this.u32(offset, what));
   }
   /** A declared struct at `offset`; one that runs past the end of the file is ELF_TRUNCATED. */
   struct<T>(layout: StructLayout<T>, offset: number, what: string = layout.cType): T {

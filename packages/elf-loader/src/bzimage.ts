@@ -63,6 +63,7 @@ export function parseBzImage(bytes: Uint8Array): BzImage {
     version,
   };
   const kernel = bytes.subarray(setupSize);
+  if (kernel.length <= STARTUP_64_OFFSET) throw truncated(`protected-mode kernel: ${kernel.length} bytes do not reach startup_64 at ${hex(STARTUP_64_OFFSET)}`);
   if (header.syssize * 16 > kernel.length) throw truncated(`syssize: ${header.syssize} paragraphs exceed the ${kernel.length}-byte protected-mode kernel`);
   if ((header.loadflags & LOADED_HIGH) === 0) throw new BootError("BZIMAGE_OLD_PROTOCOL", "loadflags: LOADED_HIGH is clear (a zImage, not a bzImage)");
   if (version >= 0x20c && (header.xloadflags & XLF_KERNEL_64) === 0) throw new BootError("BZIMAGE_NOT_64BIT", "xloadflags: XLF_KERNEL_64 is clear, the kernel has no 64-bit entry");

@@ -28,7 +28,11 @@ export type LoadErrorCode =
   | "LOAD_BAD_OPTION"
   | "LOAD_ADDRESS_OVERFLOW"
   | "LOAD_OUTSIDE_MEMORY"
-  | "LOAD_SEGMENTS_OVERLAP";
+  | "LOAD_SEGMENTS_OVERLAP"
+  /** A segment overlaps a range the caller reserved (the boot contract's GDT, page tables, boot info). */
+  | "LOAD_OVERLAPS_RESERVED"
+  /** The entry point lies in no loaded executable (PF_X) segment. */
+  | "LOAD_ENTRY_OUTSIDE_SEGMENTS";
 
 export class LoadError extends TsvmmError<LoadErrorCode> {}
 

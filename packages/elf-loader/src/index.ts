@@ -55,7 +55,7 @@ export { elfSymbols } from "./elf/symbols.js";
 export type { DynamicEntry, ElfFile, ElfHeader, ElfNote, ElfSymbol, ProgramHeader, SectionHeader } from "./elf/types.js";
 export { BootError, type BootErrorCode, ElfError, type ElfErrorCode, LoadError, type LoadErrorCode, RelocationError, type RelocationErrorCode } from "./errors.js";
 export * from "./hvm-start-info.js";
-export { applyElfLoad, type ElfLoadPlan, type LoadedSegment, type LoadOptions, type LoadResult, loadElf, planElfLoad } from "./load.js";
+export { applyElfLoad, checkEntryInSegments, type ElfLoadPlan, type LoadedSegment, type LoadOptions, type LoadResult, loadElf, planElfLoad, type ReservedRange } from "./load.js";
 export { defaultMemoryMap, MEMORY_ACPI, MEMORY_NVS, MEMORY_RAM, MEMORY_RESERVED, MEMORY_UNUSABLE, type MemoryMapEntry } from "./memmap.js";
 export {
   bootMultiboot,

@@ -1,6 +1,6 @@
 import type { GuestMemory } from "@tsvmm/abi";
 import { fileRange, U64_LIMIT } from "./bytes.js";
-import { ET_DYN, PT_LOAD } from "./elf/constants.js";
+import { ET_DYN, PF_X, PT_LOAD } from "./elf/constants.js";
 import { parseElf } from "./elf/parse.js";
 import type { ElfFile } from "./elf/types.js";
 import { hex, LoadError } from "./errors.js";
@@ -13,11 +13,31 @@ export interface LoadOptions {
   readonly offset?: bigint | number;
   /** For ET_DYN images: apply relocations with bias = offset. Default true. */
   readonly relocate?: boolean;
+  /**
+   * Guest ranges the VMM keeps for itself (the boot contract's GDT, page tables, boot information):
+   * a segment overlapping one is LOAD_OVERLAPS_RESERVED, refused before anything is written.
+   */
+  readonly reserved?: readonly ReservedRange[];
+  /**
+   * Refuse an image whose entry (e_entry + offset) lies in no loaded PF_X segment
+   * (LOAD_ENTRY_OUTSIDE_SEGMENTS). Default true; a boot protocol with its own entry (PVH) turns
+   * it off and checks that entry with {@link checkEntryInSegments}.
+   */
+  readonly checkEntry?: boolean;
+}
+
+export interface ReservedRange {
+  readonly address: number;
+  readonly size: number;
+  /** Named in the error message. */
+  readonly what: string;
 }
 
 export interface LoadedSegment {
   /** Index of the program header. */
   readonly index: number;
+  /** p_flags (PF_X, PF_W, PF_R). */
+  readonly flags: number;
   readonly guestAddress: number;
   readonly fileOffset: number;
   readonly fileSize: number;
@@ -85,7 +105,7 @@ export function planElfLoad(memory: GuestMemory, elf: ElfFile, options: LoadOpti
       throw new LoadError("LOAD_OUTSIDE_MEMORY", `${what}: ${hex(addr)}..${hex(end)} is not inside guest memory`);
     }
     const rg = fileRange(ph.offset, ph.filesz, elf.bytes.length, `program header ${ph.index} p_offset/p_filesz`);
-    segments.push({ index: ph.index, guestAddress: Number(addr), fileOffset: rg.offset, fileSize: rg.size, memorySize: Number(ph.memsz), vaddr: ph.vaddr });
+    segments.push({ index: ph.index, flags: ph.flags, guestAddress: Number(addr), fileOffset: rg.offset, fileSize: rg.size, memorySize: Number(ph.memsz), vaddr: ph.vaddr });
   }
   if (segments.length === 0) throw new LoadError("LOAD_NO_SEGMENTS", "program headers: no PT_LOAD segment with p_memsz > 0");
   const sorted = [...segments].sort((a, b) => a.guestAddress - b.guestAddress);
@@ -96,11 +116,45 @@ export function planElfLoad(memory: GuestMemory, elf: ElfFile, options: LoadOpti
       throw new LoadError("LOAD_SEGMENTS_OVERLAP", `program headers ${a.index} and ${b.index}: segments overlap at ${hex(b.guestAddress)}`);
     }
   }
+  for (const r of checkReserved(options.reserved)) {
+    const s = segments.find((x) => x.memorySize > 0 && x.guestAddress < r.address + r.size && r.address < x.guestAddress + x.memorySize);
+    if (s !== undefined) {
+      throw new LoadError(
+        "LOAD_OVERLAPS_RESERVED",
+        `program header ${s.index}: ${hex(s.guestAddress)}..${hex(s.guestAddress + s.memorySize)} overlaps ${r.what} at ${hex(r.address)}..${hex(r.address + r.size)}, which the VMM keeps for itself`,
+      );
+    }
+  }
   const last = sorted[sorted.length - 1]!;
   const entry = elf.header.entry + offset;
   if (entry < 0n || entry >= U64_LIMIT) throw new LoadError("LOAD_ADDRESS_OVERFLOW", `e_entry ${hex(elf.header.entry)} + offset ${offset} is outside 0..2^64`);
+  if (options.checkEntry !== false) checkEntryInSegments(segments, entry, "e_entry");
   const relocations = elf.header.type === ET_DYN && options.relocate !== false ? planRelocations(elf, segments, offset) : [];
   return { elf, entry, bias: offset, segments, relocations, lowestAddress: sorted[0]!.guestAddress, end: last.guestAddress + last.memorySize };
+}
+
+function checkReserved(reserved: readonly ReservedRange[] | undefined): readonly ReservedRange[] {
+  if (reserved === undefined) return [];
+  if (!Array.isArray(reserved)) throw new LoadError("LOAD_BAD_OPTION", "reserved: not an array");
+  for (const r of reserved as readonly ReservedRange[]) {
+    if (!Number.isSafeInteger(r?.address) || r.address < 0 || !Number.isSafeInteger(r.size) || r.size < 0) {
+      throw new LoadError("LOAD_BAD_OPTION", `reserved: ${String(r?.what)} needs a non-negative safe integer address and size`);
+    }
+  }
+  return reserved;
+}
+
+/**
+ * Throw LOAD_ENTRY_OUTSIDE_SEGMENTS unless `entry` (a guest address, as the segments were placed)
+ * lies inside a loaded segment with PF_X: a kernel must start in its own code.
+ */
+export function checkEntryInSegments(segments: readonly LoadedSegment[], entry: bigint | number, what: string): void {
+  const e = BigInt(entry);
+  const hit = segments.some((s) => (s.flags & PF_X) !== 0 && e >= BigInt(s.guestAddress) && e < BigInt(s.guestAddress + s.memorySize));
+  if (!hit) {
+    const ranges = segments.map((s) => `${hex(s.guestAddress)}..${hex(s.guestAddress + s.memorySize)}${(s.flags & PF_X) !== 0 ? "" : " (not executable)"}`).join(", ");
+    throw new LoadError("LOAD_ENTRY_OUTSIDE_SEGMENTS", `${what} ${hex(e)} lies in no loaded executable segment (${ranges})`);
+  }
 }
 
 /** Carry out a plan from {@link planElfLoad}: copy file bytes, zero bss tails, apply relocations. */

@@ -138,6 +138,9 @@ export function bootMultiboot(memory: GuestMemory, image: Uint8Array, options: M
     if (start + size > image.length) throw new BootError("MULTIBOOT_BAD_ADDRESS", `${what}: load_end_addr ${hex(a.loadEndAddr)} reaches past the end of the file`);
     if (a.bssEndAddr !== 0 && a.bssEndAddr < a.loadAddr + size) throw new BootError("MULTIBOOT_BAD_ADDRESS", `${what}: bss_end_addr ${hex(a.bssEndAddr)} is below the end of the loaded image`);
     const total = a.bssEndAddr === 0 ? size : a.bssEndAddr - a.loadAddr;
+    if (a.entryAddr < a.loadAddr || a.entryAddr >= a.loadAddr + size) {
+      throw new BootError("MULTIBOOT_BAD_ADDRESS", `${what}: entry_addr ${hex(a.entryAddr)} lies outside the loaded image ${hex(a.loadAddr)}..${hex(a.loadAddr + size)}`);
+    }
     place.add(a.loadAddr, total, "multiboot kernel image", true);
     entry = a.entryAddr;
     commitKernel = () => {

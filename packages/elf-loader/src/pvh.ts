@@ -4,7 +4,7 @@ import { parseElf } from "./elf/parse.js";
 import type { ElfFile } from "./elf/types.js";
 import { BootError, hex } from "./errors.js";
 import { HVM_START_MAGIC, HvmMemmapTableEntryLayout, HvmModlistEntryLayout, HvmStartInfoLayout } from "./hvm-start-info.js";
-import { applyElfLoad, type LoadResult, planElfLoad } from "./load.js";
+import { applyElfLoad, checkEntryInSegments, type LoadResult, planElfLoad } from "./load.js";
 import { defaultMemoryMap, type MemoryMapEntry } from "./memmap.js";
 import { cstring, Placement } from "./placement.js";
 
@@ -73,7 +73,9 @@ export function bootPvh(memory: GuestMemory, image: Uint8Array | ElfFile, option
   if (!Number.isSafeInteger(offset)) throw new BootError("BOOT_BAD_OPTION", `offset: ${offset} is not a safe integer`);
   const entry = raw + offset;
   if (entry < 0 || entry > 0xffffffff) throw new BootError("BOOT_ADDRESS_ABOVE_4G", `PVH entry ${hex(raw)} + offset ${offset} is not a 32-bit address`);
-  const plan = planElfLoad(memory, elf, { addressing: "physical", offset });
+  // e_entry means nothing to PVH; its own entry must lie in the kernel's code instead.
+  const plan = planElfLoad(memory, elf, { addressing: "physical", offset, checkEntry: false });
+  checkEntryInSegments(plan.segments, entry, "PVH entry (XEN_ELFNOTE_PHYS32_ENTRY + offset)");
   const place = new Placement(memory);
   for (const s of plan.segments) place.add(s.guestAddress, s.memorySize, `program header ${s.index}`);
 
