@@ -1,16 +1,20 @@
-import { readdirSync } from "node:fs";
-import { Kvm, KvmError, requireKvm } from "@tsvmm/kvm-backend";
+import { readdirSync, readFileSync } from "node:fs";
+import { Kvm, KvmError, requireKvm, type Vm } from "@tsvmm/kvm-backend";
 import { describe, expect, it } from "vitest";
 import { assemble, enterRealMode } from "./helpers.js";
 
 const hasKvm = requireKvm();
 const openFds = (): number => readdirSync("/proc/self/fd").length;
+const mapCount = (): number => readFileSync("/proc/self/maps", "utf8").trimEnd().split("\n").length;
 
 describe.runIf(hasKvm)("lifecycle", () => {
-  it("creates and destroys 1000 VMs with fds and RSS flat", () => {
+  it("creates and destroys 1000 VMs whose guests touch their memory: fds, mappings and RSS return to where they were", () => {
     const kvm = Kvm.open();
-    const code = assemble("mov al, 1\n out 0x10, al\n hlt", 16);
-    const cycle = (): void => {
+    // The guest writes one byte to each of PAGES pages (0x10000 upwards), so each VM has at least
+    // PAGES pages resident while it lives; then it reports and halts.
+    const PAGES = 128;
+    const code = assemble(`mov ax, 0x1000\n mov cx, ${PAGES}\n1: mov es, ax\n mov byte ptr es:[0], 1\n add ax, 0x100\n loop 1b\n mov al, 1\n out 0x10, al\n hlt`, 16);
+    const open = (): Vm => {
       const vm = kvm.createVm();
       vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 2 << 20 });
       vm.memory.write(0x1000, code);
@@ -18,20 +22,34 @@ describe.runIf(hasKvm)("lifecycle", () => {
       enterRealMode(vcpu, 0x1000);
       expect(vcpu.run().kind).toBe("io");
       expect(vcpu.run().kind).toBe("hlt");
-      vm.close();
+      return vm;
     };
-    for (let i = 0; i < 50; i++) cycle(); // warm up allocators and JIT
-    globalThis.gc?.();
-    const fds0 = openFds();
-    const rss0 = process.memoryUsage().rss;
-    for (let i = 0; i < 1000; i++) cycle();
-    globalThis.gc?.();
-    const fds1 = openFds();
-    const rss1 = process.memoryUsage().rss;
+    const state = (): { fds: number; maps: number; rss: number } => {
+      globalThis.gc?.();
+      return { fds: openFds(), maps: mapCount(), rss: process.memoryUsage().rss };
+    };
+    for (let i = 0; i < 50; i++) open().close(); // warm up allocators and JIT
+    const s0 = state();
+
+    // The control: while LIVE guests are alive, their touched pages and mappings are really there,
+    // so the bounds below measure something that a leak would break.
+    const LIVE = 50;
+    const live = Array.from({ length: LIVE }, open);
+    const s1 = state();
+    for (const vm of live) vm.close();
+    expect(s1.fds - s0.fds).toBeGreaterThanOrEqual(LIVE * 2); // VM fd + vCPU fd each
+    expect(s1.maps - s0.maps).toBeGreaterThanOrEqual(LIVE); // at least the kvm_run page each
+    expect(s1.rss - s0.rss).toBeGreaterThanOrEqual(LIVE * PAGES * 4096 * 0.9);
+
+    for (let i = 0; i < 1000; i++) open().close();
+    const s2 = state();
     kvm.close();
-    expect(fds1).toBe(fds0);
-    // 1000 VMs x 2 MiB would be ~2 GiB if guest memory leaked; allow allocator noise only.
-    expect(rss1 - rss0).toBeLessThan(64 << 20);
+    console.log(`1000 VMs: ${LIVE} live VMs held +${((s1.rss - s0.rss) / 2 ** 20).toFixed(1)} MiB, +${s1.maps - s0.maps} mappings; after 1000 more: RSS ${((s2.rss - s0.rss) / 2 ** 20).toFixed(1)} MiB, mappings ${s2.maps - s0.maps}, fds ${s2.fds - s0.fds}`);
+    expect(s2.fds).toBe(s0.fds);
+    // One leaked mapping per VM would be +1000; allocator and JIT churn stay in single digits.
+    expect(s2.maps - s0.maps).toBeLessThan(20);
+    // Leaking the touched pages would be 1000 x 512 KiB = 500 MiB; an eighth of that fails too.
+    expect(s2.rss - s0.rss).toBeLessThan((1000 * PAGES * 4096) / 8);
   }, 120_000);
 
   it("close() is idempotent and closed objects throw KVM_CLOSED", () => {
