@@ -1,6 +1,7 @@
 export * from "./constants.js";
 export * from "./device.js";
 export * from "./devices/blk.js";
+export * from "./devices/console.js";
 export * from "./devices/rng.js";
 export * from "./driver/rings.js";
 export * from "./driver/test-driver.js";
