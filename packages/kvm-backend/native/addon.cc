@@ -1,12 +1,15 @@
 // tsvmm kvm-backend native addon: system calls only. Every function returns -errno instead of
 // throwing, so TypeScript decides what an error means and which typed error to raise.
 // Mechanisms here: open/close, ioctl, mmap/munmap (zero-copy ArrayBuffers), eventfd, read/write,
+// TAP devices (open + TUNSETIFF, vnet header size, offloads),
 // the address of a buffer (for kernel structs that carry pointers), and a per-vCPU runner thread
 // that issues KVM_RUN off the JavaScript thread and can be interrupted with a real-time signal.
 #include <napi.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -111,6 +114,62 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
   size_t len;
   if (!BytesOf(info[1], &data, &len)) return Napi::Number::New(info.Env(), -EFAULT);
   return Ret(info.Env(), write(fd, data, len));
+}
+
+// ---- TAP devices ------------------------------------------------------------------------------
+// /dev/net/tun opened non-blocking and attached to an interface with TUNSETIFF. The caller chooses
+// the IFF_* flags; the kernel's answer (and the interface name it chose) goes back unchanged.
+
+// openTap(name, flags): { fd, name } or -errno. The fd is closed on every failure.
+Napi::Value OpenTap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  int flags = info[1].As<Napi::Number>().Int32Value();
+  if (name.size() >= IFNAMSIZ) return Napi::Number::New(env, -EINVAL);
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return Napi::Number::New(env, -errno);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, name.data(), name.size());
+  ifr.ifr_flags = static_cast<short>(flags);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int e = errno;
+    close(fd);
+    return Napi::Number::New(env, -e);
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("fd", fd);
+  out.Set("name", std::string(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ)));
+  return out;
+}
+
+// tapGetIff(fd): { name, flags } (TUNGETIFF) or -errno.
+Napi::Value TapGetIff(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  if (ioctl(info[0].As<Napi::Number>().Int32Value(), TUNGETIFF, &ifr) < 0) return Napi::Number::New(env, -errno);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("name", std::string(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ)));
+  out.Set("flags", static_cast<int>(static_cast<unsigned short>(ifr.ifr_flags)));
+  return out;
+}
+
+Napi::Value TapSetVnetHdrSize(const Napi::CallbackInfo& info) {
+  int size = info[1].As<Napi::Number>().Int32Value();
+  return Ret(info.Env(), ioctl(info[0].As<Napi::Number>().Int32Value(), TUNSETVNETHDRSZ, &size));
+}
+
+// tapGetVnetHdrSize(fd): the size or -errno.
+Napi::Value TapGetVnetHdrSize(const Napi::CallbackInfo& info) {
+  int size = 0;
+  if (ioctl(info[0].As<Napi::Number>().Int32Value(), TUNGETVNETHDRSZ, &size) < 0) return Napi::Number::New(info.Env(), -errno);
+  return Napi::Number::New(info.Env(), size);
+}
+
+Napi::Value TapSetOffload(const Napi::CallbackInfo& info) {
+  unsigned long flags = static_cast<unsigned long>(info[1].As<Napi::Number>().Uint32Value());
+  return Ret(info.Env(), ioctl(info[0].As<Napi::Number>().Int32Value(), TUNSETOFFLOAD, flags));
 }
 
 // ---- mappings ----------------------------------------------------------------------------------
@@ -357,6 +416,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("munmap", Napi::Function::New(env, Munmap));
   exports.Set("delivered", Napi::Function::New(env, Delivered));
   exports.Set("setRunRequest", Napi::Function::New(env, SetRunRequest));
+  exports.Set("openTap", Napi::Function::New(env, OpenTap));
+  exports.Set("tapGetIff", Napi::Function::New(env, TapGetIff));
+  exports.Set("tapSetVnetHdrSize", Napi::Function::New(env, TapSetVnetHdrSize));
+  exports.Set("tapGetVnetHdrSize", Napi::Function::New(env, TapGetVnetHdrSize));
+  exports.Set("tapSetOffload", Napi::Function::New(env, TapSetOffload));
   exports.Set("Runner", Runner::Init(env));
   Napi::Object c = Napi::Object::New(env);
   c.Set("O_RDWR", static_cast<int>(O_RDWR));

@@ -14,5 +14,6 @@ export {
 } from "./irq.js";
 export { Kvm } from "./kvm.js";
 export { type ExitHandlers, type RunLoopOptions, type RunLoopResult, runLoop, runLoopAsync } from "./run-loop.js";
+export { IFF, IFNAMSIZ, Tap, TapError, type TapErrorCode, type TapOptions, TUN_F } from "./tap.js";
 export { encodeCpuid2, Vcpu } from "./vcpu.js";
 export { type IoeventfdOptions, type MemorySlot, type MemorySlotOptions, Vm } from "./vm.js";

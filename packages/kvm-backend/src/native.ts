@@ -26,6 +26,13 @@ export interface NativeAddon {
   delivered(runner: NativeRunner): void;
   /** The ioctl number the runner threads issue (KVM_RUN, from abi). */
   setRunRequest(request: number): void;
+  /** Open /dev/net/tun (non-blocking) and TUNSETIFF with `flags`; the fd is closed on failure. */
+  openTap(name: string, flags: number): { fd: number; name: string } | number;
+  /** TUNGETIFF. */
+  tapGetIff(fd: number): { name: string; flags: number } | number;
+  tapSetVnetHdrSize(fd: number, size: number): number;
+  tapGetVnetHdrSize(fd: number): number;
+  tapSetOffload(fd: number, flags: number): number;
   Runner: new (fd: number, callback: (result: number) => void) => NativeRunner;
   constants: {
     O_RDWR: number; O_NONBLOCK: number; PROT_READ: number; PROT_WRITE: number; MAP_SHARED: number;
