@@ -2,7 +2,7 @@ import { GuestMemoryMap } from "@tsvmm/abi";
 import { type AcpiPlatform, buildAcpiTables, byteSum, parseRsdp, RSDP, RSDP_V1_LENGTH } from "@tsvmm/acpi";
 import { describe, expect, it } from "vitest";
 import { aslBlock, dslValue, dslValues, squash } from "./helpers/dsl.js";
-import { compile, complaints, disassemble } from "./helpers/iasl.js";
+import { acpiexec, compile, complaints, disassemble } from "./helpers/iasl.js";
 
 // One machine, built once, disassembled with one iasl run: 4 vCPUs (one disabled, ids not
 // contiguous), an IOAPIC with id 4, COM1 and two virtio-mmio devices (one edge-triggered).
@@ -175,5 +175,24 @@ describe("iasl -d of a MADT with x2APIC ids", () => {
     expect(dslValues(d.APIC!, "Processor UID")).toEqual(["00000002", "00000003", "FFFFFFFF"]);
     expect(dslValue(d.APIC!, "Address")).toBe("FEC01000");
     expect(dslValues(d.APIC!, "Interrupt")).toEqual(["00000018", "0000001A", "00000021"]);
+  });
+});
+
+describe("acpiexec (ACPICA's AML interpreter)", () => {
+  it("loads FADT, FACS, DSDT and MADT, and evaluates _S5 and every device's _HID and _CRS", () => {
+    const r = acpiexec(
+      { FACP: bytesOf("FACP"), FACS: bytesOf("FACS"), DSDT: bytesOf("DSDT"), APIC: bytesOf("APIC") },
+      ["evaluate \\_S5", "evaluate \\_SB.COM1._HID", "evaluate \\_SB.COM1._CRS", "evaluate \\_SB.VR00._HID", "evaluate \\_SB.VR01._CRS"],
+    );
+    expect(r.status).toBe(0);
+    expect(r.output).toMatch(/Table \[DSDT: TSVMM {3}\] \(id \w+\) - +\d+ Objects with +3 Devices/);
+    expect(r.output).not.toMatch(/ACPI Error|ACPI Exception|AE_AML/);
+    const after = (what: string): string => r.output.slice(r.output.indexOf(`Evaluating ${what}`));
+    expect(after("\\_S5")).toMatch(/\[Package\] Contains 4 Elements:\s+\[Integer\] = 0+5\s+\[Integer\] = 0+5\s+\[Integer\] = 0+\s+\[Integer\] = 0+\s/);
+    expect(after("\\_SB.COM1._HID")).toMatch(/^Evaluating \\_SB.COM1._HID\n.*\n\s+\[Integer\] = 0+105D041\n/);
+    expect(after("\\_SB.COM1._CRS")).toMatch(/\[Buffer\] Length 0D =\s+0000: 47 01 F8 03 F8 03 00 08 22 10 00 79 00/);
+    expect(after("\\_SB.VR00._HID")).toMatch(/^Evaluating \\_SB.VR00._HID\n.*\n\s+\[String\] Length 08 = "LNRO0005"/);
+    // Memory32Fixed(RW, 0xD0001000, 0x1000), Interrupt(Consumer, Edge, ActiveHigh, Exclusive) {16}
+    expect(after("\\_SB.VR01._CRS")).toMatch(/\[Buffer\] Length 17 =\s+0000: 86 09 00 01 00 10 00 D0 00 10 00 00 89 06 00 03\s.*\s+0010: 01 10 00 00 00 79 00/);
   });
 });

@@ -14,11 +14,11 @@ export interface IaslRun {
  * Run iasl once in a fresh directory holding `inputs` (name -> bytes), then read back the named
  * outputs. One process for many files keeps the test time small.
  */
-export function iasl(args: readonly string[], inputs: Record<string, Uint8Array | string>, outputs: readonly string[]): IaslRun {
+export function iasl(args: readonly string[], inputs: Record<string, Uint8Array | string>, outputs: readonly string[], tool = "iasl"): IaslRun {
   const dir = mkdtempSync(join(tmpdir(), "tsvmm-acpi-"));
   try {
     for (const [name, data] of Object.entries(inputs)) writeFileSync(join(dir, name), data);
-    const r = spawnSync("iasl", [...args], { cwd: dir, encoding: "utf8" });
+    const r = spawnSync(tool, [...args], { cwd: dir, encoding: "utf8", timeout: 30_000 });
     if (r.error) throw r.error;
     const files: Record<string, Buffer> = {};
     for (const o of outputs) {
@@ -62,4 +62,14 @@ export function compile(sources: Record<string, string>, flags: readonly string[
 /** Lines of iasl output or a .dsl that report a problem. */
 export function complaints(text: string): string[] {
   return text.split("\n").filter((l) => /error|warning|incorrect|invalid|unknown|\*\*\*\*/i.test(l) && !/0 Errors, 0 Warnings/.test(l));
+}
+
+/**
+ * Load tables into acpiexec (ACPICA's interpreter, the one Linux runs) and run its batch
+ * commands, e.g. `evaluate \_S5`.
+ */
+export function acpiexec(tables: Record<string, Uint8Array>, commands: readonly string[]): IaslRun {
+  const inputs: Record<string, Uint8Array> = {};
+  for (const [n, b] of Object.entries(tables)) inputs[`${n}.dat`] = b;
+  return iasl(["-b", commands.join("; "), ...Object.keys(inputs)], inputs, [], "acpiexec");
 }
