@@ -3,6 +3,7 @@ export * from "./device.js";
 export * from "./devices/blk.js";
 export * from "./devices/console.js";
 export * from "./devices/rng.js";
+export * from "./devices/vsock.js";
 export * from "./driver/rings.js";
 export * from "./driver/test-driver.js";
 export * from "./errors.js";
