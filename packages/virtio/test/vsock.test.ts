@@ -56,7 +56,7 @@ class GuestVsock {
   private postRx(): void {
     this.rx.add([{ addr: this.h.heap.alloc(HDR + 4096), len: HDR + 4096, writable: true }]);
   }
-  send(op: number, srcPort: number, dstPort: number, data = Buffer.alloc(0), flags = 0): void {
+  send(op: number, srcPort: number, dstPort: number, data: Buffer = Buffer.alloc(0), flags = 0): void {
     const hdr = VirtioVsockHdrLayout.encode({
       srcCid: BigInt(CID),
       dstCid: 2n,
