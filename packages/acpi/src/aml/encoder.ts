@@ -38,7 +38,7 @@ const NULL_NAME = 0x00;
 /** Largest length a PkgLength can encode (4 bytes: 4 + 8 + 8 + 8 bits). */
 export const AML_MAX_PKG_LENGTH = 0x0fff_ffff;
 
-export function concat(parts: readonly AmlBytes[]): Buffer {
+export function amlConcat(parts: readonly AmlBytes[]): Buffer {
   return Buffer.concat(parts.map((p) => (Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength))));
 }
 
@@ -82,8 +82,8 @@ export function decodeAmlPkgLength(b: Uint8Array, offset: number): { value: numb
 
 /** Opcode bytes, then PkgLength, then `content`. */
 function withPkgLength(op: readonly number[], content: readonly AmlBytes[]): Buffer {
-  const body = concat(content);
-  return concat([Buffer.from(op), amlPkgLength(body.length), body]);
+  const body = amlConcat(content);
+  return amlConcat([Buffer.from(op), amlPkgLength(body.length), body]);
 }
 
 /**
@@ -122,7 +122,7 @@ export function amlNameString(path: string): Buffer {
   if (segs.length > 255) throw new AcpiError("ACPI_AML_TOO_LARGE", `AML name ${path} has more than 255 segments`);
   const head =
     segs.length === 1 ? [] : segs.length === 2 ? [DUAL_NAME_PREFIX] : [MULTI_NAME_PREFIX, segs.length];
-  return concat([Buffer.from([...prefix, ...head]), ...segs]);
+  return amlConcat([Buffer.from([...prefix, ...head]), ...segs]);
 }
 
 /** An integer in the shortest form: ZeroOp, OneOp, or Byte/Word/DWord/QWord constant. */
@@ -161,7 +161,7 @@ export function amlInteger(value: number | bigint): Buffer {
 /** A String constant: ASCII 0x01-0x7F, NUL-terminated. */
 export function amlString(s: string): Buffer {
   if ([...s].some((c) => c.charCodeAt(0) === 0 || c.charCodeAt(0) > 0x7f)) throw new AcpiError("ACPI_INVALID_ARGUMENT", `AML string ${JSON.stringify(s)} must be ASCII without NUL`);
-  return concat([Buffer.from([STRING_PREFIX]), Buffer.from(s, "latin1"), Buffer.from([0])]);
+  return amlConcat([Buffer.from([STRING_PREFIX]), Buffer.from(s, "latin1"), Buffer.from([0])]);
 }
 
 /**
@@ -208,7 +208,7 @@ export function amlPackage(elements: readonly AmlData[]): Buffer {
 
 /** Name (name, value). */
 export function amlName(name: string, value: AmlData): Buffer {
-  return concat([Buffer.from([NAME_OP]), amlNameString(name), amlData(value)]);
+  return amlConcat([Buffer.from([NAME_OP]), amlNameString(name), amlData(value)]);
 }
 
 /** Scope (path) { terms }. */
@@ -241,12 +241,12 @@ export function amlMethod(name: string, options: AmlMethodOptions, terms: readon
 
 /** Return (value). */
 export function amlReturn(value: AmlData): Buffer {
-  return concat([Buffer.from([RETURN_OP]), amlData(value)]);
+  return amlConcat([Buffer.from([RETURN_OP]), amlData(value)]);
 }
 
 /** Store (source, target). */
 export function amlStore(source: AmlBytes, target: AmlBytes): Buffer {
-  return concat([Buffer.from([STORE_OP]), source, target]);
+  return amlConcat([Buffer.from([STORE_OP]), source, target]);
 }
 
 /** Arg0..Arg6. */

@@ -1,6 +1,6 @@
 import { defineStruct, u8, u16, u32 } from "@tsvmm/abi";
 import { AcpiError } from "../errors.js";
-import { amlBuffer, concat } from "./encoder.js";
+import { amlBuffer, amlConcat } from "./encoder.js";
 
 // Resource data descriptors from ACPI 6.4 section 6.4 (the bytes inside a ResourceTemplate). Small
 // descriptors start with a tag byte holding type and length; large ones with a tag byte and a
@@ -149,5 +149,5 @@ export function resExtendedInterrupt(o: ExtendedInterruptOptions): Buffer {
  * Tag's checksum byte is 0, which the spec defines as "treat the checksum as valid".
  */
 export function amlResourceTemplate(descriptors: readonly Uint8Array[]): Buffer {
-  return amlBuffer(concat([...descriptors, Buffer.from([TAG_END, 0])]));
+  return amlBuffer(amlConcat([...descriptors, Buffer.from([TAG_END, 0])]));
 }
