@@ -1,8 +1,8 @@
 import {
   KVM_EXIT, KVM_EXIT_IO_IN, KVM_EXIT_NAMES, KVM_INTERNAL_ERROR, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES, KVM_RUN_EXIT_OFFSET, KVM_RUN_X86_BUS_LOCK,
   KVM_RUN_X86_SMM, KVM_SYSTEM_EVENT, KvmRunDebugLayout,
-  KvmRunEmulationFailureLayout, KvmRunExLayout, KvmRunFailEntryLayout, KvmRunHwLayout, KvmRunHypercallLayout,
-  KvmRunInternalLayout, KvmRunIoLayout, KvmRunLayout, KvmRunMmioLayout, KvmRunMsrLayout, KvmRunSystemEventLayout,
+  KvmRunEmulationFailureLayout, 
+  KvmRunEoiLayout, KvmRunExLayout, KvmRunFailEntryLayout, KvmRunHwLayout, KvmRunHypercallLayout,KvmRunInternalLayout, KvmRunIoLayout, KvmRunLayout, KvmRunMmioLayout, KvmRunMsrLayout, KvmRunSystemEventLayout,
 } from "@tsvmm/abi";
 
 // Exit objects are views of the vCPU's kvm_run page, decoded field by field when read. One object
@@ -292,6 +292,20 @@ export class ExceptionExit extends ExitBase {
   }
 }
 
+/**
+ * KVM_EXIT_IOAPIC_EOI (split irqchip): the guest EOIed `vector`, which a level-triggered MSI route
+ * delivered. The VMM's IOAPIC clears Remote IRR for the pin and re-raises it if the line is still up.
+ */
+export class IoapicEoiExit extends ExitBase {
+  readonly kind = "ioapic_eoi" as const;
+  get vector(): number {
+    return KvmRunEoiLayout.decode(this.run, E).vector;
+  }
+  toJSON(): object {
+    return { kind: this.kind, vector: this.vector };
+  }
+}
+
 /** Any exit reason tsvmm does not decode; `reason` says which. */
 export class UnknownExit extends ExitBase {
   readonly kind = "unknown" as const;
@@ -305,7 +319,7 @@ export class UnknownExit extends ExitBase {
 
 export type VcpuExit =
   | IoExit | MmioExit | MsrExit<"rdmsr"> | MsrExit<"wrmsr"> | FailEntryExit | InternalErrorExit | SystemEventExit | HypercallExit
-  | DebugExit | ExceptionExit | UnknownExit
+  | DebugExit | ExceptionExit | IoapicEoiExit | UnknownExit
   | SimpleExit<"hlt"> | SimpleExit<"shutdown"> | SimpleExit<"irq_window_open"> | SimpleExit<"interrupted">
   | SimpleExit<"dirty_ring_full">;
 export type VcpuExitKind = VcpuExit["kind"];
@@ -327,6 +341,7 @@ export class ExitDecoder {
   readonly hypercall: HypercallExit;
   readonly debug: DebugExit;
   readonly exception: ExceptionExit;
+  readonly ioapicEoi: IoapicEoiExit;
   readonly unknown: UnknownExit;
   constructor(private readonly run: Buffer) {
     this.io = new IoExit(run);
@@ -344,6 +359,7 @@ export class ExitDecoder {
     this.hypercall = new HypercallExit(run);
     this.debug = new DebugExit(run);
     this.exception = new ExceptionExit(run);
+    this.ioapicEoi = new IoapicEoiExit(run);
     this.unknown = new UnknownExit(run);
   }
   decode(): VcpuExit {
@@ -378,6 +394,8 @@ export class ExitDecoder {
         return this.exception;
       case KVM_EXIT.DIRTY_RING_FULL:
         return this.dirtyRingFull;
+      case KVM_EXIT.IOAPIC_EOI:
+        return this.ioapicEoi;
       default:
         return this.unknown;
     }

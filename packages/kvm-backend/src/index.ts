@@ -4,7 +4,7 @@ export { ERRNO } from "./errno.js";
 export { errnoName, KvmError, type KvmErrorCode } from "./errors.js";
 export { EventFd } from "./eventfd.js";
 export {
-  DebugExit, ExceptionExit, ExitDecoder, FailEntryExit, HypercallExit, InternalErrorExit, IoExit, MmioExit, MsrExit, SimpleExit,
+  DebugExit, ExceptionExit, ExitDecoder, FailEntryExit, HypercallExit, InternalErrorExit, IoapicEoiExit, IoExit, MmioExit, MsrExit, SimpleExit,
   SystemEventExit, UnknownExit, type VcpuExit, type VcpuExitKind,
 } from "./exits.js";
 export { GuestRam } from "./guest-ram.js";

@@ -1,6 +1,6 @@
 import {
   KVM_CAP, KVM_EXIT, KVM_RUN_EXIT_OFFSET, KVM_RUN_X86_BUS_LOCK, KVM_RUN_X86_SMM, KVM_SYSTEM_EVENT, type KvmRegs,
-  KvmRunExLayout, KvmRunFailEntryLayout, KvmRunHwLayout, KvmRunHypercallLayout, KvmRunLayout, KvmRunSystemEventLayout,
+  KvmRunEoiLayout, KvmRunExLayout, KvmRunFailEntryLayout, KvmRunHwLayout, KvmRunHypercallLayout, KvmRunLayout, KvmRunSystemEventLayout,
   type KvmSregs,
 } from "@tsvmm/abi";
 import { ExitDecoder, type Kvm, requireKvm, type Vm } from "@tsvmm/kvm-backend";
@@ -94,7 +94,7 @@ describe("exit decoding on synthetic kvm_run pages", () => {
     const decoded = new Set<number>([
       KVM_EXIT.IO, KVM_EXIT.MMIO, KVM_EXIT.HLT, KVM_EXIT.SHUTDOWN, KVM_EXIT.X86_RDMSR, KVM_EXIT.X86_WRMSR, KVM_EXIT.IRQ_WINDOW_OPEN,
       KVM_EXIT.INTR, KVM_EXIT.FAIL_ENTRY, KVM_EXIT.INTERNAL_ERROR, KVM_EXIT.SYSTEM_EVENT, KVM_EXIT.HYPERCALL, KVM_EXIT.DEBUG,
-      KVM_EXIT.EXCEPTION, KVM_EXIT.DIRTY_RING_FULL,
+      KVM_EXIT.EXCEPTION, KVM_EXIT.DIRTY_RING_FULL, KVM_EXIT.IOAPIC_EOI,
     ]);
     fc.assert(
       fc.property(u32.filter((r) => !decoded.has(r)), u64, (reason, hw) => {
@@ -109,6 +109,13 @@ describe("exit decoding on synthetic kvm_run pages", () => {
     // Reasons KVM names but tsvmm does not decode stay named.
     for (const r of [KVM_EXIT.NOTIFY, KVM_EXIT.X86_BUS_LOCK, KVM_EXIT.TPR_ACCESS, KVM_EXIT.UNKNOWN]) {
       expect(new ExitDecoder(runPage(r, Buffer.alloc(8))).decode()).toMatchObject({ kind: "unknown", reason: r });
+    }
+  });
+
+  it("ioapic_eoi: the vector", () => {
+    for (let vector = 0; vector < 256; vector++) {
+      const e = new ExitDecoder(runPage(KVM_EXIT.IOAPIC_EOI, KvmRunEoiLayout.encode({ vector }))).decode();
+      expect(e.toJSON()).toEqual({ kind: "ioapic_eoi", vector });
     }
   });
 

@@ -123,6 +123,47 @@ describe.runIf(hasKvm)("MSI delivery on /dev/kvm", () => {
     }
   });
 
+  it("split irqchip: the guest's EOI of a level-triggered MSI route comes back to the VMM as ioapic_eoi", async () => {
+    vm.createSplitIrqchip(24);
+    const vcpu = vm.createVcpu(0);
+    enableLapic(vcpu);
+    interruptReporterGuest(vm, vcpu, [0x41, 0x42]);
+    // Level-triggered on GSI 5 (as a VMM IOAPIC pin would be); GSI 6 edge-triggered for contrast.
+    vm.setGsiRouting([
+      { gsi: 5, type: "msi", msi: x86Msi({ destination: 0, vector: 0x41, levelTriggered: true }) },
+      { gsi: 6, type: "msi", msi: x86Msi({ destination: 0, vector: 0x42 }) },
+    ]);
+    const bells = [new EventFd(), new EventFd()];
+    vm.registerIrqfd(bells[0]!, 5);
+    vm.registerIrqfd(bells[1]!, 6);
+    const trace: string[] = [];
+    const loop = (async () => {
+      for (;;) {
+        const e = await vcpu.runAsync();
+        if (e.kind === "interrupted") return;
+        trace.push(e.kind === "io" ? `irq 0x${e.value.toString(16)}` : e.kind === "ioapic_eoi" ? `eoi 0x${e.vector.toString(16)}` : e.kind);
+      }
+    })();
+    const waitFor = async (n: number): Promise<void> => {
+      for (let i = 0; i < 100 && trace.length < n; i++) await new Promise((r) => setTimeout(r, 20));
+    };
+    try {
+      await new Promise((r) => setTimeout(r, 20));
+      bells[1]!.write();
+      await waitFor(1);
+      bells[0]!.write();
+      await waitFor(3);
+      vcpu.kick();
+      await loop;
+      // Only the level-triggered vector's EOI is reported.
+      expect(trace).toEqual(["irq 0x42", "irq 0x41", "eoi 0x41"]);
+    } finally {
+      vm.unregisterIrqfd(bells[0]!, 5);
+      vm.unregisterIrqfd(bells[1]!, 6);
+      for (const b of bells) b.close();
+    }
+  });
+
   it("an MSI to an APIC id no vCPU has reaches nobody", async () => {
     vm.createSplitIrqchip(24);
     const vcpu = vm.createVcpu(0);
