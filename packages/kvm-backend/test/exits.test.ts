@@ -198,8 +198,11 @@ describe.runIf(hasKvm)("the rarer exits from real guests, where this host produc
     vm.memory.write(0x10000, assemble("mov ecx, 0x40000003\n mov eax, 1\n xor edx, edx\n wrmsr\n mov al, 1\n out 0x10, al\n hlt\n .org 0x100\n mov al, 13\n out 0x12, al\n hlt", 64, 0x10000));
     enterLongMode(vm, vcpu, 0x10000);
     installIdt(vm, vcpu, new Map([[13, 0x10100]]));
-    const e = vcpu.run();
+    let e = vcpu.run();
     if (hyperv) {
+      // KVM raises the event when it next enters the guest: a host that emulated on to the OUT
+      // first reports that exit before it.
+      if (e.kind === "io" && e.port === 0x10) e = vcpu.run();
       expect(e.kind).toBe("system_event");
       if (e.kind === "system_event") expect(e.type).toBe(KVM_SYSTEM_EVENT.RESET);
     } else {
