@@ -2,6 +2,7 @@ export * from "./constants.js";
 export * from "./device.js";
 export * from "./devices/blk.js";
 export * from "./devices/console.js";
+export * from "./devices/net.js";
 export * from "./devices/rng.js";
 export * from "./devices/vsock.js";
 export * from "./driver/rings.js";

@@ -19,6 +19,13 @@ export interface QueueFeatures {
   readonly indirect: boolean;
 }
 
+/** Where the avail side stood; see {@link Queue.checkpoint}. */
+export interface QueueCheckpoint {
+  readonly nextAvail: number;
+  readonly availWrap: boolean;
+  readonly inFlightSlots: number;
+}
+
 /** Everything a queue holds, as plain JSON (addresses are numbers: guest RAM ends below 2^53). */
 export interface QueueState {
   readonly maxSize: number;
@@ -150,6 +157,23 @@ export class Queue {
   disableNotification(): void {
     this.r.disableNotification();
   }
+  /** A mark of the avail side, for a device that pops several chains and may have to put them back. */
+  checkpoint(): QueueCheckpoint {
+    const r = this.r;
+    return r instanceof SplitRing
+      ? { nextAvail: r.nextAvail, availWrap: true, inFlightSlots: 0 }
+      : { nextAvail: r.nextAvail, availWrap: r.availWrap, inFlightSlots: r.inFlightSlots };
+  }
+  /** Un-pop every chain taken since `cp` (none of them may have been returned with addUsed). */
+  rewind(cp: QueueCheckpoint): void {
+    const r = this.r;
+    r.nextAvail = cp.nextAvail;
+    if (r instanceof PackedRing) {
+      r.availWrap = cp.availWrap;
+      r.inFlightSlots = cp.inFlightSlots;
+    }
+  }
+
   /** Chains taken with pop and not yet returned (split: chains; packed: ring slots). */
   inFlight(): number {
     const r = this.r;
