@@ -81,8 +81,11 @@ describe.each([
 
     const answer = randomBytes(1400);
     b.send(answer);
-    let used: UsedBuffer[] = [];
-    await until(() => (used = rx!.takeUsed()).length > 0, "rx frame");
+    const used: UsedBuffer[] = [];
+    await until(() => {
+      used.push(...rx!.takeUsed());
+      return used.length > 0;
+    }, "rx frame");
     expect(used[0]!.len).toBe(HDR + answer.length);
     const buf = h.mem.read(used[0]!.elements[0]!.addr, used[0]!.len);
     expect(VirtioNetHdrV1Layout.decode(buf).numBuffers).toBe(1);
