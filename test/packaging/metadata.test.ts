@@ -1,0 +1,87 @@
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+
+// What a registry user sees of each package: its manifest and the file list `npm pack` would
+// publish. No build is needed: `npm pack --dry-run` lists what `files` selects.
+
+const root = join(__dirname, "..", "..");
+const names = readdirSync(join(root, "packages")).filter((n) => existsSync(join(root, "packages", n, "package.json")));
+
+interface Manifest {
+  name: string;
+  version: string;
+  license?: string;
+  author?: string;
+  keywords?: string[];
+  homepage?: string;
+  bugs?: { url?: string };
+  repository?: { type?: string; url?: string; directory?: string };
+  publishConfig?: { access?: string };
+  files?: string[];
+  engines?: { node?: string };
+  scripts?: Record<string, string>;
+  dependencies?: Record<string, string>;
+  devDependencies?: Record<string, string>;
+  peerDependencies?: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
+}
+
+// One npm process lists every workspace's tarball (one per package costs ~1.5 s each).
+let packed: Map<string, string[]> | undefined;
+function packedFiles(name: string): string[] {
+  if (!packed) {
+    const out = execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts", "--workspaces"], { cwd: root, encoding: "utf8" });
+    packed = new Map((JSON.parse(out) as { name: string; files: { path: string }[] }[]).map((p) => [p.name, p.files.map((f) => f.path)]));
+  }
+  return packed.get(`@tsvmm/${name}`) ?? [];
+}
+
+const manifest = (dir: string): Manifest => JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as Manifest;
+const rootManifest = manifest(root);
+const licenseText = readFileSync(join(root, "LICENSE"), "utf8");
+
+describe("the root", () => {
+  it("carries the Apache License 2.0 the manifests declare", () => {
+    expect(rootManifest.license).toBe("Apache-2.0");
+    expect(licenseText).toMatch(/^\s*Apache License\s+Version 2\.0, January 2004/);
+    expect(licenseText).toContain("END OF TERMS AND CONDITIONS");
+    // The full text has nine numbered sections.
+    for (let s = 1; s <= 9; s++) expect(licenseText).toMatch(new RegExp(`\\n\\s+${s}\\. [A-Z]`));
+  });
+  it("lists every package folder as a workspace", () => {
+    expect(rootManifest as unknown as { workspaces: string[] }).toHaveProperty("workspaces");
+    const ws = (rootManifest as unknown as { workspaces: string[] }).workspaces;
+    expect([...ws].sort()).toEqual(names.map((n) => `packages/${n}`).sort());
+  });
+});
+
+describe.each(names)("@tsvmm/%s", (name) => {
+  const dir = join(root, "packages", name);
+  const pkg = manifest(dir);
+
+  it("has the publishing metadata a registry page shows", () => {
+    expect(pkg.name).toBe(`@tsvmm/${name}`);
+    expect(pkg.license).toBe(rootManifest.license);
+    expect(pkg.author).toBe((rootManifest as { author?: string }).author);
+    expect(pkg.repository?.type).toBe("git");
+    expect(pkg.repository?.url).toBe((rootManifest as Manifest).repository?.url);
+    expect(pkg.repository?.directory).toBe(`packages/${name}`);
+    expect(pkg.homepage).toMatch(new RegExp(`/packages/${name}#readme$`));
+    expect(pkg.bugs?.url).toBe((rootManifest as Manifest).bugs?.url);
+    expect(pkg.keywords?.length ?? 0).toBeGreaterThanOrEqual(3);
+    expect(pkg.publishConfig?.access).toBe("public");
+    expect(pkg.engines?.node).toBe(rootManifest.engines?.node);
+  });
+
+  it("has the root's LICENSE text", () => {
+    expect(readFileSync(join(dir, "LICENSE"), "utf8")).toBe(licenseText);
+  });
+
+  it("publishes LICENSE, README.md and no sources or tests", () => {
+    const files = packedFiles(name);
+    for (const f of ["LICENSE", "README.md", "package.json"]) expect(files).toContain(f);
+    expect(files.filter((f) => f.startsWith("src/") || f.startsWith("test/"))).toEqual([]);
+  }, 30_000);
+});
