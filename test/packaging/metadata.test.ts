@@ -1,5 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 
@@ -57,6 +58,32 @@ describe("the root", () => {
   });
 });
 
+describe("release tooling", () => {
+  const lerna = JSON.parse(readFileSync(join(root, "lerna.json"), "utf8")) as {
+    version: string;
+    command?: { version?: { conventionalCommits?: boolean; changelogPreset?: string; exact?: boolean } };
+  };
+  it("versions every package together with lerna's version, exact internal pins", () => {
+    expect(lerna.command?.version?.exact).toBe(true);
+    for (const name of names) {
+      const pkg = manifest(join(root, "packages", name));
+      expect(pkg.version).toBe(lerna.version);
+      for (const [dep, range] of Object.entries(pkg.dependencies ?? {})) if (dep.startsWith("@tsvmm/")) expect(range).toBe(lerna.version);
+    }
+  });
+  it("writes change logs from conventional commits with a preset lerna can load", () => {
+    expect(lerna.command?.version?.conventionalCommits).toBe(true);
+    const preset = lerna.command?.version?.changelogPreset ?? "";
+    // lerna resolves a bare preset name as conventional-changelog-<name>, from its own location.
+    const from = createRequire(join(root, "node_modules", "lerna", "package.json"));
+    expect(() => from.resolve(`conventional-changelog-${preset}`)).not.toThrow();
+    for (const dir of [root, ...names.map((n) => join(root, "packages", n))]) {
+      // lerna keeps this header and inserts each release below it.
+      expect(readFileSync(join(dir, "CHANGELOG.md"), "utf8")).toMatch(/^# Change Log\n\nAll notable changes to this project will be documented in this file\.\n/);
+    }
+  });
+});
+
 describe.each(names)("@tsvmm/%s", (name) => {
   const dir = join(root, "packages", name);
   const pkg = manifest(dir);
@@ -79,9 +106,9 @@ describe.each(names)("@tsvmm/%s", (name) => {
     expect(readFileSync(join(dir, "LICENSE"), "utf8")).toBe(licenseText);
   });
 
-  it("publishes LICENSE, README.md and no sources or tests", () => {
+  it("publishes LICENSE, README.md, CHANGELOG.md and no sources or tests", () => {
     const files = packedFiles(name);
-    for (const f of ["LICENSE", "README.md", "package.json"]) expect(files).toContain(f);
+    for (const f of ["LICENSE", "README.md", "CHANGELOG.md", "package.json"]) expect(files).toContain(f);
     expect(files.filter((f) => f.startsWith("src/") || f.startsWith("test/"))).toEqual([]);
   }, 30_000);
 });
