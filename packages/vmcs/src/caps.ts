@@ -78,6 +78,22 @@ export interface CpuFacts {
   pmuGpCounters: number;
   /** Fixed-function performance counters (CPUID.0AH:EDX[4:0]). */
   pmuFixedCounters: number;
+  /** Bus-lock detection (CPUID.(EAX=7,ECX=0):ECX[24]): IA32_DEBUGCTL bit 2 is reserved without it. */
+  busLockDetect: boolean;
+  /** CET shadow stacks (CPUID.(EAX=7,ECX=0):ECX[7] CET_SS): IA32_S_CET bits 1:0 are reserved without it. */
+  cetSs: boolean;
+  /** CET indirect-branch tracking (CPUID.(EAX=7,ECX=0):EDX[20] CET_IBT): IA32_S_CET bits 5:2, 11:10, 63:12 are reserved without it. */
+  cetIbt: boolean;
+  /** Execute-disable (CPUID.80000001H:EDX[20]): IA32_EFER.NXE is reserved without it. */
+  nx: boolean;
+  /** Intel PT capabilities CPUID.(EAX=14H,ECX=0):EBX; each bit makes IA32_RTIT_CTL bits defined. */
+  ptEbx: number;
+  /** CPUID.(EAX=14H,ECX=0):ECX (bit 0 ToPA output, bit 3 trace transport / FabricEn). */
+  ptEcx: number;
+  /** Configurable address ranges for IP filtering, CPUID.(EAX=14H,ECX=1):EAX[2:0] (ADDRn_CFG fields). */
+  ptAddrRanges: number;
+  /** Architectural LBR capabilities CPUID.(EAX=1CH,ECX=0):EBX (CPL filtering, branch filtering, call-stack mode). */
+  lbrEbx: number;
 }
 
 export interface VmxCaps {
@@ -145,6 +161,8 @@ export const basic = {
   trueCtls: hasTrueCtls,
   /** Bit 56: VM entry may deliver hardware exceptions with or without an error code. */
   noErrorCodeRequired: (c: VmxCaps): boolean => B(c.msrs.IA32_VMX_BASIC, 56),
+  /** Bit 58: VM entry may inject a nested exception (interruption-information bit 13, FRED). */
+  nestedException: (c: VmxCaps): boolean => B(c.msrs.IA32_VMX_BASIC, 58),
 };
 
 export const misc = {
@@ -209,6 +227,14 @@ const BASE_CPU: CpuFacts = {
   enclaveInterruption: false,
   pmuGpCounters: 4,
   pmuFixedCounters: 3,
+  busLockDetect: false,
+  cetSs: false,
+  cetIbt: false,
+  nx: true,
+  ptEbx: 0,
+  ptEcx: 0,
+  ptAddrRanges: 0,
+  lbrEbx: 0,
 };
 
 function profile(name: string, msrs: Partial<VmxMsrs>, cpu: Partial<CpuFacts>): VmxCaps {
@@ -325,7 +351,7 @@ export const PROFILES: Readonly<Record<string, VmxCaps>> = Object.freeze({
   "full-featured": profile(
     "full-featured",
     {
-      IA32_VMX_BASIC: 0x1da04_0000_0000_04n, // + bit 56 (no error-code requirement)
+      IA32_VMX_BASIC: 0x1da04_0000_0000_04n | (1n << 58n), // + bit 56 (no error-code requirement), bit 58 (nested-exception injection)
       IA32_VMX_PINBASED_CTLS: 0xff_0000_0016n,
       IA32_VMX_PROCBASED_CTLS: 0xffff_fffe_0401_e172n,
       IA32_VMX_EXIT_CTLS: 0xffff_ffff_0003_6dffn,
@@ -346,7 +372,24 @@ export const PROFILES: Readonly<Record<string, VmxCaps>> = Object.freeze({
       IA32_VMX_PROCBASED_CTLS3: 0x9fn,
       IA32_VMX_EXIT_CTLS2: 0x6n,
     },
-    { maxPhysAddr: 52, la57: true, pcid: true, cet: true, pks: true, fred: true, rtm: true, lam: true, enclaveInterruption: true },
+    {
+      maxPhysAddr: 52,
+      la57: true,
+      pcid: true,
+      cet: true,
+      cetSs: true,
+      cetIbt: true,
+      pks: true,
+      fred: true,
+      rtm: true,
+      lam: true,
+      enclaveInterruption: true,
+      busLockDetect: true,
+      ptEbx: 0x1ff,
+      ptEcx: 0xf,
+      ptAddrRanges: 4,
+      lbrEbx: 0x7,
+    },
   ),
 });
 
@@ -389,7 +432,14 @@ function parseMsrValue(key: string, v: unknown): bigint {
 const TOP_KEYS = ["name", "base", "msrs", "cpu"] as const;
 
 /** Largest sensible value of each numeric CPU fact (MAXPHYADDR has its own 32..52 rule). */
-const NUMERIC_FACT_MAX: Readonly<Record<string, number>> = { pmuGpCounters: 32, pmuFixedCounters: 32 };
+export const NUMERIC_FACT_MAX: Readonly<Record<string, number>> = {
+  pmuGpCounters: 32,
+  pmuFixedCounters: 32,
+  ptEbx: 0xffff_ffff,
+  ptEcx: 0xffff_ffff,
+  ptAddrRanges: 7,
+  lbrEbx: 0xffff_ffff,
+};
 
 /** Levenshtein distance, capped: keys are short and this runs only on the error path. */
 function editDistance(a: string, b: string): number {

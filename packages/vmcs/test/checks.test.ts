@@ -5,9 +5,9 @@ import { MUTATIONS, mutationFor } from "../src/arbitraries/index.js";
 const ids = (v: { id: string }[]): string[] => [...new Set(v.map((x) => x.id))].sort();
 
 describe("catalog", () => {
-  it("has 180 checks with unique ids and an SDM subsection each, and a mutation for every one", () => {
-    expect(CHECKS.length).toBe(180);
-    expect(new Set(CHECKS.map((c) => c.id)).size).toBe(180);
+  it("has 184 checks with unique ids and an SDM subsection each, and a mutation for every one", () => {
+    expect(CHECKS.length).toBe(184);
+    expect(new Set(CHECKS.map((c) => c.id)).size).toBe(184);
     for (const c of CHECKS) expect(c.sdm).toMatch(/^2[67]\.[23](\.\d+)+\+?$/);
     expect(Object.keys(MUTATIONS).sort()).toEqual(CHECKS.map((c) => c.id).sort());
   });

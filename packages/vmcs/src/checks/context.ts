@@ -179,6 +179,8 @@ export interface Ctx {
   exit: number;
   exit2: bigint;
   entry: number;
+  /** Reserved-bit masks of the MSRs VM entry loads, from the CPUID facts (see msr-masks.ts). */
+  rsvd: { debugctl: bigint; sCet: bigint; rtitCtl: bigint; lbrCtl: bigint; eferDefined: bigint };
   out: Violation[];
 }
 

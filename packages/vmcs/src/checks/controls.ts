@@ -1,5 +1,5 @@
-import { ENTRY, EXIT, INTR_INFO, PIN, PROC, PROC2, PROC3, VMFUNC } from "../bits/index.js";
-import { allowedControls, allowedProc2, misc } from "../caps.js";
+import { CR4, ENTRY, EXIT, INTR_INFO, PIN, PROC, PROC2, PROC3, VMFUNC } from "../bits/index.js";
+import { allowedControls, allowedProc2, basic, misc } from "../caps.js";
 import { checkEptp } from "../eptp.js";
 import { type Ctx, hex, inPhys, pageOk, readMem, report, SLOT } from "./context.js";
 
@@ -195,7 +195,13 @@ function pushesErrorCode(vector: number, cet: boolean): boolean {
   return vector === 8 || (vector >= 10 && vector <= 14) || vector === 17 || (cet && vector === 21);
 }
 
-/** §26.2.1.3 event-injection checks. */
+/**
+ * §26.2.1.3 event-injection checks, with the FRED additions of the newest SDM (28.2.1.3): "other
+ * event" (type 7) carries vector 0 (pending MTF VM exit, needs MTF) or, for a guest with FRED
+ * transitions enabled (IA-32e mode guest and CR4.FRED), 1 (SYSCALL) or 2 (SYSENTER) with an
+ * instruction length ≤ 15; bit 13 (nested exception) is allowed only for hardware exceptions on
+ * CPUs reporting IA32_VMX_BASIC[58].
+ */
 function checkInjection(ctx: Ctx): void {
   const { st, caps } = ctx;
   const info = Number(st.getSlot(SLOT.INTR_INFO));
@@ -204,11 +210,22 @@ function checkInjection(ctx: Ctx): void {
   const type = (info >>> 8) & 7;
   const ec = (info & INTR_INFO.DELIVER_ERROR_CODE) !== 0;
   const f = `VM_ENTRY_INTR_INFO_FIELD=${hex(info >>> 0)}`;
-  if (type === 1 || (type === 7 && !(allowedControls(caps, "proc").may1 & PROC.MONITOR_TRAP_FLAG))) {
-    report(ctx, "CTRL.ENTRY.INJ.TYPE", `${f}: interruption type ${type} is ${type === 1 ? "reserved" : "not supported (no monitor trap flag)"}`);
-  }
-  if ((type === 2 && vector !== 2) || (type === 3 && vector > 31) || (type === 7 && vector !== 0)) {
-    report(ctx, "CTRL.ENTRY.INJ.VECTOR", `${f}: vector ${vector} is invalid for type ${type}`);
+  const mtf = (allowedControls(caps, "proc").may1 & PROC.MONITOR_TRAP_FLAG) !== 0;
+  const fredCpu = caps.cpu.fred === true;
+  const fredGuest = (ctx.entry & ENTRY.IA32E_MODE_GUEST) !== 0 && (st.getSlot(SLOT.G_CR4) & CR4.FRED) !== 0n;
+  if (type === 1 || (type === 7 && !mtf && !fredCpu)) {
+    report(ctx, "CTRL.ENTRY.INJ.TYPE", `${f}: interruption type ${type} is ${type === 1 ? "reserved" : "not supported (no monitor trap flag, no FRED)"}`);
+  } else {
+    const badOther = type === 7 && (vector === 0 ? !mtf : vector === 1 || vector === 2 ? !fredGuest : true);
+    if ((type === 2 && vector !== 2) || (type === 3 && vector > 31) || badOther) {
+      const why =
+        type === 7 && vector === 0
+          ? "vector 0 (MTF) needs the monitor-trap-flag control"
+          : type === 7 && (vector === 1 || vector === 2)
+            ? `vector ${vector} (${vector === 1 ? "SYSCALL" : "SYSENTER"}) needs an IA-32e mode guest with CR4.FRED = 1`
+            : `vector ${vector} is invalid for type ${type}`;
+      report(ctx, "CTRL.ENTRY.INJ.VECTOR", `${f}: ${why}`);
+    }
   }
   const ug = (ctx.proc2 & PROC2.UNRESTRICTED_GUEST) !== 0;
   const pe = (st.getSlot(SLOT.G_CR0) & 1n) === 1n;
@@ -217,8 +234,10 @@ function checkInjection(ctx: Ctx): void {
   if (basic56 ? ec && mustBeZero : ec !== (!mustBeZero && pushesErrorCode(vector, caps.cpu.cet))) {
     report(ctx, "CTRL.ENTRY.INJ.DELIVER_EC", `${f}: deliver-error-code (bit 11) must be ${ec ? 0 : 1} for type ${type} vector ${vector}${ug && !pe ? " in real mode" : ""}`);
   }
-  const nestedOk = caps.cpu.fred && type === 3 ? INTR_INFO.NESTED_EXCEPTION : 0;
-  if (info & 0x7fff_f000 & ~nestedOk) report(ctx, "CTRL.ENTRY.INJ.RESERVED", `${f}: bits 30:12 must be 0`);
+  const nestedOk = basic.nestedException(caps) && type === 3 ? INTR_INFO.NESTED_EXCEPTION : 0;
+  if (info & 0x7fff_f000 & ~nestedOk) {
+    report(ctx, "CTRL.ENTRY.INJ.RESERVED", `${f}: bits 30:12 must be 0${info & INTR_INFO.NESTED_EXCEPTION ? " (bit 13, nested exception, needs IA32_VMX_BASIC[58] and type 3)" : ""}`);
+  }
   if (ec) {
     const code = Number(st.getSlot(SLOT.INTR_EC));
     if (code & 0xffff_0000) report(ctx, "CTRL.ENTRY.INJ.ERROR_CODE", `VM_ENTRY_EXCEPTION_ERROR_CODE=${hex(code)}: bits 31:16 must be 0`);
@@ -228,5 +247,8 @@ function checkInjection(ctx: Ctx): void {
     if (len > 15 || (len === 0 && !misc.zeroLengthInjection(caps))) {
       report(ctx, "CTRL.ENTRY.INJ.INSTR_LEN", `VM_ENTRY_INSTRUCTION_LEN=${len}: must be 1–15${misc.zeroLengthInjection(caps) ? " or 0" : ""} for type ${type}`);
     }
+  } else if (type === 7 && (vector === 1 || vector === 2)) {
+    const len = Number(st.getSlot(SLOT.INSTR_LEN));
+    if (len > 15) report(ctx, "CTRL.ENTRY.INJ.INSTR_LEN", `VM_ENTRY_INSTRUCTION_LEN=${len}: must be at most 15 for a FRED ${vector === 1 ? "SYSCALL" : "SYSENTER"} event`);
   }
 }

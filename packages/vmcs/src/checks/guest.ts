@@ -1,15 +1,9 @@
-import { ACTIVITY, CR0, CR4, DEBUGCTL, EFER, EFER_DEFINED, ENTRY, INTERRUPTIBILITY, INTR_INFO, PIN, PROC2, RFLAGS, RFLAGS_RESERVED } from "../bits/index.js";
+import { ACTIVITY, CR0, CR4, DEBUGCTL, EFER, ENTRY, INTERRUPTIBILITY, INTR_INFO, PIN, PROC2, RFLAGS, RFLAGS_RESERVED } from "../bits/index.js";
 import { basic, misc } from "../caps.js";
 import { type Ctx, hex, isCanonical, patValid, readMem, readSeg, report, SEG_SLOTS, type Seg, SLOT } from "./context.js";
-import { fredState, perfGlobalCtrlReserved, S_CET_RESERVED } from "./host.js";
+import { fredState, perfGlobalCtrlReserved, S_CET_RESERVED, S_CET_SUPPRESS_TRACKER } from "./host.js";
 
 const U64 = 0xffff_ffff_ffff_ffffn;
-/** IA32_DEBUGCTL bits 5:3 and 63:16 are reserved (bit 2 is bus-lock detection). */
-export const DEBUGCTL_RESERVED = 0x38n | (U64 & ~0xffffn);
-/** IA32_RTIT_CTL reserved bits: 18, 23, 31:28, 54:48, 63:56 (SDM Vol. 3C §33.2.8.2). */
-export const RTIT_CTL_RESERVED = (1n << 18n) | (1n << 23n) | (0xfn << 28n) | (0x7fn << 48n) | (0xffn << 56n);
-/** IA32_LBR_CTL defined bits: 3:0 and 22:16 (SDM Vol. 3B §18.1.2). */
-export const LBR_CTL_RESERVED = U64 & ~(0xfn | (0x7fn << 16n));
 /** Pending debug exceptions: bits 11:4, 13, 15 and 63:17 are reserved. */
 export const PDE_RESERVED = 0xff0n | (1n << 13n) | (1n << 15n) | (U64 & ~0x1ffffn);
 
@@ -59,7 +53,8 @@ export function checkGuest(ctx: Ctx): void {
   if (cr4 & CR4.CET && !(cr0 & CR0.WP)) report(ctx, "GUEST.CR4.CET_REQUIRES_WP", `GUEST_CR4=${hex(cr4)}: CR4.CET with GUEST_CR0=${hex(cr0)} lacking WP`);
   const debugctl = st.getSlot(SLOT.G_DEBUGCTL);
   if (entry & ENTRY.LOAD_DEBUG_CONTROLS) {
-    if (debugctl & DEBUGCTL_RESERVED) report(ctx, "GUEST.DEBUGCTL.RESERVED", `GUEST_IA32_DEBUGCTL=${hex(debugctl)}: reserved bits ${hex(debugctl & DEBUGCTL_RESERVED)} set`);
+    const r = debugctl & ctx.rsvd.debugctl;
+    if (r) report(ctx, "GUEST.DEBUGCTL.RESERVED", `GUEST_IA32_DEBUGCTL=${hex(debugctl)}: reserved bits ${hex(r)} set (bit 2 needs bus-lock detection, bit 15 RTM in CPUID)`);
   }
   if (ia32e && !(pg && cr4 & CR4.PAE)) report(ctx, "GUEST.IA32E.PG_AND_PAE", `GUEST_CR0=${hex(cr0)}, GUEST_CR4=${hex(cr4)}: IA-32e mode guest needs CR0.PG and CR4.PAE`);
   if (!ia32e && cr4 & CR4.PCIDE) report(ctx, "GUEST.NON_IA32E.NO_PCIDE", `GUEST_CR4=${hex(cr4)}: PCIDE set for a guest outside IA-32e mode`);
@@ -76,7 +71,13 @@ export function checkGuest(ctx: Ctx): void {
   if (!isCanonical(sEip, la)) report(ctx, "GUEST.SYSENTER_EIP.CANONICAL", `GUEST_SYSENTER_EIP=${hex(sEip)}: not canonical`);
   if (entry & ENTRY.LOAD_CET_STATE) {
     const sCet = st.getSlot(SLOT.G_S_CET);
-    if (sCet & S_CET_RESERVED || !isCanonical(sCet, la)) report(ctx, "GUEST.CET.S_CET", `GUEST_S_CET=${hex(sCet)}: must be canonical with bits 9:6 clear`);
+    const r = sCet & ctx.rsvd.sCet;
+    if (r || (ia32e ? !isCanonical(sCet, la) : sCet >> 32n !== 0n)) {
+      report(ctx, "GUEST.CET.S_CET", `GUEST_S_CET=${hex(sCet)}: must be ${ia32e ? "canonical" : "below 2^32"} with reserved bits ${hex(r || S_CET_RESERVED)} clear (bits 9:6, and those CPUID CET_SS/CET_IBT do not enumerate)`);
+    }
+    if ((sCet & S_CET_SUPPRESS_TRACKER) === S_CET_SUPPRESS_TRACKER) {
+      report(ctx, "GUEST.CET.S_CET_SUPPRESS_TRACKER", `GUEST_S_CET=${hex(sCet)}: SUPPRESS (bit 10) and TRACKER (bit 11) both set`);
+    }
     const isst = st.getSlot(SLOT.G_ISST);
     if (!isCanonical(isst, la)) report(ctx, "GUEST.CET.ISST", `GUEST_INTR_SSP_TABLE=${hex(isst)}: not canonical`);
     const ssp = st.getSlot(SLOT.G_SSP);
@@ -95,7 +96,8 @@ export function checkGuest(ctx: Ctx): void {
   }
   if (entry & ENTRY.LOAD_IA32_EFER) {
     const efer = st.getSlot(SLOT.G_EFER);
-    if (efer & ~EFER_DEFINED) report(ctx, "GUEST.EFER.RESERVED", `GUEST_IA32_EFER=${hex(efer)}: reserved bits ${hex(efer & ~EFER_DEFINED)} set`);
+    const rsv = efer & ~ctx.rsvd.eferDefined & U64;
+    if (rsv) report(ctx, "GUEST.EFER.RESERVED", `GUEST_IA32_EFER=${hex(efer)}: reserved bits ${hex(rsv)} set`);
     const lma = (efer & EFER.LMA) !== 0n;
     const lme = (efer & EFER.LME) !== 0n;
     if (lma !== ia32e) report(ctx, "GUEST.EFER.LMA_EQ_IA32E", `GUEST_IA32_EFER=${hex(efer)}: LMA must be ${ia32e ? 1 : 0} (IA-32e mode guest)`);
@@ -107,11 +109,11 @@ export function checkGuest(ctx: Ctx): void {
   }
   if (entry & ENTRY.LOAD_IA32_RTIT_CTL) {
     const r = st.getSlot(SLOT.G_RTIT);
-    if (r & RTIT_CTL_RESERVED) report(ctx, "GUEST.RTIT_CTL.RESERVED", `GUEST_IA32_RTIT_CTL=${hex(r)}: reserved bits ${hex(r & RTIT_CTL_RESERVED)} set`);
+    if (r & ctx.rsvd.rtitCtl) report(ctx, "GUEST.RTIT_CTL.RESERVED", `GUEST_IA32_RTIT_CTL=${hex(r)}: reserved bits ${hex(r & ctx.rsvd.rtitCtl)} set (for CPUID leaf 14H)`);
   }
   if (entry & ENTRY.LOAD_IA32_LBR_CTL) {
     const l = st.getSlot(SLOT.G_LBR);
-    if (l & LBR_CTL_RESERVED) report(ctx, "GUEST.LBR_CTL.RESERVED", `GUEST_IA32_LBR_CTL=${hex(l)}: reserved bits ${hex(l & LBR_CTL_RESERVED)} set`);
+    if (l & ctx.rsvd.lbrCtl) report(ctx, "GUEST.LBR_CTL.RESERVED", `GUEST_IA32_LBR_CTL=${hex(l)}: reserved bits ${hex(l & ctx.rsvd.lbrCtl)} set (for CPUID leaf 1CH)`);
   }
   if (entry & ENTRY.LOAD_PKRS) {
     const p = st.getSlot(SLOT.G_PKRS);
@@ -121,7 +123,8 @@ export function checkGuest(ctx: Ctx): void {
     const u = Number(st.getSlot(SLOT.UINV));
     if (u & 0xff00) report(ctx, "GUEST.UINV", `GUEST_UINV=${hex(u)}: bits 15:8 must be 0`);
   }
-  if (entry & ENTRY.LOAD_IA32_FRED) fredState(ctx, "GUEST.FRED.STATE", "GUEST", SLOT.G_FRED_CONFIG);
+  // FRED state is loaded (and checked) only for an IA-32e mode guest; outside it CR4.FRED must be 0.
+  if (ia32e && entry & ENTRY.LOAD_IA32_FRED) fredState(ctx, "GUEST.FRED.STATE", "GUEST", SLOT.G_FRED_CONFIG);
 
   // §26.3.1.2 segment registers
   const segs = SEG_SLOTS.map((s) => readSeg(st, s));
@@ -178,8 +181,13 @@ export function checkGuest(ctx: Ctx): void {
     const bh = usable6.filter((s) => s.ar & 0xfffe_0000);
     if (bh.length) report(ctx, "GUEST.SEG.AR_RSVD_31_17", `${bh.map((s) => `${segName(s, "AR_BYTES")}=${hex(s.ar)}`).join(", ")}: bits 31:17 must be 0`);
   }
-  if (fredOn && (!(ss.dpl === 0 || ss.dpl === 3) || (ss.dpl === 3 && rflags & RFLAGS.IOPL_MASK))) {
+  const fred64 = ia32e && fredOn;
+  if (fred64 && (!(ss.dpl === 0 || ss.dpl === 3) || (ss.dpl === 3 && rflags & RFLAGS.IOPL_MASK))) {
     report(ctx, "GUEST.SEG.FRED.SS_DPL", `GUEST_SS_AR_BYTES=${hex(ss.ar)}, GUEST_RFLAGS=${hex(rflags)}: with CR4.FRED SS.DPL must be 0 or 3 (and IOPL 0 at 3)`);
+  }
+  // FRED event delivery has no compatibility-mode ring 0: CPL 0 runs 64-bit code.
+  if (fred64 && ss.dpl === 0 && !cs.l) {
+    report(ctx, "GUEST.SEG.FRED.CPL0_64BIT", `GUEST_CS_AR_BYTES=${hex(cs.ar)}, GUEST_SS_AR_BYTES=${hex(ss.ar)}: with CR4.FRED and SS.DPL 0, CS.L must be 1`);
   }
   // TR
   if (!(tr.type === 11 || (!ia32e && tr.type === 3))) report(ctx, "GUEST.SEG.TR.TYPE", `GUEST_TR_AR_BYTES=${hex(tr.ar)}: type ${tr.type} must be 11${ia32e ? "" : " or 3"}`);
@@ -256,7 +264,7 @@ export function checkGuest(ctx: Ctx): void {
   if (caps.cpu.enclaveInterruption && intr & INTERRUPTIBILITY.ENCLAVE_INTERRUPTION && movss) {
     report(ctx, "GUEST.INTR.ENCLAVE", `GUEST_INTERRUPTIBILITY_INFO=${hex(intr)}: enclave interruption with MOV-SS blocking`);
   }
-  if (fredOn && ss.dpl === 3 && sti) report(ctx, "GUEST.INTR.FRED_NO_STI_AT_CPL3", `GUEST_INTERRUPTIBILITY_INFO=${hex(intr)}: STI blocking at CPL 3 with CR4.FRED`);
+  if (ia32e && fredOn && ss.dpl === 3 && sti) report(ctx, "GUEST.INTR.FRED_NO_STI_AT_CPL3", `GUEST_INTERRUPTIBILITY_INFO=${hex(intr)}: STI blocking at CPL 3 with CR4.FRED`);
 
   // §26.3.1.5 pending debug exceptions
   const pde = st.getSlot(SLOT.G_PDE);

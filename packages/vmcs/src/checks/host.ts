@@ -1,4 +1,4 @@
-import { CR0, CR4, EFER, EFER_DEFINED, ENTRY, EXIT, EXIT2 } from "../bits/index.js";
+import { CR0, CR4, EFER, ENTRY, EXIT, EXIT2 } from "../bits/index.js";
 import { type Ctx, HOST_SEL_SLOTS, HOST_SELECTORS, hex, isCanonical, patValid, report, SLOT } from "./context.js";
 
 const U64 = 0xffff_ffff_ffff_ffffn;
@@ -9,17 +9,20 @@ export function perfGlobalCtrlReserved(gp: number, fixed: number): bigint {
   return U64 & ~defined;
 }
 
-/** IA32_S_CET bits 9:6 are reserved (SDM Vol. 1 §18.3 / Vol. 4). */
+/** IA32_S_CET bits 9:6 are reserved whatever CPUID says (SDM Vol. 1 §18.3 / Vol. 4); see sCetReserved for the rest. */
 export const S_CET_RESERVED = 0x3c0n;
 
-/** Reserved bits of IA32_FRED_CONFIG that are not part of the entry point or config fields. */
-const FRED_CONFIG_RESERVED = 1n << 2n;
+/** IA32_FRED_CONFIG reserved bits: 2, 5:4 and 11 (bits 63:12 are the entry page, checked for canonicality). */
+export const FRED_CONFIG_RESERVED = (1n << 2n) | (3n << 4n) | (1n << 11n);
+
+/** IA32_S_CET SUPPRESS (bit 10) and TRACKER = WAIT_FOR_ENDBRANCH (bit 11) may not both be 1. */
+export const S_CET_SUPPRESS_TRACKER = (1n << 10n) | (1n << 11n);
 
 function fredState(ctx: Ctx, id: string, prefix: "GUEST" | "HOST", configSlot: number): void {
   const st = ctx.st;
   const cfg = st.getSlot(configSlot);
   const bad: string[] = [];
-  if (cfg & FRED_CONFIG_RESERVED || !isCanonical(cfg, ctx.laWidth)) bad.push(`${prefix}_IA32_FRED_CONFIG=${hex(cfg)}`);
+  if (cfg & FRED_CONFIG_RESERVED || !isCanonical(cfg & ~0xfffn, ctx.laWidth)) bad.push(`${prefix}_IA32_FRED_CONFIG=${hex(cfg)}`);
   // RSP1..3 follow CONFIG in the encoding order, then STKLVLS, then SSP1..3 (see fields.ts).
   for (let i = 1; i <= 3; i++) {
     const rsp = st.getSlot(configSlot + i);
@@ -27,7 +30,7 @@ function fredState(ctx: Ctx, id: string, prefix: "GUEST" | "HOST", configSlot: n
     const ssp = st.getSlot(configSlot + 4 + i);
     if ((ssp & 7n) !== 0n || !isCanonical(ssp, ctx.laWidth)) bad.push(`${prefix}_IA32_FRED_SSP${i}=${hex(ssp)}`);
   }
-  if (bad.length) report(ctx, id, `${bad.join(", ")}: FRED RSPs must be canonical and 64-byte aligned, SSPs canonical and 8-byte aligned, CONFIG canonical with reserved bits 0`);
+  if (bad.length) report(ctx, id, `${bad.join(", ")}: FRED RSPs must be canonical and 64-byte aligned, SSPs canonical and 8-byte aligned, CONFIG canonical with bits 2, 5:4 and 11 clear`);
 }
 
 export { fredState };
@@ -59,7 +62,11 @@ export function checkHost(ctx: Ctx): void {
   if (!isCanonical(sEip, la)) report(ctx, "HOST.SYSENTER_EIP.CANONICAL", `HOST_IA32_SYSENTER_EIP=${hex(sEip)}: not canonical`);
   if (exit & EXIT.LOAD_CET_STATE) {
     const sCet = st.getSlot(SLOT.H_S_CET);
-    if (sCet & S_CET_RESERVED || !isCanonical(sCet, la)) report(ctx, "HOST.CET.S_CET", `HOST_S_CET=${hex(sCet)}: must be canonical with bits 9:6 clear`);
+    const r = sCet & ctx.rsvd.sCet;
+    if (r || !isCanonical(sCet, la)) report(ctx, "HOST.CET.S_CET", `HOST_S_CET=${hex(sCet)}: must be canonical with reserved bits ${hex(r || S_CET_RESERVED)} clear (bits 9:6, and those CPUID CET_SS/CET_IBT do not enumerate)`);
+    if ((sCet & S_CET_SUPPRESS_TRACKER) === S_CET_SUPPRESS_TRACKER) {
+      report(ctx, "HOST.CET.S_CET_SUPPRESS_TRACKER", `HOST_S_CET=${hex(sCet)}: SUPPRESS (bit 10) and TRACKER (bit 11) both set`);
+    }
     const isst = st.getSlot(SLOT.H_ISST);
     if (!isCanonical(isst, la)) report(ctx, "HOST.CET.ISST", `HOST_INTR_SSP_TABLE=${hex(isst)}: not canonical`);
     const ssp = st.getSlot(SLOT.H_SSP);
@@ -78,7 +85,8 @@ export function checkHost(ctx: Ctx): void {
   }
   if (exit & EXIT.LOAD_IA32_EFER) {
     const efer = st.getSlot(SLOT.H_EFER);
-    if (efer & ~EFER_DEFINED) report(ctx, "HOST.EFER.RESERVED", `HOST_IA32_EFER=${hex(efer)}: reserved bits ${hex(efer & ~EFER_DEFINED)} set`);
+    const rsv = efer & ~ctx.rsvd.eferDefined & U64;
+    if (rsv) report(ctx, "HOST.EFER.RESERVED", `HOST_IA32_EFER=${hex(efer)}: reserved bits ${hex(rsv)} set`);
     const lma = (efer & EFER.LMA) !== 0n;
     const lme = (efer & EFER.LME) !== 0n;
     if (lma !== asz || lme !== asz) report(ctx, "HOST.EFER.LMA_LME", `HOST_IA32_EFER=${hex(efer)}: LMA and LME must both be ${asz ? 1 : 0} (host address-space size)`);
@@ -87,7 +95,8 @@ export function checkHost(ctx: Ctx): void {
     const v = st.getSlot(SLOT.H_PKRS);
     if (v >> 32n) report(ctx, "HOST.PKRS.RESERVED", `HOST_IA32_PKRS=${hex(v)}: bits 63:32 must be 0`);
   }
-  if (exit & EXIT.ACTIVATE_SECONDARY_CONTROLS && ctx.exit2 & EXIT2.LOAD_IA32_FRED) fredState(ctx, "HOST.FRED.STATE", "HOST", SLOT.H_FRED_CONFIG);
+  // FRED state is loaded (and checked) only for a 64-bit host; a 32-bit host may not have CR4.FRED.
+  if (asz && exit & EXIT.ACTIVATE_SECONDARY_CONTROLS && ctx.exit2 & EXIT2.LOAD_IA32_FRED) fredState(ctx, "HOST.FRED.STATE", "HOST", SLOT.H_FRED_CONFIG);
 
   // §26.2.3
   const badSel: string[] = [];
@@ -128,6 +137,7 @@ export function checkHost(ctx: Ctx): void {
   if (!asz) {
     if (ia32eGuest) report(ctx, "HOST.ASZ.H32_NO_IA32E_GUEST", `VM_ENTRY_CONTROLS=${hex(entry)}: IA-32e mode guest with a 32-bit host`);
     if (cr4 & CR4.PCIDE) report(ctx, "HOST.ASZ.H32_NO_PCIDE", `HOST_CR4=${hex(cr4)}: PCIDE must be 0 for a 32-bit host`);
+    if (cr4 & CR4.FRED) report(ctx, "HOST.ASZ.H32_NO_FRED", `HOST_CR4=${hex(cr4)}: FRED (bit 32) must be 0 for a 32-bit host`);
     const high: string[] = [];
     if (rip >> 32n) high.push(`HOST_RIP=${hex(rip)}`);
     if (exit & EXIT.LOAD_CET_STATE) {

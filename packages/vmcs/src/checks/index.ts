@@ -1,15 +1,17 @@
 import { PROC } from "../bits/controls.js";
 import { ENTRY_FAILURE_QUAL, EXIT_REASON, EXIT_REASON_FLAGS, VM_INSTRUCTION_ERROR } from "../bits/exits.js";
-import type { VmxCaps } from "../caps.js";
+import { NUMERIC_FACT_MAX, type VmxCaps } from "../caps.js";
 import { isVmcsState, type VmcsState } from "../state.js";
 import { checkInfo } from "./catalog.js";
 import { type Ctx, SLOT, type Violation, type VmEntryEnv } from "./context.js";
 import { checkControls } from "./controls.js";
 import { checkGuest } from "./guest.js";
 import { checkHost } from "./host.js";
+import { debugctlReserved, eferDefined, lbrCtlReserved, rtitCtlReserved, sCetReserved } from "./msr-masks.js";
 
 export { CHECKS, type CheckGroup, type CheckInfo, checkInfo } from "./catalog.js";
 export type { Violation, VmEntryEnv } from "./context.js";
+export { DEBUGCTL_BITS, debugctlReserved, eferDefined, lbrCtlReserved, rtitCtlReserved, S_CET_BITS, sCetReserved } from "./msr-masks.js";
 
 /** Pseudo-ids reported when the input itself is unusable (never thrown). */
 export const INPUT_INVALID_STATE = "INPUT.INVALID_STATE";
@@ -52,6 +54,16 @@ function capsProblem(caps: unknown): string | undefined {
     const v = c.cpu[k];
     if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > 32) return `cpu.${k} must be an integer in 0..32`;
   }
+  // Facts added with the newest SDM rules may be absent from a hand-built object (read as "not
+  // enumerated"); present, they must have the right type and range.
+  for (const [k, max] of Object.entries(NUMERIC_FACT_MAX)) {
+    const v = c.cpu[k];
+    if (v !== undefined && (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v > max)) return `cpu.${k} must be an integer in 0..${max}`;
+  }
+  for (const k of ["busLockDetect", "cetSs", "cetIbt", "nx", "fred", "cet", "rtm", "lam", "la57", "intel64"]) {
+    const v = c.cpu[k];
+    if (v !== undefined && typeof v !== "boolean") return `cpu.${k} must be a boolean`;
+  }
   return undefined;
 }
 
@@ -71,6 +83,13 @@ function makeCtx(st: VmcsState, caps: VmxCaps, env: VmEntryEnv): Ctx {
     exit,
     exit2: exit & 0x8000_0000 ? st.getSlot(SLOT.EXIT2) : 0n,
     entry: Number(st.getSlot(SLOT.ENTRY)),
+    rsvd: {
+      debugctl: debugctlReserved(caps.cpu),
+      sCet: sCetReserved(caps.cpu),
+      rtitCtl: rtitCtlReserved(caps.cpu),
+      lbrCtl: lbrCtlReserved(caps.cpu),
+      eferDefined: eferDefined(caps.cpu),
+    },
     out: [],
   };
 }
