@@ -1,6 +1,6 @@
 export * from "./errors.js";
 export * from "./guest-memory.js";
 export * from "./hypercall.js";
-export * from "./layout.js";
 export * from "./kvm/index.js";
+export * from "./layout.js";
 export * from "./vmx/eptp.js";
