@@ -11,11 +11,11 @@ export const U64_LIMIT = 1n << 64n;
 export class ByteReader {
   readonly bytes: Uint8Array;
   readonly length: number;
-  private readonly view: DataView;
+  private readonly buf: Buffer;
   constructor(bytes: Uint8Array) {
     this.bytes = bytes;
     this.length = bytes.length;
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
   private need(offset: number, size: number, what: string): void {
     if (!(Number.isSafeInteger(offset) && offset >= 0 && offset + size <= this.length)) {
@@ -25,7 +25,7 @@ export class ByteReader {
   /** A u32 data word (not a struct field: e.g. the implicit addend a REL entry points at). */
   u32(offset: number, what = "u32"): number {
     this.need(offset, 4, what);
-    return this.view.getUint32(offset, true);
+    return this.buf.readUInt32LE(offset);
   }
   /** A declared struct at `offset`; one that runs past the end of the file is ELF_TRUNCATED. */
   struct<T>(layout: StructLayout<T>, offset: number, what: string = layout.cType): T {
