@@ -402,7 +402,11 @@ export class Emulator {
         const count = this.loc(ops[1]!, st, "read").read();
         const cf = (this.cpu.readRflags() & CF) !== 0n;
         const r = shift(i.mnemonic as ShiftOp, dst.read(), count, cf, dst.bits);
-        if (r.mask === 0n) return st.next;
+        // A zero count still writes a register destination (a 32-bit one is zero-extended, as the CPU does).
+        if (r.mask === 0n) {
+          if (ops[0]!.kind === "reg") dst.write(r.value);
+          return st.next;
+        }
         dst.write(r.value);
         // AF is undefined after a shift by a non-zero count; cleared here (documented in flags.ts).
         this.setFlags(r.mask, r.flags);
