@@ -279,3 +279,15 @@ describe("catalog VERIFY items", () => {
     expect(ipiv(or(long(), "CPU_BASED_VM_EXEC_CONTROL", PROC.ACTIVATE_TERTIARY_CONTROLS), 0xd000n)).toEqual(["CTRL.PROC3.IPI_VIRT"]);
   });
 });
+
+describe("capability facts are read per call for mutable caps", () => {
+  it("frozen profiles are cached; a mutable caps object is re-read after it changes", () => {
+    const c: VmxCaps = { ...FULL, cpu: { ...FULL.cpu } };
+    const s = or(long(), "VM_ENTRY_CONTROLS", ENTRY.LOAD_DEBUG_CONTROLS).set("GUEST_IA32_DEBUGCTL", bit(2));
+    expect(ids(s, c)).toEqual([]);
+    (c.cpu as { busLockDetect: boolean }).busLockDetect = false;
+    expect(ids(s, c)).toEqual(["GUEST.DEBUGCTL.RESERVED"]);
+    expect(Object.isFrozen(FULL) && Object.isFrozen(FULL.cpu)).toBe(true);
+    expect(ids(s, FULL)).toEqual([]);
+  });
+});

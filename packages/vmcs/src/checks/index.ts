@@ -67,7 +67,37 @@ function capsProblem(caps: unknown): string | undefined {
   return undefined;
 }
 
-function makeCtx(st: VmcsState, caps: VmxCaps, env: VmEntryEnv): Ctx {
+type Masks = Ctx["rsvd"];
+
+function masksFor(caps: VmxCaps): Masks {
+  return {
+    debugctl: debugctlReserved(caps.cpu),
+    sCet: sCetReserved(caps.cpu),
+    rtitCtl: rtitCtlReserved(caps.cpu),
+    lbrCtl: lbrCtlReserved(caps.cpu),
+    eferDefined: eferDefined(caps.cpu),
+  };
+}
+
+/**
+ * Validation and reserved-bit masks per capability object. Only frozen objects (every built-in
+ * profile and whatever capsFromJSON returns) are cached: a mutable one could change between calls.
+ */
+const CAPS_CACHE = new WeakMap<object, { problem: string | undefined; masks: Masks | undefined }>();
+
+function prepareCaps(caps: unknown): { problem: string | undefined; masks: Masks | undefined } {
+  const cacheable = typeof caps === "object" && caps !== null && Object.isFrozen(caps) && Object.isFrozen((caps as VmxCaps).cpu) && Object.isFrozen((caps as VmxCaps).msrs);
+  if (cacheable) {
+    const hit = CAPS_CACHE.get(caps);
+    if (hit) return hit;
+  }
+  const problem = capsProblem(caps);
+  const r = { problem, masks: problem === undefined ? masksFor(caps as VmxCaps) : undefined };
+  if (cacheable) CAPS_CACHE.set(caps as object, r);
+  return r;
+}
+
+function makeCtx(st: VmcsState, caps: VmxCaps, env: VmEntryEnv, rsvd: Masks): Ctx {
   const proc = Number(st.getSlot(SLOT.PROC));
   const exit = Number(st.getSlot(SLOT.EXIT));
   return {
@@ -83,13 +113,7 @@ function makeCtx(st: VmcsState, caps: VmxCaps, env: VmEntryEnv): Ctx {
     exit,
     exit2: exit & 0x8000_0000 ? st.getSlot(SLOT.EXIT2) : 0n,
     entry: Number(st.getSlot(SLOT.ENTRY)),
-    rsvd: {
-      debugctl: debugctlReserved(caps.cpu),
-      sCet: sCetReserved(caps.cpu),
-      rtitCtl: rtitCtlReserved(caps.cpu),
-      lbrCtl: lbrCtlReserved(caps.cpu),
-      eferDefined: eferDefined(caps.cpu),
-    },
+    rsvd,
     out: [],
   };
 }
@@ -102,11 +126,11 @@ function makeCtx(st: VmcsState, caps: VmxCaps, env: VmEntryEnv): Ctx {
  */
 export function checkVmEntry(state: VmcsState, caps: VmxCaps, env: VmEntryEnv = {}): Violation[] {
   if (!isVmcsState(state)) return [{ id: INPUT_INVALID_STATE, sdm: "-", message: "state is not a VmcsState" }];
-  const problem = capsProblem(caps);
-  if (problem !== undefined) return [{ id: INPUT_INVALID_CAPS, sdm: "-", message: problem }];
+  const { problem, masks } = prepareCaps(caps);
+  if (problem !== undefined || masks === undefined) return [{ id: INPUT_INVALID_CAPS, sdm: "-", message: problem ?? "capabilities unusable" }];
   const e: VmEntryEnv = typeof env === "object" && env !== null ? env : {};
   try {
-    const ctx = makeCtx(state, caps, e);
+    const ctx = makeCtx(state, caps, e, masks);
     checkControls(ctx);
     checkHost(ctx);
     checkGuest(ctx);
