@@ -1,4 +1,4 @@
-import { close, closeSync, fdatasync, fstatSync, openSync, read, readv, write, writev } from "node:fs";
+import { close, closeSync, fdatasync, fstatSync, openSync, read, write, writev } from "node:fs";
 import {
   bit,
   VIRTIO_BLK_F_BLK_SIZE,
@@ -27,30 +27,33 @@ import type { ChainWriter, DescriptorChain } from "../queue/chain.js";
 
 export const SECTOR_SIZE = 512;
 
+/** Completion of one backend operation: null, or why it failed (the request then gets IOERR). */
+export type IoDone = (err: Error | null) => void;
+
 /**
- * Storage behind a virtio-blk device. Every method completes asynchronously; a rejection turns
- * into VIRTIO_BLK_S_IOERR for that request. `read` fills `into` completely (or rejects).
+ * Storage behind a virtio-blk device. Every operation completes asynchronously through its
+ * callback (callbacks, not promises: this is the per-request hot path). `read` fills `into`
+ * completely or fails; `write` writes all of `from` or fails.
  */
 export interface BlockBackend {
   /** Size in bytes. */
   readonly size: number;
   readonly readOnly: boolean;
-  read(position: number, into: Buffer): Promise<void>;
-  /** Write all of `from`, in order, at `position`. */
-  write(position: number, from: readonly Buffer[]): Promise<void>;
+  read(position: number, into: Buffer, done: IoDone): void;
+  write(position: number, from: readonly Buffer[], done: IoDone): void;
   /** Make every completed write durable. */
-  flush(): Promise<void>;
-  writeZeroes(position: number, length: number): Promise<void>;
+  flush(done: IoDone): void;
+  writeZeroes(position: number, length: number, done: IoDone): void;
   /** May drop the data; contents of the range are then unspecified (virtio 1.2 §5.2.6). */
-  discard(position: number, length: number): Promise<void>;
+  discard(position: number, length: number, done: IoDone): void;
   close(): Promise<void>;
 }
 
 const ZEROES = Buffer.alloc(1 << 20);
 
 /**
- * A raw image file, I/O on the libuv thread pool (fs.read/readv/writev/fdatasync callbacks), so
- * the event loop only ever issues requests and copies results.
+ * A raw image file, I/O on the libuv thread pool (fs.read/writev/fdatasync callbacks), so the
+ * event loop only ever issues requests and copies results.
  */
 export class RawFileBackend implements BlockBackend {
   readonly size: number;
@@ -80,88 +83,77 @@ export class RawFileBackend implements BlockBackend {
     return new RawFileBackend(fd, st.size, ro);
   }
 
-  read(position: number, into: Buffer): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const step = (done: number): void => {
-        if (done === into.length) {
-          resolve();
+  read(position: number, into: Buffer, done: IoDone): void {
+    const step = (got: number): void => {
+      if (got === into.length) {
+        done(null);
+        return;
+      }
+      read(this.fd, into, got, into.length - got, position + got, (err, n) => {
+        if (err) done(err);
+        else if (n === 0) done(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: short read at ${position + got}`));
+        else step(got + n);
+      });
+    };
+    step(0);
+  }
+
+  write(position: number, from: readonly Buffer[], done: IoDone): void {
+    let bufs = from.filter((b) => b.length > 0);
+    let pos = position;
+    const step = (): void => {
+      if (bufs.length === 0) {
+        done(null);
+        return;
+      }
+      writev(this.fd, bufs, pos, (err, n) => {
+        if (err) {
+          done(err);
           return;
         }
-        read(this.fd, into, done, into.length - done, position + done, (err, n) => {
-          if (err) reject(err);
-          else if (n === 0) reject(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: short read at ${position + done}`));
-          else step(done + n);
-        });
-      };
-      step(0);
-    });
-  }
-
-  /** Kept for callers that read straight into several buffers (readv). */
-  readv(position: number, into: Buffer[]): Promise<number> {
-    return new Promise((resolve, reject) => readv(this.fd, into, position, (err, n) => (err ? reject(err) : resolve(n))));
-  }
-
-  write(position: number, from: readonly Buffer[]): Promise<void> {
-    return new Promise((resolve, reject) => {
-      let bufs = from.filter((b) => b.length > 0);
-      let pos = position;
-      const step = (): void => {
-        if (bufs.length === 0) {
-          resolve();
+        if (n === 0) {
+          done(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: write made no progress at ${pos}`));
           return;
         }
-        writev(this.fd, bufs, pos, (err, n) => {
-          if (err) {
-            reject(err);
-            return;
+        // A short writev: carry on from where it stopped, so a completion is never reported torn.
+        pos += n;
+        const rest: Buffer[] = [];
+        for (const b of bufs) {
+          if (n >= b.length) n -= b.length;
+          else {
+            rest.push(n > 0 ? b.subarray(n) : b);
+            n = 0;
           }
-          if (n === 0) {
-            reject(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: write made no progress at ${pos}`));
-            return;
-          }
-          // A short writev: carry on from where it stopped, so a completion is never reported torn.
-          pos += n;
-          const rest: Buffer[] = [];
-          for (const b of bufs) {
-            if (n >= b.length) n -= b.length;
-            else {
-              rest.push(n > 0 ? b.subarray(n) : b);
-              n = 0;
-            }
-          }
-          bufs = rest;
-          step();
-        });
-      };
-      step();
-    });
-  }
-
-  flush(): Promise<void> {
-    return new Promise((resolve, reject) => fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
-  }
-
-  writeZeroes(position: number, length: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const step = (pos: number, left: number): void => {
-        if (left === 0) {
-          resolve();
-          return;
         }
-        write(this.fd, ZEROES, 0, Math.min(left, ZEROES.length), pos, (err, n) => {
-          if (err) reject(err);
-          else if (n === 0) reject(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: write-zeroes made no progress at ${pos}`));
-          else step(pos + n, left - n);
-        });
-      };
-      step(position, length);
-    });
+        bufs = rest;
+        step();
+      });
+    };
+    step();
   }
 
-  discard(_position: number, _length: number): Promise<void> {
+  flush(done: IoDone): void {
+    fdatasync(this.fd, (err) => done(err));
+  }
+
+  writeZeroes(position: number, length: number, done: IoDone): void {
+    const step = (pos: number, left: number): void => {
+      if (left === 0) {
+        done(null);
+        return;
+      }
+      write(this.fd, ZEROES, 0, Math.min(left, ZEROES.length), pos, (err, n) => {
+        if (err) done(err);
+        else if (n === 0) done(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: write-zeroes made no progress at ${pos}`));
+        else step(pos + n, left - n);
+      });
+    };
+    step(position, length);
+  }
+
+  discard(_position: number, _length: number, done: IoDone): void {
     // Node has no fallocate(PUNCH_HOLE); keeping the data is a valid discard.
-    return Promise.resolve();
+    setImmediate(done, null);
   }
 
   close(): Promise<void> {
@@ -287,19 +279,27 @@ export class VirtioBlk implements VirtioDevice {
     switch (type) {
       case VIRTIO_BLK_T_IN: {
         if (!this.inRange(sector, dataIn) || r.remaining !== 0) return this.finishNow(chain, VIRTIO_BLK_S_IOERR);
-        const bounce = Buffer.allocUnsafe(dataIn);
-        return this.launch(ctx, chain, this.backend.read(sector * SECTOR_SIZE, bounce), dataIn, (wr) => {
-          wr.write(bounce);
-        });
+        const bounce = this.takeBounce(dataIn);
+        return this.launch(
+          ctx,
+          chain,
+          (d) => this.backend.read(sector * SECTOR_SIZE, bounce, d),
+          dataIn,
+          (wr) => {
+            wr.write(bounce);
+          },
+          () => this.giveBounce(bounce),
+        );
       }
       case VIRTIO_BLK_T_OUT: {
         if (ro) return this.finishNow(chain, VIRTIO_BLK_S_IOERR);
         const len = r.remaining;
         if (!this.inRange(sector, len) || dataIn !== 0) return this.finishNow(chain, VIRTIO_BLK_S_IOERR);
-        return this.launch(ctx, chain, this.backend.write(sector * SECTOR_SIZE, r.views(len)), 0);
+        const views = r.views(len);
+        return this.launch(ctx, chain, (d) => this.backend.write(sector * SECTOR_SIZE, views, d), 0);
       }
       case VIRTIO_BLK_T_FLUSH:
-        return this.launch(ctx, chain, ro ? Promise.resolve() : this.backend.flush(), 0);
+        return this.launch(ctx, chain, (d) => (ro ? setImmediate(d, null) : this.backend.flush(d)), 0);
       case VIRTIO_BLK_T_GET_ID: {
         const n = Math.min(dataIn, VIRTIO_BLK_ID_BYTES);
         const id = Buffer.alloc(n);
@@ -320,11 +320,23 @@ export class VirtioBlk implements VirtioDevice {
         if (start < 0 || s.numSectors > MAX_RANGE_SECTORS || start + s.numSectors > this.capacity) return this.finishNow(chain, VIRTIO_BLK_S_IOERR);
         const pos = start * SECTOR_SIZE;
         const len = s.numSectors * SECTOR_SIZE;
-        return this.launch(ctx, chain, isWz ? this.backend.writeZeroes(pos, len) : this.backend.discard(pos, len), 0);
+        return this.launch(ctx, chain, (d) => (isWz ? this.backend.writeZeroes(pos, len, d) : this.backend.discard(pos, len, d)), 0);
       }
       default:
         return this.finishNow(chain, VIRTIO_BLK_S_UNSUPP);
     }
+  }
+
+  /** Reused bounce buffers by size: a fresh 4 KiB+ Buffer per request is a fresh ArrayBuffer. */
+  private readonly bounces = new Map<number, Buffer[]>();
+  private takeBounce(n: number): Buffer {
+    return this.bounces.get(n)?.pop() ?? Buffer.allocUnsafeSlow(n);
+  }
+  private giveBounce(b: Buffer): void {
+    if (b.length > 1 << 20) return;
+    const l = this.bounces.get(b.length) ?? [];
+    if (l.length < 64) l.push(b);
+    this.bounces.set(b.length, l);
   }
 
   private inRange(sector: number, bytes: number): boolean {
@@ -347,7 +359,14 @@ export class VirtioBlk implements VirtioDevice {
     return status === VIRTIO_BLK_S_OK ? dataWritten + 1 : 1;
   }
 
-  private launch(ctx: DeviceContext, chain: DescriptorChain, io: Promise<void>, dataLen: number, fill?: (w: ChainWriter) => void): null {
+  private launch(
+    ctx: DeviceContext,
+    chain: DescriptorChain,
+    io: (done: IoDone) => void,
+    dataLen: number,
+    fill?: (w: ChainWriter) => void,
+    release?: () => void,
+  ): null {
     this.pending++;
     const done = (status: number): void => {
       this.pending--;
@@ -371,13 +390,16 @@ export class VirtioBlk implements VirtioDevice {
       } catch (e) {
         ctx.fail(e);
       } finally {
+        release?.();
         if (this.pending === 0) for (const w of this.idleWaiters.splice(0)) w();
       }
     };
-    io.then(
-      () => done(VIRTIO_BLK_S_OK),
-      () => done(VIRTIO_BLK_S_IOERR),
-    );
+    try {
+      io((err) => done(err === null ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR));
+    } catch {
+      // A backend that throws instead of calling back fails this request, not the device.
+      done(VIRTIO_BLK_S_IOERR);
+    }
     return null;
   }
 
