@@ -443,6 +443,14 @@ describe("test-kernels on /dev/kvm", () => {
     expect(r.reports.some((x) => x.name === "survived")).toBe(false);
   });
 
+  it("halt-irq-off: a vCPU halted with interrupts off ends the VM as a guest error within seconds", async () => {
+    const r = await runGuest({ name: "halt-irq-off", irqchip: true, timeoutMs: 20_000 });
+    expect(r.end).toMatchObject({ kind: "other", detail: { kind: "halted", vcpu: 0 } });
+    expect(r.passed("about-to-halt")).toBe(true);
+    expect(r.reports.some((x) => x.name === "woke")).toBe(false);
+    expect(r.elapsedMs).toBeLessThan(5000);
+  });
+
   it("runaway-loop: the VMM stops a spinning guest at its time limit", async () => {
     const limit = 300;
     const r = await runGuest({ name: "runaway-loop", timeoutMs: limit });

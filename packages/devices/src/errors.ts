@@ -63,7 +63,13 @@ export type DeviceErrorCode = "DEVICE_INVALID_OPTION" | "DEVICE_INVALID_ACCESS";
 /** Bad options given to a device model, or an access a device model cannot take. */
 export class DeviceError extends TsvmmError<DeviceErrorCode> {}
 
-export type TraceErrorCode = "TRACE_BAD_LINE" | "TRACE_INVALID_EVENT" | "TRACE_CLOSED" | "TRACE_WRITE_FAILED";
+export type TraceErrorCode =
+  | "TRACE_BAD_LINE"
+  | "TRACE_INVALID_EVENT"
+  | "TRACE_CLOSED"
+  | "TRACE_WRITE_FAILED"
+  /** The trace file cannot be opened for appending (missing directory, permissions, not a file). */
+  | "TRACE_OPEN_FAILED";
 
 /** Recording or replaying an exit trace failed. `line` is 1-based when the error is about a line. */
 export class TraceError extends TsvmmError<TraceErrorCode> {

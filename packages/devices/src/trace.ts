@@ -1,4 +1,4 @@
-import { createWriteStream, readFileSync } from "node:fs";
+import { closeSync, createWriteStream, fstatSync, openSync, readFileSync } from "node:fs";
 import { type BusEntry, type MmioBus, PioBus } from "./bus.js";
 import { DebugExit } from "./debug-exit.js";
 import { TraceError } from "./errors.js";
@@ -50,7 +50,7 @@ export type TraceEvent = TraceAccessEvent | TraceInputEvent | TraceHeaderEvent |
 /** Where the recorder writes lines: an fs.WriteStream, a PassThrough, anything stream-like. */
 export interface TraceSink {
   write(chunk: string): unknown;
-  end(callback?: () => void): unknown;
+  end(callback?: (error?: Error | null) => void): unknown;
   on?(event: "error", listener: (err: Error) => void): unknown;
 }
 
@@ -59,6 +59,8 @@ export interface TraceRecorderOptions {
   bufferBytes?: number;
   /** Monotonic clock in ns; default process.hrtime.bigint. `t` is relative to construction. */
   clock?: () => bigint;
+  /** Called once when the sink fails (disk full, a closed pipe): the trace is incomplete from there. */
+  onError?: (error: TraceError) => void;
 }
 
 /**
@@ -74,12 +76,30 @@ export class TraceRecorder {
   private pendingBytes = 0;
   private closed = false;
   private failure: Error | null = null;
+  private readonly onError: ((error: TraceError) => void) | undefined;
   /** Lines recorded so far (the header included). */
   lines = 0;
 
-  /** Opens `path` for appending (a second recording to the same file follows the first). */
+  /**
+   * Opens `path` for appending (a second recording to the same file follows the first). The file
+   * is opened now, so a missing directory or a denied path fails here, before anything runs.
+   */
   static open(path: string, options: TraceRecorderOptions = {}): TraceRecorder {
-    return new TraceRecorder(createWriteStream(path, { flags: "a" }), options);
+    let fd: number;
+    try {
+      fd = openSync(path, "a");
+    } catch (e) {
+      throw new TraceError("TRACE_OPEN_FAILED", `cannot open the trace ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, undefined, { cause: e });
+    }
+    try {
+      const st = fstatSync(fd);
+      // A FIFO would block the writer thread for ever if nobody reads it; a directory cannot be written.
+      if (!st.isFile() && !st.isCharacterDevice()) throw new TraceError("TRACE_OPEN_FAILED", `the trace ${path} is not a regular file or a character device`);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    return new TraceRecorder(createWriteStream("", { fd }), options);
   }
 
   constructor(sink: TraceSink, options: TraceRecorderOptions = {}) {
@@ -90,9 +110,8 @@ export class TraceRecorder {
     this.bufferBytes = options.bufferBytes ?? 64 * 1024;
     this.clock = options.clock ?? process.hrtime.bigint;
     this.start = this.clock();
-    sink.on?.("error", (err) => {
-      this.failure = err;
-    });
+    this.onError = options.onError;
+    sink.on?.("error", (err) => this.fail(err));
     const header: TraceHeaderEvent = { kind: "header", version: TRACE_VERSION, startedAt: new Date().toISOString() };
     this.push(JSON.stringify(header));
   }
@@ -158,8 +177,14 @@ export class TraceRecorder {
           clearInterval(timer);
           resolve();
         };
-        this.sink.end(done);
+        // A file stream reports a failed last write to end()'s callback, before its 'error' event.
+        this.sink.end((err) => {
+          if (err) this.fail(err);
+          done();
+        });
       });
+      // Let an 'error' event already queued behind the callback land before judging.
+      await new Promise<void>((r) => setImmediate(r));
     }
     if (this.failure !== null) {
       throw new TraceError("TRACE_WRITE_FAILED", `writing the trace failed: ${this.failure.message}`, undefined, {
@@ -187,6 +212,13 @@ export class TraceRecorder {
     this.push(
       `{"kind":"${kind}","t":${this.now()},"vcpu":${vcpu},"dir":"${isWrite ? "write" : "read"}","addr":${addr},"size":${size}${c},"data":"${toBuffer(data).toString("hex")}"}`,
     );
+  }
+
+  /** The first failure of the sink: kept for close(), told to onError once. */
+  private fail(err: Error): void {
+    if (this.failure !== null) return;
+    this.failure = err;
+    this.onError?.(new TraceError("TRACE_WRITE_FAILED", `writing the trace failed: ${err.message}`, undefined, { cause: err }));
   }
 
   private now(): number {

@@ -138,9 +138,17 @@ describe("TraceRecorder", () => {
     expect(JSON.parse(line)).toMatchObject({ size: 1, count: 3, data: "616263" });
   });
 
-  it("close rejects with TRACE_WRITE_FAILED when the file cannot be written", async () => {
-    const rec = TraceRecorder.open(join(dir, "no-such-dir", "t.jsonl"));
-    await expect(rec.close()).rejects.toMatchObject({ code: "TRACE_WRITE_FAILED" });
+  it("a path that cannot be opened fails at open(), before anything is recorded", () => {
+    expect(() => TraceRecorder.open(join(dir, "no-such-dir", "t.jsonl"))).toThrow(expect.objectContaining({ code: "TRACE_OPEN_FAILED" }));
+    expect(() => TraceRecorder.open(dir)).toThrow(expect.objectContaining({ code: "TRACE_OPEN_FAILED" }));
+  });
+
+  it("a sink that fails (a full disk: /dev/full) is reported to onError and makes close() reject", async () => {
+    const errors: string[] = [];
+    const rec = TraceRecorder.open("/dev/full", { onError: (e) => errors.push(e.code) });
+    for (let i = 0; i < 100; i++) rec.recordExit(0, "hlt");
+    await expect(rec.close()).rejects.toMatchObject({ code: "TRACE_WRITE_FAILED", message: expect.stringMatching(/ENOSPC/) });
+    expect(errors).toEqual(["TRACE_WRITE_FAILED"]);
   });
 });
 

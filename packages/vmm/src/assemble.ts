@@ -229,7 +229,13 @@ export function assemble(spec: VmmSpec): Vmm {
       if (spec.mmioObserver !== undefined) mmio.observer = spec.mmioObserver;
       return { pio, mmio, uart, hypercall };
     });
-    trace = step("trace", () => (spec.tracePath === undefined ? undefined : TraceRecorder.open(spec.tracePath)));
+    trace = step("trace", () =>
+      spec.tracePath === undefined
+        ? undefined
+        : TraceRecorder.open(spec.tracePath, {
+            onError: (e) => vmm?.requestStop("vmm-error", 74, e.message, { kind: "trace", error: e.message }),
+          }),
+    );
     if (trace !== undefined) {
       // The recorder takes the buses' observer slot; a caller's observer still sees every access.
       for (const bus of [devices.pio, devices.mmio]) {

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import type { KvmCpuidEntry2, KvmMsrFilter } from "@tsvmm/abi";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,11 +9,13 @@ import type { EventFd, GuestRam } from "@tsvmm/kvm-backend";
 import { assemble, type BootOverride, type ConsoleSink, type ExtraSlot, type PrepareContext, type VmmSpec } from "./assemble.js";
 import { VM_LIMITS, type VmConfig } from "./config.js";
 import { VmmError } from "./errors.js";
+import { MAX_IMAGE_INPUT, readInputFile, readJsonFile } from "./files.js";
 import type { KernelFormat } from "./kernel.js";
 import type { MsrHandler, Vmm, VmmResult } from "./vmm.js";
 import type { WatchdogOptions } from "./watchdog.js";
 
-function packageRoot(): string {
+/** This package's folder (dist/.. or src/..). */
+export function packageRoot(): string {
   const here = typeof __dirname === "string" ? __dirname : dirname(fileURLToPath(import.meta.url));
   return join(here, "..");
 }
@@ -26,13 +28,6 @@ export function bundledHelloPath(): string {
   return join(packageRoot(), "..", "..", "test-kernels", "out", "hello.elf");
 }
 
-function readFile(path: string, what: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    throw new VmmError("VMM_FILE_UNREADABLE", `cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
-  }
-}
 
 /**
  * Assembles a VMM from the parts, in the manner of Firecracker's builder: say what the machine
@@ -108,7 +103,7 @@ export class VmmBuilder {
     return this;
   }
   kernelFile(path: string, format: KernelFormat | "auto" = "auto"): this {
-    return this.kernel(readFile(path, "kernel"), format);
+    return this.kernel(readInputFile(path, "kernel", MAX_IMAGE_INPUT), format);
   }
   memoryMiB(mib: number): this {
     const { min, max } = VM_LIMITS.memoryMiB;
@@ -133,7 +128,7 @@ export class VmmBuilder {
     return this;
   }
   initrdFile(path: string): this {
-    return this.initrd(readFile(path, "initrd"));
+    return this.initrd(readInputFile(path, "initrd", MAX_IMAGE_INPUT));
   }
   /** Where the guest's console bytes go (UART and CONSOLE_WRITE hypercalls; the source is the second argument). */
   console(sink: ConsoleSink): this {
@@ -156,7 +151,7 @@ export class VmmBuilder {
   /** A shipped template name ("t2-like", "minimal"), a path to template JSON, or a parsed template. */
   cpuidTemplate(t: string | CpuidTemplate): this {
     if (typeof t !== "string") this.template = t;
-    else if (/[/.]/.test(t)) this.template = parseTemplate(JSON.parse(readFile(t, "CPUID template").toString("utf8")));
+    else if (/[/.]/.test(t)) this.template = parseTemplate(readJsonFile(t, "CPUID template"));
     else this.template = loadTemplate(t);
     return this;
   }

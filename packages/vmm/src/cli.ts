@@ -1,31 +1,91 @@
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { KVM_CAP, TsvmmError } from "@tsvmm/abi";
 import { Kvm } from "@tsvmm/kvm-backend";
-import { bundledHelloPath, VmmBuilder } from "./builder.js";
-import { loadVmConfig, parseVmConfig, type VmConfig } from "./config.js";
+import { bundledHelloPath, packageRoot, VmmBuilder } from "./builder.js";
+import { loadVmConfig, parseVmConfig, VM_LIMITS, type VmConfig } from "./config.js";
+import { VmmError } from "./errors.js";
 import { describeOverrides, measureCpuidOverrides } from "./host.js";
+import { EXIT_STATUS, type Vmm, type VmmResult } from "./vmm.js";
+
 
 export interface CliIo {
   stdout: (s: string | Buffer) => void;
   stderr: (s: string) => void;
+  /** Called with the VM once it is built, before it runs (the bin hooks signals here). */
+  onVmm?: (vmm: Vmm) => void;
+  /** True when stderr is a terminal: long steps show progress. */
+  isTTY?: boolean;
 }
 
-const USAGE = `usage: tsvmm run [kernel] [--mem MiB] [--vcpus N] [--cmdline S] [--initrd FILE]
-                  [--format auto|tsvmm|elf|pvh|multiboot|bzimage|flat] [--config vm.json]
-                  [--trace out.jsonl] [--timeout SECONDS]
-       tsvmm info [--json]
+/** The package version, as the bin reports it (read from this package's package.json). */
+export function version(): string {
+  try {
+    return (JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
+  } catch {
+    return "unknown";
+  }
+}
 
-run   boots a kernel (default: the bundled hello guest); the guest console goes to stdout, the
-      VM's exit status becomes this process's and is explained in one line on stderr.
-info  prints the KVM API version, capabilities and supported CPUID.`;
+const L = VM_LIMITS;
 
-const processIo: CliIo = {
-  stdout: (s) => process.stdout.write(s),
-  stderr: (s) => process.stderr.write(s),
-};
+const EXIT_TABLE = `exit status:
+  N     the guest's own exit code (EXIT hypercall, or the debug-exit port: QEMU's (value << 1) | 1)
+  0     the guest reset or powered off, or the VM was stopped on request
+  2     bad input: a usage error, a config, kernel, initrd or template tsvmm refuses
+  74    the VMM could not do its part (the trace could not be written)
+  124   the watchdog stopped the VM (--timeout, --stall)
+  125   triple fault
+  126   the guest did something KVM could not carry out, or halted with interrupts off
+  130   interrupted (SIGINT); 143: terminated (SIGTERM)
+  141   stdout closed early (as cat does)`;
 
-/** The CLI as a function: returns the exit status. Exit 2 is a usage or input error. */
-export async function main(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+const RUN_HELP = `usage: tsvmm run [KERNEL] [options]
+
+Boots KERNEL (default: the bundled hello guest); the guest console goes to stdout, and one line on
+stderr says how the VM stopped. Formats: ELF (tsvmm note, PVH, plain), Multiboot, bzImage, flat.
+
+options:
+  -m, --mem MiB         guest RAM, ${L.memoryMiB.min}..${L.memoryMiB.max} MiB (default ${L.memoryMiB.default})       config: memoryMiB
+      --vcpus N         vCPUs, ${L.vcpus.min}..${L.vcpus.max} (default ${L.vcpus.default}; --smp is the same)        config: vcpus
+      --cmdline S       kernel command line, at most ${L.cmdlineBytes.max} bytes                config: cmdline
+      --initrd FILE     initial ramdisk (a regular file)                       config: initrd
+      --format F        auto|tsvmm|elf|pvh|multiboot|bzimage|flat (default auto) config: format
+      --config FILE     a JSON VM config; options given here override it
+      --trace FILE      record every device access as JSON lines             config: trace
+      --timeout SECONDS stop the VM after this long (exit 124)               config: timeoutMs
+      --stall SECONDS   stop the VM when no vCPU exits for this long (124)    config: stallMs
+  -h, --help            this help
+  -V, --version         the tsvmm version
+
+A process group is the unit of a run: signal the group (as a shell's Ctrl-C does), not only
+npx's process. SIGINT/SIGTERM stop the VM, flush the trace and print the stop line.
+
+${EXIT_TABLE}`;
+
+const INFO_HELP = `usage: tsvmm info [--json]
+
+Prints the KVM API version, its capabilities, the supported CPUID table, and the CPUID registers
+this host's KVM replaces after KVM_SET_CPUID2 (measured now).
+
+options:
+      --json     one JSON object instead of tables
+  -h, --help     this help
+  -V, --version  the tsvmm version`;
+
+const USAGE = `usage: tsvmm run [KERNEL] [options]    boot a kernel (tsvmm run --help)
+       tsvmm info [--json]              what this host's KVM offers (tsvmm info --help)
+       tsvmm --version`;
+
+/** A usage error: the message speaks in the user's flags; exit status 2. */
+class UsageError extends Error {}
+
+/**
+ * The CLI as a function: returns the exit status. Exit 2 is a usage or input error; nothing the
+ * guest does makes it throw.
+ */
+export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   const [command, ...rest] = argv;
   try {
     if (command === "run") return await runCommand(rest, io);
@@ -34,26 +94,97 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
       io.stdout(`${USAGE}\n`);
       return 0;
     }
-    io.stderr(`${USAGE}\n`);
+    if (command === "--version" || command === "-V") {
+      io.stdout(`tsvmm ${version()}\n`);
+      return 0;
+    }
+    io.stderr(command === undefined ? `${USAGE}\n` : `tsvmm: unknown command ${JSON.stringify(command)}\n${USAGE}\n`);
     return 2;
   } catch (e) {
-    if (e instanceof TsvmmError) {
-      io.stderr(`tsvmm: ${e.code}: ${e.message}\n`);
+    if (e instanceof UsageError) {
+      io.stderr(`tsvmm ${command}: ${e.message}\n`);
       return 2;
     }
-    if (e instanceof TypeError && "code" in e && String((e as { code: unknown }).code).startsWith("ERR_PARSE_ARGS")) {
-      io.stderr(`tsvmm: ${e.message}\n${USAGE}\n`);
+    if (e instanceof TsvmmError) {
+      io.stderr(`tsvmm: ${e.code}: ${e.message}\n`);
       return 2;
     }
     throw e;
   }
 }
 
+/**
+ * parseArgs with the conventions of the project's CLIs: negative numbers are values, not options
+ * (`--mem -1`), and its errors become one line naming the option.
+ */
+export function parseCli<O extends Record<string, { type: "string" | "boolean"; short?: string }>>(
+  args: readonly string[],
+  options: O,
+  helpHint: string,
+): ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>> {
+  const takesValue = new Set<string>();
+  for (const [name, o] of Object.entries(options)) {
+    if (o.type !== "string") continue;
+    takesValue.add(`--${name}`);
+    if (o.short !== undefined) takesValue.add(`-${o.short}`);
+  }
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const next = args[i + 1];
+    if (takesValue.has(a) && next !== undefined && /^-\d/.test(next)) {
+      joined.push(a.startsWith("--") ? `${a}=${next}` : `${a}${next}`);
+      i++;
+    } else joined.push(a);
+  }
+  try {
+    return parseArgs({ args: joined, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    const code = (e as { code?: string }).code ?? "";
+    if (!code.startsWith("ERR_PARSE_ARGS")) throw e;
+    const m = /'([^']+)'/.exec((e as Error).message);
+    const quoted = m?.[1] ?? "";
+    // parseArgs quotes "-m, --mem <value>": name the long form.
+    const opt = /--[\w-]+/.exec(quoted)?.[0] ?? quoted;
+    if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") throw new UsageError(`unknown option ${opt} (${helpHint})`);
+    if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") throw new UsageError(`${opt} needs a value (${helpHint})`);
+    throw new UsageError(`${(e as Error).message.split("\n")[0]} (${helpHint})`);
+  }
+}
+
+function int(flag: string, s: string | undefined, min: number, max: number, unit: string): number | undefined {
+  if (s === undefined) return undefined;
+  const n = /^[+-]?\d+$/.test(s.trim()) ? Number(s) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`${flag} ${s}: must be a whole number of ${unit} from ${min} to ${max}`);
+  return n;
+}
+
+function seconds(flag: string, s: string | undefined, maxMs: number): number | undefined {
+  if (s === undefined) return undefined;
+  const v = /^\s*[+]?(\d+(\.\d*)?|\.\d+)\s*$/.test(s) ? Number(s) : Number.NaN;
+  if (!Number.isFinite(v) || v <= 0) throw new UsageError(`${flag} ${s}: must be a positive number of seconds`);
+  const ms = Math.round(v * 1000);
+  if (ms < 1) throw new UsageError(`${flag} ${s}: must be at least 0.001 seconds`);
+  if (ms > maxMs) throw new UsageError(`${flag} ${s}: must be at most ${maxMs / 1000} seconds`);
+  return ms;
+}
+
+const CONFIG_FLAGS: Record<string, string> = {
+  memoryMiB: "--mem",
+  vcpus: "--vcpus",
+  cmdline: "--cmdline",
+  initrd: "--initrd",
+  format: "--format",
+  trace: "--trace",
+  timeoutMs: "--timeout",
+  stallMs: "--stall",
+  kernel: "KERNEL",
+};
+
 async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: [...args],
-    allowPositionals: true,
-    options: {
+  const { values, positionals } = parseCli(
+    args,
+    {
       mem: { type: "string", short: "m" },
       vcpus: { type: "string" },
       smp: { type: "string" },
@@ -63,37 +194,93 @@ async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
       config: { type: "string" },
       trace: { type: "string" },
       timeout: { type: "string" },
+      stall: { type: "string" },
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean", short: "V" },
     },
-  });
-  if (positionals.length > 1) {
-    io.stderr(`tsvmm run: one kernel at most, got ${positionals.length}\n`);
-    return 2;
+    "see tsvmm run --help",
+  );
+  if (values.help) {
+    io.stdout(`${RUN_HELP}\n`);
+    return 0;
   }
+  if (values.version) {
+    io.stdout(`tsvmm ${version()}\n`);
+    return 0;
+  }
+  if (positionals.length > 1) throw new UsageError(`one kernel at most, got ${positionals.length}`);
+  if (values.vcpus !== undefined && values.smp !== undefined) throw new UsageError("--vcpus and --smp are the same option: give one");
   // Command-line options override the config file; both go through the one schema.
   const base: Record<string, unknown> = values.config === undefined ? {} : { ...loadVmConfig(values.config) };
-  const num = (s: string | undefined) => (s === undefined ? undefined : Number(s));
   const over: Record<string, unknown> = {
     kernel: positionals[0],
-    memoryMiB: num(values.mem),
-    vcpus: num(values.vcpus ?? values.smp),
+    memoryMiB: int("--mem", values.mem, L.memoryMiB.min, L.memoryMiB.max, "MiB"),
+    vcpus: int(values.smp !== undefined ? "--smp" : "--vcpus", values.vcpus ?? values.smp, L.vcpus.min, L.vcpus.max, "vCPUs"),
     cmdline: values.cmdline,
     initrd: values.initrd,
     format: values.format,
     trace: values.trace,
-    timeoutMs: values.timeout === undefined ? undefined : Math.round(Number(values.timeout) * 1000),
+    timeoutMs: seconds("--timeout", values.timeout, L.timeoutMs.max),
+    stallMs: seconds("--stall", values.stall, L.stallMs.max),
   };
   for (const [k, v] of Object.entries(over)) if (v !== undefined) base[k] = v;
-  const config: VmConfig = parseVmConfig(base, "command line");
+  let config: VmConfig;
+  try {
+    config = parseVmConfig(base, values.config ?? "command line");
+  } catch (e) {
+    // Speak in the flags the user typed where a key came from the command line.
+    if (e instanceof VmmError && values.config === undefined) {
+      let msg = e.message.replace(/^command line: /, "");
+      for (const [key, flag] of Object.entries(CONFIG_FLAGS)) msg = msg.replace(new RegExp(`(^|; )${key}:`, "g"), `$1${flag}:`);
+      throw new UsageError(msg);
+    }
+    throw e;
+  }
   const kernel = config.kernel ?? bundledHelloPath();
-  const result = await VmmBuilder.fromConfig({ ...config, kernel })
+  if (io.isTTY === true) {
+    const size = fileSize(kernel);
+    if (size > 8 * 2 ** 20) io.stderr(`tsvmm: loading ${kernel} (${(size / 2 ** 20).toFixed(1)} MiB)…\n`);
+  }
+  const vmm = VmmBuilder.fromConfig({ ...config, kernel })
     .console((b) => io.stdout(b))
-    .run();
-  io.stderr(`tsvmm: ${result.message} [${result.reason}, exit ${result.exitCode}, ${result.exits} exits, ${(result.durationMs / 1000).toFixed(3)} s]\n`);
+    .build();
+  if (vmm.boot.format === "flat" && config.format === "auto") {
+    io.stderr(`tsvmm: ${kernel} has no header tsvmm knows; booting it as a flat real-mode binary at 0x7c00 (--format flat says so and silences this)\n`);
+  }
+  io.onVmm?.(vmm);
+  const result = await vmm.run();
+  io.stderr(`${stopLine(result)}\n`);
   return result.exitCode;
 }
 
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** The one line a run ends with. */
+export function stopLine(result: VmmResult): string {
+  return `tsvmm: ${result.message} [${result.reason}, exit ${result.exitCode}, ${result.exits} exits, ${(result.durationMs / 1000).toFixed(3)} s]`;
+}
+
 function infoCommand(args: readonly string[], io: CliIo): number {
-  const { values } = parseArgs({ args: [...args], options: { json: { type: "boolean" } } });
+  const { values, positionals } = parseCli(
+    args,
+    { json: { type: "boolean" }, help: { type: "boolean", short: "h" }, version: { type: "boolean", short: "V" } },
+    "see tsvmm info --help",
+  );
+  if (values.help) {
+    io.stdout(`${INFO_HELP}\n`);
+    return 0;
+  }
+  if (values.version) {
+    io.stdout(`tsvmm ${version()}\n`);
+    return 0;
+  }
+  if (positionals.length > 0) throw new UsageError(`takes no arguments, got ${JSON.stringify(positionals[0])}`);
   const kvm = Kvm.open();
   try {
     const caps = kvm.capabilities();
@@ -118,11 +305,48 @@ function infoCommand(args: readonly string[], io: CliIo): number {
   }
 }
 
-/** Entry point of the `tsvmm` bin. */
+function processIo(): CliIo {
+  return {
+    stdout: (s) => process.stdout.write(s),
+    stderr: (s) => process.stderr.write(s),
+    isTTY: process.stderr.isTTY === true,
+  };
+}
+
+const SIGNAL_STATUS = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+
+/**
+ * Entry point of the `tsvmm` bin: signals stop the VM (trace flushed, stop line printed, the
+ * conventional status), and a closed stdout ends the run quietly as it ends `cat`.
+ */
 export function run(): void {
-  main(process.argv.slice(2)).then(
+  let vmm: Vmm | undefined;
+  let signalled: keyof typeof SIGNAL_STATUS | undefined;
+  let pipeClosed = false;
+  const io: CliIo = {
+    ...processIo(),
+    stdout: (s) => {
+      if (!pipeClosed) process.stdout.write(s);
+    },
+    onVmm: (v) => {
+      vmm = v;
+    },
+  };
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e;
+    pipeClosed = true;
+    vmm?.kill("stdout was closed", "stopped");
+  });
+  for (const sig of Object.keys(SIGNAL_STATUS) as (keyof typeof SIGNAL_STATUS)[]) {
+    process.on(sig, () => {
+      if (signalled !== undefined || vmm === undefined) process.exit(SIGNAL_STATUS[sig]);
+      signalled = sig;
+      vmm.kill(`stopped by ${sig}`, "stopped");
+    });
+  }
+  main(process.argv.slice(2), io).then(
     (code) => {
-      process.exitCode = code;
+      process.exitCode = pipeClosed ? 141 : signalled !== undefined ? SIGNAL_STATUS[signalled] : code;
     },
     (e: unknown) => {
       process.stderr.write(`tsvmm: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
@@ -130,3 +354,5 @@ export function run(): void {
     },
   );
 }
+
+export { EXIT_STATUS };

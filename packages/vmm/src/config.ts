@@ -1,7 +1,7 @@
-import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import * as z from "zod/mini";
 import { VmmError } from "./errors.js";
+import { readJsonFile } from "./files.js";
 
 // zod/mini keeps to what this schema uses: `tsvmm run` pays for parsing the validator on every
 // start (bench tsvmm-run-hello), and the full zod API cost ~40 ms of it. English messages are
@@ -69,26 +69,18 @@ export function parseVmConfig(json: unknown, source = "config"): VmConfig {
   if (r.success) return r.data;
   const lines = r.error.issues.map((i) => {
     const key = i.path.length === 0 ? "(top level)" : i.path.map(String).join(".");
-    const unknown = i.code === "unrecognized_keys" ? ` (${(i as { keys?: string[] }).keys?.join(", ")})` : "";
-    return `${key}: ${i.message}${unknown}`;
+    const keys = i.code === "unrecognized_keys" ? ((i as { keys?: string[] }).keys ?? []) : [];
+    // A hostile file can hold any number of keys: name a few, count the rest.
+    const shown = keys.slice(0, 10).map((k) => JSON.stringify(k.length > 40 ? `${k.slice(0, 40)}…` : k));
+    const unknown = keys.length === 0 ? "" : ` (${shown.join(", ")}${keys.length > 10 ? ` and ${keys.length - 10} more` : ""})`;
+    return `${key}: ${i.code === "unrecognized_keys" ? `unknown key${keys.length === 1 ? "" : "s"}` : i.message}${unknown}`;
   });
   throw new VmmError("VMM_CONFIG_INVALID", `${source}: ${lines.join("; ")}`);
 }
 
 /** Read and validate a config file; relative paths inside it become absolute. */
 export function loadVmConfig(path: string): VmConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    throw new VmmError("VMM_FILE_UNREADABLE", `cannot read ${path}: ${(e as Error).message}`, { cause: e });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new VmmError("VMM_CONFIG_INVALID", `${path}: not JSON: ${(e as Error).message}`, { cause: e });
-  }
+  const json = readJsonFile(path, "config");
   const c = parseVmConfig(json, path);
   const base = dirname(resolve(path));
   const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(base, p));

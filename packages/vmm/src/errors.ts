@@ -5,6 +5,10 @@ export type VmmErrorCode =
   | "VMM_CONFIG_INVALID"
   /** A file named by the configuration or the command line cannot be read. */
   | "VMM_FILE_UNREADABLE"
+  /** A file named as input is a FIFO, device, directory or socket: only regular files are read. */
+  | "VMM_FILE_NOT_REGULAR"
+  /** A file named as input is larger than anything of its kind can be. */
+  | "VMM_FILE_TOO_LARGE"
   /** The kernel image is in no format tsvmm can boot, or the format asked for does not match. */
   | "VMM_KERNEL_FORMAT"
   /** The builder was asked for something inconsistent (e.g. no kernel). */

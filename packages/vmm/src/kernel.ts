@@ -56,6 +56,22 @@ export function detectFormat(bytes: Uint8Array): KernelFormat {
   return "flat";
 }
 
+/**
+ * `auto` falls back to a flat binary for anything without a known header; text is never code,
+ * and a JSON file given as the kernel is almost always a config given in the wrong place.
+ */
+function refuseText(bytes: Uint8Array): void {
+  for (const b of bytes) if (!(b === 0x09 || b === 0x0a || b === 0x0d || (b >= 0x20 && b < 0x7f))) return;
+  let json = false;
+  try {
+    JSON.parse(Buffer.from(bytes).toString("utf8"));
+    json = true;
+  } catch {
+    // Not JSON: plain text.
+  }
+  throw new VmmError("VMM_KERNEL_FORMAT", `the kernel image is ${json ? "JSON" : "text"}, not code${json ? ": did you mean --config?" : " (give --format flat to boot it anyway)"}`);
+}
+
 function tsvmmMode(elf: ElfFile): number | undefined {
   const n = elf.notes.find((x) => x.name === TSVMM_NOTE.name && x.type === TSVMM_NOTE.type && x.desc.length >= 4);
   return n === undefined ? undefined : Buffer.from(n.desc).readUInt32LE(0);
@@ -82,7 +98,9 @@ function identity(memory: GuestMemory): bigint {
  */
 export function bootKernel(memory: GuestMemory, bytes: Uint8Array, format: KernelFormat | "auto", options: BootOptions = {}): BootPlan {
   // Loader errors (ElfError, LoadError, BootError) pass through: their codes already say what is wrong.
+  if (bytes.length === 0) throw new VmmError("VMM_KERNEL_FORMAT", "the kernel image is empty");
   const fmt = format === "auto" ? detectFormat(bytes) : format;
+  if (format === "auto" && fmt === "flat") refuseText(bytes);
   switch (fmt) {
     case "bzimage":
       return bootBzImage(memory, bytes, options);

@@ -20,8 +20,10 @@ export type StopReason =
   | "timeout"
   /** The guest did something KVM could not carry out (emulation or entry failure, halted with interrupts off). Exit status 126. */
   | "guest-error"
-  /** Stopped from outside: a signal, the control socket or `stop()`. Exit status 0 unless the caller says. */
-  | "stopped";
+  /** Stopped from outside: a signal, the control socket or `kill()`. Exit status 0 unless the caller says. */
+  | "stopped"
+  /** The VMM itself failed to do its part (the trace could not be written). Exit status 74 (EX_IOERR). */
+  | "vmm-error";
 
 export const EXIT_STATUS: Readonly<Record<Exclude<StopReason, "guest-exit">, number>> = {
   reset: 0,
@@ -30,6 +32,7 @@ export const EXIT_STATUS: Readonly<Record<Exclude<StopReason, "guest-exit">, num
   timeout: 124,
   "guest-error": 126,
   stopped: 0,
+  "vmm-error": 74,
 };
 
 /** Where and how the VM stopped, for programs (the message says the same for people). */
@@ -45,7 +48,8 @@ export type StopDetail =
   | { readonly kind: "handler-fault"; readonly vcpu: number; readonly error: string }
   | { readonly kind: "watchdog" }
   | { readonly kind: "external" }
-  | { readonly kind: "device"; readonly device: string };
+  | { readonly kind: "device"; readonly device: string }
+  | { readonly kind: "trace"; readonly error: string };
 
 export interface VmmResult {
   readonly reason: StopReason;
@@ -202,7 +206,7 @@ export class Vmm {
       }
     });
     const s = this.stop ?? { reason: "guest-error" as const, code: EXIT_STATUS["guest-error"], message: "all vCPUs stopped without a reason", detail: { kind: "external" } as const };
-    const result: VmmResult = {
+    let result: VmmResult = {
       reason: s.reason,
       exitCode: s.code,
       message: s.message,
@@ -212,7 +216,15 @@ export class Vmm {
       exits: this.exitCount,
       durationMs: performance.now() - t0,
     };
-    if (options.close !== false) await this.close();
+    if (options.close !== false) {
+      try {
+        await this.close();
+      } catch (e) {
+        // Losing the trace silently would be worse than failing: the run counts as failed.
+        const message = `${result.message}; then the VMM failed: ${(e as Error).message}`;
+        result = { ...result, reason: "vmm-error", exitCode: EXIT_STATUS["vmm-error"], message, detail: { kind: "trace", error: (e as Error).message } };
+      }
+    }
     return result;
   }
 
