@@ -3,7 +3,7 @@
 // module systems. The property tests run there, so a second copy of VmcsState in one of the
 // bundles (the CJS bug: 3000 of 3000 validVmcs samples rejected as "not a VmcsState") fails here.
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,7 +18,9 @@ beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), "vmcs-pack-"));
   const stage = join(work, "stage");
   mkdirSync(stage);
-  for (const f of ["package.json", "README.md", "bin"]) cpSync(join(pkgDir, f), join(stage, f), { recursive: true });
+  // Everything the manifest ships except dist/, which is built fresh below.
+  const files = (JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8")) as { files: string[] }).files.filter((f) => f !== "dist");
+  for (const f of ["package.json", ...files]) if (existsSync(join(pkgDir, f))) cpSync(join(pkgDir, f), join(stage, f), { recursive: true });
   execFileSync(join(root, "node_modules", ".bin", "tsup"), ["--out-dir", join(stage, "dist")], { cwd: pkgDir, stdio: "pipe" });
   const tgz = execFileSync("npm", ["pack", "--silent", "--pack-destination", work], { cwd: stage, encoding: "utf8" }).trim().split("\n").pop()!;
   consumer = join(work, "consumer");
