@@ -4,7 +4,7 @@ import { kvmAvailable } from "@tsvmm/kvm-backend";
 import { exitFromKvm } from "@tsvmm/vmcs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { randomU64, s64 } from "../../test-kernels/harness/expect.js";
-import { buildGuests, RAM_BYTES, type RunResult, runGuest } from "../../test-kernels/harness/run.js";
+import { buildGuests, RAM_BYTES, type RunResult, runGuest } from "../../test-kernels/harness/guest.js";
 
 import { type ProbeOp, randomBelow, randomHighPage, writeProbeParams } from "./guest-params.js";
 

@@ -3,7 +3,7 @@ import { kvmAvailable } from "@tsvmm/kvm-backend";
 import { type MsrListEntry, MsrPolicy, toKvmMsrFilter, VmxMsrBitmap, validateKvmMsrFilter } from "@tsvmm/msr-io-bitmaps";
 import { beforeAll, describe, expect, it } from "vitest";
 import { randomU32, randomU64, s64 } from "../../test-kernels/harness/expect.js";
-import { buildGuests, type RunResult, runGuest } from "../../test-kernels/harness/run.js";
+import { buildGuests, type RunResult, runGuest } from "../../test-kernels/harness/guest.js";
 import { randomCanonical, shuffle, writeMsrParams } from "./guest-params.js";
 
 // @tsvmm/msr-io-bitmaps on the real /dev/kvm: an intercept bitmap (or policy) becomes a KVM MSR
