@@ -18,6 +18,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <uv.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -401,6 +403,56 @@ Napi::Value Delivered(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ---- fd readiness ------------------------------------------------------------------------------
+// A uv_poll on the JavaScript thread's loop: the callback runs there when the fd is readable (an
+// ioeventfd signalled by a guest doorbell, a TAP device with a frame). No read is done here.
+
+struct FdWatch {
+  uv_poll_t poll;
+  Napi::FunctionReference callback;
+  napi_env env;
+};
+
+void OnFdReadable(uv_poll_t* handle, int status, int /*events*/) {
+  auto* w = static_cast<FdWatch*>(handle->data);
+  Napi::Env env(w->env);
+  Napi::HandleScope scope(env);
+  w->callback.MakeCallback(env.Global(), {Napi::Number::New(env, status)});
+}
+
+// watchFd(fd, callback(status)) -> External handle, or -errno.
+Napi::Value WatchFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) return Napi::Number::New(env, -EINVAL);
+  auto* w = new FdWatch();
+  w->env = env;
+  int r = uv_poll_init(loop, &w->poll, fd);
+  if (r != 0) {
+    delete w;
+    return Napi::Number::New(env, r);  // libuv errors are -errno on Linux
+  }
+  w->poll.data = w;
+  w->callback = Napi::Persistent(info[1].As<Napi::Function>());
+  r = uv_poll_start(&w->poll, UV_READABLE, OnFdReadable);
+  if (r != 0) {
+    w->callback.Reset();
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) { delete static_cast<FdWatch*>(h->data); });
+    return Napi::Number::New(env, r);
+  }
+  return Napi::External<FdWatch>::New(env, w);
+}
+
+// unwatchFd(handle): stops and frees the watch (idempotent per handle from JS's side).
+Napi::Value UnwatchFd(const Napi::CallbackInfo& info) {
+  auto* w = info[0].As<Napi::External<FdWatch>>().Data();
+  uv_poll_stop(&w->poll);
+  w->callback.Reset();
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) { delete static_cast<FdWatch*>(h->data); });
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   static std::once_flag once;
   std::call_once(once, InstallKickSignal);
@@ -421,6 +473,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tapSetVnetHdrSize", Napi::Function::New(env, TapSetVnetHdrSize));
   exports.Set("tapGetVnetHdrSize", Napi::Function::New(env, TapGetVnetHdrSize));
   exports.Set("tapSetOffload", Napi::Function::New(env, TapSetOffload));
+  exports.Set("watchFd", Napi::Function::New(env, WatchFd));
+  exports.Set("unwatchFd", Napi::Function::New(env, UnwatchFd));
   exports.Set("Runner", Runner::Init(env));
   Napi::Object c = Napi::Object::New(env);
   c.Set("O_RDWR", static_cast<int>(O_RDWR));

@@ -33,6 +33,9 @@ export interface NativeAddon {
   tapSetVnetHdrSize(fd: number, size: number): number;
   tapGetVnetHdrSize(fd: number): number;
   tapSetOffload(fd: number, flags: number): number;
+  /** uv_poll on the JS thread's loop: `callback(status)` runs when `fd` is readable. A handle, or -errno. */
+  watchFd(fd: number, callback: (status: number) => void): object | number;
+  unwatchFd(handle: object): void;
   Runner: new (fd: number, callback: (result: number) => void) => NativeRunner;
   constants: {
     O_RDWR: number; O_NONBLOCK: number; PROT_READ: number; PROT_WRITE: number; MAP_SHARED: number;
