@@ -67,3 +67,22 @@ export type { ModemInputs, Uart16550Options, UartOutput } from "./uart16550.js";
 export { Uart16550 } from "./uart16550.js";
 export type { HypercallHost, HypercallOutcome } from "./hypercall.js";
 export { HYPERCALL_PORT, HYPERCALL_SIZE, HypercallDevice } from "./hypercall.js";
+export type { PcTestDevIomemState } from "./pc-testdev-iomem.js";
+export { PC_TESTDEV_IOMEM_BASE, PC_TESTDEV_IOMEM_SIZE, PcTestDevIomem } from "./pc-testdev-iomem.js";
+export type { PmDeviceOptions, PmDeviceState } from "./pm.js";
+export {
+  PM_CONTROL_SIZE,
+  PM_DEFAULT_PORTS,
+  PM_EVENT_SIZE,
+  PM_TIMER_FREQUENCY_HZ,
+  PM_TIMER_SIZE,
+  PM1_CNT_SCI_EN,
+  PM1_CNT_SLP_EN,
+  PM1_CNT_SLP_TYP_MASK,
+  PM1_CNT_SLP_TYP_SHIFT,
+  PM1_STS_TMR,
+  PM1_STS_WAK,
+  PmDevice,
+} from "./pm.js";
+export type { Port92Options, Port92State } from "./port92.js";
+export { PORT92, PORT92_A20, PORT92_RESET, PORT92_SIZE, Port92 } from "./port92.js";
