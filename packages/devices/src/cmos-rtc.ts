@@ -1,5 +1,6 @@
 import type { Device } from "./bus.js";
 import { DeviceError } from "./errors.js";
+import { type Stateful, stateCheck } from "./stateful.js";
 
 /** Index at this port (bit 7: NMI disable), data at the next: register 2 ports here. */
 export const CMOS_PORT = 0x70;
@@ -33,7 +34,16 @@ export interface CmosRtcOptions {
  * are ignored. Status A reads 0x26 (32.768 kHz, 1024 Hz) with UIP never set, B defaults to 24-hour
  * BCD, C reads 0 (no interrupt flags: the RTC raises no interrupts), D reads 0x80 (valid RAM).
  */
-export class CmosRtc implements Device {
+/** CMOS RAM, the index register and the NMI mask (JSON). The clock follows the host's, so it is not state. */
+export interface CmosRtcState {
+  [key: string]: number | boolean | string;
+  /** The 128 CMOS bytes, hex. */
+  ram: string;
+  index: number;
+  nmiDisabled: boolean;
+}
+
+export class CmosRtc implements Device, Stateful<CmosRtcState> {
   readonly name: string;
   /** NMI disable, as last written in bit 7 of the index port. */
   nmiDisabled = false;
@@ -55,6 +65,21 @@ export class CmosRtc implements Device {
       throw new DeviceError("DEVICE_INVALID_OPTION", `CMOS byte ${String(index)} = ${String(value)} is out of range`);
     }
     this.ram[index] = value;
+  }
+
+  saveState(): CmosRtcState {
+    return { ram: Buffer.from(this.ram).toString("hex"), index: this.index, nmiDisabled: this.nmiDisabled };
+  }
+
+  restoreState(state: CmosRtcState): void {
+    const o = stateCheck.object(this.name, state);
+    const ram = stateCheck.hex(this.name, o, "ram", 128);
+    if (ram.length !== 128) throw new DeviceError("DEVICE_BAD_STATE", `${this.name}: saved state field "ram" must be 128 bytes`);
+    const index = stateCheck.int(this.name, o, "index", 0, 0x7f);
+    const nmi = stateCheck.bool(this.name, o, "nmiDisabled");
+    this.ram.set(ram);
+    this.index = index;
+    this.nmiDisabled = nmi;
   }
 
   read(offset: number, data: Buffer): void {

@@ -1,5 +1,6 @@
 import type { Device } from "./bus.js";
 import { DeviceError } from "./errors.js";
+import { type Stateful, stateCheck } from "./stateful.js";
 
 /** The port kvm-unit-tests and many test kernels use (QEMU `-device isa-debug-exit,iobase=0xf4`). */
 export const DEBUG_EXIT_PORT = 0xf4;
@@ -25,7 +26,12 @@ export interface DebugExitOptions {
  * is the VMM's business. The code can exceed 8 bits (a 4-byte qemu-convention write gives up to
  * 2^33 - 1); a process exit status keeps `code & 0xff`. Reads return 0.
  */
-export class DebugExit implements Device {
+export interface DebugExitState {
+  [key: string]: number | null;
+  exitCode: number | null;
+}
+
+export class DebugExit implements Device, Stateful<DebugExitState> {
   readonly name: string;
   readonly convention: DebugExitConvention;
   /** The code of the last write, or null if the guest has not written. */
@@ -55,6 +61,15 @@ export class DebugExit implements Device {
   codeFor(value: number): number {
     // Arithmetic, not bit operators: a 32-bit value shifted left would overflow int32.
     return this.convention === "qemu" ? value * 2 + 1 : value;
+  }
+
+  saveState(): DebugExitState {
+    return { exitCode: this.exitCode };
+  }
+
+  restoreState(state: DebugExitState): void {
+    const o = stateCheck.object(this.name, state);
+    this.exitCode = stateCheck.intOrNull(this.name, o, "exitCode", 0, 2 ** 33);
   }
 
   read(_offset: number, data: Buffer): void {

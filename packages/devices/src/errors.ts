@@ -58,7 +58,11 @@ export class DeviceFaultError extends TsvmmError<"DEVICE_FAULT"> {
   }
 }
 
-export type DeviceErrorCode = "DEVICE_INVALID_OPTION" | "DEVICE_INVALID_ACCESS";
+export type DeviceErrorCode =
+  | "DEVICE_INVALID_OPTION"
+  | "DEVICE_INVALID_ACCESS"
+  /** `restoreState` was given a state that is not one this device's `saveState` can produce. */
+  | "DEVICE_BAD_STATE";
 
 /** Bad options given to a device model, or an access a device model cannot take. */
 export class DeviceError extends TsvmmError<DeviceErrorCode> {}

@@ -1,5 +1,6 @@
 import type { Device } from "./bus.js";
 import { DeviceError } from "./errors.js";
+import { type Stateful, stateCheck } from "./stateful.js";
 
 /** Selector (16-bit, write) at this port, data (8-bit, read) at the next: register 2 ports here. */
 export const FW_CFG_PORT = 0x510;
@@ -31,7 +32,17 @@ export interface FwCfgOptions {
  * contents). Writing the selector rewinds the data offset; every data read returns the next byte
  * of the selected item, and 0 past its end or for items it does not have ("no such item").
  */
-export class FwCfg implements Device {
+/** Items, the selector and the read offset (JSON; item bytes hex, keyed by selector). */
+export interface FwCfgState {
+  [key: string]: number | boolean | { [selector: string]: string };
+  items: { [selector: string]: string };
+  selector: number;
+  /** False until the guest first writes the selector (reads then return 0, not item 0). */
+  selected: boolean;
+  offset: number;
+}
+
+export class FwCfg implements Device, Stateful<FwCfgState> {
   readonly name: string;
   private readonly items = new Map<number, Uint8Array>();
   private selected: Uint8Array | undefined;
@@ -71,6 +82,31 @@ export class FwCfg implements Device {
       throw new DeviceError("DEVICE_INVALID_OPTION", `fw_cfg selector must be 0..0xffff, got ${String(selector)}`);
     }
     this.items.set(selector, Uint8Array.from(bytes));
+  }
+
+  saveState(): FwCfgState {
+    const items: { [selector: string]: string } = {};
+    for (const [k, v] of this.items) items[String(k)] = Buffer.from(v).toString("hex");
+    return { items, selector: this.selector, selected: this.selected !== undefined, offset: this.offset };
+  }
+
+  restoreState(state: FwCfgState): void {
+    const o = stateCheck.object(this.name, state);
+    const selector = stateCheck.int(this.name, o, "selector", 0, 0xffff);
+    const offset = stateCheck.int(this.name, o, "offset", 0, Number.MAX_SAFE_INTEGER);
+    const selected = stateCheck.bool(this.name, o, "selected");
+    const raw = stateCheck.object(this.name, o.items);
+    const items = new Map<number, Uint8Array>();
+    for (const k of Object.keys(raw)) {
+      const sel = /^\d+$/.test(k) ? Number(k) : -1;
+      if (sel < 0 || sel > 0xffff) throw new DeviceError("DEVICE_BAD_STATE", `${this.name}: item selector ${JSON.stringify(k)} is not 0..65535`);
+      items.set(sel, stateCheck.hex(this.name, raw, k, 2 ** 24));
+    }
+    this.items.clear();
+    for (const [k, v] of items) this.items.set(k, v);
+    this.selector = selector;
+    this.selected = selected ? this.items.get(selector) : undefined;
+    this.offset = offset;
   }
 
   read(offset: number, data: Buffer): void {

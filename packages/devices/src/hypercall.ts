@@ -3,6 +3,8 @@ import {
   HC_MAGIC, HC_VERSION_MAX, HC_VERSION_MIN, HcCall, HcRequestLayout, HcStatus,
 } from "@tsvmm/abi";
 import type { AccessContext, Device, RegisterTarget } from "./bus.js";
+import { DeviceError } from "./errors.js";
+import { type Stateful, stateCheck } from "./stateful.js";
 
 /** The doorbell's port range: HC_PORT (4 bytes) then HC_SIGNATURE_PORT (4 bytes). */
 export const HYPERCALL_PORT = HC_PORT;
@@ -35,7 +37,13 @@ export interface HypercallHost {
  * the status of that vCPU's last call; an IN from HC_SIGNATURE_PORT reads the signature.
  * Guest input never makes it throw: every bad argument becomes a status written back.
  */
-export class HypercallDevice implements Device {
+export interface HypercallState {
+  [key: string]: number[];
+  /** Status of each vCPU's last call (what an IN from HC_PORT returns). */
+  status: number[];
+}
+
+export class HypercallDevice implements Device, Stateful<HypercallState> {
   readonly name = "hypercall";
   private readonly status: number[] = [];
   private readonly decoder = new TextDecoder("utf-8", { fatal: false });
@@ -128,13 +136,20 @@ export class HypercallDevice implements Device {
   }
 
   /** Statuses per vCPU, for a snapshot. */
-  saveState(): { status: number[] } {
-    return { status: [...this.status] };
+  saveState(): HypercallState {
+    const status: number[] = [];
+    for (let i = 0; i < this.status.length; i++) status.push(this.status[i] ?? HcStatus.OK);
+    return { status };
   }
 
-  restoreState(s: { status: number[] }): void {
+  restoreState(s: HypercallState): void {
+    const o = stateCheck.object(this.name, s);
+    const list = o.status;
+    if (!Array.isArray(list) || list.length > 0x10000 || !list.every((v) => Number.isInteger(v) && v >= -0x80000000 && v <= 0x7fffffff)) {
+      throw new DeviceError("DEVICE_BAD_STATE", `${this.name}: saved state field "status" must be 32-bit statuses`);
+    }
     this.status.length = 0;
-    for (const [i, v] of s.status.entries()) this.status[i] = v;
+    for (const [i, v] of (list as number[]).entries()) this.status[i] = v;
   }
 
   private guestBytes(gpa: bigint, length: number): Buffer | undefined {

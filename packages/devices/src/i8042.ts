@@ -1,4 +1,5 @@
 import type { Device, RegisterTarget } from "./bus.js";
+import { type Stateful, stateCheck } from "./stateful.js";
 
 export const I8042_DATA_PORT = 0x60;
 export const I8042_COMMAND_PORT = 0x64;
@@ -29,7 +30,18 @@ export interface I8042Options {
  * are dropped, and the controller raises no interrupts. Two faces, `data` (port 0x60) and
  * `command` (port 0x64), because port 0x61 between them belongs to another device.
  */
-export class I8042 {
+/** The controller's state (JSON). */
+export interface I8042State {
+  [key: string]: number | boolean | number[];
+  queue: number[];
+  ctr: number;
+  outport: number;
+  lastWasCommand: boolean;
+  pending: number;
+  resets: number;
+}
+
+export class I8042 implements Stateful<I8042State> {
   readonly name: string;
   readonly data: Device;
   readonly command: Device;
@@ -71,6 +83,27 @@ export class I8042 {
   /** Whether A20 is enabled through the output port. */
   get a20(): boolean {
     return (this.outport & 0x02) !== 0;
+  }
+
+  saveState(): I8042State {
+    return { queue: [...this.queue], ctr: this.ctr, outport: this.outport, lastWasCommand: this.lastWasCommand, pending: this.pending, resets: this.resets };
+  }
+
+  restoreState(state: I8042State): void {
+    const o = stateCheck.object(this.name, state);
+    const queue = stateCheck.bytes(this.name, o, "queue", 64);
+    const ctr = stateCheck.int(this.name, o, "ctr", 0, 0xff);
+    const outport = stateCheck.int(this.name, o, "outport", 0, 0xff);
+    const lastWasCommand = stateCheck.bool(this.name, o, "lastWasCommand");
+    const pending = stateCheck.int(this.name, o, "pending", 0, 0xff);
+    const resets = stateCheck.int(this.name, o, "resets", 0, Number.MAX_SAFE_INTEGER);
+    this.queue.length = 0;
+    this.queue.push(...queue);
+    this.ctr = ctr;
+    this.outport = outport;
+    this.lastWasCommand = lastWasCommand;
+    this.pending = pending;
+    this.resets = resets;
   }
 
   private status(): number {

@@ -12,9 +12,9 @@ export type {
   UnclaimedReason,
 } from "./bus.js";
 export { accessContext, fillDefaultHandler, MmioBus, PioBus } from "./bus.js";
-export type { CmosRtcOptions } from "./cmos-rtc.js";
+export type { CmosRtcOptions, CmosRtcState } from "./cmos-rtc.js";
 export { CMOS_PORT, CMOS_SIZE, CmosRtc } from "./cmos-rtc.js";
-export type { DebugExitConvention, DebugExitOptions } from "./debug-exit.js";
+export type { DebugExitConvention, DebugExitOptions, DebugExitState } from "./debug-exit.js";
 export { DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE, DebugExit } from "./debug-exit.js";
 export type { BusErrorCode, DeviceErrorCode, TraceErrorCode } from "./errors.js";
 export {
@@ -24,7 +24,7 @@ export {
   DeviceFaultError,
   TraceError,
 } from "./errors.js";
-export type { FwCfgOptions } from "./fw-cfg.js";
+export type { FwCfgOptions, FwCfgState } from "./fw-cfg.js";
 export {
   FW_CFG_ID,
   FW_CFG_MAX_CPUS,
@@ -35,9 +35,11 @@ export {
   FW_CFG_SIZE,
   FwCfg,
 } from "./fw-cfg.js";
-export type { I8042Options } from "./i8042.js";
+export type { HypercallHost, HypercallOutcome, HypercallState } from "./hypercall.js";
+export { HYPERCALL_PORT, HYPERCALL_SIZE, HypercallDevice } from "./hypercall.js";
+export type { I8042Options, I8042State } from "./i8042.js";
 export { I8042, I8042_COMMAND_PORT, I8042_DATA_PORT } from "./i8042.js";
-export type { PcTestDevOptions } from "./pc-testdev.js";
+export type { PcTestDevOptions, PcTestDevState } from "./pc-testdev.js";
 export {
   PC_TESTDEV_FLUSH_PORT,
   PC_TESTDEV_FLUSH_SIZE,
@@ -47,26 +49,6 @@ export {
   PC_TESTDEV_IRQ_PORT,
   PcTestDev,
 } from "./pc-testdev.js";
-export { POST_PORT, PostCodePort } from "./post.js";
-export type {
-  ReplayBuses,
-  ReplayDivergence,
-  ReplayRead,
-  ReplayResult,
-  TraceAccessEvent,
-  TraceDirection,
-  TraceEvent,
-  TraceHeaderEvent,
-  TraceInputEvent,
-  TraceOtherEvent,
-  TraceRecorderOptions,
-  TraceSink,
-} from "./trace.js";
-export { parseTraceLine, replay, TRACE_VERSION, TraceRecorder } from "./trace.js";
-export type { ModemInputs, Uart16550Options, UartOutput } from "./uart16550.js";
-export { Uart16550 } from "./uart16550.js";
-export type { HypercallHost, HypercallOutcome } from "./hypercall.js";
-export { HYPERCALL_PORT, HYPERCALL_SIZE, HypercallDevice } from "./hypercall.js";
 export type { PcTestDevIomemState } from "./pc-testdev-iomem.js";
 export { PC_TESTDEV_IOMEM_BASE, PC_TESTDEV_IOMEM_SIZE, PcTestDevIomem } from "./pc-testdev-iomem.js";
 export type { PmDeviceOptions, PmDeviceState } from "./pm.js";
@@ -86,3 +68,22 @@ export {
 } from "./pm.js";
 export type { Port92Options, Port92State } from "./port92.js";
 export { PORT92, PORT92_A20, PORT92_RESET, PORT92_SIZE, Port92 } from "./port92.js";
+export { POST_PORT, PostCodePort, type PostCodeState } from "./post.js";
+export { isStateful, type JsonValue, type Stateful, stateCheck } from "./stateful.js";
+export type {
+  ReplayBuses,
+  ReplayDivergence,
+  ReplayRead,
+  ReplayResult,
+  TraceAccessEvent,
+  TraceDirection,
+  TraceEvent,
+  TraceHeaderEvent,
+  TraceInputEvent,
+  TraceOtherEvent,
+  TraceRecorderOptions,
+  TraceSink,
+} from "./trace.js";
+export { parseTraceLine, replay, TRACE_VERSION, TraceRecorder } from "./trace.js";
+export type { ModemInputs, Uart16550Options, Uart16550State, UartOutput } from "./uart16550.js";
+export { Uart16550 } from "./uart16550.js";

@@ -1,4 +1,6 @@
 import type { Device, RegisterTarget } from "./bus.js";
+import { DeviceError } from "./errors.js";
+import { type Stateful, stateCheck } from "./stateful.js";
 
 
 /** QEMU's x86 ISA test device ("pc-testdev"), which kvm-unit-tests' x86 tests expect. */
@@ -26,7 +28,15 @@ export interface PcTestDevOptions {
  *   (the IOAPIC tests and the real-mode `sti; hlt` test wake themselves with these).
  * Reads of the flush and IRQ ports return 0.
  */
-export class PcTestDev {
+export interface PcTestDevState {
+  [key: string]: number | null | boolean[];
+  scratch: number;
+  lastFlush: number | null;
+  /** Level each IRQ line was last driven to. */
+  lines: boolean[];
+}
+
+export class PcTestDev implements Stateful<PcTestDevState> {
   readonly name: string;
   readonly io: Device;
   readonly flush: Device;
@@ -77,6 +87,24 @@ export class PcTestDev {
         this.setIrq?.(offset, level);
       },
     };
+  }
+
+  saveState(): PcTestDevState {
+    return { scratch: this.scratch, lastFlush: this.lastFlush, lines: [...this.lines] };
+  }
+
+  /** Lines are not driven again: the interrupt controllers' restored state already has them. */
+  restoreState(state: PcTestDevState): void {
+    const o = stateCheck.object(this.name, state);
+    const scratch = stateCheck.int(this.name, o, "scratch", 0, 0xffffffff);
+    const lastFlush = stateCheck.intOrNull(this.name, o, "lastFlush", 0, 0xffffffff);
+    const lines = o.lines;
+    if (!Array.isArray(lines) || lines.length !== PC_TESTDEV_IRQ_LINES || !lines.every((l) => typeof l === "boolean")) {
+      throw new DeviceError("DEVICE_BAD_STATE", `${this.name}: saved state field "lines" must be ${PC_TESTDEV_IRQ_LINES} booleans`);
+    }
+    this.scratch = scratch;
+    this.lastFlush = lastFlush;
+    for (let i = 0; i < PC_TESTDEV_IRQ_LINES; i++) this.lines[i] = lines[i] as boolean;
   }
 
   /** Registers the three ranges on a PIO bus at QEMU's ports. */

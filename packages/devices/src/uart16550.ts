@@ -1,5 +1,6 @@
 import type { Device } from "./bus.js";
 import { DeviceError } from "./errors.js";
+import { type Stateful, stateCheck } from "./stateful.js";
 
 // Register offsets (DLAB = LCR bit 7 swaps offsets 0/1 for the divisor latch).
 const RBR_THR_DLL = 0;
@@ -62,6 +63,29 @@ const OUT_CHUNK = 4096;
 /** Where transmitted bytes go: a per-byte callback, or a stream (written in chunks). */
 export type UartOutput = ((byte: number) => void) | { write(chunk: Uint8Array): unknown };
 
+/** Everything of a Uart16550 a guest can observe, plus host input not yet in the FIFO (JSON). */
+export interface Uart16550State {
+  [key: string]: number | boolean | number[] | string;
+  ier: number;
+  lcr: number;
+  mcr: number;
+  lsr: number;
+  msrDeltas: number;
+  modemLines: number;
+  external: number;
+  scr: number;
+  dll: number;
+  dlm: number;
+  fcr: number;
+  thrPending: boolean;
+  line: boolean;
+  /** The receive FIFO's bytes in order (oldest first), at most 16. */
+  rx: number[];
+  lastRx: number;
+  /** Host input queued behind the FIFO, hex. */
+  pendingInput: string;
+}
+
 /** The modem-status inputs seen when not in loopback. */
 export interface ModemInputs {
   cts: boolean;
@@ -86,7 +110,7 @@ export interface Uart16550Options {
  * that find the FIFO full are lost and set OE) or `queueInput`/`connectInput` (flow-controlled:
  * bytes wait on the host side until the FIFO has room). Register it on 8 consecutive ports.
  */
-export class Uart16550 implements Device {
+export class Uart16550 implements Device, Stateful<Uart16550State> {
   readonly name: string;
   private readonly irq: ((level: boolean) => void) | undefined;
   private readonly sinks: ((byte: number) => void)[] = [];
@@ -239,6 +263,47 @@ export class Uart16550 implements Device {
     this.rxHead = 0;
     this.rxCount = 0;
     this.updateIrq();
+  }
+
+  /**
+   * The device's state. Buffered stream output is flushed first, so a byte written before the
+   * save is neither lost nor written again after a restore.
+   */
+  saveState(): Uart16550State {
+    this.flush();
+    const rx: number[] = [];
+    for (let i = 0; i < this.rxCount; i++) rx.push(this.rx[(this.rxHead + i) % FIFO_SIZE]!);
+    const pending = Buffer.concat(this.hostQueue.map((c, i) => (i === 0 ? c.subarray(this.hostOffset) : c)));
+    return {
+      ier: this.ier, lcr: this.lcr, mcr: this.mcr, lsr: this.lsr, msrDeltas: this.msrDeltas, modemLines: this.modemLines,
+      external: this.external, scr: this.scr, dll: this.dll, dlm: this.dlm, fcr: this.fcr, thrPending: this.thrPending,
+      line: this.line, rx, lastRx: this.lastRx, pendingInput: pending.toString("hex"),
+    };
+  }
+
+  /**
+   * Take a saved state. The IRQ callback is not called: the interrupt controller's state (which
+   * already saw this line's level) is restored on its own.
+   */
+  restoreState(state: Uart16550State): void {
+    const d = this.name;
+    const o = stateCheck.object(d, state);
+    const byte = (k: string) => stateCheck.int(d, o, k, 0, 0xff);
+    const ier = byte("ier"), lcr = byte("lcr"), mcr = byte("mcr"), lsr = byte("lsr"), msrDeltas = byte("msrDeltas");
+    const modemLines = byte("modemLines"), external = byte("external"), scr = byte("scr"), dll = byte("dll"), dlm = byte("dlm");
+    const fcr = byte("fcr"), lastRx = byte("lastRx");
+    const thrPending = stateCheck.bool(d, o, "thrPending");
+    const line = stateCheck.bool(d, o, "line");
+    const rx = stateCheck.bytes(d, o, "rx", FIFO_SIZE);
+    const pending = stateCheck.hex(d, o, "pendingInput", 2 ** 24);
+    Object.assign(this, { ier, lcr, mcr, lsr, msrDeltas, modemLines, external, scr, dll, dlm, fcr, thrPending, line, lastRx });
+    this.rx.fill(0);
+    this.rx.set(rx);
+    this.rxHead = 0;
+    this.rxCount = rx.length;
+    this.hostQueue.length = 0;
+    this.hostOffset = 0;
+    if (pending.length > 0) this.hostQueue.push(pending);
   }
 
   private get fifoEnabled(): boolean {
