@@ -49,7 +49,6 @@ export function isLoopbackHost(host: string): boolean {
 export class GdbServer {
   private server: Server | undefined;
   private socket: Socket | undefined;
-  private session: GdbSession | undefined;
   private released: Promise<void> = Promise.resolve();
   private socketPath: string | undefined;
   private state: "new" | "listening" | "closed" = "new";
@@ -129,6 +128,20 @@ export class GdbServer {
     }
     this.socket = socket;
     socket.setNoDelay?.(true);
+    socket.on("error", () => {});
+    // A debugger that reconnects at once waits for the previous session to release the target.
+    socket.pause();
+    void this.released.then(() => {
+      if (socket.destroyed || this.state !== "listening") {
+        if (this.socket === socket) this.socket = undefined;
+        socket.destroy();
+        return;
+      }
+      this.serve(socket);
+    });
+  }
+
+  private serve(socket: Socket): void {
     const session = new GdbSession(
       this.target,
       {
@@ -144,18 +157,12 @@ export class GdbServer {
       },
       this.options,
     );
-    this.session = session;
     this.options.onConnect?.(`${socket.remoteAddress ?? "unix"}:${socket.remotePort ?? ""}`);
     socket.on("data", (chunk: Buffer) => session.receive(chunk));
-    socket.on("error", () => {});
     socket.once("close", () => {
-      this.released = session.dispose().then(() => {
-        if (this.session === session) {
-          this.session = undefined;
-          this.socket = undefined;
-        }
-        this.options.onDisconnect?.();
-      });
+      if (this.socket === socket) this.socket = undefined;
+      this.released = session.dispose().then(() => this.options.onDisconnect?.());
     });
+    socket.resume();
   }
 }

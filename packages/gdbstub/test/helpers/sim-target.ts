@@ -55,6 +55,7 @@ export class SimTarget implements DebugTarget {
   private interrupted = false;
   private last: StopEvent;
   private running = false;
+  private freeRunning = false;
 
   constructor(o: SimOptions = {}) {
     this.memory = Buffer.alloc(o.memorySize ?? 0x10000);
@@ -89,8 +90,13 @@ export class SimTarget implements DebugTarget {
     return this.arch;
   }
 
+  /** Attach: a machine left running by an earlier detach stops where it is. */
   async halt(): Promise<StopEvent> {
     this.calls.push("halt");
+    if (this.freeRunning) {
+      this.freeRunning = false;
+      this.last = { kind: "stopped", vcpu: 0, signal: GdbSignal.TRAP };
+    }
     return this.last;
   }
 
@@ -164,10 +170,14 @@ export class SimTarget implements DebugTarget {
     this.swBreakpoints.clear();
     this.debugRegs.clear();
     const all = [...Array(this.vcpuCount).keys()].map((vcpu) => ({ vcpu, action: "continue" as const }));
+    this.freeRunning = true;
     const turn = (): void => {
-      if (this.killed) return;
+      if (this.killed || !this.freeRunning) return;
       const ev = this.runSlice(all);
-      if (!ev || ev.kind === "stopped") setImmediate(turn);
+      if (ev && ev.kind !== "stopped") {
+        this.freeRunning = false;
+        this.last = ev;
+      } else setImmediate(turn);
     };
     setImmediate(turn);
   }
