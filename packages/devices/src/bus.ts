@@ -21,6 +21,12 @@ export interface AccessContext {
 
 export interface Device {
   readonly name: string;
+  /**
+   * For one face of a device that spans several ranges (i8042, pc-testdev, the ACPI PM blocks):
+   * the object whose `saveState`/`restoreState` covers all of them. A snapshot saves that object
+   * once instead of asking each face.
+   */
+  readonly stateOwner?: object;
   read(offset: number, data: Buffer, ctx: AccessContext): void;
   write(offset: number, data: Buffer, ctx: AccessContext): void;
 }

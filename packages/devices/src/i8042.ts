@@ -59,11 +59,13 @@ export class I8042 implements Stateful<I8042State> {
     this.onReset = options.onReset;
     this.data = {
       name: `${this.name}-data`,
+      stateOwner: this,
       read: (_o, d) => d.fill(0).writeUInt8(this.readData(), 0),
       write: (_o, d) => this.writeData(d[0]!),
     };
     this.command = {
       name: `${this.name}-command`,
+      stateOwner: this,
       read: (_o, d) => d.fill(0).writeUInt8(this.status(), 0),
       write: (_o, d) => this.writeCommand(d[0]!),
     };

@@ -53,6 +53,7 @@ export class PcTestDev implements Stateful<PcTestDevState> {
     this.setIrq = options.irq;
     this.io = {
       name: `${this.name}.io`,
+      stateOwner: this,
       read: (offset, data) => {
         for (let i = 0; i < data.length; i++) {
           const at = offset + i;
@@ -68,6 +69,7 @@ export class PcTestDev implements Stateful<PcTestDevState> {
     };
     this.flush = {
       name: `${this.name}.flush`,
+      stateOwner: this,
       read: (_offset, data) => {
         data.fill(0);
       },
@@ -77,6 +79,7 @@ export class PcTestDev implements Stateful<PcTestDevState> {
     };
     this.irq = {
       name: `${this.name}.irq`,
+      stateOwner: this,
       read: (_offset, data) => {
         data.fill(0);
       },

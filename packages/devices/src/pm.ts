@@ -107,6 +107,7 @@ export class PmDevice {
     this.onSleep = options.onSleep;
     this.event = {
       name: `${this.name}.pm1a-event`,
+      stateOwner: this,
       read: (offset, data) => readBytes(((this.enable << 16) | this.status) >>> 0, PM_EVENT_SIZE, offset, data),
       write: (offset, data) => {
         const { value, mask } = mergeBytes(((this.enable << 16) | this.status) >>> 0, PM_EVENT_SIZE, offset, data);
@@ -117,11 +118,13 @@ export class PmDevice {
     };
     this.control = {
       name: `${this.name}.pm1a-control`,
+      stateOwner: this,
       read: (offset, data) => readBytes(this.controlBits, PM_CONTROL_SIZE, offset, data),
       write: (offset, data) => this.writeControl(mergeBytes(this.controlBits, PM_CONTROL_SIZE, offset, data).value),
     };
     this.timer = {
       name: `${this.name}.pm-timer`,
+      stateOwner: this,
       read: (offset, data) => readBytes(this.timerValue(), PM_TIMER_SIZE, offset, data),
       // Read-only: writes have no effect.
       write: () => {},

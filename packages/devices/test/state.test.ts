@@ -10,6 +10,7 @@ import {
   type JsonValue,
   PcTestDev,
   PioBus,
+  PmDevice,
   PostCodePort,
   type Stateful,
   Uart16550,
@@ -202,6 +203,26 @@ describe("device state: what a restored device does is what the saved one would 
     expect(b.lastStatus(1)).toBe(a.lastStatus(1));
     expect(b.lastStatus(1)).toBeLessThan(0);
     expect(b.lastStatus(0)).toBe(0);
+  });
+
+  it("every face of a multi-range device names the object that holds its state", () => {
+    const bus = new PioBus();
+    const kbd = new I8042();
+    kbd.attach(bus);
+    const testdev = new PcTestDev();
+    testdev.attach(bus);
+    const pm = new PmDevice();
+    pm.attach(bus);
+    const owners = new Map<object, number>();
+    for (const e of bus.entries()) {
+      const owner = e.device.stateOwner ?? e.device;
+      expect(isStateful(owner)).toBe(true);
+      owners.set(owner, (owners.get(owner) ?? 0) + 1);
+    }
+    expect(owners.size).toBe(3);
+    expect(owners.get(kbd)).toBe(2);
+    expect(owners.get(testdev)).toBe(3);
+    expect(owners.get(pm)).toBe(3);
   });
 
   it("isStateful tells devices with both methods from those without", () => {
