@@ -4,18 +4,20 @@ import { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_MP_STATE, KVM_MSR_EX
 import { applyTemplate, type CpuidTemplate, fromKvmEntries, kvmCpuidForVcpus, normalize, type Topology } from "@tsvmm/cpuid";
 import {
   type BusObserver, CMOS_PORT, CmosRtc, DEBUG_EXIT_SIZE, DebugExit, type DefaultHandler, type Device, FW_CFG_PORT, FW_CFG_SIZE,
-  FwCfg, HypercallDevice, I8042, type IoInterceptPolicy, MmioBus, PcTestDev, PioBus, POST_PORT, PostCodePort, TraceRecorder,
+  FwCfg, HypercallDevice, I8042, type IoInterceptPolicy, MmioBus, PcTestDev, PcTestDevIomem, PioBus, PmDevice, Port92, POST_PORT, PostCodePort, TraceRecorder,
   Uart16550,
 } from "@tsvmm/devices";
 import { type EventFd, type GuestRam, Kvm, type Vcpu, type Vm } from "@tsvmm/kvm-backend";
 import { MsrPolicy, toKvmMsrFilter } from "@tsvmm/msr-io-bitmaps";
 import { VmmBuildError, type VmmBuildStep } from "./errors.js";
 import { type BootPlan, bootKernel, type KernelFormat } from "./kernel.js";
+import { type FirmwarePlatformDevice, planFirmware, writeFirmware } from "./platform.js";
+import { attachVirtio, type VirtioDeviceSpec, virtioCmdline, virtioSlot } from "./virtio.js";
 import { type CpuidRecord, type MsrHandler, Vmm } from "./vmm.js";
 import type { WatchdogOptions } from "./watchdog.js";
 
 /** Where console bytes came from. */
-export type ConsoleSource = "uart" | "hypercall";
+export type ConsoleSource = "uart" | "hypercall" | "virtio";
 export type ConsoleSink = (bytes: Buffer, source: ConsoleSource) => void;
 
 /** A memory slot beside RAM (read-only, dirty-logged or shared). */
@@ -59,6 +61,12 @@ export interface VmmSpec {
   readonly debugExit: { readonly port: number; readonly convention: "qemu" | "raw" };
   /** In-kernel PIC/IOAPIC/LAPIC and PIT. Without it HLT exits to the VMM and interrupts go through KVM_INTERRUPT. */
   readonly irqchip: boolean;
+  /** ACPI tables (RSDP at 0xE0000, also handed to PVH and bzImage kernels) and the PM device their FADT declares. */
+  readonly acpi: boolean;
+  /** The MP table (MP spec 1.4) at 0xF0000, for guests without ACPI. */
+  readonly mpTable: boolean;
+  /** Devices the firmware tables describe besides COM1: each virtio-mmio window with its GSI (the DSDT's LNRO0005 entries). */
+  readonly platformDevices: readonly FirmwarePlatformDevice[];
   readonly cpuidTemplate: CpuidTemplate | undefined;
   /** Last word on each vCPU's CPUID table (after template and normalization). */
   readonly cpuidEdit: ((entries: KvmCpuidEntry2[], vcpu: number) => KvmCpuidEntry2[]) | undefined;
@@ -83,11 +91,15 @@ export interface VmmSpec {
   readonly onReport: ((name: string, pass: boolean, vcpu: number) => void) | undefined;
   readonly onValue: ((name: string, value: bigint, vcpu: number) => void) | undefined;
   readonly onHypercall: ((outcome: { vcpu: number; status: number; call: number | undefined }) => void) | undefined;
+  /** virtio-mmio devices, in the order their windows and GSIs are given out (see virtio.ts). */
+  readonly virtio: readonly VirtioDeviceSpec[];
+  /** Contained device errors (virtio drivers doing wrong, a socket failing): logged, never thrown. */
+  readonly onDeviceError: ((e: unknown) => void) | undefined;
 }
 
 /** The steps of `assemble`, in order: each failure names its step. */
 export const BUILD_STEPS: readonly VmmBuildStep[] = [
-  "open-kvm", "create-vm", "irqchip", "memory", "load-kernel", "prepare", "cpuid", "vcpus", "msr-filter", "devices", "trace",
+  "open-kvm", "create-vm", "irqchip", "memory", "load-kernel", "firmware", "prepare", "cpuid", "vcpus", "msr-filter", "devices", "trace",
 ];
 
 const TSS_ADDR = 0xfffbd000;
@@ -131,6 +143,7 @@ export function assemble(spec: VmmSpec): Vmm {
   let kvm: Kvm | undefined;
   let vm: Vm | undefined;
   let trace: TraceRecorder | undefined;
+  const closers: Array<() => void | Promise<void>> = [];
   // The Vmm is created last but devices must reach it (stop requests): they call through this.
   let vmm: Vmm | undefined;
   try {
@@ -157,11 +170,18 @@ export function assemble(spec: VmmSpec): Vmm {
         if (s.fill !== undefined) v.memory.write(s.gpa, s.fill);
       }
     });
+    // Kernels built with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES find the devices here; others through ACPI.
+    const cmdline = spec.virtio.length === 0 ? spec.cmdline : `${spec.cmdline} ${virtioCmdline(spec.virtio.map((_, i) => virtioSlot(i)))}`.trim();
+    // Laid out before the kernel so PVH and bzImage can be told where the RSDP is; written after it.
+    const firmware = step("firmware", () =>
+      planFirmware({ vcpus: spec.vcpus, serial: spec.serial, acpi: spec.acpi, mpTable: spec.mpTable, devices: spec.platformDevices }),
+    );
     const boot: BootPlan = step("load-kernel", () =>
       spec.kernel !== undefined
-        ? bootKernel(v.memory, spec.kernel, spec.format, { cmdline: spec.cmdline, initrd: spec.initrd })
+        ? bootKernel(v.memory, spec.kernel, spec.format, { cmdline, initrd: spec.initrd, rsdpAddress: firmware.rsdpAddress })
         : { format: "state", cpu: spec.cpuState!, secondaries: "wait-for-sipi", description: "CPU state given by the caller" },
     );
+    step("firmware", () => writeFirmware(v.memory, firmware, spec.kernel));
     const override = step("prepare", () => spec.prepare?.({ vm: v, boot }));
     const regs: KvmRegs = { ...boot.cpu.regs, ...override?.regs };
     const sregs: KvmSregs = { ...boot.cpu.sregs, ...override?.sregs };
@@ -221,13 +241,30 @@ export function assemble(spec: VmmSpec): Vmm {
       pio.register(FW_CFG_PORT, FW_CFG_SIZE, new FwCfg({ ramSize: BigInt(spec.memoryBytes), cpus: spec.vcpus }));
       // kvm-unit-tests' x86 tests expect QEMU's pc-testdev (IRQ lines at 0x2000, scratch at 0xe0).
       new PcTestDev({ irq: (line, level) => irq(line, level) }).attach(pio);
+      new PcTestDevIomem().attach(mmio);
+      new Port92({ onReset: () => vmm?.requestStop("reset", 0, "guest requested a reset through port 0x92 (bit 0)", { kind: "device", device: "port92" }) }).attach(pio);
+      if (firmware.pm !== undefined) {
+        new PmDevice({
+          s5SleepType: firmware.pm.s5SleepType,
+          onPowerOff: () => vmm?.requestStop("poweroff", 0, "guest powered off through ACPI (S5 written to PM1a control)", { kind: "device", device: "acpi-pm" }),
+        }).attach(pio, firmware.pm);
+      }
       for (const d of spec.pioDevices) pio.register(d.base, d.length, d.device);
       for (const d of spec.mmioDevices) mmio.register(d.base, d.length, d.device);
       for (const f of spec.ioeventfds) v.registerIoeventfd(f.eventfd, { addr: f.port, len: f.length, pio: true, datamatch: f.datamatch });
       for (const f of spec.irqfds) v.registerIrqfd(f.eventfd, f.gsi);
       if (spec.pioObserver !== undefined) pio.observer = spec.pioObserver;
       if (spec.mmioObserver !== undefined) mmio.observer = spec.mmioObserver;
-      return { pio, mmio, uart, hypercall };
+      if (spec.virtio.length > 0 && !spec.irqchip) throw new Error("virtio devices need the in-kernel irqchip");
+      const virtio = attachVirtio(spec.virtio, {
+        vm: v,
+        memory: v.memory,
+        mmio,
+        console: (b) => spec.console(b, "virtio"),
+        onError: spec.onDeviceError ?? (() => {}),
+      });
+      closers.push(...virtio.closers.reverse());
+      return { pio, mmio, uart, hypercall, virtio: virtio.attached, ready: virtio.ready };
     });
     trace = step("trace", () =>
       spec.tracePath === undefined
@@ -261,7 +298,7 @@ export function assemble(spec: VmmSpec): Vmm {
       trace,
       watchdog: spec.watchdog,
       onMsr: spec.onMsr,
-      closers: [],
+      closers,
     });
     return vmm;
   } catch (e) {
@@ -269,6 +306,7 @@ export function assemble(spec: VmmSpec): Vmm {
     vm?.close();
     kvm?.close();
     void trace?.close().catch(() => {});
+    for (const c of closers) void Promise.resolve().then(c).catch(() => {});
     throw e;
   }
 }

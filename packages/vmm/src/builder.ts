@@ -11,7 +11,9 @@ import { VM_LIMITS, type VmConfig } from "./config.js";
 import { VmmError } from "./errors.js";
 import { MAX_IMAGE_INPUT, readInputFile, readJsonFile } from "./files.js";
 import type { KernelFormat } from "./kernel.js";
+import type { FirmwarePlatformDevice } from "./platform.js";
 import type { MsrHandler, Vmm, VmmResult } from "./vmm.js";
+import { VIRTIO_MAX_DEVICES, type VirtioDeviceSpec } from "./virtio.js";
 import type { WatchdogOptions } from "./watchdog.js";
 
 /** This package's folder (dist/.. or src/..). */
@@ -50,6 +52,9 @@ export class VmmBuilder {
   private serialCfg: { port: number; irq: number } = { ...VM_LIMITS.serial };
   private debugExitCfg: { port: number; convention: "qemu" | "raw" } = { ...VM_LIMITS.debugExit };
   private withIrqchip = true;
+  private withAcpi = true;
+  private withMpTable = true;
+  private readonly firmwareDevs: FirmwarePlatformDevice[] = [];
   private template: CpuidTemplate | undefined;
   private cpuidEditFn: ((entries: KvmCpuidEntry2[], vcpu: number) => KvmCpuidEntry2[]) | undefined;
   private msrDeny: number[] | undefined;
@@ -70,6 +75,8 @@ export class VmmBuilder {
   private prepareFn: ((ctx: PrepareContext) => BootOverride | undefined) | undefined;
   private reportCb: ((name: string, pass: boolean, vcpu: number) => void) | undefined;
   private valueCb: ((name: string, value: bigint, vcpu: number) => void) | undefined;
+  private readonly virtioDevs: VirtioDeviceSpec[] = [];
+  private deviceErrorCb: ((e: unknown) => void) | undefined;
   private hypercallCb: ((outcome: { vcpu: number; status: number; call: number | undefined }) => void) | undefined;
 
   /** A builder from a validated JSON config ({@link loadVmConfig}). */
@@ -86,6 +93,11 @@ export class VmmBuilder {
     if (c.cpuidTemplate !== undefined) b.cpuidTemplate(c.cpuidTemplate);
     if (c.denyMsrs !== undefined) b.denyMsrs(c.denyMsrs.map((m) => (typeof m === "number" ? m : Number.parseInt(m, 16))));
     if (c.trace !== undefined) b.trace(c.trace);
+    for (const d of c.disks) b.disk(d.path, { readOnly: d.readOnly });
+    for (const n of c.net) b.net(n.tap);
+    if (c.vsock !== undefined) b.vsock(c.vsock.cid, c.vsock.uds);
+    if (c.console === "virtio") b.virtioConsole();
+    if (c.rng) b.rng();
     return b;
   }
 
@@ -146,6 +158,29 @@ export class VmmBuilder {
   /** The in-kernel irqchip and PIT (default on). Off: HLT exits to the VMM, interrupts only through KVM_INTERRUPT. */
   irqchip(on: boolean): this {
     this.withIrqchip = on;
+    return this;
+  }
+  /**
+   * ACPI tables (default on): RSDP/XSDT/FADT/FACS/MADT/DSDT at 0xE0000 (handed to PVH and bzImage
+   * kernels too) and the PM device their FADT declares (S5 powers the VM off). Off for guests that
+   * must find no RSDP.
+   */
+  acpi(on: boolean): this {
+    this.withAcpi = on;
+    return this;
+  }
+  /** The MP table at 0xF0000 (default on), for guests that enumerate CPUs without ACPI. */
+  mpTable(on: boolean): this {
+    this.withMpTable = on;
+    return this;
+  }
+  /**
+   * Describe a device in the firmware tables (the DSDT): a virtio-mmio window and its GSI. The
+   * device itself is attached separately (mmioDevice, or the virtio integration); this only tells
+   * the guest it is there.
+   */
+  platformDevice(device: FirmwarePlatformDevice): this {
+    this.firmwareDevs.push({ ...device });
     return this;
   }
   /** A shipped template name ("t2-like", "minimal"), a path to template JSON, or a parsed template. */
@@ -265,6 +300,39 @@ export class VmmBuilder {
     return this;
   }
 
+  /** A virtio-blk disk over a raw image file (read-only: writes fail with the spec's IOERR). */
+  disk(path: string, options: { readOnly?: boolean } = {}): this {
+    return this.virtio({ kind: "blk", path, readOnly: options.readOnly ?? false });
+  }
+  /** A virtio-net device over an existing TAP interface of this network namespace. */
+  net(tap: string, options: { mac?: readonly number[] } = {}): this {
+    return this.virtio({ kind: "net", tap, ...(options.mac !== undefined ? { mac: options.mac } : {}) });
+  }
+  /** A virtio-vsock device (guest CID `cid`), host side on Unix sockets at `udsPath` (Firecracker's hybrid model). */
+  vsock(cid: number, udsPath: string): this {
+    if (!Number.isInteger(cid) || cid < 3 || cid > 0xffffffff) throw new VmmError("VMM_BUILD_INVALID", `vsock CID ${cid}: must be an integer from 3 to 2^32-1`);
+    return this.virtio({ kind: "vsock", cid, uds: udsPath });
+  }
+  /** A virtio-rng device fed from the OS CSPRNG. */
+  rng(): this {
+    return this.virtio({ kind: "rng" });
+  }
+  /** The console on a virtio-console port as well as the UART (the UART stays for early output). */
+  virtioConsole(): this {
+    return this.virtio({ kind: "console" });
+  }
+  /** Attach any virtio device; windows and GSIs are given out in call order. */
+  virtio(spec: VirtioDeviceSpec): this {
+    if (this.virtioDevs.length >= VIRTIO_MAX_DEVICES) throw new VmmError("VMM_BUILD_INVALID", `at most ${VIRTIO_MAX_DEVICES} virtio devices`);
+    this.virtioDevs.push(spec);
+    return this;
+  }
+  /** See the errors devices contained (a virtio driver doing wrong, a socket failing). */
+  onDeviceError(cb: (e: unknown) => void): this {
+    this.deviceErrorCb = cb;
+    return this;
+  }
+
   /** The full description of the VM this builder makes. */
   spec(): VmmSpec {
     if (this.kernelBytes === undefined && this.startState === undefined) throw new VmmError("VMM_BUILD_INVALID", "no kernel: call kernel(), kernelFile() or cpuState()");
@@ -281,6 +349,9 @@ export class VmmBuilder {
       serial: this.serialCfg,
       debugExit: this.debugExitCfg,
       irqchip: this.withIrqchip,
+      acpi: this.withAcpi,
+      mpTable: this.withMpTable,
+      platformDevices: [...this.firmwareDevs],
       cpuidTemplate: this.template,
       cpuidEdit: this.cpuidEditFn,
       denyMsrs: this.msrDeny,
@@ -302,6 +373,8 @@ export class VmmBuilder {
       onReport: this.reportCb,
       onValue: this.valueCb,
       onHypercall: this.hypercallCb,
+      virtio: this.virtioDevs,
+      onDeviceError: this.deviceErrorCb,
     };
   }
 

@@ -56,6 +56,11 @@ options:
       --trace FILE      record every device access as JSON lines             config: trace
       --timeout SECONDS stop the VM after this long (exit 124)               config: timeoutMs
       --stall SECONDS   stop the VM when no vCPU exits for this long (124)    config: stallMs
+      --disk FILE[,ro]  a virtio-blk disk over a raw image (repeatable)      config: disks
+      --net tap=NAME    a virtio-net device over TAP interface NAME (repeat.) config: net
+      --vsock CID,PATH  virtio-vsock: guest CID, host Unix socket PATH        config: vsock
+      --console K       uart (default) or virtio (adds a virtio-console port) config: console
+      --rng             a virtio-rng device                                   config: rng
   -h, --help            this help
   -V, --version         the tsvmm version
 
@@ -117,7 +122,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
  * parseArgs with the conventions of the project's CLIs: negative numbers are values, not options
  * (`--mem -1`), and its errors become one line naming the option.
  */
-export function parseCli<O extends Record<string, { type: "string" | "boolean"; short?: string }>>(
+export function parseCli<O extends Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>>(
   args: readonly string[],
   options: O,
   helpHint: string,
@@ -170,6 +175,11 @@ function seconds(flag: string, s: string | undefined, maxMs: number): number | u
 }
 
 const CONFIG_FLAGS: Record<string, string> = {
+  disks: "--disk",
+  net: "--net",
+  vsock: "--vsock",
+  rng: "--rng",
+  console: "--console",
   memoryMiB: "--mem",
   vcpus: "--vcpus",
   cmdline: "--cmdline",
@@ -195,6 +205,11 @@ async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
       trace: { type: "string" },
       timeout: { type: "string" },
       stall: { type: "string" },
+      disk: { type: "string", multiple: true },
+      net: { type: "string", multiple: true },
+      vsock: { type: "string" },
+      console: { type: "string" },
+      rng: { type: "boolean" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "V" },
     },
@@ -222,6 +237,11 @@ async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
     trace: values.trace,
     timeoutMs: seconds("--timeout", values.timeout, L.timeoutMs.max),
     stallMs: seconds("--stall", values.stall, L.stallMs.max),
+    disks: values.disk?.map(diskArg),
+    net: values.net?.map(netArg),
+    vsock: values.vsock === undefined ? undefined : vsockArg(values.vsock),
+    console: values.console,
+    rng: values.rng,
   };
   for (const [k, v] of Object.entries(over)) if (v !== undefined) base[k] = v;
   let config: VmConfig;
@@ -251,6 +271,25 @@ async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
   const result = await vmm.run();
   io.stderr(`${stopLine(result)}\n`);
   return result.exitCode;
+}
+
+function diskArg(s: string): { path: string; readOnly: boolean } {
+  const m = /^(.+?)(,ro)?$/.exec(s);
+  if (m === null || m[1] === undefined || m[1].length === 0) throw new UsageError(`--disk ${s}: give FILE or FILE,ro`);
+  return { path: m[1], readOnly: m[2] !== undefined };
+}
+
+function netArg(s: string): { tap: string } {
+  const m = /^tap=([^,\s]{1,15})$/.exec(s);
+  if (m === null) throw new UsageError(`--net ${s}: give tap=NAME (an existing TAP interface, at most 15 characters)`);
+  return { tap: m[1]! };
+}
+
+function vsockArg(s: string): { cid: number; uds: string } {
+  const m = /^(\d+),(.+)$/.exec(s);
+  const cid = m === null ? Number.NaN : Number(m[1]);
+  if (m === null || !Number.isSafeInteger(cid) || cid < 3 || cid > 0xffffffff) throw new UsageError(`--vsock ${s}: give CID,UDS_PATH with a CID from 3 to 4294967295`);
+  return { cid, uds: m[2]! };
 }
 
 function fileSize(path: string): number {

@@ -53,6 +53,16 @@ export const VmConfigSchema = z.strictObject({
   denyMsrs: z.optional(z.array(z.union([int(0, 0xffffffff), z.string().check(z.regex(/^0x[0-9a-fA-F]+$/))])).check(z.maxLength(L.denyMsrs.max))),
   /** Write every exit to this JSON-lines file. */
   trace: z.optional(z.string().check(z.minLength(1))),
+  /** virtio-blk disks over raw image files, in order (paths relative to the config file). */
+  disks: z._default(z.array(z.strictObject({ path: z.string().check(z.minLength(1)), readOnly: z._default(z.boolean(), false) })), []),
+  /** virtio-net devices over existing TAP interfaces. */
+  net: z._default(z.array(z.strictObject({ tap: z.string().check(z.minLength(1), z.maxLength(15)) })), []),
+  /** A virtio-vsock device: the guest's CID and the host Unix socket path (Firecracker's hybrid model). */
+  vsock: z.optional(z.strictObject({ cid: int(3, 0xffffffff), uds: z.string().check(z.minLength(1)) })),
+  /** Where the console goes besides the UART: "virtio" adds a virtio-console port. */
+  console: z._default(z.enum(["uart", "virtio"]), "uart"),
+  /** A virtio-rng device. */
+  rng: z._default(z.boolean(), false),
   serial: z._default(z.strictObject({ port: z._default(int(0, 0xfff8), L.serial.port), irq: z._default(int(0, 23), L.serial.irq) }), { ...L.serial }),
   debugExit: z._default(
     z.strictObject({ port: z._default(int(0, 0xfffc), L.debugExit.port), convention: z._default(z.enum(["qemu", "raw"]), L.debugExit.convention) }),
@@ -85,5 +95,7 @@ export function loadVmConfig(path: string): VmConfig {
   const base = dirname(resolve(path));
   const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(base, p));
   const cpuid = c.cpuidTemplate !== undefined && /[/.]/.test(c.cpuidTemplate) ? abs(c.cpuidTemplate) : c.cpuidTemplate;
-  return { ...c, kernel: abs(c.kernel), initrd: abs(c.initrd), trace: abs(c.trace), cpuidTemplate: cpuid };
+  const disks = c.disks.map((d) => ({ ...d, path: resolve(base, d.path) }));
+  const vsock = c.vsock === undefined ? undefined : { ...c.vsock, uds: resolve(base, c.vsock.uds) };
+  return { ...c, kernel: abs(c.kernel), initrd: abs(c.initrd), trace: abs(c.trace), cpuidTemplate: cpuid, disks, vsock };
 }

@@ -4,5 +4,10 @@ export { type CliIo, main } from "./cli.js";
 export { loadVmConfig, parseVmConfig, type VmConfig, type VmConfigInput, VmConfigSchema, VM_LIMITS } from "./config.js";
 export { VmmBuildError, type VmmBuildErrorCode, type VmmBuildStep, VmmError, type VmmErrorCode } from "./errors.js";
 export { type BootOptions, type BootPlan, bootKernel, detectFormat, eptPageTables, type KernelFormat, TSVMM_NOTE, TsvmmBootMode } from "./kernel.js";
+export {
+  ACPI_TABLES_ADDRESS, acpiPlatformFor, FIRMWARE_PM_DEFAULTS, type FirmwareOptions, type FirmwarePlan, type FirmwarePlatformDevice, IOAPIC_ADDRESS, IOAPIC_ID,
+  MP_TABLE_ADDRESS, planFirmware, type VirtioMmioPlatformDevice, writeFirmware,
+} from "./platform.js";
 export { type CpuidRecord, EXIT_STATUS, type MsrHandler, type StopDetail, type StopReason, Vmm, type VmmParts, type VmmResult } from "./vmm.js";
+export { type AttachedVirtio, attachVirtio, VIRTIO_GSI_BASE, VIRTIO_MAX_DEVICES, VIRTIO_MMIO_BASE, type VirtioDeviceSpec, virtioCmdline, virtioSlot } from "./virtio.js";
 export { longTimeout, MAX_TIMER_MS, Watchdog, type WatchdogOptions } from "./watchdog.js";

@@ -4,6 +4,11 @@ import type { HypercallDevice, MmioBus, PioBus, TraceRecorder, Uart16550 } from 
 import { type ExitHandlers, type Kvm, runLoopAsync, type Vcpu, type VcpuExit, type Vm } from "@tsvmm/kvm-backend";
 import { VmmError } from "./errors.js";
 import type { BootPlan } from "./kernel.js";
+import { PauseGate } from "./pause.js";
+import { type RestoreOptions, restoreSnapshot } from "./snapshot/restore.js";
+import { type SnapshotInfo, type SnapshotOptions, saveSnapshot } from "./snapshot/save.js";
+import { VirtioConsole } from "@tsvmm/virtio";
+import type { AttachedVirtio } from "./virtio.js";
 import { Watchdog, type WatchdogOptions } from "./watchdog.js";
 
 /** Why a VM stopped, and the process exit status that stands for it. */
@@ -91,6 +96,10 @@ export interface VmmParts {
   readonly onMsr: MsrHandler | undefined;
   /** Resources that are not the VM's (devices' files, sockets): closed after the VM. */
   readonly closers: ReadonlyArray<() => void | Promise<void>>;
+  /** The virtio devices, in window order. */
+  readonly virtio: readonly AttachedVirtio[];
+  /** What must be up before the first vCPU runs (host listeners). */
+  readonly ready: readonly Promise<void>[];
 }
 
 const HALT_CHECK_MS = 1000;
@@ -111,6 +120,7 @@ export class Vmm {
   readonly hypercall: HypercallDevice;
   readonly boot: BootPlan;
   readonly cpuid: readonly CpuidRecord[];
+  readonly virtio: readonly AttachedVirtio[];
   private readonly parts: VmmParts;
   private stop: { reason: StopReason; code: number; message: string; detail: StopDetail } | undefined;
   private readonly exitCodes = new Map<number, number>();
@@ -119,6 +129,7 @@ export class Vmm {
   private lastExitAt = 0;
   private haltCheck = false;
   private state: "ready" | "running" | "done" = "ready";
+  private readonly gate = new PauseGate();
 
   constructor(parts: VmmParts) {
     this.parts = parts;
@@ -131,6 +142,7 @@ export class Vmm {
     this.hypercall = parts.hypercall;
     this.boot = parts.boot;
     this.cpuid = parts.cpuid;
+    this.virtio = parts.virtio;
     // vCPUs the guest runs from the start; secondaries of other boot formats wait for INIT/SIPI.
     this.running = new Set(parts.boot.secondaries === "same-state" ? this.vcpus.map((_, i) => i) : [0]);
   }
@@ -149,6 +161,8 @@ export class Vmm {
   requestStop(reason: StopReason, code: number, message: string, detail: StopDetail): void {
     if (this.stop !== undefined) return;
     this.stop = { reason, code: reason === "guest-exit" ? code & 0xff : code, message, detail };
+    // Parked loops must see the stop: let them go, they end at their next check.
+    this.gate.resume();
     for (const v of this.vcpus) v.kick();
   }
 
@@ -176,18 +190,25 @@ export class Vmm {
   async run(options: { close?: boolean } = {}): Promise<VmmResult> {
     if (this.state !== "ready") throw new VmmError("VMM_STATE", "a Vmm runs once");
     this.state = "running";
+    try {
+      await Promise.all(this.parts.ready);
+    } catch (e) {
+      await this.close().catch(() => {});
+      throw new VmmError("VMM_STATE", `a device could not start: ${(e as Error).message}`, { cause: e });
+    }
     const t0 = performance.now();
     this.lastExitAt = t0;
     const dog = new Watchdog(this.parts.watchdog, {
       timeout: (ms) => this.requestStop("timeout", EXIT_STATUS.timeout, `watchdog: the VM ran past its ${ms} ms budget`, { kind: "watchdog" }),
       stalled: (ms) => this.requestStop("timeout", EXIT_STATUS.timeout, `watchdog: no vCPU exited for ${ms} ms`, { kind: "watchdog" }),
-      lastExitAt: () => this.lastExitAt,
+      // A paused VM takes no exits by design: that is not a stall.
+      lastExitAt: () => (this.gate.requested ? performance.now() : this.lastExitAt),
     });
     // With the in-kernel irqchip KVM sleeps through HLT without exiting: look at quiet vCPUs now and
     // then, so a guest halted with interrupts off ends instead of hanging.
     const halts = this.parts.irqchip
       ? setInterval(() => {
-          if (performance.now() - this.lastExitAt < HALT_CHECK_MS) return;
+          if (this.gate.requested || performance.now() - this.lastExitAt < HALT_CHECK_MS) return;
           this.haltCheck = true;
           for (const i of this.running) this.vcpus[i]!.kick();
         }, HALT_CHECK_MS)
@@ -231,23 +252,30 @@ export class Vmm {
   private async loop(vcpu: Vcpu, index: number): Promise<void> {
     const handlers = this.handlers(index);
     let kind = "";
+    this.gate.enter(index);
     try {
-      await runLoopAsync(vcpu, handlers, {
-        shouldStop: () => this.stop !== undefined || (this.exitCodes.has(index) && !this.running.has(index)),
-        onExit: (exit) => {
-          kind = exit.kind;
-          this.exitCount++;
-          this.lastExitAt = performance.now();
-        },
-        unhandled: (exit) => {
-          this.requestStop("guest-error", EXIT_STATUS["guest-error"], `vCPU ${index}: unexpected exit ${exit.kind}`, {
-            kind: "unexpected-exit",
-            vcpu: index,
-            exit: JSON.stringify(exit.toJSON()),
-          });
-          return true;
-        },
-      });
+      for (;;) {
+        await runLoopAsync(vcpu, handlers, {
+          shouldStop: () => this.stop !== undefined || (this.exitCodes.has(index) && !this.running.has(index)),
+          onExit: (exit) => {
+            kind = exit.kind;
+            this.exitCount++;
+            this.lastExitAt = performance.now();
+          },
+          unhandled: (exit) => {
+            this.requestStop("guest-error", EXIT_STATUS["guest-error"], `vCPU ${index}: unexpected exit ${exit.kind}`, {
+              kind: "unexpected-exit",
+              vcpu: index,
+              exit: JSON.stringify(exit.toJSON()),
+            });
+            return true;
+          },
+        });
+        // Left for a pause (an interrupted exit while one is requested): wait here, then go on.
+        if (this.stop !== undefined || !this.gate.requested) break;
+        await this.gate.park(index);
+        this.lastExitAt = performance.now();
+      }
     } catch (e) {
       // Devices and buses isolate their own faults; anything still thrown here means the guest
       // did something the VMM cannot represent. It stops this VM, never the process.
@@ -256,6 +284,8 @@ export class Vmm {
         vcpu: index,
         error: (e as Error).message,
       });
+    } finally {
+      this.gate.leave(index);
     }
   }
 
@@ -295,6 +325,9 @@ export class Vmm {
       rdmsr: (exit) => this.msr(exit, index),
       wrmsr: (exit) => this.msr(exit, index),
       interrupted: () => {
+        // KVM_RUN returned at once (immediate_exit) after finishing any half-done I/O: a point
+        // where the vCPU's state is whole, so a pause parks here.
+        if (this.gate.requested) return true;
         if (this.haltCheck) this.checkHalted(index);
         return this.stop !== undefined;
       },
@@ -366,6 +399,65 @@ export class Vmm {
   }
   private readonly deadHalted: boolean[] = [];
   private readonly haltChecked = new Set<number>();
+
+  /**
+   * Bytes for the guest's console input: the virtio-console when there is one, else the UART's
+   * receive FIFO.
+   */
+  consoleInput(bytes: Uint8Array): void {
+    const con = this.virtio.find((d) => d.device instanceof VirtioConsole)?.device;
+    if (con instanceof VirtioConsole) con.input(bytes);
+    else this.uart.queueInput(bytes);
+  }
+
+  /** True while paused (or pausing): no vCPU re-enters the guest until resume(). */
+  get paused(): boolean {
+    return this.gate.requested;
+  }
+
+  /**
+   * Take every vCPU out of KVM_RUN and keep it out: resolves once all running vCPUs are parked,
+   * each after a KVM_RUN that completed its pending I/O, and the UART's output is flushed. The
+   * in-kernel timers keep time; what they raise meanwhile is delivered after resume(). Resolves
+   * at once when the VM is not running (not yet started, or already stopped).
+   */
+  async pause(): Promise<void> {
+    if (this.state !== "running" || this.stop !== undefined) return;
+    await this.gate.request(() => {
+      for (const v of this.vcpus) v.kick();
+    });
+    this.uart.flush();
+  }
+
+  /** Let the vCPUs of a paused VM run again. Does nothing when the VM is not paused. */
+  resume(): void {
+    this.gate.resume();
+  }
+
+  /**
+   * Save the VM into `dir` (which must not exist; written under a temporary name and renamed
+   * when complete). A running VM is paused for the save and resumed after it, unless
+   * `options.resume` is false. See README-snapshot.md for the format.
+   */
+  async snapshot(dir: string, options: SnapshotOptions = {}): Promise<SnapshotInfo> {
+    const wasPaused = this.gate.requested;
+    await this.pause();
+    try {
+      return await saveSnapshot(this, dir, options);
+    } finally {
+      if (!wasPaused && options.resume !== false) this.resume();
+    }
+  }
+
+  /** A new VM from a snapshot directory, ready to run() (it goes on where the saved one paused). */
+  static restore(dir: string, options: RestoreOptions = {}): Promise<Vmm> {
+    return restoreSnapshot(dir, options);
+  }
+
+  /** @internal What snapshot/ reads and restores: the parts and the run bookkeeping. */
+  snapshotAccess(): { parts: VmmParts; running: Set<number>; exitCodes: Map<number, number>; started: boolean } {
+    return { parts: this.parts, running: this.running, exitCodes: this.exitCodes, started: this.state !== "ready" };
+  }
 
   /** Release everything (vCPU threads, guest memory, fds, the trace file, devices' resources). Idempotent. */
   async close(): Promise<void> {
