@@ -1,11 +1,32 @@
-import { GuestMemoryMap, HC_BLOCK_SIZE, HC_MAGIC, HC_PORT, HC_SIGNATURE, HC_SIGNATURE_PORT, HcBlock, HcCall, HcStatus, HypercallDispatcher } from "@tsvmm/abi";
+import { type GuestMemory, GuestMemoryMap, HC_BLOCK_SIZE, HC_MAGIC, HC_PORT, HC_SIGNATURE, HC_SIGNATURE_PORT, HcBlock, HcCall, HcStatus } from "@tsvmm/abi";
+import { accessContext, type HypercallHost, type HypercallOutcome, HypercallDevice, PioBus } from "@tsvmm/devices";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+
+/** The doorbell as the guest reaches it: port accesses on a PIO bus, from vCPU 0. */
+class Doorbell {
+  readonly bus = new PioBus();
+  readonly dev: HypercallDevice;
+  last: HypercallOutcome | undefined;
+  constructor(mem: GuestMemory, host: HypercallHost) {
+    this.dev = new HypercallDevice(mem, { ...host, call: (o) => (this.last = o) });
+    this.dev.attach(this.bus);
+  }
+  doorbell(value: number, size: number): HypercallOutcome {
+    const b = Buffer.alloc(size);
+    b.writeUIntLE(size === 4 ? value >>> 0 : value & ((1 << (8 * size)) - 1), 0, size);
+    this.bus.write(HC_PORT, b, 0);
+    return this.last!;
+  }
+  read(port: number, size: 1 | 2 | 4): number {
+    return this.bus.readValue(port, size, 0);
+  }
+}
 
 function setup() {
   const mem = GuestMemoryMap.allocate([{ base: 0, size: 0x10000 }]);
   const seen = { console: [] as string[], reports: [] as [string, boolean][], values: [] as [string, bigint][], exits: [] as number[] };
-  const d = new HypercallDispatcher(mem, {
+  const d = new Doorbell(mem, {
     console: (b) => seen.console.push(b.toString()),
     report: (n, p) => seen.reports.push([n, p]),
     value: (n, v) => seen.values.push([n, v]),
@@ -23,7 +44,20 @@ function setup() {
   return { mem, d, seen, call };
 }
 
-describe("hypercall ABI v1", () => {
+describe("hypercall ABI v1 (the doorbell device)", () => {
+  it("keeps one status per vCPU", () => {
+    const mem = GuestMemoryMap.allocate([{ base: 0, size: 0x10000 }]);
+    const dev = new HypercallDevice(mem);
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(0x104);
+    dev.write(0, b, accessContext(1));
+    const s = Buffer.alloc(4);
+    dev.read(0, s, accessContext(1));
+    expect(s.readInt32LE(0)).toBe(HcStatus.E_BADBLOCK);
+    dev.read(0, s, accessContext(0));
+    expect(s.readInt32LE(0)).toBe(HcStatus.OK);
+  });
+
   it("negotiates a version, then writes to the console, reports and exits", () => {
     const { mem, d, seen, call } = setup();
     expect(d.read(HC_SIGNATURE_PORT, 4)).toBe(HC_SIGNATURE);
