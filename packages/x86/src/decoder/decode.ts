@@ -647,6 +647,8 @@ function vexSlot(map: OpcodeMap, opcode: number, pp: number, w: boolean, l: numb
       const n = bmi[pp];
       return n === "" || n === undefined ? undefined : op(n, "Gy,Ey");
     }
+    // AMX tile instructions (ldtilecfg/sttilecfg/tilerelease/tilezero, tileloadd, tdp*): every pp has one.
+    if ([0x49, 0x4b, 0x5c, 0x5d, 0x5e, 0x5f, 0x6c].includes(opcode)) return op("amx", "Vx,Wx");
     if (pp !== 1) return undefined;
     const extra = VEX_MAP2_EXTRA[opcode];
     if (extra !== undefined) return op(w && opcode >= 0x96 ? extra.replace(/ps$/, "pd").replace(/ss$/, "sd") : extra, "Vx,Wx");

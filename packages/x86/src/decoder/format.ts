@@ -39,7 +39,7 @@ function formatMem(m: MemOperand, insn: Instruction, vector: boolean): string {
   const sib = insn.sib;
   const regName = m.addressBits === 64 ? "riz" : "eiz";
   // A SIB whose index field says "none" still shows as riz/eiz in objdump unless it is the plain [rsp] form.
-  const riz = sib !== undefined && m.index === undefined && sib.index === 4 && !insn.prefixes.rex?.x && !insn.prefixes.vex?.x && (sib.scale !== 0 || (m.base !== undefined && sib.base !== 4));
+  const riz = sib !== undefined && m.index === undefined && sib.index === 4 && !insn.prefixes.rex?.x && !insn.prefixes.vex?.x && (sib.scale !== 0 || (m.base !== undefined && sib.base !== 4) || (m.base === undefined && insn.mode !== "long64"));
   if (m.base === undefined && m.index === undefined && !m.ripRelative && !riz) {
     const mask = (1n << BigInt(m.addressBits)) - 1n;
     return `${size}${seg}:0x${(m.disp & mask).toString(16)}`;

@@ -266,7 +266,16 @@ export const MAP_0F: Slot[] = new Array<Slot>(256).fill(undefined);
     2: [op("xgetbv"), op("xsetbv"), undefined, undefined, op("vmfunc"), op("xend"), op("xtest"), op("enclu")],
     3: [op("vmrun"), op("vmmcall"), op("vmload"), op("vmsave"), op("stgi"), op("clgi"), op("skinit"), op("invlpga")],
     5: [pfx(op("serialize"), undefined, undefined, undefined), undefined, undefined, undefined, undefined, undefined, op("rdpkru"), op("wrpkru")],
-    7: [op("swapgs", "", O64), op("rdtscp"), op("monitorx"), op("mwaitx"), op("clzero"), op("rdpru")],
+    7: [
+      op("swapgs", "", O64),
+      op("rdtscp"),
+      op("monitorx"),
+      op("mwaitx"),
+      op("clzero"),
+      op("rdpru"),
+      pfx(op("invlpgb"), undefined, op("rmpadjust"), op("rmpupdate")),
+      pfx(op("tlbsync"), undefined, op("psmash"), op("pvalidate")),
+    ],
   };
   T[0x01] = grp(
     [op("sgdt", "Ms"), op("sidt", "Ms"), op("lgdt", "Ms"), op("lidt", "Ms"), op("smsw", "Mw"), undefined, op("lmsw", "Ew"), op("invlpg", "Mb")],

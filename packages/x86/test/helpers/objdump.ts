@@ -29,7 +29,8 @@ export function parseObjdump(out: string): ObjdumpInsn[] {
   for (const line of out.split("\n")) {
     const m = /^\s*([0-9a-f]+):\t([0-9a-f]{2}(?: [0-9a-f]{2})*)\s*\t?(.*)$/.exec(line);
     if (!m) continue;
-    raw.push({ address: Number.parseInt(m[1]!, 16), bytes: m[2]!.split(" ").map((h) => Number.parseInt(h, 16)), text: m[3]!.trim() });
+    // Kernel addresses exceed 2^53: keep the low 48 bits, enough to tell neighbours apart.
+    raw.push({ address: Number(BigInt(`0x${m[1]}`) & 0xffffffffffffn), bytes: m[2]!.split(" ").map((h) => Number.parseInt(h, 16)), text: m[3]!.trim() });
   }
   const out2: ObjdumpInsn[] = [];
   let pending: ObjdumpInsn | undefined;
