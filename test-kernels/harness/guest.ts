@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { type GuestMemory, HC_PORT, type KvmCpuidEntry2, type KvmMsrFilter } from "@tsvmm/abi";
 import { HYPERCALL_SIZE } from "@tsvmm/devices";
 import type { Vcpu, Vm } from "@tsvmm/kvm-backend";
-import { type StopDetail, VmmBuilder } from "@tsvmm/vmm";
+import { type StopDetail, type Vmm, VmmBuilder } from "@tsvmm/vmm";
 import { type BootMode, type GuestImage, parseGuestElf } from "./elf.js";
 import { HarnessError } from "./errors.js";
 
@@ -74,6 +74,8 @@ export type RunEnd =
 export interface RunContext {
   readonly vm: Vm;
   readonly vcpus: readonly Vcpu[];
+  /** The running VMM (e.g. for `consoleInput`, or its virtio devices). */
+  readonly vmm: Vmm;
 }
 
 /** What `GuestCase.prepare` may change about the boot. */
@@ -107,6 +109,8 @@ export interface GuestCase {
   readonly onMsr?: (kind: "rdmsr" | "wrmsr", index: number, data: bigint) => bigint | boolean | "fail";
   /** Called when the guest reports a value (e.g. to raise an interrupt at the right moment). */
   readonly onValue?: (name: string, value: bigint, ctx: RunContext) => void;
+  /** Edit the builder before build(): attach virtio devices (they need `irqchip: true`), error hooks. */
+  readonly configure?: (b: VmmBuilder) => void;
   /** Called after the run, before the VM is closed (read the dirty log or guest memory here). */
   readonly inspect?: (ctx: RunContext) => void;
 }
@@ -246,10 +250,11 @@ export async function runGuest(c: GuestCase): Promise<RunResult> {
   if (c.cpuid !== undefined) b.cpuidEdit(c.cpuid);
   if (c.msrFilter !== undefined) b.msrFilter(c.msrFilter);
   for (const s of c.slots ?? []) b.memorySlot({ gpa: s.base, size: s.size, readonly: s.readonly, logDirty: s.logDirty, fill: s.fill });
+  c.configure?.(b);
 
   const started = performance.now();
   const vmm = b.build();
-  ctx = { vm: vmm.vm, vcpus: vmm.vcpus };
+  ctx = { vm: vmm.vm, vcpus: vmm.vcpus, vmm };
   try {
     const r = await vmm.run({ close: false });
     c.inspect?.(ctx);
