@@ -30,6 +30,12 @@ export interface MemorySlotOptions {
   name?: string;
   /** Back the slot with this (possibly shared) memory instead of a fresh private mapping. */
   ram?: GuestRam;
+  /**
+   * Back the slot with a private copy-on-write mapping of this open file (MAP_PRIVATE) from
+   * `offset` (a multiple of 4096): pages are read from the file on first touch, writes stay in
+   * this VM. The file must hold at least `size` bytes from `offset`; the fd may be closed after.
+   */
+  file?: { fd: number; offset?: number };
 }
 
 export interface MemorySlot extends GuestRegion {
@@ -125,7 +131,17 @@ export class Vm {
     let ab: ArrayBuffer | undefined;
     let buffer: Buffer;
     let userspaceAddr: bigint;
-    if (o.ram !== undefined) {
+    if (o.ram !== undefined && o.file !== undefined) throw new KvmError("KVM_INVALID_ARGUMENT", `slot ${o.slot}: give ram or file, not both`);
+    if (o.file !== undefined) {
+      const off = o.file.offset ?? 0;
+      if (!Number.isSafeInteger(off) || off < 0 || off % PAGE !== 0) throw new KvmError("KVM_INVALID_ARGUMENT", `slot ${o.slot}: file offset ${off} must be a multiple of 4096`);
+      const c = this.n.constants;
+      const m = this.n.mmap(o.file.fd, o.size, c.PROT_READ | c.PROT_WRITE, c.MAP_PRIVATE | c.MAP_NORESERVE, off);
+      if (typeof m === "number") throw syscallError("mmap", m, `${o.size} bytes of guest memory from fd ${o.file.fd}`);
+      ab = m;
+      buffer = Buffer.from(m);
+      userspaceAddr = this.n.address(m);
+    } else if (o.ram !== undefined) {
       if (o.ram.size !== o.size) throw new KvmError("KVM_INVALID_ARGUMENT", `slot ${o.slot}: size ${o.size} differs from its GuestRam's ${o.ram.size}`);
       buffer = o.ram.buffer;
       userspaceAddr = o.ram.address();

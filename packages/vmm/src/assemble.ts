@@ -48,6 +48,10 @@ export interface PrepareContext {
 
 /** Everything a VM is built from: the builder fills it, `assemble` carries it out. */
 export interface VmmSpec {
+  /** Map RAM privately from this open file (a snapshot's memory) instead of fresh memory: pages load on first touch. */
+  readonly ramFile?: { readonly fd: number; readonly offset: number };
+  /** Guest memory comes from a snapshot: write nothing into it (no firmware tables). */
+  readonly fromSnapshot?: boolean;
   /** The kernel image; undefined when `cpuState` describes the start instead (memory written by `prepare`). */
   readonly kernel: Uint8Array | undefined;
   readonly cpuState: BootCpuState | undefined;
@@ -164,7 +168,7 @@ export function assemble(spec: VmmSpec): Vmm {
       });
     }
     step("memory", () => {
-      v.addMemory({ slot: 0, guestPhysAddr: 0, size: spec.memoryBytes, name: "ram" });
+      v.addMemory({ slot: 0, guestPhysAddr: 0, size: spec.memoryBytes, name: "ram", file: spec.ramFile });
       for (const [i, s] of spec.slots.entries()) {
         v.addMemory({ slot: 1 + i, guestPhysAddr: s.gpa, size: s.size, readonly: s.readonly ?? false, logDirty: s.logDirty ?? false, ram: s.ram, name: s.name ?? `slot${1 + i}` });
         if (s.fill !== undefined) v.memory.write(s.gpa, s.fill);
@@ -181,7 +185,8 @@ export function assemble(spec: VmmSpec): Vmm {
         ? bootKernel(v.memory, spec.kernel, spec.format, { cmdline, initrd: spec.initrd, rsdpAddress: firmware.rsdpAddress })
         : { format: "state", cpu: spec.cpuState!, secondaries: "wait-for-sipi", description: "CPU state given by the caller" },
     );
-    step("firmware", () => writeFirmware(v.memory, firmware, spec.kernel));
+    // Memory restored from a snapshot holds the tables already (as the guest left them).
+    if (spec.fromSnapshot !== true) step("firmware", () => writeFirmware(v.memory, firmware, spec.kernel));
     const override = step("prepare", () => spec.prepare?.({ vm: v, boot }));
     const regs: KvmRegs = { ...boot.cpu.regs, ...override?.regs };
     const sregs: KvmSregs = { ...boot.cpu.sregs, ...override?.sregs };
@@ -298,6 +303,7 @@ export function assemble(spec: VmmSpec): Vmm {
       trace,
       watchdog: spec.watchdog,
       onMsr: spec.onMsr,
+      spec,
       closers,
     });
     return vmm;

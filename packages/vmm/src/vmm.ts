@@ -4,6 +4,7 @@ import type { HypercallDevice, MmioBus, PioBus, TraceRecorder, Uart16550 } from 
 import { type ExitHandlers, type Kvm, runLoopAsync, type Vcpu, type VcpuExit, type Vm } from "@tsvmm/kvm-backend";
 import { VmmError } from "./errors.js";
 import type { BootPlan } from "./kernel.js";
+import type { VmmSpec } from "./assemble.js";
 import { PauseGate } from "./pause.js";
 import { type RestoreOptions, restoreSnapshot } from "./snapshot/restore.js";
 import { type SnapshotInfo, type SnapshotOptions, saveSnapshot } from "./snapshot/save.js";
@@ -96,6 +97,8 @@ export interface VmmParts {
   readonly onMsr: MsrHandler | undefined;
   /** Resources that are not the VM's (devices' files, sockets): closed after the VM. */
   readonly closers: ReadonlyArray<() => void | Promise<void>>;
+  /** What the VM was built from (a snapshot records its serializable part). */
+  readonly spec?: VmmSpec;
   /** The virtio devices, in window order. */
   readonly virtio: readonly AttachedVirtio[];
   /** What must be up before the first vCPU runs (host listeners). */
