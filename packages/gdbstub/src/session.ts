@@ -83,6 +83,11 @@ export class GdbSession {
     this.ready = this.haltOnAttach();
   }
 
+  /** True once the session is over: after D, k, vKill or dispose() it ignores further input. */
+  get finished(): boolean {
+    return this.ended;
+  }
+
   /** Parser counters plus packets dropped because the queue was full. */
   get stats(): Readonly<ParserStats & { queueDrops: number }> {
     return { ...this.parser.stats, queueDrops: this.queueDrops };
