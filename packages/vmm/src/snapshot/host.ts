@@ -1,5 +1,5 @@
 import { KVM_CAP, type KvmCapName, type KvmCpuidEntry2 } from "@tsvmm/abi";
-import { featureAt, featureMask, fingerprint, fromKvmEntries, type Register, REGISTERS } from "@tsvmm/cpuid";
+import { featureAt, featureMask, fingerprint, fromKvmEntries, REGISTERS, type Register } from "@tsvmm/cpuid";
 import type { Kvm } from "@tsvmm/kvm-backend";
 import { sha256 } from "./format.js";
 import type { HostInfo, SnapshotState } from "./state.js";

@@ -1,4 +1,4 @@
-export { type Encoded, decodeValue, encodeValue } from "./codec.js";
+export { decodeValue, type Encoded, encodeValue } from "./codec.js";
 export { findDevices } from "./devices.js";
 export { SnapshotError, type SnapshotErrorCode } from "./errors.js";
 export {

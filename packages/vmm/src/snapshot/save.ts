@@ -3,7 +3,6 @@ import { existsSync } from "node:fs";
 import { mkdir, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE } from "@tsvmm/abi";
-import { tsvmmVersion } from "./version.js";
 import type { Vmm } from "../vmm.js";
 import { encodeValue, isPlainData } from "./codec.js";
 import { saveDevices } from "./devices.js";
@@ -13,6 +12,7 @@ import { hostFingerprint, hostInfo } from "./host.js";
 import { writeMemory } from "./memory.js";
 import type { SlotState, SnapshotState, VcpuState, VmState } from "./state.js";
 import { readableMsrs, saveVcpu } from "./vcpu-state.js";
+import { tsvmmVersion } from "./version.js";
 
 export interface SnapshotOptions {
   /** Resume a VM that snapshot() paused once the snapshot is written (default true). */
