@@ -5,7 +5,7 @@ import {
   KvmClearDirtyLogLayout, type KvmClockData, KvmClockDataLayout, KvmDirtyLogLayout, KvmEnableCapLayout, type KvmIoapicState,
   KvmIoapicStateLayout, KvmIoeventfdLayout, type KvmIrqchip, KvmIrqchipLayout, KvmIrqfdLayout, KvmIrqLevelLayout,
   KvmIrqRoutingEntryLayout, KvmIrqRoutingIrqchipLayout, KvmIrqRoutingLayout, KvmIrqRoutingMsiLayout, KvmMsiLayout,
-  type KvmMsrFilter, KvmMsrFilterLayout, type KvmPicState, KvmPicStateLayout, KvmPitConfigLayout, type KvmPitState2,
+  type KvmMsrFilter, KvmMsrFilterLayout, validateKvmMsrFilter, type KvmPicState, KvmPicStateLayout, KvmPitConfigLayout, type KvmPitState2,
   KvmPitState2Layout, KvmUserspaceMemoryRegionLayout, type StructLayout,
 } from "@tsvmm/abi";
 import type { DirtyPage } from "./dirty-ring.js";
@@ -387,14 +387,14 @@ export class Vm {
   }
 
   /** KVM_X86_SET_MSR_FILTER. KVM copies the bitmaps, so the Buffers need not outlive the call. */
+  /**
+   * KVM_X86_SET_MSR_FILTER. The filter is checked first with abi's validateKvmMsrFilter (the rules
+   * KVM applies, and ranges that could never match): a bad one throws KvmMsrFilterError and KVM
+   * is not called.
+   */
   setMsrFilter(filter: KvmMsrFilter): void {
-    if (filter.ranges.length > KVM_MSR_FILTER_MAX_RANGES) {
-      throw new KvmError("KVM_INVALID_ARGUMENT", `an MSR filter has at most ${KVM_MSR_FILTER_MAX_RANGES} ranges, got ${filter.ranges.length}`);
-    }
-    const ranges = filter.ranges.map((r) => {
-      if (r.bitmap.length * 8 < r.nmsrs) throw new KvmError("KVM_INVALID_ARGUMENT", `MSR filter range at 0x${r.base.toString(16)}: bitmap holds ${r.bitmap.length * 8} bits, nmsrs is ${r.nmsrs}`);
-      return { flags: r.flags, nmsrs: r.nmsrs, base: r.base, bitmap: this.n.address(r.bitmap) };
-    });
+    validateKvmMsrFilter(filter);
+    const ranges = filter.ranges.map((r) => ({ flags: r.flags, nmsrs: r.nmsrs, base: r.base, bitmap: this.n.address(r.bitmap) }));
     while (ranges.length < KVM_MSR_FILTER_MAX_RANGES) ranges.push({ flags: 0, nmsrs: 0, base: 0, bitmap: 0n });
     this.ioctlStruct(IOC.KVM_X86_SET_MSR_FILTER, KvmMsrFilterLayout, { flags: filter.flags, ranges });
   }

@@ -14,18 +14,4 @@ export type BitmapErrorCode =
 /** Bad input to a bitmap, policy, or their serialized forms. */
 export class BitmapError extends TsvmmError<BitmapErrorCode> {}
 
-export type KvmMsrFilterErrorCode =
-  | "KVM_MSR_FILTER_TOO_MANY_RANGES"
-  | "KVM_MSR_FILTER_X2APIC_UNFILTERABLE"
-  | "KVM_MSR_FILTER_UNREPRESENTABLE"
-  | "KVM_MSR_FILTER_INVALID";
-
-/** A policy cannot be expressed as a `kvm_msr_filter`, or a filter would be rejected by KVM. */
-export class KvmMsrFilterError extends TsvmmError<KvmMsrFilterErrorCode> {
-  /** For KVM_MSR_FILTER_TOO_MANY_RANGES: the fewest ranges this policy needs. */
-  readonly rangesNeeded: number | undefined;
-  constructor(code: KvmMsrFilterErrorCode, message: string, rangesNeeded?: number) {
-    super(code, message);
-    this.rangesNeeded = rangesNeeded;
-  }
-}
+export { KvmMsrFilterError, type KvmMsrFilterErrorCode } from "@tsvmm/abi";
