@@ -10,10 +10,10 @@ static u64 arena_used;
 void virtio_arena_reset(void) { arena_used = 0; }
 
 static void *arena_alloc(u64 n) {
-    n = (n + 4095) & ~4095ul;
-    if (arena_used + n > sizeof arena) return 0;
+    u64 pages = (n + 4095) & ~4095ul;
+    if (arena_used + pages > sizeof arena) return 0;
     void *p = arena + arena_used;
-    arena_used += n;
+    arena_used += pages;
     vzero(p, n);
     return p;
 }
@@ -35,7 +35,9 @@ int virtio_probe(struct virtio_dev *d, int index, u32 want_id) {
         map_mmio_2m(VIRTIO_MMIO_BASE);
         mapped = 1;
     }
-    vzero(d, sizeof *d);
+    /* Only the device part: queues are initialised by virtq_setup (zeroing them all costs ms). */
+    vzero(d, (u64)((u8 *)&d->vq[0] - (u8 *)d));
+    for (int i = 0; i < VIRTIO_MAX_QUEUES; i++) d->vq[i].live = 0;
     d->index = index;
     d->base = VIRTIO_MMIO_BASE + (u64)index * VIRTIO_MMIO_STRIDE;
     d->gsi = VIRTIO_GSI_BASE + index;

@@ -223,9 +223,18 @@ extern u64 virtio_poll_limit;
 /* ---- helpers ---- */
 /* Lay out ring memory afresh (after every device that used it is reset). */
 void virtio_arena_reset(void);
-/* rep stos / rep movs: one emulated instruction instead of a loop per byte. */
-static inline void vzero(void *d, u64 n) { __asm__ volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(0) : "memory"); }
-static inline void vcopy(void *d, const void *s, u64 n) { __asm__ volatile("rep movsb" : "+D"(d), "+S"(s), "+c"(n) : : "memory"); }
+/* rep stos / rep movs, 8 bytes per step: the emulator still takes each step separately (about a
+   microsecond each on PVM), so zero or copy large buffers at CPL3 (run_user) instead. */
+static inline void vzero(void *d, u64 n) {
+    u64 q = n / 8, r = n % 8;
+    __asm__ volatile("rep stosq" : "+D"(d), "+c"(q) : "a"(0) : "memory");
+    __asm__ volatile("rep stosb" : "+D"(d), "+c"(r) : "a"(0) : "memory");
+}
+static inline void vcopy(void *d, const void *s, u64 n) {
+    u64 q = n / 8, r = n % 8;
+    __asm__ volatile("rep movsq" : "+D"(d), "+S"(s), "+c"(q) : : "memory");
+    __asm__ volatile("rep movsb" : "+D"(d), "+S"(s), "+c"(r) : : "memory");
+}
 /* Full fence that the PVM emulator runs at CPL0 (a locked read-modify-write). */
 static inline void vmb(void) { __asm__ volatile("lock orl $0, (%%rsp)" ::: "memory", "cc"); }
 
