@@ -126,6 +126,8 @@ export interface RunResult {
   readonly console: string;
   /** What the guest wrote to the UART. */
   readonly uart: string;
+  /** What reached the console from a virtio-console (also part of `console`). */
+  readonly virtioConsole: string;
   readonly reports: readonly ReportRecord[];
   readonly values: readonly ValueRecord[];
   /** Port accesses other than the hypercall doorbell and the UART, one per element. */
@@ -191,6 +193,7 @@ export async function runGuest(c: GuestCase): Promise<RunResult> {
   if (nvcpus < 1 || nvcpus > 4) throw new HarnessError("HARNESS_BAD_CONFIG", `vcpus must be 1..4, not ${nvcpus}`);
   let consoleText = "";
   let uart = "";
+  let virtioConsole = "";
   const reports: ReportRecord[] = [];
   const values: ValueRecord[] = [];
   const io: IoRecord[] = [];
@@ -208,6 +211,7 @@ export async function runGuest(c: GuestCase): Promise<RunResult> {
     .console((bytes, source) => {
       if (source === "uart") uart += bytes.toString("latin1");
       else consoleText += bytes.toString("utf8");
+      if (source === "virtio") virtioConsole += bytes.toString("utf8");
     })
     .onReport((name, pass, vcpu) => reports.push({ vcpu, name, pass }))
     .onValue((name, value, vcpu) => {
@@ -266,6 +270,7 @@ export async function runGuest(c: GuestCase): Promise<RunResult> {
       exitCode: r.exitCodes.get(0),
       console: consoleText,
       uart,
+      virtioConsole,
       reports,
       values,
       io,
