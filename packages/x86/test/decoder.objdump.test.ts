@@ -128,5 +128,5 @@ describe("real instruction streams vs objdump", () => {
       console.log(`${f}: ${r.compared} compared, ${r.agreed} agreed, ${r.rejectedSameLength.length + r.rejectedOther.length} rejected (#UD: LOCK misuse, VEX after prefix)`);
       expectStreamAgrees(r, f);
     }
-  });
+  }, 600_000);
 });
