@@ -266,7 +266,7 @@ describe("test-kernels on /dev/kvm", () => {
     const host = randomU64();
     const r = await runGuest({
       name: "msr-read-allowed",
-      msrFilter: { flags: KVM_MSR_FILTER_DEFAULT_ALLOW, ranges: [{ flags: KVM_MSR_FILTER_READ, base: 0x174, nmsrs: 1, bitmap: new Uint8Array([0]) }] },
+      msrFilter: { flags: KVM_MSR_FILTER_DEFAULT_ALLOW, ranges: [{ flags: KVM_MSR_FILTER_READ, base: 0x174, nmsrs: 1, bitmap: new Uint8Array(8) }] },
       onMsr: (kind, index) => (kind === "rdmsr" && index === 0x174 ? host : "fail"),
     });
     expectCleanExit(r);
@@ -281,7 +281,7 @@ describe("test-kernels on /dev/kvm", () => {
   it("msr-write-filtered: the VMM accepts one filtered WRMSR and refuses another (#GP)", async () => {
     const r = await runGuest({
       name: "msr-write-filtered",
-      msrFilter: { flags: KVM_MSR_FILTER_DEFAULT_ALLOW, ranges: [{ flags: KVM_MSR_FILTER_WRITE, base: 0x174, nmsrs: 2, bitmap: new Uint8Array([0]) }] },
+      msrFilter: { flags: KVM_MSR_FILTER_DEFAULT_ALLOW, ranges: [{ flags: KVM_MSR_FILTER_WRITE, base: 0x174, nmsrs: 2, bitmap: new Uint8Array(8) }] },
       onMsr: (kind, index) => (kind === "wrmsr" && index === 0x174 ? true : "fail"),
     });
     expectCleanExit(r);

@@ -1,6 +1,6 @@
 import type { GuestMemory } from "@tsvmm/abi";
 import {
-  applyElfLoad, BOOT_GDT_ADDR, BOOT_PAGE_TABLES_ADDR, type BootCpuState, bootGdt, bootLinux, bootMultiboot, bootPvh,type ElfFile, 
+  applyElfLoad, BOOT_GDT_ADDR, BOOT_GDT_SIZE, BOOT_PAGE_TABLES_ADDR, type BootCpuState, BootParamsLayout, bootGdt, bootLinux, bootMultiboot, bootPvh,type ElfFile, 
   findMultibootHeader, findPvhEntry, loadElf, looksLikeBzImage, longMode64State, type PageTableBuilder, parseBzImage, parseElf, planElfLoad, protectedMode32State, realModeState,
 } from "@tsvmm/elf-loader";
 import { buildIdentityMap, identityMapFootprint } from "@tsvmm/ept";
@@ -39,6 +39,12 @@ export interface BootOptions {
    * decompressor run in the guest (minutes where KVM emulates CPL0 code).
    */
   decompress?: "host" | "guest";
+  /**
+   * Where the ACPI RSDP is: PVH gets it in hvm_start_info.rsdp_paddr, bzImage in
+   * boot_params.acpi_rsdp_addr (read by kernels of boot protocol 2.14 and later). Multiboot, flat and
+   * tsvmm guests find it by scanning 0xE0000-0xFFFFF, so the tables must lie there for them.
+   */
+  rsdpAddress?: number;
 }
 
 /** Recognize a kernel image by its bytes. */
@@ -87,9 +93,20 @@ export const eptPageTables: PageTableBuilder = {
   },
 };
 
-function identity(memory: GuestMemory): bigint {
+function identitySize(memory: GuestMemory): bigint {
   const size = BigInt(Math.max(memory.end, 1 << 30));
-  return buildIdentityMap(memory, PAGE_TABLES, { size: size < GIB ? GIB : size, user: true });
+  return size < GIB ? GIB : size;
+}
+
+function identity(memory: GuestMemory): bigint {
+  return buildIdentityMap(memory, PAGE_TABLES, { size: identitySize(memory), user: true });
+}
+
+/** What the boot contract keeps for the VMM below an ELF image: the GDT, and the page tables for long mode at their real size. */
+function bootReserved(memory: GuestMemory, long: boolean): { address: number; size: number; what: string }[] {
+  const r = [{ address: GDT, size: BOOT_GDT_SIZE, what: "the boot GDT" }];
+  if (long) r.push({ address: PAGE_TABLES, size: identityMapFootprint({ size: identitySize(memory) }), what: "the boot page tables" });
+  return r;
 }
 
 /**
@@ -105,7 +122,7 @@ export function bootKernel(memory: GuestMemory, bytes: Uint8Array, format: Kerne
     case "bzimage":
       return bootBzImage(memory, bytes, options);
     case "pvh": {
-      const b = bootPvh(memory, bytes, { cmdline: options.cmdline, initrd: options.initrd });
+      const b = bootPvh(memory, bytes, { cmdline: options.cmdline, initrd: options.initrd, rsdpAddress: options.rsdpAddress === undefined ? undefined : BigInt(options.rsdpAddress) });
       return { format: fmt, cpu: b.cpu, secondaries: "wait-for-sipi", description: `PVH entry 0x${b.entry.toString(16)}` };
     }
     case "multiboot": {
@@ -119,7 +136,7 @@ export function bootKernel(memory: GuestMemory, bytes: Uint8Array, format: Kerne
     case "tsvmm": {
       const elf = parseElf(bytes);
       const mode = tsvmmMode(elf);
-      const load = loadElf(memory, elf);
+      const load = loadElf(memory, elf, { reserved: mode === TsvmmBootMode.real16 ? [] : bootReserved(memory, mode === TsvmmBootMode.long64) });
       if (mode === TsvmmBootMode.real16) {
         if (load.entry > 0xffffn) throw new VmmError("VMM_KERNEL_FORMAT", `real-mode entry 0x${load.entry.toString(16)} is above 64 KiB`);
         return { format: fmt, cpu: realModeState(Number(load.entry)), secondaries: "same-state", description: "tsvmm real16" };
@@ -136,7 +153,7 @@ export function bootKernel(memory: GuestMemory, bytes: Uint8Array, format: Kerne
     }
     case "elf": {
       const elf = parseElf(bytes);
-      const load = loadElf(memory, elf);
+      const load = loadElf(memory, elf, { reserved: bootReserved(memory, elf.header.class === 64) });
       if (elf.header.class === 64) {
         memory.write(GDT, bootGdt(true));
         return { format: fmt, cpu: longMode64State(load.entry, GDT, identity(memory)), secondaries: "wait-for-sipi", description: `ELF64 entry 0x${load.entry.toString(16)} (long mode)` };
@@ -154,6 +171,14 @@ export function bootKernel(memory: GuestMemory, bytes: Uint8Array, format: Kerne
   }
 }
 
+/** boot_params.acpi_rsdp_addr, set through the zero page's layout after bootLinux wrote it. */
+function setAcpiRsdp(memory: GuestMemory, bootParamsAddress: number, rsdp: number | undefined): void {
+  if (rsdp === undefined) return;
+  const zp = BootParamsLayout.decode(memory.read(bootParamsAddress, BootParamsLayout.size));
+  zp.acpiRsdpAddr = BigInt(rsdp);
+  memory.write(bootParamsAddress, BootParamsLayout.encode(zp));
+}
+
 function bootBzImage(memory: GuestMemory, bytes: Uint8Array, options: BootOptions): BootPlan {
   const bz = parseBzImage(bytes);
   const h = bz.header;
@@ -162,6 +187,7 @@ function bootBzImage(memory: GuestMemory, bytes: Uint8Array, options: BootOption
   const unpacked = options.decompress === "guest" || h.payloadLength === 0 ? undefined : unpackPayload(bz.kernel.subarray(h.payloadOffset, h.payloadOffset + h.payloadLength));
   if (unpacked === undefined) {
     const b = bootLinux(memory, bz, linux);
+    setAcpiRsdp(memory, b.bootParamsAddress, options.rsdpAddress);
     return { format: "bzimage", cpu: b.cpu, secondaries: "wait-for-sipi", description: `bzImage (${protocol}) at 0x${b.loadAddress.toString(16)}, decompressed by the guest` };
   }
   // The decompressor's hand-over: vmlinux segments at their physical addresses (no KASLR, so no
@@ -179,6 +205,7 @@ function bootBzImage(memory: GuestMemory, bytes: Uint8Array, options: BootOption
     throw new VmmError("VMM_KERNEL_FORMAT", `bzImage payload: vmlinux entry 0x${plan.entry.toString(16)} is in no loaded segment`);
   }
   const b = bootLinux(memory, bz, linux);
+  setAcpiRsdp(memory, b.bootParamsAddress, options.rsdpAddress);
   applyElfLoad(memory, plan);
   return {
     format: "bzimage",
