@@ -1,3 +1,4 @@
+import { GdbStubError } from "./errors.js";
 import { decodeRunLength } from "./framing.js";
 import { hexDigitValue } from "./hex.js";
 
@@ -46,7 +47,7 @@ export class PacketParser {
 
   constructor(maxPacketSize: number) {
     if (!Number.isInteger(maxPacketSize) || maxPacketSize < 16 || maxPacketSize > 1 << 24) {
-      throw new RangeError(`maxPacketSize must be an integer in [16, 2^24], got ${maxPacketSize}`);
+      throw new GdbStubError("GDBSTUB_INVALID_ARGUMENT", `maxPacketSize must be an integer in [16, 2^24], got ${maxPacketSize}`);
     }
     this.maxPacketSize = maxPacketSize;
     this.buf = Buffer.alloc(maxPacketSize);

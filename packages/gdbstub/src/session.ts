@@ -70,6 +70,7 @@ export class GdbSession {
   private readonly inserted = new Map<string, { bp: Breakpoint; count: number }>();
   private readonly ready: Promise<void>;
   private queueDrops = 0;
+  private interruptPending = false;
 
   constructor(
     private readonly target: DebugTarget,
@@ -109,6 +110,8 @@ export class GdbSession {
           break;
         case "interrupt":
           if (this.running) this.safely(() => this.target.interrupt(), "interrupt");
+          // A resume still waiting in the queue (gdb sent "vCont;c" and 0x03 back to back) gets it when it starts.
+          else if (this.pumping) this.interruptPending = true;
           break;
         case "bad-checksum":
           if (!this.noAck) this.io.write(Buffer.from("-"));
@@ -166,6 +169,7 @@ export class GdbSession {
       .catch((e: unknown) => this.log(`session: ${describe(e)}`))
       .finally(() => {
         this.pumping = undefined;
+        this.interruptPending = false;
         // A packet queued between the loop's last check and now still gets its turn.
         if (this.queue.length > 0 && !this.ended) this.pump();
       });
@@ -515,6 +519,10 @@ export class GdbSession {
   private async run(actions: ResumeAction[]): Promise<string> {
     const pending = this.target.resume(actions);
     this.running = pending;
+    if (this.interruptPending) {
+      this.interruptPending = false;
+      this.safely(() => this.target.interrupt(), "interrupt");
+    }
     try {
       this.noteStop(await pending);
     } catch (e) {

@@ -1,4 +1,4 @@
-import { encodeGPacket, escapeBinary, fromHex, GdbSignal, registerLayout, type StopEvent, targetDescriptionXml, toHex } from "@tsvmm/gdbstub";
+import { encodeGPacket, escapeBinary, framePacket, fromHex, GdbSignal, registerLayout, type StopEvent, targetDescriptionXml, toHex } from "@tsvmm/gdbstub";
 import { describe, expect, it } from "vitest";
 import { Client } from "./helpers/client.js";
 import { INSN, insn, Op, SimTarget } from "./helpers/sim-target.js";
@@ -223,6 +223,19 @@ describe("GdbSession: breakpoints and execution", () => {
     c.bytes("\x03");
     expect(await c.next()).toBe(`T${GdbSignal.INT.toString(16).padStart(2, "0")}thread:1;`);
     expect(sim.calls).toContain("interrupt");
+  });
+
+  it("Ctrl-C right behind a resume in the same chunk still stops it", async () => {
+    const sim = program();
+    sim.regs[0] = { ...sim.regs[0]!, rip: 0x1800n };
+    const c = new Client(sim);
+    c.bytes(Buffer.concat([framePacket("vCont;c"), Buffer.from([3])]));
+    expect(await c.next()).toBe("T02thread:1;");
+    // An interrupt that found no resume to stop is not kept for a later one.
+    c.bytes(Buffer.concat([framePacket("qC"), Buffer.from([3])]));
+    expect(await c.next()).toBe("QC1");
+    c.send("vCont;s:1");
+    expect(await c.next()).toBe("T05thread:1;");
   });
 
   it("a target that throws gets error replies, never an exception out of receive", async () => {
