@@ -8,6 +8,7 @@ import { loadVmConfig, parseVmConfig, VM_LIMITS, type VmConfig } from "./config.
 import { VmmError } from "./errors.js";
 import { describeOverrides, measureCpuidOverrides } from "./host.js";
 import { EXIT_STATUS, type Vmm, type VmmResult } from "./vmm.js";
+import { ctlCommand, restoreCommand, runWithApi } from "./api/commands.js";
 
 
 export interface CliIo {
@@ -56,6 +57,7 @@ options:
       --trace FILE      record every device access as JSON lines             config: trace
       --timeout SECONDS stop the VM after this long (exit 124)               config: timeoutMs
       --stall SECONDS   stop the VM when no vCPU exits for this long (124)    config: stallMs
+      --api-sock PATH   serve pause/resume/snapshot/stop/status on this Unix socket (tsvmm ctl)
       --disk FILE[,ro]  a virtio-blk disk over a raw image (repeatable)      config: disks
       --net tap=NAME    a virtio-net device over TAP interface NAME (repeat.) config: net
       --vsock CID,PATH  virtio-vsock: guest CID, host Unix socket PATH        config: vsock
@@ -81,10 +83,12 @@ options:
 
 const USAGE = `usage: tsvmm run [KERNEL] [options]    boot a kernel (tsvmm run --help)
        tsvmm info [--json]              what this host's KVM offers (tsvmm info --help)
+       tsvmm restore DIR [options]      run a VM on from its snapshot (tsvmm restore --help)
+       tsvmm ctl PATH OP [DIR]          pause|resume|snapshot DIR|stop|status a VM (tsvmm ctl --help)
        tsvmm --version`;
 
 /** A usage error: the message speaks in the user's flags; exit status 2. */
-class UsageError extends Error {}
+export class UsageError extends Error {}
 
 /**
  * The CLI as a function: returns the exit status. Exit 2 is a usage or input error; nothing the
@@ -95,6 +99,8 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
   try {
     if (command === "run") return await runCommand(rest, io);
     if (command === "info") return infoCommand(rest, io);
+    if (command === "restore") return await restoreCommand(rest, io);
+    if (command === "ctl") return await ctlCommand(rest, io);
     if (command === "--help" || command === "-h" || command === "help") {
       io.stdout(`${USAGE}\n`);
       return 0;
@@ -164,7 +170,7 @@ function int(flag: string, s: string | undefined, min: number, max: number, unit
   return n;
 }
 
-function seconds(flag: string, s: string | undefined, maxMs: number): number | undefined {
+export function seconds(flag: string, s: string | undefined, maxMs: number): number | undefined {
   if (s === undefined) return undefined;
   const v = /^\s*[+]?(\d+(\.\d*)?|\.\d+)\s*$/.test(s) ? Number(s) : Number.NaN;
   if (!Number.isFinite(v) || v <= 0) throw new UsageError(`${flag} ${s}: must be a positive number of seconds`);
@@ -210,6 +216,7 @@ async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
       vsock: { type: "string" },
       console: { type: "string" },
       rng: { type: "boolean" },
+      "api-sock": { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "V" },
     },
@@ -268,7 +275,7 @@ async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
     io.stderr(`tsvmm: ${kernel} has no header tsvmm knows; booting it as a flat real-mode binary at 0x7c00 (--format flat says so and silences this)\n`);
   }
   io.onVmm?.(vmm);
-  const result = await vmm.run();
+  const result = await runWithApi(vmm, values["api-sock"]);
   io.stderr(`${stopLine(result)}\n`);
   return result.exitCode;
 }
