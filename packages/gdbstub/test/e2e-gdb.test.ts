@@ -135,6 +135,24 @@ describe("real gdb against GdbServer (x86-64)", () => {
     expect(sim.calls).toContain("set sw 1028 1");
   });
 
+  it("a hardware breakpoint hit by vCPU 1 switches gdb to thread 2; a read into unmapped memory stops at the boundary", async () => {
+    const sim = new SimTarget({ vcpus: 2, memorySize: 0x10000 });
+    sim.load(0x1000, insn(Op.JMP, 0, 0x1000));
+    sim.load(0x1800, insn(Op.NOP), insn(Op.NOP), insn(Op.JMP, 0, 0x1800));
+    sim.regs[1] = { ...sim.regs[1]!, rip: 0x1800n };
+    sim.memory.writeUInt32LE(0xa1b2c3d4, 0xfffc);
+    const target = await serve(sim);
+    const { output } = await runGdb(target, ["hbreak *0x1808", "continue", "p/x $pc", "info threads", "x/8xb 0xfffc", "kill"], { architecture: "i386:x86-64" });
+    expect(output).toContain("[Switching to Thread 2]");
+    expect(output).toContain("Hardware assisted breakpoint 1 at 0x1808");
+    expect(output).toMatch(/Thread 2 hit Breakpoint 1, 0x0+1808/);
+    expect(printed(output, 1)).toBe("0x1808");
+    expect(output).toMatch(/ {2}1\s+Thread 1 \(sim vCPU 0\) 0x0+1000/);
+    expect(output).toMatch(/\* 2\s+Thread 2 \(sim vCPU 1\) 0x0+1808/);
+    expect(output).toMatch(/0xfffc:\s+0xd4\s+0xc3\s+0xb2\s+0xa1\s*Cannot access memory at address 0x10000/);
+    expect(sim.calls).toContain("set hw 1808 1");
+  });
+
   it("Ctrl-C stops a spinning guest with SIGINT; kill ends it", async () => {
     const sim = machine({ vcpus: 1 });
     sim.regs[0] = { ...sim.regs[0]!, rip: 0x1800n };
