@@ -21,11 +21,11 @@ export class VmmError extends TsvmmError<VmmErrorCode> {}
 
 /** The named steps of assembling a VM (see `assemble`). */
 export type VmmBuildStep =
-  | "open-kvm" | "create-vm" | "irqchip" | "memory" | "load-kernel" | "prepare" | "cpuid" | "vcpus" | "msr-filter" | "devices" | "trace";
+  | "open-kvm" | "create-vm" | "irqchip" | "memory" | "load-kernel" | "firmware" | "prepare" | "cpuid" | "vcpus" | "msr-filter" | "devices" | "trace";
 
 /** One code per build step: `VMM_BUILD_LOAD_KERNEL` for "load-kernel", and so on. */
 export type VmmBuildErrorCode =
-  | "VMM_BUILD_OPEN_KVM" | "VMM_BUILD_CREATE_VM" | "VMM_BUILD_IRQCHIP" | "VMM_BUILD_MEMORY" | "VMM_BUILD_LOAD_KERNEL" | "VMM_BUILD_PREPARE"
+  | "VMM_BUILD_OPEN_KVM" | "VMM_BUILD_CREATE_VM" | "VMM_BUILD_IRQCHIP" | "VMM_BUILD_MEMORY" | "VMM_BUILD_LOAD_KERNEL" | "VMM_BUILD_FIRMWARE" | "VMM_BUILD_PREPARE"
   | "VMM_BUILD_CPUID" | "VMM_BUILD_VCPUS" | "VMM_BUILD_MSR_FILTER" | "VMM_BUILD_DEVICES" | "VMM_BUILD_TRACE";
 
 /**
