@@ -58,6 +58,24 @@ describe("the root", () => {
   });
 });
 
+describe("package-lock.json", () => {
+  // `npm install` in a fresh clone rewrites a lock that disagrees with a manifest (and leaves the
+  // clone dirty); the lock records each workspace's manifest fields, so compare those.
+  const lock = JSON.parse(readFileSync(join(root, "package-lock.json"), "utf8")) as {
+    lockfileVersion: number;
+    packages: Record<string, Record<string, unknown>>;
+  };
+  const FIELDS = ["version", "dependencies", "devDependencies", "peerDependencies", "optionalDependencies", "peerDependenciesMeta", "engines", "license"];
+  const pick = (o: Record<string, unknown>) => Object.fromEntries(FIELDS.filter((f) => o[f] !== undefined).map((f) => [f, o[f]]));
+  it.each(["", ...names.map((n) => `packages/${n}`)])("agrees with the manifest of '%s'", (dir) => {
+    expect(lock.lockfileVersion).toBe(3);
+    const pkg = JSON.parse(readFileSync(join(root, dir, "package.json"), "utf8")) as Record<string, unknown>;
+    const fields = pick(pkg);
+    // The root entry has no version field for a private root without one.
+    expect(pick(lock.packages[dir] ?? {})).toEqual(fields);
+  });
+});
+
 describe("release tooling", () => {
   const lerna = JSON.parse(readFileSync(join(root, "lerna.json"), "utf8")) as {
     version: string;
