@@ -4,7 +4,7 @@ import { decodeZeroExtended } from "./bytes.js";
 import { BOOT_GDT_SIZE, type BootCpuState, longMode64State, writeBootGdt } from "./cpu-state.js";
 import { BootError, hex } from "./errors.js";
 import { defaultMemoryMap, type MemoryMapEntry } from "./memmap.js";
-import { identityMap2M, type PageTableBuilder } from "./page-tables.js";
+import type { PageTableBuilder } from "./page-tables.js";
 import { cstring, Placement } from "./placement.js";
 
 export const BOOT_FLAG = 0xaa55;
@@ -83,8 +83,8 @@ export interface LinuxBootOptions {
   readonly pageTablesAddress?: number;
   /** Bytes identity-mapped from 0. Default: 4 GiB, or all of guest memory if more. */
   readonly identityMapSize?: bigint;
-  /** Default: the built-in 2 MiB-page builder; pass `ept`'s IA-32e builder here. */
-  readonly pageTables?: PageTableBuilder;
+  /** Who writes the identity map the 64-bit entry runs on: `ept`'s `identityPageTables()`. */
+  readonly pageTables: PageTableBuilder;
   readonly memoryMap?: readonly MemoryMapEntry[];
 }
 
@@ -107,7 +107,7 @@ const GIB = 1n << 30n;
  * command line and initrd, identity page tables and a boot GDT, and return the 64-bit entry state
  * (RIP = startup_64, RSI = boot_params). Everything is checked before anything is written.
  */
-export function bootLinux(memory: GuestMemory, image: Uint8Array | BzImage, options: LinuxBootOptions = {}): LinuxBoot {
+export function bootLinux(memory: GuestMemory, image: Uint8Array | BzImage, options: LinuxBootOptions): LinuxBoot {
   const bz = image instanceof Uint8Array ? parseBzImage(image) : image;
   const h = bz.header;
   const defaultLoad = h.version >= 0x20a && h.prefAddress > 0n && h.prefAddress <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(h.prefAddress) : 0x100000;
@@ -131,7 +131,7 @@ export function bootLinux(memory: GuestMemory, image: Uint8Array | BzImage, opti
   const bp = place.add(options.bootParamsAddress ?? 0x7000, BOOT_PARAMS_SIZE, "boot_params");
   const cmd = place.add(options.cmdlineAddress ?? 0x20000, cmdBytes.length, "command line");
   const gdt = place.add(options.gdtAddress ?? 0x500, BOOT_GDT_SIZE, "boot GDT", true);
-  const builder = options.pageTables ?? identityMap2M;
+  const builder = options.pageTables;
   const round = (n: bigint) => ((n + GIB - 1n) / GIB) * GIB;
   const mapSize = options.identityMapSize ?? (BigInt(memory.end) > 4n * GIB ? round(BigInt(memory.end)) : 4n * GIB);
   const ptBase = options.pageTablesAddress ?? 0x9000;

@@ -79,6 +79,6 @@ export {
   multibootMemorySizes,
 } from "./multiboot.js";
 export * from "./multiboot-info.js";
-export { identityMap2M, type PageTableBuilder } from "./page-tables.js";
+export type { PageTableBuilder } from "./page-tables.js";
 export { type PlacedSegment, planRelocations, R_386_NONE, R_386_RELATIVE, R_X86_64_NONE, R_X86_64_RELATIVE, type RelocationWrite } from "./pie.js";
 export { type BootModule, bootPvh, findPvhEntry, type PvhBoot, type PvhBootOptions, XEN_ELFNOTE_PHYS32_ENTRY } from "./pvh.js";

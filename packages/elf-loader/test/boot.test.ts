@@ -1,7 +1,7 @@
 import { GuestMemoryMap } from "@tsvmm/abi";
 import {
   BootError,
-  bootLinux,
+  bootLinux as bootLinuxWith, type LinuxBootOptions,
   bootMultiboot,
   bootPvh,
   HVM_START_MAGIC,
@@ -14,6 +14,11 @@ import { describe, expect, it } from "vitest";
 import { buildBzImage } from "./helpers/bzimage-builder.js";
 import { buildElf, note } from "./helpers/elf-builder.js";
 import { RecordingMemory } from "./helpers/recording-memory.js";
+import { identityPageTables } from "@tsvmm/ept";
+
+// The project's one identity-map builder (ept) is what bootLinux is given everywhere.
+const bootLinux = (m: Parameters<typeof bootLinuxWith>[0], i: Parameters<typeof bootLinuxWith>[1], o: Partial<LinuxBootOptions> = {}) =>
+  bootLinuxWith(m, i, { pageTables: identityPageTables(), ...o });
 
 const MiB = 1 << 20;
 

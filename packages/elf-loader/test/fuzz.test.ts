@@ -4,7 +4,7 @@
 import { GuestMemoryMap } from "@tsvmm/abi";
 import {
   BootError,
-  bootLinux,
+  bootLinux as bootLinuxWith, type LinuxBootOptions,
   bootMultiboot,
   bootPvh,
   EI_CLASS,
@@ -22,6 +22,11 @@ import { buildBzImage } from "./helpers/bzimage-builder.js";
 import { buildElf, note } from "./helpers/elf-builder.js";
 import { RecordingMemory } from "./helpers/recording-memory.js";
 import { elf32Exec, elf32Pie, elf64Exec, elf64Pie } from "./helpers/seeds.js";
+import { identityPageTables } from "@tsvmm/ept";
+
+// The project's one identity-map builder (ept) is what bootLinux is given everywhere.
+const bootLinux = (m: Parameters<typeof bootLinuxWith>[0], i: Parameters<typeof bootLinuxWith>[1], o: Partial<LinuxBootOptions> = {}) =>
+  bootLinuxWith(m, i, { pageTables: identityPageTables(), ...o });
 
 const SCALE = Number(process.env.TSVMM_FUZZ_SCALE ?? "1");
 const CASE_LIMIT_MS = 2000;

@@ -63,3 +63,19 @@ export function identityMapFootprint(options: Pick<IdentityMapOptions, "size" | 
   const copies = options.highAlias === undefined ? 1 : 2;
   return (1 + copies * (tablesNeeded(size, pageSize, levels) + levels)) * 4096;
 }
+
+/**
+ * The identity map as a loader's page-table builder (elf-loader's `PageTableBuilder` shape, kept
+ * structural so neither package depends on the other): what bootLinux and the vmm use, so there
+ * is one identity-map builder in the project.
+ */
+export function identityPageTables(options: { user?: boolean } = {}): {
+  buildIdentityMap(memory: GuestMemory, tablesBase: number, size: bigint): bigint;
+  footprint(size: bigint): number;
+} {
+  const user = options.user ?? false;
+  return {
+    buildIdentityMap: (memory, tablesBase, size) => buildIdentityMap(memory, tablesBase, { size, user }),
+    footprint: (size) => identityMapFootprint({ size }),
+  };
+}

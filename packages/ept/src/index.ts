@@ -39,7 +39,7 @@ export {
   type PagingFormatOptions,
   type PagingPageAttributes,
 } from "./format.js";
-export { buildIdentityMap, type IdentityMapOptions, identityMapFootprint } from "./identity.js";
+export { buildIdentityMap, type IdentityMapOptions, identityMapFootprint, identityPageTables } from "./identity.js";
 export {
   decodePagingEntry,
   encodePagingEntry,

@@ -103,7 +103,7 @@ describe.runIf(hasKvm)("real guests on /dev/kvm", () => {
     // Deny reads and writes of IA32_TSC_AUX (0xc0000103) only: a 1-bit range whose bit is 0.
     vm.setMsrFilter({
       flags: KVM_MSR_FILTER_DEFAULT_ALLOW,
-      ranges: [{ flags: KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE, base: 0xc0000103, nmsrs: 1, bitmap: Buffer.from([0]) }],
+      ranges: [{ flags: KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE, base: 0xc0000103, nmsrs: 1, bitmap: Buffer.alloc(8) }],
     });
     // IVT[13] (#GP) -> handler at 0x1800 that reports 0xd and halts.
     vm.memory.writeU16(13 * 4, 0x1800);

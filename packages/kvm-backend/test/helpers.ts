@@ -1,3 +1,4 @@
+import { buildIdentityMap } from "@tsvmm/ept";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -45,22 +46,16 @@ export function enterRealMode(vcpu: Vcpu, ip: number): void {
 }
 
 /**
- * 64-bit long mode on identity page tables (the first `gib` GiB, 2 MiB pages) written at `tables`
- * (2 + gib pages: PML4, PDPT, one PD per GiB). Map 4 GiB to reach the LAPIC at 0xfee00000.
+ * 64-bit long mode on identity page tables (the first `gib` GiB, 2 MiB pages) written from
+ * `tables` by ept (PML4, PDPT, one PD per GiB). Map 4 GiB to reach the LAPIC at 0xfee00000.
  */
 export function enterLongMode(vm: Vm, vcpu: Vcpu, rip: number, tables = 0x1000, gib = 1): void {
-  const m = vm.memory;
-  m.fill(tables, 0x2000 + gib * 0x1000, 0);
-  m.writeU64(tables, BigInt(tables + 0x1000) | 3n);
-  for (let g = 0; g < gib; g++) {
-    const pd = tables + 0x2000 + g * 0x1000;
-    m.writeU64(tables + 0x1000 + g * 8, BigInt(pd) | 3n);
-    for (let i = 0; i < 512; i++) m.writeU64(pd + i * 8, (BigInt(g * 512 + i) << 21n) | 0x83n);
-  }
+  // The project's one identity-map builder: ept's (2 MiB pages, supervisor).
+  const cr3 = buildIdentityMap(vm.memory, tables, { size: BigInt(gib) << 30n });
   const s: KvmSregs = vcpu.getSregs();
   s.cs = flatSeg(0x8, true, true);
   for (const k of ["ds", "es", "fs", "gs", "ss"] as const) s[k] = flatSeg(0x10, false);
-  s.cr3 = BigInt(tables);
+  s.cr3 = cr3;
   s.cr4 = 0x20n; // PAE
   s.cr0 = 0x80000011n; // PG | ET | PE
   s.efer = 0x500n; // LME | LMA

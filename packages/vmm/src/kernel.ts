@@ -3,7 +3,7 @@ import {
   applyElfLoad, BOOT_GDT_ADDR, BOOT_GDT_SIZE, BOOT_PAGE_TABLES_ADDR, type BootCpuState, BootParamsLayout, bootGdt, bootLinux, bootMultiboot, bootPvh,type ElfFile, 
   findMultibootHeader, findPvhEntry, loadElf, looksLikeBzImage, longMode64State, type PageTableBuilder, parseBzImage, parseElf, planElfLoad, protectedMode32State, realModeState,
 } from "@tsvmm/elf-loader";
-import { buildIdentityMap, identityMapFootprint } from "@tsvmm/ept";
+import { buildIdentityMap, identityMapFootprint, identityPageTables } from "@tsvmm/ept";
 import { VmmError } from "./errors.js";
 import { unpackPayload } from "./linux-payload.js";
 
@@ -84,14 +84,7 @@ function tsvmmMode(elf: ElfFile): number | undefined {
 }
 
 /** `ept`'s IA-32e builder behind elf-loader's injection point, with user-accessible 2 MiB pages. */
-export const eptPageTables: PageTableBuilder = {
-  buildIdentityMap(memory, tablesBase, size) {
-    return buildIdentityMap(memory, tablesBase, { size, user: true });
-  },
-  footprint(size) {
-    return identityMapFootprint({ size });
-  },
-};
+export const eptPageTables: PageTableBuilder = identityPageTables({ user: true });
 
 function identitySize(memory: GuestMemory): bigint {
   const size = BigInt(Math.max(memory.end, 1 << 30));
