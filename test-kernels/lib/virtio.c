@@ -300,6 +300,8 @@ static inline int has_used(struct virtq *q) {
     return q->used->idx != q->last_used;
 }
 
+int virtq_has_used(struct virtq *q) { return has_used(q); }
+
 int virtq_get(struct virtq *q, u32 *len) {
     if (!has_used(q)) return -1;
     __asm__ volatile("" ::: "memory"); /* loads stay in order on x86: the element after the index */

@@ -213,6 +213,8 @@ int virtq_add(struct virtq *q, const struct vbuf *b, int n);
 int virtq_add_indirect(struct virtq *q, const struct vbuf *b, int n, void *table);
 /* QueueNotify, unless the device asked not to be notified (flags or event index). */
 void virtq_kick(struct virtq *q);
+/* Is a used chain waiting? (No side effects.) */
+int virtq_has_used(struct virtq *q);
 /* One used chain if there is one: its token, with *len = bytes the device wrote; else -1. */
 int virtq_get(struct virtq *q, u32 *len);
 /* Like virtq_get, but waits: halts for the interrupt when the device has one, else polls
