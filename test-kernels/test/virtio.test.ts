@@ -5,9 +5,9 @@ import { createServer, connect as netConnect, type Socket } from "node:net";
 import { join } from "node:path";
 import type { GuestMemory } from "@tsvmm/abi";
 import { kvmAvailable } from "@tsvmm/kvm-backend";
-import type { VmmBuilder } from "@tsvmm/vmm";
+import { main, type VmmBuilder } from "@tsvmm/vmm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildGuests, type GuestCase, RAM_BYTES, type RunResult, runGuest } from "../harness/guest.js";
+import { buildGuests, type GuestCase, guestPath, RAM_BYTES, type RunResult, runGuest } from "../harness/guest.js";
 
 // Guests that drive tsvmm's virtio devices from inside, with the test-kernels virtio-mmio driver
 // (lib/virtio.c): each device is attached through VmmBuilder exactly as users attach it.
@@ -355,5 +355,28 @@ describe("virtio devices driven by guests on /dev/kvm", () => {
     } finally {
       server.close();
     }
+  });
+
+  it("tsvmm run virtio-blk.elf --disk FILE: the CLI attaches the disk, the guest's default pattern lands in the file, status 0", async () => {
+    const img = join(dir, "cli.img");
+    writeFileSync(img, Buffer.alloc(1 << 20));
+    let out = "";
+    let err = "";
+    const code = await main(["run", guestPath("virtio-blk"), "--disk", img, "--timeout", "20"], {
+      stdout: (s) => {
+        out += s.toString();
+      },
+      stderr: (s) => {
+        err += s;
+      },
+    });
+    expect(code, err).toBe(0);
+    expect(out).toContain(`blk.id=${img.slice(-20)}\n`);
+    expect(out).toContain("virtio-blk: 0 failures\n");
+    // The guest's defaults without a parameter block: seed 0x5eed5eed12345678, 64 KiB at sector 8.
+    const file = readFileSync(img);
+    expect(file.subarray(8 * 512, 8 * 512 + 65536).equals(pattern(0x5eed5eed12345678n, 65536))).toBe(true);
+    expect(file.subarray(0, 8 * 512).every((b) => b === 0)).toBe(true);
+    expect(file.subarray(8 * 512 + 65536).every((b) => b === 0)).toBe(true);
   });
 });
