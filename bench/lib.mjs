@@ -12,7 +12,8 @@ export const outDir = join(benchRoot, "out");
 /** Compile a C file with -O2 into bench/out and return the executable's path. */
 export function compileC(src, extraFlags = []) {
   mkdirSync(outDir, { recursive: true });
-  const exe = join(outDir, basename(src).replace(/\.c$/, ""));
+  // Named after its topic too: every topic's baseline is called baseline.c.
+  const exe = join(outDir, `${basename(dirname(src))}-${basename(src).replace(/\.c$/, "")}`);
   execFileSync("cc", ["-O2", "-Wall", "-o", exe, src, ...extraFlags], { stdio: "inherit" });
   return exe;
 }
@@ -21,6 +22,12 @@ export function compileC(src, extraFlags = []) {
 export function runJson(exe, args = [], options = {}) {
   const out = execFileSync(exe, args, { encoding: "utf8", maxBuffer: 1 << 24, ...options });
   return JSON.parse(out);
+}
+
+/** The q-quantile (0..1) of a list of numbers, nearest rank. */
+export function quantile(xs, q) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
 }
 
 /** Median of a list of numbers. */

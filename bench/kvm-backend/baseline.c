@@ -1,7 +1,9 @@
 // C baseline for bench/kvm-backend: the same guest and the same work as the TypeScript path.
 // usage: baseline pio <code.bin> <reps>   -> {"usPerExit": n}
 //        baseline create <code.bin> <reps> -> {"usPerVm": n}   (median of reps)
+//        baseline pio2 <code.bin> 1   -> {"exitsPerSec": n}  (one VM, two vCPUs in two threads, aggregate)
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +67,60 @@ static long run_guest(int kvm, int mmap_size) {
   return exits;
 }
 
+
+// Two vCPUs of one VM, each in its own thread, running the same code: aggregate exits per second.
+struct vcpu_arg { int fd; struct kvm_run *run; long exits; };
+static void *vcpu_thread(void *p) {
+  struct vcpu_arg *a = p;
+  volatile unsigned sink = 0;
+  for (;;) {
+    if (ioctl(a->fd, KVM_RUN, 0) < 0) die("KVM_RUN");
+    a->exits++;
+    if (a->run->exit_reason == KVM_EXIT_IO) { sink += a->run->io.port + *((unsigned char *)a->run + a->run->io.data_offset); continue; }
+    if (a->run->exit_reason == KVM_EXIT_HLT) break;
+    fprintf(stderr, "unexpected exit %u\n", a->run->exit_reason);
+    exit(2);
+  }
+  return NULL;
+}
+
+static double run_two(int kvm, int mmap_size) {
+  int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+  if (vm < 0) die("KVM_CREATE_VM");
+  size_t mem_size = 2 << 20;
+  unsigned char *mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mem == MAP_FAILED) die("mmap");
+  memcpy(mem + 0x1000, code, code_len);
+  struct kvm_userspace_memory_region r = {.slot = 0, .guest_phys_addr = 0, .memory_size = mem_size, .userspace_addr = (unsigned long)mem};
+  if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) < 0) die("KVM_SET_USER_MEMORY_REGION");
+  struct vcpu_arg a[2];
+  for (int i = 0; i < 2; i++) {
+    a[i].fd = ioctl(vm, KVM_CREATE_VCPU, i);
+    if (a[i].fd < 0) die("KVM_CREATE_VCPU");
+    a[i].run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, a[i].fd, 0);
+    if (a[i].run == MAP_FAILED) die("mmap run");
+    a[i].exits = 0;
+    struct kvm_sregs s;
+    if (ioctl(a[i].fd, KVM_GET_SREGS, &s) < 0) die("KVM_GET_SREGS");
+    struct kvm_segment *segs[] = {&s.cs, &s.ds, &s.es, &s.fs, &s.gs, &s.ss};
+    for (int k = 0; k < 6; k++) { segs[k]->base = 0; segs[k]->selector = 0; }
+    if (ioctl(a[i].fd, KVM_SET_SREGS, &s) < 0) die("KVM_SET_SREGS");
+    struct kvm_regs regs;
+    if (ioctl(a[i].fd, KVM_GET_REGS, &regs) < 0) die("KVM_GET_REGS");
+    regs.rip = 0x1000; regs.rflags = 2; regs.rsp = 0x7000;
+    if (ioctl(a[i].fd, KVM_SET_REGS, &regs) < 0) die("KVM_SET_REGS");
+  }
+  pthread_t t[2];
+  double t0 = now_us();
+  for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, vcpu_thread, &a[i]);
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+  double t1 = now_us();
+  for (int i = 0; i < 2; i++) { munmap(a[i].run, mmap_size); close(a[i].fd); }
+  close(vm);
+  munmap(mem, mem_size);
+  return (a[0].exits + a[1].exits) / ((t1 - t0) / 1e6);
+}
+
 static int cmp(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -85,6 +141,8 @@ int main(int argc, char **argv) {
     long exits = run_guest(kvm, mmap_size);
     double t1 = now_us();
     printf("{\"usPerExit\": %f, \"exits\": %ld}\n", (t1 - t0) / exits, exits);
+  } else if (!strcmp(argv[1], "pio2")) {
+    printf("{\"exitsPerSec\": %f}\n", run_two(kvm, mmap_size));
   } else {
     double *t = calloc(reps, sizeof *t);
     for (int i = 0; i < reps; i++) {

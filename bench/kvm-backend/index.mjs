@@ -1,12 +1,25 @@
-// kvm-backend benchmarks: PIO exit round trip (sync and async paths) and VM create-to-HLT,
-// each measured beside the C baseline in this folder, in the same run, with the same guest.
+// kvm-backend benchmarks, each beside its C baseline (bench/kvm-backend/baseline.c) in the same run
+// with the same guest:
+//  - pio-exit-roundtrip: the synchronous path (KVM_RUN on the calling thread), µs per PIO exit.
+//  - pio-exit-roundtrip-async: the path Vmm uses (runLoopAsync: KVM_RUN on the vCPU's runner thread,
+//    each exit dispatched to a handler on the JavaScript thread), µs per PIO exit.
+//  - exits-2vcpu: aggregate exits/s of one VM with two vCPUs on runLoopAsync; ratio = 2-vCPU ÷
+//    1-vCPU exits/s (the C program's own 2-thread figure is recorded beside it for context).
+//  - event-loop-p99: while both vCPUs exit as fast as they can, how long a setTimeout(1 ms) takes to
+//    fire, 99th percentile (the event loop must stay free: goal ≤ 2 ms).
+//  - kick-to-stop-p99: from vcpu.kick() to runLoopAsync settling, for a vCPU in a guest loop without
+//    exits and for one taking exits back to back (goal ≤ 1 ms).
+//  - vm-create-to-hlt: create a VM with memory and one vCPU, run it to HLT, close it.
+// C and TypeScript runs alternate so both see the same machine; figures are medians of rounds.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
-import { Kvm } from "@tsvmm/kvm-backend";
-import { benchRoot, compileC, median, outDir, result, runJson } from "../lib.mjs";
+import { Kvm, runLoopAsync } from "@tsvmm/kvm-backend";
+import { benchRoot, compileC, median, outDir, quantile, result, runJson } from "../lib.mjs";
 
 const EXITS = 100_000;
+const ROUNDS = Number(process.env.TSVMM_BENCH_KVM_ROUNDS ?? 5);
 
 function assemble16(name, src) {
   mkdirSync(outDir, { recursive: true });
@@ -19,40 +32,94 @@ function assemble16(name, src) {
   return bin;
 }
 
-function makeVm(kvm, code) {
+/** One VM with 2 MiB and `n` vCPUs, all in real mode at 0:0x1000 (the code needs no stack). */
+function makeVm(kvm, code, n = 1) {
   const vm = kvm.createVm();
   vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 2 << 20 });
   vm.memory.write(0x1000, code);
-  const vcpu = vm.createVcpu(0);
-  const s = vcpu.getSregs();
-  for (const k of ["cs", "ds", "es", "fs", "gs", "ss"]) {
-    s[k].base = 0n;
-    s[k].selector = 0;
+  const vcpus = [];
+  for (let i = 0; i < n; i++) {
+    const vcpu = vm.createVcpu(i);
+    const s = vcpu.getSregs();
+    for (const k of ["cs", "ds", "es", "fs", "gs", "ss"]) {
+      s[k].base = 0n;
+      s[k].selector = 0;
+    }
+    vcpu.setSregs(s);
+    const r = vcpu.getRegs();
+    r.rip = 0x1000n;
+    r.rflags = 2n;
+    r.rsp = 0x7000n;
+    vcpu.setRegs(r);
+    vcpus.push(vcpu);
   }
-  vcpu.setSregs(s);
-  const r = vcpu.getRegs();
-  r.rip = 0x1000n;
-  r.rflags = 2n;
-  r.rsp = 0x7000n;
-  vcpu.setRegs(r);
-  return { vm, vcpu };
+  return { vm, vcpu: vcpus[0], vcpus };
+}
+
+/** The handlers the async figures use: the same work as the C loop (read port and data). */
+function pioHandlers(state) {
+  return {
+    io: (e) => {
+      state.sink += e.port + e.value;
+      return false;
+    },
+    hlt: () => true,
+  };
+}
+
+/** setTimeout(1) samples (ms from arming to firing) until `done()`. */
+function sampleTimers(done) {
+  const samples = [];
+  return new Promise((resolve) => {
+    const arm = () => {
+      const t0 = performance.now();
+      setTimeout(() => {
+        samples.push(performance.now() - t0);
+        if (done()) resolve(samples);
+        else arm();
+      }, 1);
+    };
+    arm();
+  });
+}
+
+async function kickLatencies(kvm, code, rounds) {
+  const out = [];
+  for (let i = 0; i < rounds; i++) {
+    const { vm, vcpu } = makeVm(kvm, code);
+    let t0 = 0;
+    const done = runLoopAsync(vcpu, { io: () => false, interrupted: () => true });
+    await new Promise((r) => setTimeout(r, 3));
+    t0 = performance.now();
+    vcpu.kick();
+    const { exit } = await done;
+    out.push(performance.now() - t0);
+    if (exit?.kind !== "interrupted") throw new Error(`kick: loop ended on ${exit?.kind}`);
+    vm.close();
+  }
+  return out;
 }
 
 export default async function bench() {
-  const { readFileSync } = await import("node:fs");
   const pioBin = assemble16("kvm-pio-guest", `mov ecx, ${EXITS}\n mov al, 1\n1: out 0x10, al\n dec ecx\n jnz 1b\n hlt`);
   const hltBin = assemble16("kvm-hlt-guest", "hlt");
+  const spinBin = assemble16("kvm-spin-guest", "1: jmp 1b");
+  const outLoopBin = assemble16("kvm-outloop-guest", "mov al, 1\n1: out 0x10, al\n jmp 1b");
   const pioCode = readFileSync(pioBin);
   const hltCode = readFileSync(hltBin);
-  const exe = compileC(join(benchRoot, "kvm-backend", "baseline.c"));
+  const exe = compileC(join(benchRoot, "kvm-backend", "baseline.c"), ["-lpthread"]);
   const kvm = Kvm.open();
   const rows = [];
+  const load = [loadavg()[0]];
 
-  // Alternate C and TypeScript runs so both see the same machine state; take medians.
   const cPio = [];
+  const cTwo = [];
   const tsPio = [];
   const tsAsync = [];
-  for (let round = 0; round < 3; round++) {
+  const tsOne = [];
+  const tsTwo = [];
+  const timers = [];
+  for (let round = 0; round < ROUNDS; round++) {
     cPio.push(runJson(exe, ["pio", pioBin, "1"]).usPerExit);
     {
       const { vm, vcpu } = makeVm(kvm, pioCode);
@@ -75,22 +142,47 @@ export default async function bench() {
     }
     {
       const { vm, vcpu } = makeVm(kvm, pioCode);
-      let exits = 0;
+      const state = { sink: 0 };
       const t0 = process.hrtime.bigint();
-      for (;;) {
-        const e = await vcpu.runAsync();
-        exits++;
-        if (e.kind === "io") continue;
-        if (e.kind === "hlt") break;
-        throw new Error(`unexpected exit ${e.kind}`);
-      }
-      tsAsync.push(Number(process.hrtime.bigint() - t0) / 1000 / exits);
+      const r = await runLoopAsync(vcpu, pioHandlers(state));
+      const us = Number(process.hrtime.bigint() - t0) / 1000;
+      if (r.exit?.kind !== "hlt") throw new Error(`unexpected exit ${r.exit?.kind}`);
+      tsAsync.push(us / r.exits);
+      tsOne.push(r.exits / (us / 1e6));
       vm.close();
     }
+    cTwo.push(runJson(exe, ["pio2", pioBin, "1"]).exitsPerSec);
+    {
+      const { vm, vcpus } = makeVm(kvm, pioCode, 2);
+      const state = { sink: 0 };
+      let finished = false;
+      const t0 = process.hrtime.bigint();
+      const timerSamples = sampleTimers(() => finished);
+      const rs = await Promise.all(vcpus.map((v) => runLoopAsync(v, pioHandlers(state))));
+      const us = Number(process.hrtime.bigint() - t0) / 1000;
+      finished = true;
+      timers.push(...(await timerSamples));
+      tsTwo.push((rs[0].exits + rs[1].exits) / (us / 1e6));
+      vm.close();
+    }
+    load.push(loadavg()[0]);
   }
   const c = median(cPio);
-  rows.push(result("pio-exit-roundtrip", median(tsPio), "us/exit", c, { goal: "ratio <= 1.10", path: "sync" }));
-  rows.push(result("pio-exit-roundtrip-async", median(tsAsync), "us/exit", c, { path: "worker thread" }));
+  const machine = { loadavg1: load.map((x) => Number(x.toFixed(2))), rounds: ROUNDS };
+  rows.push(result("pio-exit-roundtrip", median(tsPio), "us/exit", c, { goal: "ratio <= 1.10", path: "sync", ...machine }));
+  rows.push(result("pio-exit-roundtrip-async", median(tsAsync), "us/exit", c, { goal: "ratio <= 1.5", path: "runLoopAsync (runner thread, one hop per exit)", ...machine }));
+  rows.push(
+    result("exits-2vcpu", median(tsTwo), "exits/s", median(tsOne), {
+      goal: "ratio >= 1.6 (ratio = 2-vCPU ÷ 1-vCPU exits/s, both runLoopAsync)",
+      cTwoVcpuExitsPerSec: median(cTwo),
+      cOneVcpuExitsPerSec: 1e6 / c,
+      ...machine,
+    }),
+  );
+  rows.push(result("event-loop-p99", quantile(timers, 0.99), "ms", null, { goal: "<= 2 (setTimeout(1) while 2 vCPUs take exits back to back)", samples: timers.length, max: Math.max(...timers), median: median(timers) }));
+
+  const kicks = [...(await kickLatencies(kvm, readFileSync(spinBin), 10)), ...(await kickLatencies(kvm, readFileSync(outLoopBin), 10))];
+  rows.push(result("kick-to-stop-p99", quantile(kicks, 0.99), "ms", null, { goal: "<= 1 (kick() to runLoopAsync settled; guest spinning, or exiting back to back)", samples: kicks.length, median: median(kicks) }));
 
   const REPS = 200;
   const cCreate = runJson(exe, ["create", hltBin, String(REPS)]).usPerVm;
@@ -103,7 +195,7 @@ export default async function bench() {
     vm.close();
     times.push(Number(process.hrtime.bigint() - t0) / 1000);
   }
-  rows.push(result("vm-create-to-hlt", median(times), "us", cCreate, { goal: "ratio <= 3" }));
+  rows.push(result("vm-create-to-hlt", median(times), "us", cCreate, { goal: "ratio <= 1.5" }));
   kvm.close();
   return rows;
 }

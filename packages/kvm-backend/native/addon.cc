@@ -11,6 +11,8 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -26,6 +28,11 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
+#include <memory>
+#include <algorithm>
+#include <functional>
 
 namespace {
 
@@ -247,6 +254,21 @@ Napi::Value Munmap(const Napi::CallbackInfo& info) {
 }
 
 // ---- runner threads ----------------------------------------------------------------------------
+// One native thread per vCPU issues KVM_RUN; exits are handed to the JavaScript thread of the
+// environment that created the runner. The hand-off, not KVM, was the cost of the asynchronous
+// path (a futex wake-up of the sleeping JavaScript thread, then a Promise, a microtask and a new
+// request per exit), so:
+//  - every runner of an environment posts to one Dispatcher (a mutex-guarded ready list and one
+//    uv_async); the JavaScript callback's return value says whether to re-enter KVM_RUN at once
+//    (CONTINUE) or to wait for the next run() (STOP): one hop per exit, no request in between;
+//  - once woken, the JavaScript thread keeps draining for a short while: after handling an exit
+//    it polls the ready list for kDrainSpinMicros, so an exit that follows within that time is
+//    taken without any wake-up. It returns to the event loop after kDrainSliceMicros at most, so
+//    timers and I/O keep their turn, and it spins only while exits keep coming;
+//  - the runner polls for its next go-ahead for kRunnerSpinMicros before sleeping on a condition
+//    variable, which saves the futex wake-up in the other direction.
+// Signal handling, kick() and close() are as before: SIGRTMIN without SA_RESTART makes KVM_RUN
+// return EINTR, and immediate_exit (set by TypeScript) covers a kick that lands just before it.
 
 void NoopSignal(int) {}
 
@@ -262,8 +284,98 @@ void InstallKickSignal() {
   sigaction(g_kick_signal, &sa, nullptr);
 }
 
-// One thread per vCPU. It waits for run(); issues KVM_RUN; hands the result to JavaScript through a
-// thread-safe function; waits again. kick() sends the real-time signal to the thread.
+using Clock = std::chrono::steady_clock;
+
+int EnvInt(const char* name, int dflt) {
+  const char* v = getenv(name);
+  return v ? atoi(v) : dflt;
+}
+int g_drain_spin = EnvInt("TSVMM_DRAIN_SPIN_US", 30);
+int g_runner_spin = EnvInt("TSVMM_RUNNER_SPIN_US", 60);
+int g_slice = EnvInt("TSVMM_SLICE_US", 400);
+int g_yield = EnvInt("TSVMM_YIELD", 1);
+
+inline void CpuRelax() {
+  if (g_yield) sched_yield();
+  else __builtin_ia32_pause();
+}
+
+class Runner;
+
+// What the JavaScript callback returns for an exit.
+constexpr int kContinue = 0;  // re-enter KVM_RUN now
+// any other value: stop; the runner waits for run()
+
+class Dispatcher {
+ public:
+  static constexpr int kDrainSpinMicros = 60;
+  static constexpr int kDrainSliceMicros = 400;
+
+  explicit Dispatcher(napi_env env) : env_(env) {
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    uv_async_init(loop, &async_, [](uv_async_t* a) { static_cast<Dispatcher*>(a->data)->Drain(); });
+    async_.data = this;
+    uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+    napi_add_env_cleanup_hook(env, [](void* d) { static_cast<Dispatcher*>(d)->Teardown(); }, this);
+  }
+
+  static Dispatcher* For(napi_env env);
+
+  // Runner thread: an exit is ready.
+  void Post(Runner* r) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ready_.push_back(r);
+      count_.fetch_add(1, std::memory_order_seq_cst);
+    }
+    // Dekker pair with Drain(): either the drainer still spins and sees count_, or it has left
+    // and we wake it. uv_async_send coalesces.
+    if (!hot_.load(std::memory_order_seq_cst)) uv_async_send(&async_);
+  }
+
+  // JavaScript thread: a runner closed; drop it from the ready list.
+  void Forget(Runner* r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = ready_.begin(); it != ready_.end();) {
+      if (*it == r) {
+        it = ready_.erase(it);
+        count_.fetch_sub(1, std::memory_order_relaxed);
+      } else {
+        ++it;
+      }
+    }
+    for (auto*& x : batch_) if (x == r) x = nullptr;
+    runners_.erase(r);
+  }
+
+  void Register(Runner* r) { runners_.insert(r); }
+
+  // Runners with a KVM_RUN in flight keep the loop (the process) alive.
+  void Active(int delta) {
+    active_ += delta;
+    if (active_ > 0) uv_ref(reinterpret_cast<uv_handle_t*>(&async_));
+    else uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+  }
+
+  void Drain();
+  std::function<void()> forget_;
+
+ private:
+  void Teardown();
+
+  napi_env env_;
+  uv_async_t async_;
+  std::mutex mu_;
+  std::vector<Runner*> ready_;
+  std::vector<Runner*> batch_;
+  std::atomic<int> count_{0};
+  std::atomic<bool> hot_{false};
+  std::unordered_set<Runner*> runners_;
+  int active_ = 0;
+  bool draining_ = false;
+};
+
 class Runner : public Napi::ObjectWrap<Runner> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -274,18 +386,64 @@ class Runner : public Napi::ObjectWrap<Runner> {
 
   explicit Runner(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Runner>(info) {
     fd_ = info[0].As<Napi::Number>().Int32Value();
-    tsfn_ = Napi::ThreadSafeFunction::New(info.Env(), info[1].As<Napi::Function>(), "tsvmm-vcpu", 0, 1);
-    tsfn_.Unref(info.Env());
+    callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+    dispatcher_ = Dispatcher::For(info.Env());
+    dispatcher_->Register(this);
     thread_ = std::thread([this] { Loop(); });
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return started_; });
-    }
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return started_; });
   }
 
   ~Runner() override { Stop(); }
 
+  // JavaScript thread, from Dispatcher::Drain: hand the exit to JavaScript, then either re-enter
+  // KVM_RUN at once or end the run.
+  void Deliver(Napi::Env env) {
+    Napi::HandleScope scope(env);
+    Ref();  // the callback may close this runner and drop the last JavaScript reference to it
+    {
+      // Microtasks (a resolved run's awaiters) run when this scope closes: after the run has been
+      // marked ended, so they may start the next run().
+      Napi::CallbackScope cb(env, context());
+      Napi::Value ret = callback_.Call(Value(), {Napi::Number::New(env, static_cast<double>(result_))});
+      int code = 1;
+      if (env.IsExceptionPending()) {
+        // The TypeScript side never throws here; if it did, end the run and report it as uncaught.
+        Napi::Error e = env.GetAndClearPendingException();
+        napi_fatal_exception(env, e.Value());
+      } else if (ret.IsNumber()) {
+        code = ret.As<Napi::Number>().Int32Value();
+      }
+      if (!quit_) {
+        if (code == kContinue) {
+          Go();
+        } else {
+          inflight_ = false;
+          dispatcher_->Active(-1);
+        }
+      }
+    }
+    Unref();
+  }
+
+  // Runner thread entry: post the finished KVM_RUN.
+  long result_ = 0;
+
  private:
+  Napi::AsyncContext& context() {
+    if (!ctx_) ctx_ = std::make_unique<Napi::AsyncContext>(Env(), "tsvmm-vcpu");
+    return *ctx_;
+  }
+
+  void Go() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      go_ = true;
+      poke_.store(true, std::memory_order_release);
+    }
+    if (sleeping_.load(std::memory_order_acquire)) cv_.notify_one();
+  }
+
   void Loop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -294,18 +452,20 @@ class Runner : public Napi::ObjectWrap<Runner> {
     }
     cv_.notify_all();
     for (;;) {
-      // The next run request usually follows within microseconds of an exit being handled: poll
-      // briefly before sleeping, which saves a futex wake-up per exit on the async path.
-      auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
-      while (!poke_.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until) {
-        __builtin_ia32_pause();
-      }
+      // The go-ahead usually follows within microseconds of the exit being posted: poll briefly
+      // before sleeping.
+      auto until = Clock::now() + std::chrono::microseconds(g_runner_spin);
+      while (!poke_.load(std::memory_order_acquire) && Clock::now() < until) CpuRelax();
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return pending_ || quit_; });
+        if (!go_ && !quit_) {
+          sleeping_.store(true, std::memory_order_release);
+          cv_.wait(lock, [this] { return go_ || quit_; });
+          sleeping_.store(false, std::memory_order_relaxed);
+        }
         poke_.store(false, std::memory_order_relaxed);
         if (quit_) return;
-        pending_ = false;
+        go_ = false;
         running_ = true;
       }
       long r = ioctl(fd_, g_kvm_run.load(std::memory_order_relaxed), 0);
@@ -313,34 +473,22 @@ class Runner : public Napi::ObjectWrap<Runner> {
       {
         std::lock_guard<std::mutex> lock(mu_);
         running_ = false;
+        if (quit_) return;
+        result_ = result;
       }
-      tsfn_.NonBlockingCall([result](Napi::Env env, Napi::Function cb) {
-        cb.Call({Napi::Number::New(env, static_cast<double>(result))});
-      });
+      dispatcher_->Post(this);
     }
   }
 
-  // run(): returns false if a run is already in flight or the runner is closed.
+  // run(): false if a run is already in flight or the runner is closed.
   Napi::Value Run(const Napi::CallbackInfo& info) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (quit_ || pending_ || running_ || inflight_) return Napi::Boolean::New(info.Env(), false);
-    pending_ = true;
+    if (quit_ || inflight_) return Napi::Boolean::New(info.Env(), false);
     inflight_ = true;
-    poke_.store(true, std::memory_order_release);
-    tsfn_.Ref(info.Env());  // an in-flight vCPU keeps the process alive
-    cv_.notify_all();
+    dispatcher_->Active(+1);
+    Go();
     return Napi::Boolean::New(info.Env(), true);
   }
 
- public:
-  // Called from JavaScript when the result has been delivered.
-  void Delivered(Napi::Env env) {
-    std::lock_guard<std::mutex> lock(mu_);
-    inflight_ = false;
-    tsfn_.Unref(env);
-  }
-
- private:
   Napi::Value Kick(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!started_ || quit_) return Napi::Number::New(info.Env(), -ESRCH);
@@ -352,13 +500,15 @@ class Runner : public Napi::ObjectWrap<Runner> {
     return info.Env().Undefined();
   }
 
+ public:
+  // JavaScript thread (close(), the finalizer, or environment teardown).
   void Stop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (quit_) return;
       quit_ = true;
+      poke_.store(true, std::memory_order_release);
     }
-    poke_.store(true, std::memory_order_release);
     cv_.notify_all();
     // The caller set kvm_run.immediate_exit, so a kick that lands before KVM_RUN enters the guest
     // still makes it return. Repeat until the thread is out, in case the first signal was early.
@@ -373,35 +523,87 @@ class Runner : public Napi::ObjectWrap<Runner> {
       usleep(100);
     }
     thread_.join();
-    tsfn_.Abort();
-    tsfn_.Release();
+    if (dispatcher_ != nullptr) {
+      dispatcher_->Forget(this);
+      if (inflight_) dispatcher_->Active(-1);
+    }
+    inflight_ = false;
+    callback_.Reset();
+    ctx_.reset();
   }
 
+ private:
   int fd_ = -1;
-  Napi::ThreadSafeFunction tsfn_;
+  Napi::FunctionReference callback_;
+  std::unique_ptr<Napi::AsyncContext> ctx_;
+  Dispatcher* dispatcher_ = nullptr;
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
   pthread_t tid_{};
   bool started_ = false;
-  bool pending_ = false;
+  bool go_ = false;
   bool running_ = false;
-  bool inflight_ = false;
+  bool inflight_ = false;  // JavaScript thread only
   bool quit_ = false;
   std::atomic<bool> poke_{false};
-  static constexpr int kSpinMicros = 50;
+  std::atomic<bool> sleeping_{false};
+  static constexpr int kRunnerSpinMicros = 60;
 };
+
+Dispatcher* Dispatcher::For(napi_env env) {
+  // One environment lives on one thread; the map is per thread so workers need no locking.
+  thread_local std::unordered_map<napi_env, Dispatcher*> dispatchers;
+  auto it = dispatchers.find(env);
+  if (it != dispatchers.end()) return it->second;
+  auto* d = new Dispatcher(env);  // freed by Teardown (the environment's cleanup hook)
+  dispatchers[env] = d;
+  d->forget_ = [env] { dispatchers.erase(env); };
+  return d;
+}
+
+void Dispatcher::Drain() {
+  if (draining_) return;  // a callback re-entered the loop; the outer drain goes on
+  draining_ = true;
+  Napi::Env env(env_);
+  auto start = Clock::now();
+  auto slice_end = start + std::chrono::microseconds(g_slice);
+  hot_.store(true, std::memory_order_seq_cst);
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      batch_.swap(ready_);
+      count_.store(0, std::memory_order_relaxed);
+    }
+    for (size_t i = 0; i < batch_.size(); i++) {
+      Runner* r = batch_[i];
+      if (r != nullptr) r->Deliver(env);
+    }
+    batch_.clear();
+    auto now = Clock::now();
+    if (now >= slice_end) break;
+    auto spin_end = std::min(slice_end, now + std::chrono::microseconds(g_drain_spin));
+    while (count_.load(std::memory_order_acquire) == 0 && Clock::now() < spin_end) CpuRelax();
+    if (count_.load(std::memory_order_acquire) == 0) break;
+  }
+  hot_.store(false, std::memory_order_seq_cst);
+  // Exits posted while we were leaving, or left for the next turn of the loop.
+  if (count_.load(std::memory_order_seq_cst) != 0) uv_async_send(&async_);
+  draining_ = false;
+}
+
+void Dispatcher::Teardown() {
+  if (forget_) forget_();
+  std::vector<Runner*> all(runners_.begin(), runners_.end());
+  for (Runner* r : all) r->Stop();
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), [](uv_handle_t* h) { delete static_cast<Dispatcher*>(h->data); });
+}
 
 Napi::Value SetRunRequest(const Napi::CallbackInfo& info) {
   g_kvm_run.store(static_cast<unsigned long>(info[0].As<Napi::Number>().Uint32Value()), std::memory_order_relaxed);
   return info.Env().Undefined();
 }
 
-Napi::Value Delivered(const Napi::CallbackInfo& info) {
-  Runner* r = Napi::ObjectWrap<Runner>::Unwrap(info[0].As<Napi::Object>());
-  r->Delivered(info.Env());
-  return info.Env().Undefined();
-}
 
 // ---- fd readiness ------------------------------------------------------------------------------
 // A uv_poll on the JavaScript thread's loop: the callback runs there when the fd is readable (an
@@ -466,7 +668,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("write", Napi::Function::New(env, Write));
   exports.Set("mmap", Napi::Function::New(env, Mmap));
   exports.Set("munmap", Napi::Function::New(env, Munmap));
-  exports.Set("delivered", Napi::Function::New(env, Delivered));
   exports.Set("setRunRequest", Napi::Function::New(env, SetRunRequest));
   exports.Set("openTap", Napi::Function::New(env, OpenTap));
   exports.Set("tapGetIff", Napi::Function::New(env, TapGetIff));

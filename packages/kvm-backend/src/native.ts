@@ -4,6 +4,11 @@ import { fileURLToPath } from "node:url";
 import { KVM_IOCTLS } from "@tsvmm/abi";
 import { KvmError } from "./errors.js";
 
+/** What a Runner callback returns to re-enter KVM_RUN without waiting for run(). */
+export const RUNNER_CONTINUE = 0;
+/** What a Runner callback returns to end the run. */
+export const RUNNER_STOP = 1;
+
 /** The addon's surface: system calls returning a value >= 0 or -errno. No policy lives there. */
 export interface NativeRunner {
   /** Start KVM_RUN on the runner thread; false if one is in flight. */
@@ -23,7 +28,6 @@ export interface NativeAddon {
   write(fd: number, buf: Uint8Array): number;
   mmap(fd: number, length: number, prot: number, flags: number, offset: number): ArrayBuffer | number;
   munmap(buffer: ArrayBuffer): number;
-  delivered(runner: NativeRunner): void;
   /** The ioctl number the runner threads issue (KVM_RUN, from abi). */
   setRunRequest(request: number): void;
   /** Open /dev/net/tun (non-blocking) and TUNSETIFF with `flags`; the fd is closed on failure. */
@@ -36,7 +40,12 @@ export interface NativeAddon {
   /** uv_poll on the JS thread's loop: `callback(status)` runs when `fd` is readable. A handle, or -errno. */
   watchFd(fd: number, callback: (status: number) => void): object | number;
   unwatchFd(handle: object): void;
-  Runner: new (fd: number, callback: (result: number) => void) => NativeRunner;
+  /**
+   * A runner thread for one vCPU fd. `callback` gets each KVM_RUN result (>= 0 or -errno) on this
+   * thread and returns RUNNER_CONTINUE to re-enter KVM_RUN at once, anything else to stop until
+   * the next run().
+   */
+  Runner: new (fd: number, callback: (result: number) => number) => NativeRunner;
   constants: {
     O_RDWR: number; O_NONBLOCK: number; PROT_READ: number; PROT_WRITE: number; MAP_SHARED: number;
     MAP_PRIVATE: number; MAP_ANONYMOUS: number; MAP_NORESERVE: number; EFD_NONBLOCK: number;

@@ -52,17 +52,35 @@ export function runLoop(vcpu: Vcpu, handlers: ExitHandlers, options: RunLoopOpti
 }
 
 /**
- * The same loop with KVM_RUN on the vCPU's runner thread (`Vcpu.runAsync`): the event loop stays
- * free while the guest runs, so several vCPUs and timers share one JavaScript thread. `kick()`
- * on the vCPU makes a pending KVM_RUN return as an `interrupted` exit.
+ * The same loop with KVM_RUN on the vCPU's runner thread (`Vcpu.runEach`): the event loop stays
+ * free while the guest runs, so several vCPUs and timers share one JavaScript thread. Each exit is
+ * dispatched on this thread as it comes, and KVM_RUN is re-entered as soon as its handler returns:
+ * one thread hop per exit, no Promise per exit. `kick()` on the vCPU makes a pending KVM_RUN return
+ * as an `interrupted` exit.
  */
-export async function runLoopAsync(vcpu: Vcpu, handlers: ExitHandlers, options: RunLoopOptions = {}): Promise<RunLoopResult> {
+export function runLoopAsync(vcpu: Vcpu, handlers: ExitHandlers, options: RunLoopOptions = {}): Promise<RunLoopResult> {
   const max = options.maxExits ?? Number.POSITIVE_INFINITY;
+  const shouldStop = options.shouldStop;
   let n = 0;
-  for (;;) {
-    if (options.shouldStop?.() === true) return { exit: undefined, exits: n };
-    const exit = await vcpu.runAsync();
-    n++;
-    if (dispatch(exit, vcpu, handlers, options) || n >= max) return { exit, exits: n };
+  let last: VcpuExit | undefined;
+  let stoppedBeforeRun = false;
+  try {
+    if (shouldStop?.() === true) return Promise.resolve({ exit: undefined, exits: 0 });
+  } catch (e) {
+    return Promise.reject(e);
   }
+  return vcpu
+    .runEach((exit) => {
+      n++;
+      if (dispatch(exit, vcpu, handlers, options) || n >= max) {
+        last = exit;
+        return true;
+      }
+      if (shouldStop?.() === true) {
+        stoppedBeforeRun = true;
+        return true;
+      }
+      return false;
+    })
+    .then(() => ({ exit: stoppedBeforeRun ? undefined : last, exits: n }));
 }

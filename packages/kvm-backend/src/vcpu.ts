@@ -11,7 +11,7 @@ import { ioctlError, KvmError, syscallError } from "./errors.js";
 import {
   ExitDecoder, RUN_IF_FLAG, RUN_IMMEDIATE_EXIT, RUN_READY_FOR_INTERRUPT, RUN_REQUEST_INTERRUPT_WINDOW, type VcpuExit,
 } from "./exits.js";
-import { type NativeAddon, type NativeRunner, native } from "./native.js";
+import { type NativeAddon, type NativeRunner, native, RUNNER_CONTINUE, RUNNER_STOP } from "./native.js";
 
 
 /**
@@ -30,7 +30,7 @@ export class Vcpu {
   private readonly n: NativeAddon;
   private fd: number;
   private runner: NativeRunner | undefined;
-  private pending: { resolve: (e: VcpuExit) => void; reject: (e: unknown) => void } | undefined;
+  private pending: PendingRun | undefined;
   private syncRunning = false;
 
   /** This vCPU's dirty ring, when the VM enabled one before creating it (Vm.enableDirtyRing). */
@@ -253,32 +253,70 @@ export class Vcpu {
 
   /** KVM_RUN on this vCPU's native thread; resolves with the exit. */
   runAsync(): Promise<VcpuExit> {
-    const fd = this.live();
+    return new Promise<VcpuExit>((resolve, reject) => {
+      const onExit = (e: VcpuExit): boolean => {
+        resolve(e);
+        return true;
+      };
+      this.startRunner({ onExit, onEnd: reject }, reject);
+    });
+  }
+
+  /**
+   * KVM_RUN on this vCPU's native thread, again and again: `onExit` gets each exit on this thread,
+   * and KVM_RUN is re-entered as soon as it returns false (no Promise, no new request in between).
+   * Resolves after the exit for which it returned true; rejects with a typed error when KVM_RUN
+   * fails, when `onExit` throws, or when the vCPU is closed meanwhile. The exit passed to `onExit`
+   * is valid until it returns.
+   */
+  runEach(onExit: (exit: VcpuExit) => boolean): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const each = (e: VcpuExit): boolean => {
+        if (!onExit(e)) return false;
+        resolve();
+        return true;
+      };
+      this.startRunner({ onExit: each, onEnd: reject }, reject);
+    });
+  }
+
+  private startRunner(p: PendingRun, refuse: (e: unknown) => void): void {
+    let fd: number;
+    try {
+      fd = this.live();
+    } catch (e) {
+      refuse(e);
+      return;
+    }
     if (this.pending !== undefined || this.syncRunning) {
-      return Promise.reject(new KvmError("KVM_VCPU_BUSY", `vCPU ${this.id} is already running`));
+      refuse(new KvmError("KVM_VCPU_BUSY", `vCPU ${this.id} is already running`));
+      return;
     }
     if (this.runner === undefined) {
       this.runner = new this.n.Runner(fd, (result: number) => this.delivered(result));
     }
-    return new Promise<VcpuExit>((resolve, reject) => {
-      this.pending = { resolve, reject };
-      if (!this.runner!.run()) {
-        this.pending = undefined;
-        reject(new KvmError("KVM_VCPU_BUSY", `vCPU ${this.id} is already running`));
-      }
-    });
+    this.pending = p;
+    if (!this.runner.run()) {
+      this.pending = undefined;
+      refuse(new KvmError("KVM_VCPU_BUSY", `vCPU ${this.id} is already running`));
+    }
   }
 
-  private delivered(result: number): void {
-    if (this.runner !== undefined) this.n.delivered(this.runner);
+  /** Called by the runner thread's dispatcher, on this thread, with each KVM_RUN result. */
+  private delivered(result: number): number {
     const p = this.pending;
-    this.pending = undefined;
-    if (p === undefined) return;
+    if (p === undefined) return RUNNER_STOP;
+    let stop: boolean;
     try {
-      p.resolve(this.result(result));
+      stop = p.onExit(this.result(result));
     } catch (e) {
-      p.reject(e);
+      this.pending = undefined;
+      p.onEnd(e);
+      return RUNNER_STOP;
     }
+    if (!stop) return RUNNER_CONTINUE;
+    if (this.pending === p) this.pending = undefined;
+    return RUNNER_STOP;
   }
 
   private result(r: number): VcpuExit {
@@ -317,7 +355,7 @@ export class Vcpu {
     }
     const p = this.pending;
     this.pending = undefined;
-    p?.reject(new KvmError("KVM_CLOSED", `vCPU ${this.id} was closed while running`));
+    p?.onEnd(new KvmError("KVM_CLOSED", `vCPU ${this.id} was closed while running`));
     this.n.munmap(this.runAb);
     if (this.ringAb !== undefined) this.n.munmap(this.ringAb);
     this.n.close(this.fd);
@@ -328,6 +366,14 @@ export class Vcpu {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** A run in flight on the runner thread: who gets its exits, and who hears how it ended. */
+interface PendingRun {
+  /** True ends the run after this exit. */
+  onExit(exit: VcpuExit): boolean;
+  /** The run failed (KVM_RUN error, a throwing onExit, close()). */
+  onEnd(error: unknown): void;
 }
 
 function encodeMsrs(entries: readonly KvmMsrEntry[]): Buffer {
