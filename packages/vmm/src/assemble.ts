@@ -107,6 +107,8 @@ export const BUILD_STEPS: readonly VmmBuildStep[] = [
 ];
 
 const TSS_ADDR = 0xfffbd000;
+/** IA32_APIC_BASE bit 8. */
+const APIC_BASE_BSP = 1n << 8n;
 const IDENTITY_MAP_ADDR = 0xfffbc000;
 
 function step<T>(name: VmmBuildStep, fn: () => T): T {
@@ -200,7 +202,9 @@ export function assemble(spec: VmmSpec): Vmm {
         c.setCpuid2(tables[i]!);
         cpuid.push({ set: tables[i]!, held: c.getCpuid2() });
         if (i === 0 || boot.secondaries === "same-state") {
-          c.setSregs(sregs);
+          // IA32_APIC_BASE.BSP belongs to vCPU 0 alone: a secondary flagged BSP restarts at the reset
+          // vector on INIT instead of waiting for a SIPI (what an OS starting its APs relies on).
+          c.setSregs(i === 0 ? sregs : { ...sregs, apicBase: sregs.apicBase & ~APIC_BASE_BSP });
           c.setRegs(regs);
           if (override?.msrs !== undefined) c.setMsrs(override.msrs);
           // Secondaries start UNINITIALIZED under an irqchip: these take the same boot state.
