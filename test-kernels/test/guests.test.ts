@@ -1,9 +1,9 @@
 import {
   HC_SIGNATURE, HcStatus, KVM_MSR_FILTER_DEFAULT_ALLOW, KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE, type KvmCpuidEntry2,
 } from "@tsvmm/abi";
-import { kvmAvailable } from "@tsvmm/kvm-backend";
-import { beforeAll, describe, expect, it } from "vitest";
 import { BOOT_CS, BOOT_PAGE_TABLES_ADDR } from "@tsvmm/elf-loader";
+import { EventFd, kvmAvailable, x86DefaultGsiRoutes, x86Msi } from "@tsvmm/kvm-backend";
+import { beforeAll, describe, expect, it } from "vitest";
 import { BootMode } from "../harness/elf.js";
 import { fibMod32, gcd, randomU32, randomU64, s64, vendorRegs, xorshiftSum } from "../harness/expect.js";
 import { buildGuests, type RunResult, runGuest } from "../harness/guest.js";
@@ -462,5 +462,104 @@ describe("test-kernels on /dev/kvm", () => {
     expect(r.reports.some((x) => x.name === "returned")).toBe(false);
     expect(r.elapsedMs).toBeGreaterThanOrEqual(limit);
     expect(r.elapsedMs).toBeLessThan(limit + 2000);
+  });
+
+  // ---- firmware tables, SMP through the MADT, MSI (issue 19) ----
+
+  it.each([1, 3])("acpi-madt (%i vCPUs): the guest finds RSDP -> XSDT -> MADT/FADT/DSDT and the MP table, and they describe this VM", async (vcpus) => {
+    let tscKhz = 0;
+    const r = await runGuest({ name: "acpi-madt", vcpus, inspect: ({ vcpus: cpus }) => {
+        tscKhz = cpus[0]!.getTscKhz();
+      },
+    });
+    expectCleanExit(r);
+    for (const name of ["rsdp-found", "madt-found", "madt-entries-in-bounds", "fadt-found", "dsdt-found", "mp-found"]) expect(r.passed(name), name).toBe(true);
+    // Where the VMM put them for a scanning guest: the RSDP first at 0xE0000, revision 2, an XSDT.
+    expect(r.value("rsdp.address")).toBe(0xe0000n);
+    expect(r.value("rsdp.revision")).toBe(2n);
+    expect(r.value("rsdp.xsdt")).toBeGreaterThan(0xe0000n);
+    // One enabled local APIC per vCPU, APIC id = vCPU index (what CPUID and KVM's LAPIC say).
+    expect(r.value("madt.cpus")).toBe(BigInt(vcpus));
+    for (let i = 0; i < vcpus; i++) {
+      expect(r.value(`madt.lapic.${i}`)).toBe(BigInt(i));
+      expect(r.value(`madt.lapic-flags.${i}`)).toBe(1n);
+    }
+    expect(r.value("madt.lapic-address")).toBe(0xfee00000n);
+    expect(r.value("madt.flags")).toBe(1n); // PCAT_COMPAT: KVM's irqchip has the 8259 pair
+    expect(r.value("madt.ioapics")).toBe(1n);
+    expect(r.value("madt.ioapic.id")).toBe(0n);
+    expect(r.value("madt.ioapic.address")).toBe(0xfec00000n);
+    expect(r.value("madt.ioapic.gsi-base")).toBe(0n);
+    // Overrides as source << 40 | gsi << 16 | MPS INTI flags: IRQ0 -> GSI 2 (conforming), and
+    // the SCI IRQ 9 -> GSI 9, level (3 << 2) active-high (1).
+    const ov = r.values.filter((v) => v.name === "madt.override").map((v) => v.value);
+    expect(ov).toEqual([(0n << 40n) | (2n << 16n) | 0n, (9n << 40n) | (9n << 16n) | 0xdn]);
+    expect(r.value("madt.overrides")).toBe(2n);
+    expect(r.value("madt.nmis")).toBe(1n);
+    // FADT: the PM block the VMM's PM device sits on, SCI 9, no SMI port; \_S5 = 5; no virtio here.
+    expect([r.value("fadt.pm1a-evt"), r.value("fadt.pm1a-cnt"), r.value("fadt.pm-tmr")]).toEqual([0x600n, 0x604n, 0x608n]);
+    expect(r.value("fadt.sci")).toBe(9n);
+    expect(r.value("fadt.smi-cmd")).toBe(0n);
+    expect(r.value("dsdt.s5")).toBe(5n);
+    expect(r.value("dsdt.virtio-mmio")).toBe(0n);
+    expect(r.value("pm1a-cnt.read")).toBe(1n); // SCI_EN
+    // The PM timer ran at 3.579545 MHz between two reads, measured against the guest's TSC.
+    expect(tscKhz).toBeGreaterThan(0);
+    const pmTicks = Number(r.value("pm-timer.delta"));
+    const expected = (Number(r.value("pm-timer.tsc-delta")) / tscKhz) * 3579.545;
+    expect(pmTicks).toBeGreaterThan(expected * 0.85);
+    expect(pmTicks).toBeLessThan(expected * 1.15 + 50);
+    expect(r.value("pm-timer.high-byte")).toBe(0n); // 24-bit timer
+    expect(r.value("pm-timer.backwards")).toBe(0n);
+    expect(r.value("mp.cpus")).toBe(BigInt(vcpus));
+  });
+
+  it.each([2, 4])("smp-sipi (%i vCPUs): the BSP starts every AP the MADT lists with INIT/SIPI; each reports its own APIC id from the real-mode trampoline", async (vcpus) => {
+    const r = await runGuest({ name: "smp-sipi", vcpus, irqchip: true });
+    expectCleanExit(r);
+    expect(r.passed("madt-found")).toBe(true);
+    expect(r.value("bsp.lapic-id", 0)).toBe(0n);
+    expect(r.value("bsp.madt-cpus", 0)).toBe(BigInt(vcpus));
+    expect(r.value("bsp.sipi-sent", 0)).toBe(BigInt(vcpus - 1));
+    expect(r.value("bsp.aps-arrived", 0)).toBe(BigInt(vcpus - 1));
+    for (let i = 1; i < vcpus; i++) {
+      expect(r.exitCodes.get(i)).toBe(0);
+      expect(r.value("ap.cpuid-id", i)).toBe(BigInt(i));
+      expect(r.value("ap.lapic-id", i)).toBe(BigInt(i));
+      // SIPI vector 0x08: CS = 0x0800 (base 0x8000), the page the BSP copied the trampoline to.
+      expect(r.value("ap.start-cs", i)).toBe(0x800n);
+    }
+    // Only the APs report from the trampoline path.
+    expect(r.values.filter((v) => v.name === "ap.lapic-id").map((v) => v.vcpu).sort()).toEqual(Array.from({ length: vcpus - 1 }, (_, i) => i + 1));
+  });
+
+  it("msi-irq: an MSI (KVM_SIGNAL_MSI) and an irqfd on a GSI routed to an MSI each reach the vector they name", async () => {
+    const fds: EventFd[] = [];
+    const delivered: number[] = [];
+    const r = await runGuest({
+      name: "msi-irq",
+      irqchip: true,
+      onValue: (name, value, { vm }) => {
+        const destination = Number(value >> 8n);
+        const vector = Number(value & 0xffn);
+        if (name === "msi.ready") delivered.push(vm.signalMsi(x86Msi({ destination, vector })));
+        if (name === "irqfd.ready") {
+          // GSI 24 is past the IOAPIC's pins: only the MSI route can make it mean anything.
+          vm.setGsiRouting([...x86DefaultGsiRoutes(), { gsi: 24, type: "msi", msi: x86Msi({ destination, vector }) }]);
+          const fd = new EventFd();
+          fds.push(fd);
+          vm.registerIrqfd(fd, 24);
+          fd.write(1);
+        }
+      },
+    });
+    for (const fd of fds) fd.close();
+    expectCleanExit(r);
+    expect(delivered).toEqual([1]); // one LAPIC accepted it
+    expect(r.value("msi.hits")).toBe(1n);
+    expect(r.value("msi.vector")).toBe(0x31n);
+    expect(r.value("irqfd.hits")).toBe(1n);
+    expect(r.value("irqfd.vector")).toBe(0x32n);
+    expect(r.value("msi.hits-after")).toBe(1n);
   });
 });
