@@ -1,14 +1,14 @@
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { createServer, connect as netConnect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { GuestMemory } from "@tsvmm/abi";
 import { kvmAvailable } from "@tsvmm/kvm-backend";
 import { main, type VmmBuilder } from "@tsvmm/vmm";
-import { buildSync } from "esbuild";
+import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildGuests, type GuestCase, guestPath, RAM_BYTES, type RunResult, runGuest } from "../harness/guest.js";
 
@@ -22,7 +22,7 @@ const RING_PACKED = 1n << 34n;
 
 function writeParams(memory: GuestMemory, args: readonly bigint[]): void {
   memory.writeU64(PARAMS, PARAMS_MAGIC);
-  args.forEach((a, i) => memory.writeU64(PARAMS + 8 + 8 * i, BigInt.asUintN(64, a)));
+  for (const [i, a] of args.entries()) memory.writeU64(PARAMS + 8 + 8 * i, BigInt.asUintN(64, a));
 }
 
 interface VirtioRun {
@@ -108,13 +108,28 @@ function randomSeed(): bigint {
 
 let dir = "";
 const figures: Record<string, string> = {};
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..", "..");
+// The virtio-net VM must run in the TAP's namespace: a child process under `unshare -n` runs the
+// fixture, bundled from the sources next to the kvm-backend addon (where its loader looks). The
+// bundle is made while the other cases run.
+const netVmBundlePath = join(root, "packages", "kvm-backend", "build", `virtio-net-vm-${process.pid}.cjs`);
+let netVmBundle: Promise<string> | undefined;
 
 afterAll(() => {
+  rmSync(netVmBundlePath, { force: true });
   if (dir !== "") rmSync(dir, { recursive: true, force: true });
   if (Object.keys(figures).length > 0) console.log(`virtio guest figures: ${JSON.stringify(figures)}`);
 });
 
 beforeAll(() => {
+  const alias = Object.fromEntries(readdirSync(join(root, "packages")).map((p) => [`@tsvmm/${p}`, join(root, "packages", p, "src", "index.ts")]));
+  netVmBundle = build({
+    entryPoints: [join(here, "fixtures", "virtio-net-vm.ts")], bundle: true, platform: "node", format: "cjs", target: "node20",
+    outfile: netVmBundlePath, logLevel: "silent", alias,
+  }).then(() => netVmBundlePath);
+  // An unawaited rejection would be reported on its own; the net case awaits and sees it.
+  netVmBundle.catch(() => {});
   dir = mkdtempSync(join(tmpdir(), "tsvmm-virtio-guests-"));
   buildGuests();
   expect(kvmAvailable(), "/dev/kvm must be readable and writable to run the virtio guests").toBe(true);
@@ -383,21 +398,10 @@ describe("virtio devices driven by guests on /dev/kvm", () => {
     expect(file.subarray(8 * 512 + 65536).every((b) => b === 0)).toBe(true);
   });
 
-  it("virtio-net: through a TAP in a network namespace of the test's own, the guest's ARP is answered by the host kernel and its UDP datagram by a host socket", () => {
-    const here = dirname(fileURLToPath(import.meta.url));
-    const root = join(here, "..", "..");
-    // The VM must run in the TAP's namespace: a child process under `unshare -n` runs the fixture,
-    // bundled from the sources next to the kvm-backend addon (where its loader looks).
-    const bundle = join(root, "packages", "kvm-backend", "build", `virtio-net-vm-${process.pid}.cjs`);
-    const alias = Object.fromEntries(readdirSync(join(root, "packages")).map((p) => [`@tsvmm/${p}`, join(root, "packages", p, "src", "index.ts")]));
-    buildSync({ entryPoints: [join(here, "fixtures", "virtio-net-vm.ts")], bundle: true, platform: "node", format: "cjs", target: "node20", outfile: bundle, logLevel: "silent", alias });
+  it("virtio-net: through a TAP in a network namespace of the test's own, the guest's ARP is answered by the host kernel and its UDP datagram by a host socket", async () => {
+    const bundle = await netVmBundle!;
     const nonce = randomSeed();
-    let child: ReturnType<typeof spawnSync>;
-    try {
-      child = spawnSync("unshare", ["-n", process.execPath, bundle, guestPath("virtio-net"), nonce.toString()], { encoding: "utf8", timeout: 30_000 });
-    } finally {
-      rmSync(bundle, { force: true });
-    }
+    const child = spawnSync("unshare", ["-n", process.execPath, bundle, guestPath("virtio-net"), nonce.toString()], { encoding: "utf8", timeout: 30_000 });
     expect(child.error).toBeUndefined();
     const out = JSON.parse(String(child.stdout).trim().split("\n").pop() ?? "{}") as {
       error?: string; tapMac: string; reason: string; exitCode: number; message: string; values: [string, string][]; console: string;
