@@ -562,4 +562,15 @@ describe("test-kernels on /dev/kvm", () => {
     expect(r.value("irqfd.vector")).toBe(0x32n);
     expect(r.value("msi.hits-after")).toBe(1n);
   });
+
+  it("acpi-poweroff: SLP_TYP alone is ignored; SLP_TYP with SLP_EN on the FADT's PM1a_CNT stops the VM at that OUT", async () => {
+    const r = await runGuest({ name: "acpi-poweroff" });
+    expect(r.end).toMatchObject({ kind: "other", detail: { kind: "device", device: "acpi-pm" } });
+    expect(r.passed("tables-found")).toBe(true);
+    expect(r.value("poweroff.port")).toBe(0x604n);
+    expect(r.value("poweroff.slp-typ")).toBe(5n);
+    expect(r.passed("running-after-slp-typ-alone")).toBe(true);
+    expect(r.reports.some((x) => x.name === "running-after-slp-en")).toBe(false);
+    expect(r.exitCode).toBeUndefined();
+  });
 });

@@ -14,7 +14,7 @@ const hasKvm = requireKvm();
 const root = join(__dirname, "..", "..", "..");
 const bin = join(root, "packages", "vmm", "bin", "tsvmm.cjs");
 const flat = (name: string) => join(root, "test-kernels", "out", "kut", `${name}.flat`);
-const GUESTS = ["hello", "probe", "mem", "smp", "irq", "chaos"] as const;
+const GUESTS = ["hello", "probe", "mem", "smp", "irq", "chaos", "port92", "iomem", "acpi-off"] as const;
 const MiB = 1024 * 1024;
 
 let dir = "";
@@ -193,7 +193,7 @@ describe.runIf(hasKvm)("tsvmm run x.flat (kvm-unit-tests conventions)", () => {
     // ones in order (ports KVM's in-kernel PIC/PIT/ELCR take never reach it), and most of them.
     const next = xorshift(seed);
     const isProtected = (p: number, s: number) =>
-      [[0xf4, 0xf7], [0x60, 0x64], [0x3f8, 0x3ff], [0xef0, 0xef7]].some(([lo, hi]) => p <= hi! && p + s - 1 >= lo!) || p + s > 0x10000;
+      [[0xf4, 0xf7], [0x60, 0x64], [0x3f8, 0x3ff], [0xef0, 0xef7], [0x92, 0x92], [0x600, 0x60b]].some(([lo, hi]) => p <= hi! && p + s - 1 >= lo!) || p + s > 0x10000;
     const predicted: { addr: number; size: number; data: string }[] = [];
     for (let i = 0; i < 300; i++) {
       const port = next() & 0xffff;
@@ -223,5 +223,37 @@ describe.runIf(hasKvm)("tsvmm run x.flat (kvm-unit-tests conventions)", () => {
     const mmioReads = events.filter((e) => e.kind === "mmio" && e.dir === "read");
     expect(mmioReads.map((e) => e.addr)).toEqual(expect.arrayContaining([0xc0000000, 0xd0001000, 0xfed00000, 0xfe000ffc]));
     for (const e of mmioReads) expect(e.data).toBe("ffffffff");
+  });
+
+  it("port92: fast A20 reads back; bit 0 resets the machine: reason reset, status 0, nothing runs after it", () => {
+    const r = tsvmm("port92", ["--mem", "32", "--timeout", "30"]);
+    expect(r.signal).toBeNull();
+    const res = results(r);
+    expect(res.pass).toEqual(["A20 is enabled at boot (bit 1 set)", "the reset bit reads 0", "A20 bit reads back 0 then 1 (0x0, 0x2)"]);
+    expect(r.lines).toContain("port92: resetting");
+    expect(res.fail).toEqual([]);
+    expect(res.summary).toBeUndefined();
+    expect(r.err.trim()).toMatch(/^tsvmm: guest requested a reset through port 0x92 \(bit 0\) \[reset, exit 0,/);
+    expect(r.status).toBe(0);
+  });
+
+  it("iomem: pc-testdev's 64 KiB at 0xff000000 is RAM-like MMIO for moves, string ops, xchg, add and lock cmpxchg", () => {
+    const r = tsvmm("iomem", ["--mem", "32", "--timeout", "30"]);
+    expect(expectAllPassed(r, 10)).toContain("rep movsb from RAM across the 0xff001000 page boundary");
+  });
+
+  it("acpi-off: the guest finds RSDP/FADT/DSDT, writes \\_S5 with SLP_EN to PM1a_CNT: reason poweroff, status 0", () => {
+    const r = tsvmm("acpi-off", ["--mem", "32", "--timeout", "30"]);
+    expect(r.signal).toBeNull();
+    const res = results(r);
+    expect(res.pass).toEqual([
+      "RSDP found at 0xe0000",
+      "FADT and DSDT found, checksums good",
+      "\\_S5 SLP_TYPa 5, PM1a_CNT at 0x604",
+      "SLP_TYP without SLP_EN leaves the machine running",
+    ]);
+    expect(res.fail).toEqual([]);
+    expect(r.err.trim()).toMatch(/^tsvmm: guest powered off through ACPI \(S5 written to PM1a control\) \[poweroff, exit 0,/);
+    expect(r.status).toBe(0);
   });
 });

@@ -3,7 +3,8 @@
    physical addresses with no RAM and no device behind them. The VMM must shrug all of it off:
    the UART, fw_cfg and the exit port still work afterwards and unbacked memory reads all-ones.
    Ports with a defined VM-wide effect are left alone (debug-exit 0xf4, the i8042 reset at 0x64,
-   the UART the results go to, the tsvmm hypercall doorbell 0xef0-0xef7). */
+   the UART the results go to, the tsvmm hypercall doorbell 0xef0-0xef7, the port 0x92 reset bit,
+   the ACPI PM block 0x600-0x60b whose S5 write powers off). */
 #include "kut.h"
 
 static u32 rng = 0x2545f491u;
@@ -19,7 +20,8 @@ static int touches(u32 port, u32 size, u32 lo, u32 hi) { return port <= hi && po
 
 static int protected_port(u32 port, u32 size) {
     return touches(port, size, 0xf4, 0xf7) || touches(port, size, 0x60, 0x64) ||
-           touches(port, size, 0x3f8, 0x3ff) || touches(port, size, 0xef0, 0xef7) || port + size > 0x10000;
+           touches(port, size, 0x3f8, 0x3ff) || touches(port, size, 0xef0, 0xef7) || touches(port, size, 0x92, 0x92) ||
+           touches(port, size, 0x600, 0x60b) || port + size > 0x10000;
 }
 
 static void out_sized(u16 port, u32 size, u32 v) {
