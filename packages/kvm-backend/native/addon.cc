@@ -445,6 +445,8 @@ class Runner : public Napi::ObjectWrap<Runner> {
   }
 
   void Loop() {
+    // Named so a person (top -H) or a test (/proc/self/task/*/comm) can tell vCPU threads apart.
+    pthread_setname_np(pthread_self(), "tsvmm-vcpu");
     {
       std::lock_guard<std::mutex> lock(mu_);
       tid_ = pthread_self();
