@@ -5,7 +5,8 @@
    Params (lib/virtio.h block at 0x6000), all optional (the CLI run has none):
      arg[0] flags: 1 packed ring, 2 EVENT_IDX, 4 interrupt (else polling), 8 indirect descriptors
      arg[1] seed of the pattern to verify first (0: none)   arg[2] seed to write (0: none)
-     arg[3] first sector                                     arg[4] bytes (multiple of 512, <= 1 MiB) */
+     arg[3] first sector                                     arg[4] bytes (multiple of 512, <= 1 MiB)
+     arg[5] timed reads of the region after the rest (blk.bench-start / blk.bench-done) */
 #include "virtio.h"
 
 #define BLK_T_IN 0
@@ -160,6 +161,12 @@ int test_main(void) {
         report_value("blk.read-status", (u64)s);
         report_value("blk.read-used", used);
         report_value("blk.readback-mismatches", bad);
+    }
+    u64 rounds = p ? p->arg[5] : 0;
+    if (rounds) {
+        report_value("blk.bench-start", rounds);
+        for (u64 k = 0; k < rounds; k++) failures += request(BLK_T_IN, sector, rbuf, (u32)bytes, &used) != 0;
+        report_value("blk.bench-done", rounds);
     }
     u64 cap = virtio_cfg64(&dev, 0);
     s = request(BLK_T_IN, cap, rbuf, 512, &used);
