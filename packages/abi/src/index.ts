@@ -4,3 +4,4 @@ export * from "./hypercall.js";
 export * from "./kvm/index.js";
 export * from "./layout.js";
 export * from "./vmx/eptp.js";
+export * from "./x86/index.js";
