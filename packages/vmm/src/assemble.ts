@@ -14,6 +14,7 @@ import { type BootPlan, bootKernel, type KernelFormat } from "./kernel.js";
 import { type FirmwarePlatformDevice, planFirmware, writeFirmware } from "./platform.js";
 import { attachVirtio, type VirtioDeviceSpec, virtioCmdline, virtioSlot } from "./virtio.js";
 import { type CpuidRecord, type MsrHandler, Vmm } from "./vmm.js";
+import type { EmulationOptions } from "./emulation/index.js";
 import type { WatchdogOptions } from "./watchdog.js";
 
 /** Where console bytes came from. */
@@ -99,6 +100,8 @@ export interface VmmSpec {
   readonly virtio: readonly VirtioDeviceSpec[];
   /** Contained device errors (virtio drivers doing wrong, a socket failing): logged, never thrown. */
   readonly onDeviceError: ((e: unknown) => void) | undefined;
+  /** Finish in the VMM the instructions KVM cannot emulate (`--emulate`); undefined: off. */
+  readonly emulate?: EmulationOptions;
 }
 
 /** The steps of `assemble`, in order: each failure names its step. */
@@ -224,7 +227,10 @@ export function assemble(spec: VmmSpec): Vmm {
     const devices = step("devices", () => {
       const pio = new PioBus({ policy: spec.ioPolicy ?? null, defaultHandler: spec.pioDefault });
       const mmio = new MmioBus({ defaultHandler: spec.mmioDefault });
-      const uart = new Uart16550({ name: "com1", output: (b: number) => spec.console(Buffer.from([b]), "uart"), irq: (level: boolean) => irq(spec.serial.irq, level) });
+      // Stream output: the UART hands over whole lines (or 4 KiB, or what is left when the event
+      // loop turns), not one Buffer and one write per byte.
+      const uartOut = { write: (chunk: Uint8Array) => spec.console(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength), "uart") };
+      const uart = new Uart16550({ name: "com1", output: uartOut, irq: (level: boolean) => irq(spec.serial.irq, level) });
       pio.register(spec.serial.port, 8, uart);
       const dbg = spec.debugExit;
       pio.register(
@@ -309,6 +315,7 @@ export function assemble(spec: VmmSpec): Vmm {
       onMsr: spec.onMsr,
       spec,
       closers,
+      emulation: spec.emulate,
     });
     return vmm;
   } catch (e) {
