@@ -11,3 +11,11 @@ export {
 export { type CpuidRecord, EXIT_STATUS, type MsrHandler, type StopDetail, type StopReason, Vmm, type VmmParts, type VmmResult } from "./vmm.js";
 export { type AttachedVirtio, attachVirtio, VIRTIO_GSI_BASE, VIRTIO_MAX_DEVICES, VIRTIO_MMIO_BASE, type VirtioDeviceSpec, virtioCmdline, virtioSlot } from "./virtio.js";
 export { longTimeout, MAX_TIMER_MS, Watchdog, type WatchdogOptions } from "./watchdog.js";
+export { ApiClient, ApiError, type ApiErrorCode, API_MAX_LINE, API_OPS, type ApiOp, type ApiRequest, type ApiResponse, ApiServer, type ApiStatus } from "./api/index.js";
+export {
+  checkSnapshot, compatibilityProblems, decodeValue, type DeviceStateRecord, type Encoded, encodeValue, findDevices, HEADER_FILE, type HostInfo, hostFingerprint,
+  hostInfo, MEMORY_FILE, nonZeroRuns, readHeader, RESTORE_CAPS, type RestoreOptions, restoreChecked, restoreSnapshot, type SlotState, SNAPSHOT_FORMAT_VERSION,
+  SNAPSHOT_MAGIC, type SnapshotCheck, SnapshotError, type SnapshotErrorCode, type SnapshotHeader, type SnapshotInfo, type SnapshotOptions, type SnapshotState,
+  STATE_FILE, saveSnapshot, serializeHeader, type VcpuState, type VmState,
+} from "./snapshot/index.js";
+export { PauseGate } from "./pause.js";

@@ -52,8 +52,11 @@ export function saveVcpu(vcpu: Vcpu, cpuid: CpuidRecord, msrs: readonly number[]
 export function restoreVcpu(vcpu: Vcpu, s: VcpuState): void {
   if (s.tscKhz !== null && s.tscKhz !== vcpu.getTscKhz()) vcpu.setTscKhz(s.tscKhz);
   vcpu.setRegs(s.regs);
+  // Both, XSAVE first: KVM_SET_FPU writes the legacy area without touching XSTATE_BV, so after
+  // the pair KVM holds exactly what it held (an XMM value given by KVM_SET_FPU alone is in the
+  // legacy area while XSTATE_BV still marks SSE as in its init state).
   if (s.xsave !== null) vcpu.setXsave(s.xsave);
-  else vcpu.setFpu(s.fpu);
+  vcpu.setFpu(s.fpu);
   if (s.xcrs !== null && s.xcrs.length > 0) vcpu.setXcrs(s.xcrs);
   vcpu.setSregs(s.sregs);
   if (s.msrs.length > 0) vcpu.setMsrs(s.msrs);
