@@ -1,6 +1,9 @@
+import { accessFromSvmAttrib, CR0, CR4, EFER as EFER_ARCH, EXCEPTION_VECTOR, RFLAGS, type SegmentAccess, SVM_ATTRIB, svmAttribFromAccess } from "@tsvmm/abi";
+
 /**
  * Named bits and enumerations of the VMCB fields (AMD64 APM vol. 2 chapter 15 and appendix B) and
- * the architectural registers the VMRUN checks read (APM vol. 2 chapter 3).
+ * AMD's own bits of the architectural registers the VMRUN checks read (APM vol. 2 chapter 3); the
+ * bits Intel and AMD share come from @tsvmm/abi and are re-exported here under their old names.
  */
 
 /** Control-area word 00Ch (`control.interceptMisc1`), APM table B-1. */
@@ -215,113 +218,39 @@ export function decodeEvent(v: bigint): EventInfo {
   };
 }
 
-/** Exception vectors (APM vol. 2 table 8-1). */
+/**
+ * Exception vectors (APM vol. 2 table 8-1): the architectural ones from abi, the APM's name #XF
+ * for vector 19 (the SDM's #XM) and AMD's own #HV, #VC and #SX.
+ */
 export const VECTOR = {
-  DE: 0,
-  DB: 1,
-  NMI: 2,
-  BP: 3,
-  OF: 4,
-  BR: 5,
-  UD: 6,
-  NM: 7,
-  DF: 8,
-  TS: 10,
-  NP: 11,
-  SS: 12,
-  GP: 13,
-  PF: 14,
-  MF: 16,
-  AC: 17,
-  MC: 18,
+  ...EXCEPTION_VECTOR,
   XF: 19,
-  CP: 21,
   HV: 28,
   VC: 29,
   SX: 30,
 } as const;
 
 /** Segment attribute field of the save area (12 bits: descriptor bits 47:40 and 55:52), APM §15.5. */
-export const ATTRIB = {
-  TYPE_MASK: 0xf,
-  TYPE_ACCESSED: 1 << 0,
-  TYPE_RW: 1 << 1,
-  TYPE_DC: 1 << 2,
-  TYPE_CODE: 1 << 3,
-  S: 1 << 4,
-  DPL_SHIFT: 5,
-  DPL_MASK: 3 << 5,
-  P: 1 << 7,
-  AVL: 1 << 8,
-  L: 1 << 9,
-  DB: 1 << 10,
-  G: 1 << 11,
-} as const;
+export const ATTRIB = SVM_ATTRIB;
 
-export interface SegmentAttributes {
-  type: number;
-  s: number;
-  dpl: number;
-  p: number;
-  avl: number;
-  l: number;
-  db: number;
-  g: number;
-}
+/** The save area's attributes of a segment: abi's SegmentAccess without "unusable", which SVM lacks. */
+export type SegmentAttributes = Omit<SegmentAccess, "unusable">;
 
 export function packAttrib(a: SegmentAttributes): number {
-  return (a.type & 0xf) | ((a.s & 1) << 4) | ((a.dpl & 3) << 5) | ((a.p & 1) << 7) | ((a.avl & 1) << 8) | ((a.l & 1) << 9) | ((a.db & 1) << 10) | ((a.g & 1) << 11);
+  return svmAttribFromAccess({ ...a, unusable: 0 });
 }
 
 export function unpackAttrib(v: number): SegmentAttributes {
-  return { type: v & 0xf, s: (v >> 4) & 1, dpl: (v >> 5) & 3, p: (v >> 7) & 1, avl: (v >> 8) & 1, l: (v >> 9) & 1, db: (v >> 10) & 1, g: (v >> 11) & 1 };
+  const { unusable: _, ...a } = accessFromSvmAttrib(v);
+  return a;
 }
 
-/** CR0 (APM vol. 2 §3.1.1). */
-export const CR0 = {
-  PE: 1n << 0n,
-  MP: 1n << 1n,
-  EM: 1n << 2n,
-  TS: 1n << 3n,
-  ET: 1n << 4n,
-  NE: 1n << 5n,
-  WP: 1n << 16n,
-  AM: 1n << 18n,
-  NW: 1n << 29n,
-  CD: 1n << 30n,
-  PG: 1n << 31n,
-} as const;
+/** CR0, CR4 and RFLAGS as both vendors define them: AMD has no CR4 bit of its own (APM vol. 2 §3.1). */
+export { CR0, CR4, RFLAGS };
 
-/** CR4 bits AMD defines (APM vol. 2 §3.1.3); every other bit is reserved, MBZ. */
-export const CR4 = {
-  VME: 1n << 0n,
-  PVI: 1n << 1n,
-  TSD: 1n << 2n,
-  DE: 1n << 3n,
-  PSE: 1n << 4n,
-  PAE: 1n << 5n,
-  MCE: 1n << 6n,
-  PGE: 1n << 7n,
-  PCE: 1n << 8n,
-  OSFXSR: 1n << 9n,
-  OSXMMEXCPT: 1n << 10n,
-  UMIP: 1n << 11n,
-  LA57: 1n << 12n,
-  FSGSBASE: 1n << 16n,
-  PCIDE: 1n << 17n,
-  OSXSAVE: 1n << 18n,
-  SMEP: 1n << 20n,
-  SMAP: 1n << 21n,
-  PKE: 1n << 22n,
-  CET: 1n << 23n,
-} as const;
-
-/** EFER (MSR C000_0080h), APM vol. 2 §3.1.7. */
+/** EFER (MSR C000_0080h), APM vol. 2 §3.1.7: the architectural bits plus AMD's own. */
 export const EFER = {
-  SCE: 1n << 0n,
-  LME: 1n << 8n,
-  LMA: 1n << 10n,
-  NXE: 1n << 11n,
+  ...EFER_ARCH,
   SVME: 1n << 12n,
   LMSLE: 1n << 13n,
   FFXSR: 1n << 14n,
@@ -330,15 +259,6 @@ export const EFER = {
   INTWB: 1n << 18n,
   UAIE: 1n << 20n,
   AIBRSE: 1n << 21n,
-} as const;
-
-export const RFLAGS = {
-  CF: 1n << 0n,
-  FIXED1: 1n << 1n,
-  TF: 1n << 8n,
-  IF: 1n << 9n,
-  IOPL_MASK: 3n << 12n,
-  VM: 1n << 17n,
 } as const;
 
 /** S_CET (APM vol. 2 §18.x): AMD implements the shadow-stack enables only. */

@@ -1,5 +1,5 @@
-import type { KvmDebugregs, KvmMsrEntry, KvmRegs, KvmSegment, KvmSregs } from "@tsvmm/abi";
-import { CR0, EFER, NESTED_CTL, VIRT_EXT } from "./bits.js";
+import { accessFromSvmAttrib, type KvmDebugregs, type KvmMsrEntry, type KvmRegs, type KvmSegment, type KvmSregs, kvmSegmentFromSegment } from "@tsvmm/abi";
+import { CR0, EFER, NESTED_CTL, RFLAGS, VIRT_EXT } from "./bits.js";
 import { canonicalizeVmcb } from "./checks.js";
 import { SvmError } from "./errors.js";
 import { encodeIoioInfo, NPF, VMEXIT } from "./exits.js";
@@ -27,24 +27,16 @@ export const MSR_INDEX = {
 } as const;
 
 function segment(s: VmcbState, name: string, realMode: boolean): KvmSegment {
-  const a = Number(s.get(`save.${name}.attrib`));
-  const present = (a >> 7) & 1;
-  return {
+  const access = accessFromSvmAttrib(Number(s.get(`save.${name}.attrib`)));
+  return kvmSegmentFromSegment({
+    ...access,
     base: s.get(`save.${name}.base`),
     limit: Number(s.get(`save.${name}.limit`)),
     selector: Number(s.get(`save.${name}.selector`)),
-    type: a & 0xf,
-    s: (a >> 4) & 1,
-    dpl: (a >> 5) & 3,
-    present,
-    avl: (a >> 8) & 1,
-    l: (a >> 9) & 1,
-    db: (a >> 10) & 1,
-    g: (a >> 11) & 1,
-    // SVM has no "unusable" bit: a segment is unusable when P=0, except in real mode, where
-    // every segment register is usable whatever its cached attributes (as Bochs models VMRUN).
-    unusable: realMode ? 0 : present ? 0 : 1,
-  };
+    // SVM has no "unusable" bit (abi reports P=0 as unusable), except in real mode, where every
+    // segment register is usable whatever its cached attributes (as Bochs models VMRUN).
+    unusable: realMode ? 0 : access.unusable,
+  });
 }
 
 /**
@@ -65,7 +57,7 @@ export function toKvmState(vmcb: VmcbState): KvmVcpuState {
     rax: s.get("save.rax"), rbx: z, rcx: z, rdx: z, rsi: z, rdi: z, rsp: s.get("save.rsp"), rbp: z,
     r8: z, r9: z, r10: z, r11: z, r12: z, r13: z, r14: z, r15: z,
     rip: s.get("save.rip"),
-    rflags: s.get("save.rflags") | 2n,
+    rflags: s.get("save.rflags") | RFLAGS.FIXED1,
   };
   const ss = segment(s, "ss", real);
   ss.dpl = real ? 0 : Number(s.get("save.cpl")) & 3;

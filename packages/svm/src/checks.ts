@@ -1,4 +1,5 @@
-import { CR0, CR4, EFER, EVENT, EVENT_TYPE, INTERCEPT_MISC2, NESTED_CTL, S_CET, VECTOR } from "./bits.js";
+import { CR0_MBZ, canonicalize, DR6_MBZ, DR7_MBZ, linearAddressWidth } from "@tsvmm/abi";
+import { ATTRIB, CR0, CR4, EFER, EVENT, EVENT_TYPE, INTERCEPT_MISC2, NESTED_CTL, S_CET, VECTOR } from "./bits.js";
 import { capsProblem, cr4Allowed, eferAllowed, hasFeature, type SvmCaps } from "./caps.js";
 import { VmcbState } from "./state.js";
 
@@ -94,7 +95,6 @@ export function patValid(pat: bigint): boolean {
 }
 
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
-const HIGH32 = 0xffff_ffff_0000_0000n;
 
 function run(s: VmcbState, caps: SvmCaps, env: VmrunEnv, out: Violation[]): void {
   const report = (id: string, message: string): void => {
@@ -149,20 +149,20 @@ function run(s: VmcbState, caps: SvmCaps, env: VmrunEnv, out: Violation[]): void
   if (eferRsvd) report("svm.save.efer-mbz", `save.efer=${hex(efer)}: bits ${hex(eferRsvd)} are must-be-zero on this CPU`);
   if (!caps.cpu.longMode && efer & lm) report("svm.save.efer-lm-unsupported", `save.efer=${hex(efer)}: LME/LMA on a CPU without long mode`);
   if ((cr0 & CR0.CD) === 0n && (cr0 & CR0.NW) !== 0n) report("svm.save.cr0-cd-nw", `save.cr0=${hex(cr0)}: NW=1 with CD=0`);
-  if (cr0 & HIGH32) report("svm.save.cr0-high", `save.cr0=${hex(cr0)}: bits 63:32 must be 0`);
+  if (cr0 & CR0_MBZ) report("svm.save.cr0-high", `save.cr0=${hex(cr0)}: bits 63:32 must be 0`);
   const lmePg = (efer & EFER.LME) !== 0n && (cr0 & CR0.PG) !== 0n;
   if (lmePg && cr3 >> maxPhys !== 0n) report("svm.save.cr3-mbz", `save.cr3=${hex(cr3)}: bits 63:${maxPhys} must be 0 in long mode`);
   const cr4Rsvd = cr4 & ~cr4Allowed(caps);
   if (cr4Rsvd) report("svm.save.cr4-mbz", `save.cr4=${hex(cr4)}: bits ${hex(cr4Rsvd)} are must-be-zero on this CPU`);
   const dr6 = s.get("save.dr6");
-  if (dr6 & HIGH32) report("svm.save.dr6-high", `save.dr6=${hex(dr6)}: bits 63:32 must be 0`);
+  if (dr6 & DR6_MBZ) report("svm.save.dr6-high", `save.dr6=${hex(dr6)}: bits 63:32 must be 0`);
   const dr7 = s.get("save.dr7");
-  if (dr7 & HIGH32) report("svm.save.dr7-high", `save.dr7=${hex(dr7)}: bits 63:32 must be 0`);
+  if (dr7 & DR7_MBZ) report("svm.save.dr7-high", `save.dr7=${hex(dr7)}: bits 63:32 must be 0`);
   if (lmePg) {
     if ((cr4 & CR4.PAE) === 0n) report("svm.save.lme-pg-no-pae", `save.cr4=${hex(cr4)}: EFER.LME=1 and CR0.PG=1 need CR4.PAE=1`);
     if ((cr0 & CR0.PE) === 0n) report("svm.save.lme-pg-no-pe", `save.cr0=${hex(cr0)}: EFER.LME=1 and CR0.PG=1 need CR0.PE=1`);
     const cs = Number(s.get("save.cs.attrib"));
-    if (cr4 & CR4.PAE && cs & (1 << 9) && cs & (1 << 10)) report("svm.save.lme-pg-pae-cs-ld", `save.cs.attrib=${hex(cs)}: L=1 and D=1 in long mode`);
+    if (cr4 & CR4.PAE && cs & ATTRIB.L && cs & ATTRIB.DB) report("svm.save.lme-pg-pae-cs-ld", `save.cs.attrib=${hex(cs)}: L=1 and D=1 in long mode`);
   }
   if (caps.cpu.shstk) {
     if (cr4 & CR4.CET && (cr0 & CR0.WP) === 0n) report("svm.save.cr4-cet-wp", `save.cr0=${hex(cr0)}: CR4.CET=1 needs CR0.WP=1`);
@@ -199,9 +199,7 @@ const SEGMENTS = ["es", "cs", "ss", "ds", "fs", "gs", "gdtr", "ldtr", "idtr", "t
 
 /** Sign-extend bit 47 (bit 56 with CR4.LA57) to bit 63, as VMRUN does to every loaded base. */
 export function canonicalizeAddress(v: bigint, la57 = false): bigint {
-  const top = la57 ? 56n : 47n;
-  const low = v & ((1n << (top + 1n)) - 1n);
-  return (v >> top) & 1n ? low | (0xffff_ffff_ffff_ffffn & ~((1n << (top + 1n)) - 1n)) : low;
+  return canonicalize(v, linearAddressWidth(la57));
 }
 
 /**

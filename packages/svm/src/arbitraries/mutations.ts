@@ -1,4 +1,4 @@
-import { CR0, CR4, EFER, encodeEvent, INTERCEPT_MISC2, NESTED_CTL } from "../bits.js";
+import { ATTRIB, CR0, CR4, EFER, encodeEvent, INTERCEPT_MISC2, NESTED_CTL } from "../bits.js";
 import { SVM_FEATURE, type SvmCaps } from "../caps.js";
 import type { VmrunEnv } from "../checks.js";
 import type { VmcbState } from "../state.js";
@@ -71,7 +71,7 @@ export const MUTATIONS: Readonly<Record<string, Mutation>> = {
   "svm.save.dr7-high": { mode: "long", apply: (s, r) => or(s, "save.dr7", highBit(r)) },
   "svm.save.lme-pg-no-pae": { mode: "long", apply: (s) => andNot(s, "save.cr4", CR4.PAE) },
   "svm.save.lme-pg-no-pe": { mode: "long", apply: (s) => andNot(s, "save.cr0", CR0.PE) },
-  "svm.save.lme-pg-pae-cs-ld": { mode: "long", apply: (s) => s.set("save.cs.attrib", Number(s.get("save.cs.attrib")) | (1 << 10)) },
+  "svm.save.lme-pg-pae-cs-ld": { mode: "long", apply: (s) => s.set("save.cs.attrib", Number(s.get("save.cs.attrib")) | ATTRIB.DB) },
   "svm.save.cr4-cet-wp": { mode: "long", apply: (s) => { or(s, "save.cr4", CR4.CET); andNot(s, "save.cr0", CR0.WP); } },
   "svm.save.s-cet-mbz": { mode: "long", apply: (s, r) => s.set("save.sCet", 1n << BigInt(2 + (r % 62))) },
 };
