@@ -15,6 +15,7 @@ import type { FirmwarePlatformDevice } from "./platform.js";
 import type { MsrHandler, Vmm, VmmResult } from "./vmm.js";
 import { VIRTIO_MAX_DEVICES, type VirtioDeviceSpec } from "./virtio.js";
 import type { WatchdogOptions } from "./watchdog.js";
+import { type EmulationOptions, linuxEmulationCmdline } from "./emulation/index.js";
 
 /** This package's folder (dist/.. or src/..). */
 export function packageRoot(): string {
@@ -78,6 +79,8 @@ export class VmmBuilder {
   private readonly virtioDevs: VirtioDeviceSpec[] = [];
   private deviceErrorCb: ((e: unknown) => void) | undefined;
   private hypercallCb: ((outcome: { vcpu: number; status: number; call: number | undefined }) => void) | undefined;
+  private emulateOpts: EmulationOptions | undefined;
+  private hostNote: string | undefined;
 
   /** A builder from a validated JSON config ({@link loadVmConfig}). */
   static fromConfig(c: VmConfig): VmmBuilder {
@@ -98,6 +101,7 @@ export class VmmBuilder {
     if (c.vsock !== undefined) b.vsock(c.vsock.cid, c.vsock.uds);
     if (c.console === "virtio") b.virtioConsole();
     if (c.rng) b.rng();
+    if (c.emulate) b.emulate();
     return b;
   }
 
@@ -333,17 +337,33 @@ export class VmmBuilder {
     return this;
   }
 
+  /**
+   * Finish in the VMM the instructions this host's KVM cannot emulate (default off). For a Linux
+   * kernel on a host that needs it (measured once per process) the command line also gets what
+   * such a kernel needs there; {@link emulationNote} says what was added.
+   */
+  emulate(on: boolean | EmulationOptions = true): this {
+    this.emulateOpts = on === false ? undefined : on === true ? {} : { ...on };
+    return this;
+  }
+  /** What spec()/build() added for emulation on this host (for a note to the user); undefined when nothing. */
+  emulationNote(): string | undefined {
+    return this.hostNote;
+  }
+
   /** The full description of the VM this builder makes. */
   spec(): VmmSpec {
     if (this.kernelBytes === undefined && this.startState === undefined) throw new VmmError("VMM_BUILD_INVALID", "no kernel: call kernel(), kernelFile() or cpuState()");
     if (this.kernelBytes !== undefined && this.startState !== undefined) throw new VmmError("VMM_BUILD_INVALID", "kernel() and cpuState() exclude each other");
+    const tuned = this.emulateOpts !== undefined && this.kernelBytes !== undefined ? linuxEmulationCmdline(this.kernelBytes, this.cmd) : undefined;
+    this.hostNote = tuned?.note;
     return {
       kernel: this.kernelBytes,
       cpuState: this.startState,
       format: this.kernelFormat,
       memoryBytes: this.memBytes,
       vcpus: this.nVcpus,
-      cmdline: this.cmd,
+      cmdline: tuned?.cmdline ?? this.cmd,
       initrd: this.initrdBytes,
       console: this.consoleSink,
       serial: this.serialCfg,
@@ -375,6 +395,7 @@ export class VmmBuilder {
       onHypercall: this.hypercallCb,
       virtio: this.virtioDevs,
       onDeviceError: this.deviceErrorCb,
+      emulate: this.emulateOpts,
     };
   }
 

@@ -63,6 +63,9 @@ options:
       --vsock CID,PATH  virtio-vsock: guest CID, host Unix socket PATH        config: vsock
       --console K       uart (default) or virtio (adds a virtio-console port) config: console
       --rng             a virtio-rng device                                   config: rng
+      --emulate         finish in tsvmm the instructions this host's KVM cannot
+                        emulate (PVM hosts); adds what Linux needs there to
+                        the command line and says so                          config: emulate
   -h, --help            this help
   -V, --version         the tsvmm version
 
@@ -185,6 +188,7 @@ const CONFIG_FLAGS: Record<string, string> = {
   net: "--net",
   vsock: "--vsock",
   rng: "--rng",
+  emulate: "--emulate",
   console: "--console",
   memoryMiB: "--mem",
   vcpus: "--vcpus",
@@ -216,6 +220,7 @@ async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
       vsock: { type: "string" },
       console: { type: "string" },
       rng: { type: "boolean" },
+      emulate: { type: "boolean" },
       "api-sock": { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "V" },
@@ -249,6 +254,7 @@ async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
     vsock: values.vsock === undefined ? undefined : vsockArg(values.vsock),
     console: values.console,
     rng: values.rng,
+    emulate: values.emulate,
   };
   for (const [k, v] of Object.entries(over)) if (v !== undefined) base[k] = v;
   let config: VmConfig;
@@ -268,9 +274,10 @@ async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
     const size = fileSize(kernel);
     if (size > 8 * 2 ** 20) io.stderr(`tsvmm: loading ${kernel} (${(size / 2 ** 20).toFixed(1)} MiB)…\n`);
   }
-  const vmm = VmmBuilder.fromConfig({ ...config, kernel })
-    .console((b) => io.stdout(b))
-    .build();
+  const builder = VmmBuilder.fromConfig({ ...config, kernel }).console((b) => io.stdout(b));
+  const vmm = builder.build();
+  const note = builder.emulationNote();
+  if (note !== undefined) io.stderr(`tsvmm: ${note}\n`);
   if (vmm.boot.format === "flat" && config.format === "auto") {
     io.stderr(`tsvmm: ${kernel} has no header tsvmm knows; booting it as a flat real-mode binary at 0x7c00 (--format flat says so and silences this)\n`);
   }
@@ -309,7 +316,9 @@ function fileSize(path: string): number {
 
 /** The one line a run ends with. */
 export function stopLine(result: VmmResult): string {
-  return `tsvmm: ${result.message} [${result.reason}, exit ${result.exitCode}, ${result.exits} exits, ${(result.durationMs / 1000).toFixed(3)} s]`;
+  const emulated = Object.entries(result.emulated ?? {});
+  const shown = emulated.length === 0 ? "" : `, emulated: ${emulated.map(([m, n]) => `${m} ${n}`).join(", ")}`;
+  return `tsvmm: ${result.message} [${result.reason}, exit ${result.exitCode}, ${result.exits} exits, ${(result.durationMs / 1000).toFixed(3)} s${shown}]`;
 }
 
 function infoCommand(args: readonly string[], io: CliIo): number {

@@ -63,6 +63,8 @@ export const VmConfigSchema = z.strictObject({
   console: z._default(z.enum(["uart", "virtio"]), "uart"),
   /** A virtio-rng device. */
   rng: z._default(z.boolean(), false),
+  /** Finish in the VMM the instructions this host's KVM cannot emulate (PVM hosts); off by default. */
+  emulate: z._default(z.boolean(), false),
   serial: z._default(z.strictObject({ port: z._default(int(0, 0xfff8), L.serial.port), irq: z._default(int(0, 23), L.serial.irq) }), { ...L.serial }),
   debugExit: z._default(
     z.strictObject({ port: z._default(int(0, 0xfffc), L.debugExit.port), convention: z._default(z.enum(["qemu", "raw"]), L.debugExit.convention) }),

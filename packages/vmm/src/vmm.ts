@@ -1,5 +1,5 @@
 import { performance } from "node:perf_hooks";
-import { KVM_MP_STATE, type KvmCpuidEntry2 } from "@tsvmm/abi";
+import { KVM_INTERNAL_ERROR, KVM_MP_STATE, type KvmCpuidEntry2 } from "@tsvmm/abi";
 import type { HypercallDevice, MmioBus, PioBus, TraceRecorder, Uart16550 } from "@tsvmm/devices";
 import { type ExitHandlers, type Kvm, runLoopAsync, type Vcpu, type VcpuExit, type Vm } from "@tsvmm/kvm-backend";
 import { VmmError } from "./errors.js";
@@ -11,6 +11,7 @@ import { type SnapshotInfo, type SnapshotOptions, saveSnapshot } from "./snapsho
 import { VirtioConsole } from "@tsvmm/virtio";
 import type { AttachedVirtio } from "./virtio.js";
 import { Watchdog, type WatchdogOptions } from "./watchdog.js";
+import { type EmulationOptions, EmulationStats, VcpuEmulation } from "./emulation/index.js";
 
 /** Why a VM stopped, and the process exit status that stands for it. */
 export type StopReason =
@@ -69,6 +70,8 @@ export interface VmmResult {
   readonly vcpuRips: readonly bigint[];
   readonly exits: number;
   readonly durationMs: number;
+  /** Instructions the VMM emulated for KVM (`--emulate`), counts by mnemonic; empty when off. */
+  readonly emulated: Readonly<Record<string, number>>;
 }
 
 /** A filtered RDMSR/WRMSR: a value (rdmsr) or true (wrmsr) to complete it, false or "fail" to inject #GP. */
@@ -103,6 +106,8 @@ export interface VmmParts {
   readonly virtio: readonly AttachedVirtio[];
   /** What must be up before the first vCPU runs (host listeners). */
   readonly ready: readonly Promise<void>[];
+  /** Finish instructions KVM cannot emulate in the VMM (`--emulate`); undefined: off. */
+  readonly emulation?: EmulationOptions;
 }
 
 const HALT_CHECK_MS = 1000;
@@ -133,6 +138,8 @@ export class Vmm {
   private haltCheck = false;
   private state: "ready" | "running" | "done" = "ready";
   private readonly gate = new PauseGate();
+  /** Counts of instructions emulated by the VMM, all vCPUs together. */
+  readonly emulationStats = new EmulationStats();
 
   constructor(parts: VmmParts) {
     this.parts = parts;
@@ -239,6 +246,7 @@ export class Vmm {
       vcpuRips: rips,
       exits: this.exitCount,
       durationMs: performance.now() - t0,
+      emulated: this.emulationStats.toRecord(),
     };
     if (options.close !== false) {
       try {
@@ -300,6 +308,7 @@ export class Vmm {
       this.requestStop("guest-error", EXIT_STATUS["guest-error"], message, detail);
       return true;
     };
+    const emulation = this.emulationFor(index);
     const handlers: ExitHandlers = {
       io: (exit) => {
         const port = exit.port;
@@ -357,8 +366,14 @@ export class Vmm {
         return true;
       },
       internal_error: (exit, v) => {
+        let why = "";
+        if (emulation !== undefined && exit.suberror === KVM_INTERNAL_ERROR.EMULATION) {
+          const r = emulation.handle(exit.instructionBytes);
+          if (r.kind === "resumed") return this.stop !== undefined;
+          why = `; not emulated: ${r.message}`;
+        }
         const bytes = exit.instructionBytes?.toString("hex");
-        return guestError(`vCPU ${index}: KVM internal error, suberror ${exit.suberror}${bytes ? `, instruction bytes ${bytes}` : ""}`, {
+        return guestError(`vCPU ${index}: KVM internal error, suberror ${exit.suberror}${bytes ? `, instruction bytes ${bytes}` : ""}${why}`, {
           kind: "internal-error",
           vcpu: index,
           suberror: exit.suberror,
@@ -374,6 +389,22 @@ export class Vmm {
         }),
     };
     return handlers;
+  }
+
+  /** vCPU `index`'s emulator when `--emulate` is on. */
+  private emulationFor(index: number): VcpuEmulation | undefined {
+    const o = this.parts.emulation;
+    if (o === undefined) return undefined;
+    return new VcpuEmulation({
+      vcpu: this.vcpus[index]!,
+      memory: this.vm.memory,
+      mmio: this.mmio,
+      index,
+      cpuid: this.cpuid[index]?.held ?? [],
+      stats: this.emulationStats,
+      trace: this.parts.trace,
+      options: o,
+    });
   }
 
   private msr(exit: Extract<VcpuExit, { kind: "rdmsr" | "wrmsr" }>, index: number): boolean {
