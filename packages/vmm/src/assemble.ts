@@ -15,6 +15,7 @@ import { type FirmwarePlatformDevice, planFirmware, writeFirmware } from "./plat
 import { attachVirtio, type VirtioDeviceSpec, virtioCmdline, virtioSlot } from "./virtio.js";
 import { type CpuidRecord, type MsrHandler, Vmm } from "./vmm.js";
 import type { EmulationOptions } from "./emulation/index.js";
+import { attachGdb, type GdbOptions } from "./debug/attach.js";
 import type { WatchdogOptions } from "./watchdog.js";
 
 /** Where console bytes came from. */
@@ -102,6 +103,8 @@ export interface VmmSpec {
   readonly onDeviceError: ((e: unknown) => void) | undefined;
   /** Finish in the VMM the instructions KVM cannot emulate (`--emulate`); undefined: off. */
   readonly emulate?: EmulationOptions;
+  /** A gdb stub for this VM (debug/): where it listens, whether the vCPUs wait for it. */
+  readonly gdb?: GdbOptions;
 }
 
 /** The steps of `assemble`, in order: each failure names its step. */
@@ -183,7 +186,15 @@ export function assemble(spec: VmmSpec): Vmm {
     const cmdline = spec.virtio.length === 0 ? spec.cmdline : `${spec.cmdline} ${virtioCmdline(spec.virtio.map((_, i) => virtioSlot(i)))}`.trim();
     // Laid out before the kernel so PVH and bzImage can be told where the RSDP is; written after it.
     const firmware = step("firmware", () =>
-      planFirmware({ vcpus: spec.vcpus, serial: spec.serial, acpi: spec.acpi, mpTable: spec.mpTable, devices: spec.platformDevices }),
+      planFirmware({
+        vcpus: spec.vcpus,
+        serial: spec.serial,
+        acpi: spec.acpi,
+        mpTable: spec.mpTable,
+        // Every attached virtio device is in the DSDT (LNRO0005): the only way kernels without
+        // CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES (Debian's) find them.
+        devices: [...spec.platformDevices, ...spec.virtio.map((_, i) => ({ kind: "virtio-mmio" as const, ...virtioSlot(i) }))],
+      }),
     );
     const boot: BootPlan = step("load-kernel", () =>
       spec.kernel !== undefined
@@ -302,11 +313,14 @@ export function assemble(spec: VmmSpec): Vmm {
         }
       }
     }
+    const gdb = spec.gdb === undefined ? undefined : attachGdb(spec.gdb, { vcpus, memory: v.memory, kill: () => vmm?.kill("killed by the debugger", "stopped") });
+    if (gdb !== undefined) closers.push(() => gdb.close());
     vmm = new Vmm({
       kvm: k,
       vm: v,
       vcpus,
       ...devices,
+      ...(gdb !== undefined ? { ready: [...devices.ready, gdb.ready], debug: gdb.target } : {}),
       boot,
       cpuid,
       irqchip: spec.irqchip,

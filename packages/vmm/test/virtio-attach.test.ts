@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { findRsdp, readAcpiTables } from "@tsvmm/acpi";
 import { requireKvm } from "@tsvmm/kvm-backend";
 import { VIRTIO_MMIO_BASE, VmmBuilder, virtioCmdline, virtioSlot } from "@tsvmm/vmm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -52,6 +53,23 @@ describe.runIf(hasKvm)("virtio devices on a built VM", () => {
     const r = await vmm.run();
     expect(r.exitCode).toBe(42);
     expect(vmm.vm.closed).toBe(true);
+  });
+
+  it("every attached device is in the DSDT as LNRO0005 with its window and GSI (how ACPI-only kernels find them)", async () => {
+    const vmm = new VmmBuilder().kernelFile(join(root, "test-kernels", "out", "exit-code.elf")).memoryMiB(16).rng().virtioConsole().build();
+    try {
+      const t = readAcpiTables(vmm.vm.memory, findRsdp(vmm.vm.memory)!);
+      const dsdt = Buffer.from(t.find("DSDT")!.bytes);
+      expect(dsdt.toString("latin1").split("LNRO0005").length - 1).toBe(2);
+      for (const i of [0, 1]) {
+        const base = Buffer.alloc(4);
+        base.writeUInt32LE(VIRTIO_MMIO_BASE + i * 0x1000);
+        // Memory32Fixed: tag 0x86, length 9, then the read-write flag and the base.
+        expect(dsdt.includes(Buffer.concat([Buffer.from([0x86, 0x09, 0x00, 0x01]), base])), `window ${i}`).toBe(true);
+      }
+    } finally {
+      await vmm.close();
+    }
   });
 
   it("virtio without the in-kernel irqchip is a build error of the devices step", () => {
