@@ -13,12 +13,14 @@ import { unpackPayload } from "../src/linux-payload.js";
 // Debian's linux-image-cloud-amd64, booted as users boot it: the built `tsvmm` CLI in a child
 // process. On this project's KVM (PVM) the kernel's CPL0 code is emulated at about 1 µs per
 // instruction, so its first console lines take some 20-30 s and a full boot is out of reach
-// (docs: /work/shared/kvm-on-this-machine.md); the test stops the VM once the e820 map and the
-// RAMDISK line are out.
+// (docs: /work/shared/kvm-on-this-machine.md); the test stops the VM once the e820 map, the
+// RAMDISK line and the ACPI/MADT CPU enumeration (`smpboot: Allowing N CPUs`) are out.
 const hasKvm = requireKvm();
 const root = join(__dirname, "..", "..", "..");
 const cli = join(root, "packages", "vmm", "bin", "tsvmm.cjs");
 const CMDLINE = "console=ttyS0 earlyprintk=ttyS0";
+/** vCPUs of each boot: the kernel (no MP-table parser) can only learn of the second one from the MADT. */
+const SMP = 2;
 
 // An odd-sized initrd: the kernel reports it page-rounded in its `RAMDISK:` line.
 const INITRD_BYTES = 40_000;
@@ -44,13 +46,14 @@ interface Boot {
 }
 
 /**
- * Spawn `tsvmm run`, and kill it as soon as the console holds the banner, the whole e820 map and
- * the kernel's `RAMDISK:` line (a second or two later). The CLI's own --timeout is the backstop.
+ * Spawn `tsvmm run`, and kill it as soon as the console holds the banner, the whole e820 map, the
+ * kernel's `RAMDISK:` line and its `smpboot: Allowing` line (ACPI tables parsed, some 8 s later).
+ * The CLI's own --timeout is the backstop.
  */
 function bootUntilRamdisk(kernelPath: string, memMiB: number, budgetS: number): Promise<Boot> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const args = [cli, "run", kernelPath, "--mem", String(memMiB), "--cmdline", CMDLINE, "--initrd", initrd, "--timeout", String(budgetS)];
+    const args = [cli, "run", kernelPath, "--mem", String(memMiB), "--smp", String(SMP), "--cmdline", CMDLINE, "--initrd", initrd, "--timeout", String(budgetS)];
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     let err = "";
@@ -61,7 +64,7 @@ function bootUntilRamdisk(kernelPath: string, memMiB: number, budgetS: number): 
     child.stdout.on("data", (s: string) => {
       out += s;
       if (Number.isNaN(first) && out.includes("Linux version")) first = (performance.now() - t0) / 1000;
-      if (!done && /BIOS-e820:[\s\S]*RAMDISK: [^\n]*\n/.test(out)) {
+      if (!done && /BIOS-e820:[\s\S]*RAMDISK: [^\n]*\n[\s\S]*smpboot: Allowing [^\n]*\n/.test(out)) {
         done = true;
         child.kill("SIGKILL");
       }
@@ -109,6 +112,23 @@ function expectBootLines(boot: Boot, memMiB: number): void {
   expect(usable.some((e) => e.start <= start && end <= e.end)).toBe(true);
 }
 
+/**
+ * The firmware tables as the kernel read them: the RSDP where the VMM put it, the PM timer port
+ * the FADT names, the IOAPIC and the IRQ0 -> GSI 2 override from the MADT, and the vCPU count.
+ * ("ACPI: IRQ0 used by override." is pr_debug in 6.1, so the INT_SRC_OVR line stands for it.)
+ */
+function expectAcpiLines(boot: Boot): void {
+  expect(boot.console).not.toContain("A valid RSDP was not found");
+  expect(boot.console).toMatch(/ACPI: RSDP 0x00000000000E0000 000024 \(v02 TSVMM \)/);
+  for (const t of ["XSDT", "FACP", "DSDT", "FACS", "APIC"]) expect(boot.console).toMatch(new RegExp(`ACPI: ${t} 0x00000000000E0[0-9A-F]{3} `));
+  expect(boot.console).toContain("ACPI: PM-Timer IO Port: 0x608");
+  expect(boot.console).toMatch(/IOAPIC\[0\]: apic_id 0, version \d+, address 0xfec00000, GSI 0-23/);
+  expect(boot.console).toContain("ACPI: INT_SRC_OVR (bus 0 bus_irq 0 global_irq 2 dfl dfl)");
+  expect(boot.console).toContain("ACPI: INT_SRC_OVR (bus 0 bus_irq 9 global_irq 9 high level)");
+  expect(boot.console).toContain("ACPI: Using ACPI (MADT) for SMP configuration information");
+  expect(boot.console).toContain(`smpboot: Allowing ${SMP} CPUs, 0 hotplug CPUs`);
+}
+
 describe("bzImage payload unpacked by the VMM", () => {
   it("equals the vmlinux the lz4 tool extracts, and bootKernel enters its startup_64", () => {
     const bz = readFileSync(kernel.bzImage);
@@ -141,15 +161,17 @@ describe("bzImage payload unpacked by the VMM", () => {
 });
 
 describe.runIf(hasKvm)("Linux on tsvmm (Debian cloud kernel, real KVM)", () => {
-  it("vmlinux through PVH prints its banner, the e820 map we gave it and our initrd", async () => {
+  it("vmlinux through PVH prints its banner, the e820 map we gave it, our initrd, and the ACPI tables (RSDP from start_info) with 2 CPUs", async () => {
     const boot = await bootUntilRamdisk(kernel.vmlinux, 112, 150);
     expectBootLines(boot, 112);
+    expectAcpiLines(boot);
     process.stderr.write(`linux.test: PVH vmlinux printed "Linux version" after ${boot.firstLineSeconds.toFixed(1)} s\n`);
   }, 180_000);
 
-  it("bzImage through the 64-bit boot protocol prints its banner, the e820 map we gave it and our initrd", async () => {
+  it("bzImage through the 64-bit boot protocol prints its banner, the e820 map we gave it, our initrd, and the ACPI tables with 2 CPUs", async () => {
     const boot = await bootUntilRamdisk(kernel.bzImage, 144, 150);
     expectBootLines(boot, 144);
+    expectAcpiLines(boot);
     process.stderr.write(`linux.test: bzImage printed "Linux version" after ${boot.firstLineSeconds.toFixed(1)} s\n`);
   }, 180_000);
 });
