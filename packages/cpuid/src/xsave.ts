@@ -7,7 +7,11 @@ export interface XsaveComponent {
   name: string;
   /** Size in bytes (CPUID.(0DH, i):EAX). */
   size: number;
-  /** Offset in the standard (non-compacted) format; undefined for supervisor components. */
+  /**
+   * Offset in the standard (non-compacted) format as Intel's processors place it; undefined for
+   * supervisor components. Processors may place components elsewhere (AMD's without MPX put
+   * opmask right after AVX): CPUID.(0DH, i):EBX is the truth, read it with `xsaveOffsets`.
+   */
   offset: number | undefined;
   /** Managed through IA32_XSS rather than XCR0 (CPUID.(0DH, i):ECX[0]). */
   supervisor: boolean;
@@ -115,12 +119,30 @@ export function validateXsave(xcr0: bigint, xss = 0n): void {
   }
 }
 
-/** Sizes of the XSAVE areas for the given XCR0 and IA32_XSS component masks. */
-export function xsaveSizes(xcr0: bigint, xss = 0n): XsaveSizes {
+/**
+ * The standard-format offsets a CPUID table reports for its user components (CPUID.(0DH, i):EBX
+ * of each non-supervisor subleaf i >= 2 with a non-zero size). Where a processor puts a component
+ * is its own business; this is how a VMM learns it.
+ */
+export function xsaveOffsets(table: CpuidTable): Map<number, number> {
+  const out = new Map<number, number>();
+  for (let i = 2; i < 63; i++) {
+    const e = table.get(0xd, i);
+    if (e !== undefined && e.eax !== 0 && (e.ecx & 1) === 0) out.set(i, e.ebx >>> 0);
+  }
+  return out;
+}
+
+/**
+ * Sizes of the XSAVE areas for the given XCR0 and IA32_XSS component masks. `offsets` (from
+ * `xsaveOffsets` of the processor's table) place the standard-format components; components it
+ * does not name fall back to Intel's placement.
+ */
+export function xsaveSizes(xcr0: bigint, xss = 0n, offsets?: ReadonlyMap<number, number>): XsaveSizes {
   validateXsave(xcr0, xss);
   let standardSize = LEGACY_AND_HEADER;
   for (const comp of componentsOf(xcr0, false)) {
-    if (comp.index >= 2) standardSize = Math.max(standardSize, comp.offset! + comp.size);
+    if (comp.index >= 2) standardSize = Math.max(standardSize, (offsets?.get(comp.index) ?? comp.offset!) + comp.size);
   }
   // Compacted format: components >= 2 follow the header in index order, each 64-byte aligned
   // when its align bit says so (SDM Vol. 1, 13.4.3).
@@ -142,7 +164,9 @@ export function xsaveSizes(xcr0: bigint, xss = 0n): XsaveSizes {
  * the guest's XCR0 at run time.
  */
 export function setXsave(table: CpuidTable, xcr0: bigint, xss = 0n): CpuidTable {
-  const sizes = xsaveSizes(xcr0, xss);
+  // The processor's own placement of each component is kept: the guest's XSAVE runs on it.
+  const offsets = xsaveOffsets(table);
+  const sizes = xsaveSizes(xcr0, xss, offsets);
   const flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
   const sub1 = table.get(0xd, 1);
   table.delete(0xd);
@@ -157,7 +181,7 @@ export function setXsave(table: CpuidTable, xcr0: bigint, xss = 0n): CpuidTable 
       comp.index,
       {
         eax: comp.size,
-        ebx: comp.offset ?? 0,
+        ebx: comp.supervisor ? 0 : (offsets.get(comp.index) ?? comp.offset ?? 0),
         ecx: (comp.supervisor ? 1 : 0) | (comp.align64 ? 2 : 0) | (comp.xfd ? 4 : 0),
         edx: 0,
       },

@@ -1,4 +1,4 @@
-import { CpuidTable, setXsave, validateXsave, XSAVE_COMPONENTS, xsaveMasks, xsaveSizes } from "@tsvmm/cpuid";
+import { CpuidTable, setXsave, validateXsave, XSAVE_COMPONENTS, xsaveMasks, xsaveOffsets, xsaveSizes } from "@tsvmm/cpuid";
 import { describe, expect, it } from "vitest";
 import { hostCpuid } from "./helpers/host.js";
 
@@ -15,9 +15,10 @@ describe("XSAVE sizes", () => {
     expect(xsaveSizes(0x602e7n).compactedSize).toBe(Math.ceil((576 + 256 + 64 + 512 + 1024 + 8 + 64) / 64) * 64 + 8192);
   });
 
-  it("agree with this host's CPUID leaf 0xD component by component", () => {
+  it("agree with this host's CPUID leaf 0xD component by component (sizes are architectural, placement is the host's)", () => {
     const host = new CpuidTable(hostCpuid());
     const { xcr0, xss } = xsaveMasks(host);
+    const offsets = xsaveOffsets(host);
     let checked = 0;
     for (let i = 2; i < 64; i++) {
       const inXcr0 = ((xcr0 >> BigInt(i)) & 1n) === 1n;
@@ -26,12 +27,19 @@ describe("XSAVE sizes", () => {
       const mine = XSAVE_COMPONENTS[i]!;
       const theirs = host.get(0xd, i)!;
       expect({ i, size: mine.size, supervisor: mine.supervisor }).toEqual({ i, size: theirs.eax, supervisor: (theirs.ecx & 1) === 1 });
-      if (!mine.supervisor) expect(mine.offset).toBe(theirs.ebx);
+      if (!mine.supervisor) {
+        // Where this processor puts it: past the legacy area and header, 64-byte aligned.
+        expect(offsets.get(i)).toBe(theirs.ebx);
+        expect(theirs.ebx % 64 === 0 && theirs.ebx >= 576).toBe(true);
+      }
       checked++;
     }
     expect(checked).toBeGreaterThan(0);
     const userOnly = xcr0 & ~((1n << 8n) | (1n << 10n));
-    expect(xsaveSizes(userOnly).standardSize).toBe(host.get(0xd, 0)!.ecx);
+    expect(xsaveSizes(userOnly, 0n, offsets).standardSize).toBe(host.get(0xd, 0)!.ecx);
+    // setXsave keeps the host's placement: the guest's XSAVE image is the one the hardware writes.
+    const t = setXsave(new CpuidTable(hostCpuid()), userOnly, 0n);
+    for (const [i, off] of offsets) if (((userOnly >> BigInt(i)) & 1n) === 1n) expect(t.get(0xd, i)!.ebx).toBe(off);
   });
 
   it("refuses component sets the architecture does not allow", () => {
