@@ -457,6 +457,16 @@ export class PageTables<A> {
       const lhi = leafHi[1]!;
       const w = this.words(table) + (vpn % 512) * 2;
       const words = mem.words;
+      if (ppn + count <= 2 ** 32) {
+        // Page numbers that fit 32 bits (physical addresses below 2^44): integer shifts only,
+        // no division per entry.
+        for (let k = 0, e = w; k < count; k++, e += 2) {
+          const p = ppn + k;
+          words[e] = llo | ((p & 0xfffff) << 12);
+          words[e + 1] = lhi | (p >>> 20);
+        }
+        return;
+      }
       for (let k = 0; k < count; k++) {
         const p = ppn + k;
         words[w + k * 2] = llo | ((p & 0xfffff) << 12);

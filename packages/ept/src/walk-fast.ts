@@ -126,7 +126,8 @@ export function walkQuick(p: FastWalkPlan, address: number, access: number): num
   // A table address above 4 GiB leaves the quick path, so those bits count as bad here.
   const badHi = p.quickTableHi;
   const vlo = address >>> 0;
-  const vhi = (address / TWO32) >>> 0;
+  // Most addresses are below 4 GiB: skip the (slow) division for them.
+  const vhi = address < TWO32 ? 0 : (address / TWO32) >>> 0;
 
   let off = (p.quickRoot - base) >>> 0;
   if (off > span) return -100;
