@@ -10,7 +10,9 @@ export const RESTORE_CAPS: readonly KvmCapName[] = [
   "IMMEDIATE_EXIT", "X86_USER_SPACE_MSR", "X86_MSR_FILTER", "READONLY_MEM", "SET_TSS_ADDR", "SET_IDENTITY_MAP_ADDR",
 ];
 
-const hostCache = new WeakMap<Kvm, HostInfo>();
+// The host does not change under a running process: read it once.
+let hostCache: HostInfo | undefined;
+let fingerprintCache: { info: HostInfo; hash: string } | undefined;
 
 function vendorOf(entries: readonly KvmCpuidEntry2[]): string {
   const l0 = entries.find((e) => e.function === 0);
@@ -22,20 +24,26 @@ function vendorOf(entries: readonly KvmCpuidEntry2[]): string {
   return b.toString("latin1").replace(/\0+$/, "");
 }
 
-/** What this host's KVM offers (read once per Kvm handle). */
+/** What this host's KVM offers (read once per process). */
 export function hostInfo(kvm: Kvm): HostInfo {
-  const cached = hostCache.get(kvm);
-  if (cached !== undefined) return cached;
+  if (hostCache !== undefined) return hostCache;
   const supportedCpuid = kvm.supportedCpuid();
   const caps: Record<string, number> = {};
   for (const c of RESTORE_CAPS) caps[c] = kvm.checkExtension(KVM_CAP[c]);
   const info: HostInfo = { vendor: vendorOf(supportedCpuid), kvmApi: kvm.apiVersion(), supportedCpuid, caps, msrIndexList: kvm.msrIndexList() };
-  hostCache.set(kvm, info);
+  hostCache = info;
   return info;
 }
 
 /** One hash for the header: equal hashes mean the restore needs no closer look. */
 export function hostFingerprint(info: HostInfo): string {
+  if (fingerprintCache?.info === info) return fingerprintCache.hash;
+  const hash = computeFingerprint(info);
+  fingerprintCache = { info, hash };
+  return hash;
+}
+
+function computeFingerprint(info: HostInfo): string {
   const caps = RESTORE_CAPS.map((c) => `${c}=${info.caps[c] ?? 0}`).join(",");
   return sha256(`${fingerprint(fromKvmEntries(info.supportedCpuid))}\n${caps}\n${[...info.msrIndexList].sort((a, b) => a - b).join(",")}\n${info.kvmApi}`);
 }

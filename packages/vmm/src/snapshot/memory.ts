@@ -3,6 +3,9 @@ import type { FileHandle } from "node:fs/promises";
 import { PAGE_SIZE } from "./format.js";
 
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
+/** Untouched memory is the common case: it is skipped a block of pages at a time. */
+const BLOCK_PAGES = 16;
+const ZERO_BLOCK = Buffer.alloc(PAGE_SIZE * BLOCK_PAGES);
 /** Largest single write: keeps progress moving and the event loop turning on big guests. */
 const WRITE_CHUNK = 8 * 2 ** 20;
 
@@ -17,6 +20,10 @@ export function nonZeroRuns(buf: Buffer, firstPage: number): [number, number][] 
   let start = -1;
   for (let p = 0; p < pages; p++) {
     const off = p * PAGE_SIZE;
+    if (start < 0 && p % BLOCK_PAGES === 0 && p + BLOCK_PAGES <= pages && buf.compare(ZERO_BLOCK, 0, ZERO_BLOCK.length, off, off + ZERO_BLOCK.length) === 0) {
+      p += BLOCK_PAGES - 1;
+      continue;
+    }
     const zero = buf.compare(ZERO_PAGE, 0, PAGE_SIZE, off, off + PAGE_SIZE) === 0;
     if (!zero && start < 0) start = p;
     else if (zero && start >= 0) {
