@@ -1,6 +1,7 @@
-import type { KvmMsrEntry, KvmRegs, KvmSegment, KvmSregs } from "@tsvmm/abi";
+import { accessFromVmxAr, type KvmMsrEntry, type KvmRegs, type KvmSegment, type KvmSregs, kvmSegmentFromSegment } from "@tsvmm/abi";
 import { ENTRY } from "./bits/controls.js";
 import { EPT_VIOLATION_QUAL, EXIT_REASON, encodeIoQualification } from "./bits/exits.js";
+import { CR4, EFER } from "./bits/registers.js";
 import { VmcsError } from "./errors.js";
 import type { VmcsState } from "./state.js";
 
@@ -11,8 +12,6 @@ export interface KvmVcpuState {
   msrs: KvmMsrEntry[];
 }
 
-const CR4_VMXE = 1n << 13n;
-
 export const MSR_INDEX = {
   IA32_SYSENTER_CS: 0x174,
   IA32_SYSENTER_ESP: 0x175,
@@ -22,21 +21,12 @@ export const MSR_INDEX = {
 } as const;
 
 function segment(st: VmcsState, name: string): KvmSegment {
-  const ar = Number(st.get(`GUEST_${name}_AR_BYTES`));
-  return {
+  return kvmSegmentFromSegment({
+    ...accessFromVmxAr(Number(st.get(`GUEST_${name}_AR_BYTES`))),
     base: st.get(`GUEST_${name}_BASE`),
     limit: Number(st.get(`GUEST_${name}_LIMIT`)),
     selector: Number(st.get(`GUEST_${name}_SELECTOR`)),
-    type: ar & 0xf,
-    s: (ar >>> 4) & 1,
-    dpl: (ar >>> 5) & 3,
-    present: (ar >>> 7) & 1,
-    avl: (ar >>> 12) & 1,
-    l: (ar >>> 13) & 1,
-    db: (ar >>> 14) & 1,
-    g: (ar >>> 15) & 1,
-    unusable: (ar >>> 16) & 1,
-  };
+  });
 }
 
 /**
@@ -55,7 +45,7 @@ export function toKvmState(state: VmcsState): KvmVcpuState {
     rip: state.get("GUEST_RIP"),
     rflags: state.get("GUEST_RFLAGS"),
   };
-  const efer = entry & ENTRY.LOAD_IA32_EFER ? state.get("GUEST_IA32_EFER") : entry & ENTRY.IA32E_MODE_GUEST ? 0x500n : 0n;
+  const efer = entry & ENTRY.LOAD_IA32_EFER ? state.get("GUEST_IA32_EFER") : entry & ENTRY.IA32E_MODE_GUEST ? EFER.LME | EFER.LMA : 0n;
   const sregs: KvmSregs = {
     cs: segment(state, "CS"),
     ds: segment(state, "DS"),
@@ -73,7 +63,7 @@ export function toKvmState(state: VmcsState): KvmVcpuState {
     // VMX forces CR4.VMXE (IA32_VMX_CR4_FIXED0) in every guest-state area, and a hypervisor hides
     // it behind the CR4 read shadow. KVM's vCPU has no VMX, so KVM_SET_SREGS refuses CR4.VMXE: the
     // guest never sees the bit either way, so it is dropped here.
-    cr4: state.get("GUEST_CR4") & ~CR4_VMXE,
+    cr4: state.get("GUEST_CR4") & ~CR4.VMXE,
     cr8: 0n,
     efer,
     apicBase: 0xfee0_0900n,

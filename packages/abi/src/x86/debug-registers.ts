@@ -39,10 +39,11 @@ export const DR7 = {
   /** Bit 10 is reserved and reads as 1. */
   FIXED1: 1n << 10n,
   GD: 1n << 13n,
-  /** R/Wn is the 2-bit field at RW_SHIFT + 4n, LENn the one at LEN_SHIFT + 4n. */
-  RW_SHIFT: 16n,
-  LEN_SHIFT: 18n,
 } as const;
+
+/** R/Wn is the 2-bit field at DR7_RW_SHIFT + 4n, LENn the one at DR7_LEN_SHIFT + 4n. */
+export const DR7_RW_SHIFT = 16n;
+export const DR7_LEN_SHIFT = 18n;
 
 /** R/Wn encodings; IO needs CR4.DE. */
 export const DR7_RW = { EXECUTE: 0, WRITE: 1, IO: 2, READ_WRITE: 3 } as const;

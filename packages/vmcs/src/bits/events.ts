@@ -1,3 +1,5 @@
+import { EXCEPTION_VECTOR } from "@tsvmm/abi";
+
 /** Guest non-register state and event-injection formats (SDM Vol. 3C §24.4.2, §24.8.3). */
 
 /** Guest interruptibility state (GUEST_INTERRUPTIBILITY_INFO). */
@@ -42,28 +44,10 @@ export const INTR_TYPE = {
   OTHER_EVENT: 7,
 } as const;
 
-/** Exception vectors referenced by the checks. */
+/** Exception vectors referenced by the checks: the architectural ones from abi and Intel's #VE. */
 export const VECTOR = {
-  DE: 0,
-  DB: 1,
-  NMI: 2,
-  BP: 3,
-  OF: 4,
-  BR: 5,
-  UD: 6,
-  NM: 7,
-  DF: 8,
-  TS: 10,
-  NP: 11,
-  SS: 12,
-  GP: 13,
-  PF: 14,
-  MF: 16,
-  AC: 17,
-  MC: 18,
-  XM: 19,
+  ...EXCEPTION_VECTOR,
   VE: 20,
-  CP: 21,
 } as const;
 
 /** Guest pending debug exceptions (GUEST_PENDING_DBG_EXCEPTIONS). */

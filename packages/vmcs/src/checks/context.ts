@@ -188,12 +188,8 @@ export function report(ctx: Ctx, id: string, message: string): void {
   ctx.out.push({ id, sdm: checkInfo(id)?.sdm ?? "?", message });
 }
 
-/** Bits 63:N identical, N = width − 1 (sign extension of the top implemented bit). */
-export function isCanonical(v: bigint, width: number): boolean {
-  // Precomputed shifts for the two widths in use keep this off the BigInt-conversion path.
-  const top = width === 48 ? v >> 47n : width === 57 ? v >> 56n : v >> BigInt(width - 1);
-  return top === 0n || top === (width === 48 ? 0x1ffffn : width === 57 ? 0xffn : (1n << BigInt(65 - width)) - 1n);
-}
+/** Bits 63:N identical, N = width − 1; abi's, with the same precomputed paths for widths 48 and 57. */
+export { isCanonical } from "@tsvmm/abi";
 
 /** Address fits MAXPHYADDR. */
 export function inPhys(ctx: Ctx, addr: bigint): boolean {
