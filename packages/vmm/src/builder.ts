@@ -16,6 +16,7 @@ import type { MsrHandler, Vmm, VmmResult } from "./vmm.js";
 import { VIRTIO_MAX_DEVICES, type VirtioDeviceSpec } from "./virtio.js";
 import type { WatchdogOptions } from "./watchdog.js";
 import { type EmulationOptions, linuxEmulationCmdline } from "./emulation/index.js";
+import { checkGdbAddress, type GdbOptions } from "./debug/attach.js";
 
 /** This package's folder (dist/.. or src/..). */
 export function packageRoot(): string {
@@ -81,6 +82,7 @@ export class VmmBuilder {
   private hypercallCb: ((outcome: { vcpu: number; status: number; call: number | undefined }) => void) | undefined;
   private emulateOpts: EmulationOptions | undefined;
   private hostNote: string | undefined;
+  private gdbOpts: GdbOptions | undefined;
 
   /** A builder from a validated JSON config ({@link loadVmConfig}). */
   static fromConfig(c: VmConfig): VmmBuilder {
@@ -351,6 +353,18 @@ export class VmmBuilder {
     return this.hostNote;
   }
 
+  /**
+   * Serve gdb's remote protocol for this VM at `address` ("127.0.0.1:1234", "unix:/path"; only
+   * loopback or a Unix socket unless `allowRemote`). `wait`: no vCPU runs its first instruction
+   * before gdb lets it; otherwise gdb attaches to the running VM (stopping it). The server is
+   * closed, and its socket file removed, when the VM ends; gdb sees the end as the exit status.
+   */
+  gdb(address: string, options: Omit<GdbOptions, "address"> = {}): this {
+    checkGdbAddress(address, options.allowRemote);
+    this.gdbOpts = { ...options, address };
+    return this;
+  }
+
   /** The full description of the VM this builder makes. */
   spec(): VmmSpec {
     if (this.kernelBytes === undefined && this.startState === undefined) throw new VmmError("VMM_BUILD_INVALID", "no kernel: call kernel(), kernelFile() or cpuState()");
@@ -396,6 +410,7 @@ export class VmmBuilder {
       virtio: this.virtioDevs,
       onDeviceError: this.deviceErrorCb,
       emulate: this.emulateOpts,
+      gdb: this.gdbOpts,
     };
   }
 

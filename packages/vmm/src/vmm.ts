@@ -11,6 +11,7 @@ import { type SnapshotInfo, type SnapshotOptions, saveSnapshot } from "./snapsho
 import { VirtioConsole } from "@tsvmm/virtio";
 import type { AttachedVirtio } from "./virtio.js";
 import { Watchdog, type WatchdogOptions } from "./watchdog.js";
+import type { VcpuDebugHook } from "./debug/hook.js";
 import { type EmulationOptions, EmulationStats, VcpuEmulation } from "./emulation/index.js";
 
 /** Why a VM stopped, and the process exit status that stands for it. */
@@ -106,6 +107,8 @@ export interface VmmParts {
   readonly virtio: readonly AttachedVirtio[];
   /** What must be up before the first vCPU runs (host listeners). */
   readonly ready: readonly Promise<void>[];
+  /** A debugger's hold on the vCPU loops (the gdb stub, debug/); undefined: none. */
+  readonly debug?: VcpuDebugHook;
   /** Finish instructions KVM cannot emulate in the VMM (`--emulate`); undefined: off. */
   readonly emulation?: EmulationOptions;
 }
@@ -171,6 +174,7 @@ export class Vmm {
   requestStop(reason: StopReason, code: number, message: string, detail: StopDetail): void {
     if (this.stop !== undefined) return;
     this.stop = { reason, code: reason === "guest-exit" ? code & 0xff : code, message, detail };
+    this.parts.debug?.vmStopping(this.stop.code);
     // Parked loops must see the stop: let them go, they end at their next check.
     this.gate.resume();
     for (const v of this.vcpus) v.kick();
@@ -212,13 +216,13 @@ export class Vmm {
       timeout: (ms) => this.requestStop("timeout", EXIT_STATUS.timeout, `watchdog: the VM ran past its ${ms} ms budget`, { kind: "watchdog" }),
       stalled: (ms) => this.requestStop("timeout", EXIT_STATUS.timeout, `watchdog: no vCPU exited for ${ms} ms`, { kind: "watchdog" }),
       // A paused VM takes no exits by design: that is not a stall.
-      lastExitAt: () => (this.gate.requested ? performance.now() : this.lastExitAt),
+      lastExitAt: () => (this.gate.requested || this.parts.debug?.holding === true ? performance.now() : this.lastExitAt),
     });
     // With the in-kernel irqchip KVM sleeps through HLT without exiting: look at quiet vCPUs now and
     // then, so a guest halted with interrupts off ends instead of hanging.
     const halts = this.parts.irqchip
       ? setInterval(() => {
-          if (this.gate.requested || performance.now() - this.lastExitAt < HALT_CHECK_MS) return;
+          if (this.gate.requested || this.parts.debug?.holding === true || performance.now() - this.lastExitAt < HALT_CHECK_MS) return;
           this.haltCheck = true;
           for (const i of this.running) this.vcpus[i]!.kick();
         }, HALT_CHECK_MS)
@@ -264,6 +268,7 @@ export class Vmm {
     const handlers = this.handlers(index);
     let kind = "";
     this.gate.enter(index);
+    this.parts.debug?.enter(index);
     try {
       for (;;) {
         await runLoopAsync(vcpu, handlers, {
@@ -282,6 +287,12 @@ export class Vmm {
             return true;
           },
         });
+        // Held by a debugger (all-stop): wait here until it lets this vCPU run.
+        if (this.stop === undefined && this.parts.debug?.holds(index) === true) {
+          await this.parts.debug.park(index);
+          this.lastExitAt = performance.now();
+          continue;
+        }
         // Left for a pause (an interrupted exit while one is requested): wait here, then go on.
         if (this.stop !== undefined || !this.gate.requested) break;
         await this.gate.park(index);
@@ -297,6 +308,7 @@ export class Vmm {
       });
     } finally {
       this.gate.leave(index);
+      this.parts.debug?.leave(index);
     }
   }
 
@@ -339,7 +351,7 @@ export class Vmm {
       interrupted: () => {
         // KVM_RUN returned at once (immediate_exit) after finishing any half-done I/O: a point
         // where the vCPU's state is whole, so a pause parks here.
-        if (this.gate.requested) return true;
+        if (this.gate.requested || this.parts.debug?.holds(index) === true) return true;
         if (this.haltCheck) this.checkHalted(index);
         return this.stop !== undefined;
       },
@@ -388,6 +400,8 @@ export class Vmm {
           hardwareEntryFailureReason: exit.hardwareEntryFailureReason,
         }),
     };
+    const debug = this.parts.debug;
+    if (debug !== undefined) handlers.debug = (exit) => debug.debugExit(index, exit);
     return handlers;
   }
 
