@@ -16,7 +16,6 @@ import { attachVirtio, type VirtioDeviceSpec, virtioCmdline, virtioSlot } from "
 import { type CpuidRecord, type MsrHandler, Vmm } from "./vmm.js";
 import type { EmulationOptions } from "./emulation/index.js";
 import { attachGdb, type GdbOptions } from "./debug/attach.js";
-import { attachGdb, type GdbOptions } from "./debug/attach.js";
 import type { WatchdogOptions } from "./watchdog.js";
 
 /** Where console bytes came from. */
@@ -104,8 +103,6 @@ export interface VmmSpec {
   readonly onDeviceError: ((e: unknown) => void) | undefined;
   /** Finish in the VMM the instructions KVM cannot emulate (`--emulate`); undefined: off. */
   readonly emulate?: EmulationOptions;
-  /** A gdb stub for this VM (debug/): where it listens, whether the vCPUs wait for it. */
-  readonly gdb?: GdbOptions;
   /** A gdb stub for this VM (debug/): where it listens, whether the vCPUs wait for it. */
   readonly gdb?: GdbOptions;
 }
@@ -318,14 +315,11 @@ export function assemble(spec: VmmSpec): Vmm {
     }
     const gdb = spec.gdb === undefined ? undefined : attachGdb(spec.gdb, { vcpus, memory: v.memory, kill: () => vmm?.kill("killed by the debugger", "stopped") });
     if (gdb !== undefined) closers.push(() => gdb.close());
-    const gdb = spec.gdb === undefined ? undefined : attachGdb(spec.gdb, { vcpus, memory: v.memory, kill: () => vmm?.kill("killed by the debugger", "stopped") });
-    if (gdb !== undefined) closers.push(() => gdb.close());
     vmm = new Vmm({
       kvm: k,
       vm: v,
       vcpus,
       ...devices,
-      ...(gdb !== undefined ? { ready: [...devices.ready, gdb.ready], debug: gdb.target } : {}),
       ...(gdb !== undefined ? { ready: [...devices.ready, gdb.ready], debug: gdb.target } : {}),
       boot,
       cpuid,
