@@ -64,3 +64,20 @@ describe("instructions KVM cannot emulate here, at CPL0", () => {
     });
   }
 });
+
+// Which path delivers the exceptions of emulated instructions on this host: KVM_SET_VCPU_EVENTS
+// ("kvm") and the VMM writing the frame itself through the guest's IDT ("idt") must both give the
+// handler what the processor would (vector, error code, CR2, RIP: faults at the instruction, #BP after it).
+describe("delivery of emulated instructions' exceptions", () => {
+  for (const path of ["kvm", "idt"] as const) {
+    it(`${path}: #UD, #GP(0), #PF with CR2, #BP after the INT3`, async () => {
+      const r = await runGuest({ name: "emulate-faults", configure: (b) => b.emulate({ delivery: { exception: path, software: path } }) });
+      expectClean(r);
+      expect([r.value("ud.vector"), r.value("ud.rip-offset")]).toEqual([6n, 0n]);
+      expect([r.value("gp.vector"), r.value("gp.error"), r.value("gp.rip-offset")]).toEqual([13n, 0n, 0n]);
+      // Supervisor write to a not-present page: P=0, W=1, U=0.
+      expect([r.value("pf.vector"), r.value("pf.error"), r.value("pf.cr2"), r.value("pf.rip-offset")]).toEqual([14n, 2n, 0x80000000n, 0n]);
+      expect([r.value("bp.vector"), r.value("bp.rip-offset")]).toEqual([3n, 1n]);
+    });
+  }
+});
