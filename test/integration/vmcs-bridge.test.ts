@@ -1,10 +1,10 @@
 import { buildIdentityMap } from "@tsvmm/ept";
 import { requireKvm, type Vm } from "@tsvmm/kvm-backend";
-import { type StopDetail, VmmBuilder } from "@tsvmm/vmm";
 import {checkVmEntry,
   decodeIoQualification, 
   EPT_VIOLATION_QUAL, EXIT_REASON, exitFromKvm, type GuestMode, type KvmExitDescription, PROC2, PROFILES, toKvmState, type VmcsState, type VmxExit, validVmcsTemplate,
 } from "@tsvmm/vmcs";
+import { type StopDetail, VmmBuilder } from "@tsvmm/vmm";
 import { describe, expect, it } from "vitest";
 import { assemble } from "../../packages/kvm-backend/test/helpers.js";
 

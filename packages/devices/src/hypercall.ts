@@ -1,6 +1,6 @@
 import {
-  type GuestMemory, HC_BLOCK_ALIGN, HC_BLOCK_SIZE, HC_CONSOLE_MAX, HC_NAME_MAX, HC_PORT, HC_SIGNATURE, HC_SIGNATURE_PORT,
-  HC_MAGIC, HC_VERSION_MAX, HC_VERSION_MIN, HcCall, HcRequestLayout, HcStatus,
+  type GuestMemory, HC_BLOCK_ALIGN, HC_BLOCK_SIZE, HC_CONSOLE_MAX, 
+  HC_MAGIC, HC_NAME_MAX, HC_PORT, HC_SIGNATURE, HC_SIGNATURE_PORT,HC_VERSION_MAX, HC_VERSION_MIN, HcCall, HcRequestLayout, HcStatus,
 } from "@tsvmm/abi";
 import type { AccessContext, Device, RegisterTarget } from "./bus.js";
 import { DeviceError } from "./errors.js";

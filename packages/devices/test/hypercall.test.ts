@@ -1,5 +1,5 @@
 import { type GuestMemory, GuestMemoryMap, HC_BLOCK_SIZE, HC_MAGIC, HC_PORT, HC_SIGNATURE, HC_SIGNATURE_PORT, HcBlock, HcCall, HcStatus } from "@tsvmm/abi";
-import { accessContext, type HypercallHost, type HypercallOutcome, HypercallDevice, PioBus } from "@tsvmm/devices";
+import { accessContext, HypercallDevice, type HypercallHost, type HypercallOutcome, PioBus } from "@tsvmm/devices";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { requireKvm } from "@tsvmm/kvm-backend";
-import { longTimeout, main, MAX_TIMER_MS, VmmBuilder } from "@tsvmm/vmm";
+import { longTimeout, MAX_TIMER_MS, main, VmmBuilder } from "@tsvmm/vmm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // What a new user and a hostile input hit (issue 14): each finding is one case here.
@@ -16,7 +16,14 @@ const guest = (name: string) => join(root, "test-kernels", "out", `${name}.elf`)
 async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = "";
   let err = "";
-  const code = await main(argv, { stdout: (s) => void (out += s.toString()), stderr: (s) => void (err += s) });
+  const code = await main(argv, {
+    stdout: (s) => {
+      out += s.toString();
+    },
+    stderr: (s) => {
+      err += s;
+    },
+  });
   return { code, out, err };
 }
 
