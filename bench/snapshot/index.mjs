@@ -152,8 +152,10 @@ export default async function bench() {
       const kb = (re, s) => Number(re.exec(s)[1]);
       const status = fs.readFileSync("/proc/self/status", "utf8");
       let guestKb = 0;
-      for (const block of fs.readFileSync("/proc/self/smaps", "utf8").split(/\\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
-        if (/\\nSize:\\s+131072 kB/.test(block)) guestKb += kb(/\\nRss:\\s+(\\d+) kB/, block);
+      let size = 0;
+      for (const line of fs.readFileSync("/proc/self/smaps", "utf8").split("\\n")) {
+        if (line.startsWith("Size:")) size = Number(line.split(" ").filter(Boolean)[1]);
+        else if (line.startsWith("Rss:") && size >= 131072 && size < 131072 + 2048) guestKb += Number(line.split(" ").filter(Boolean)[1]);
       }
       console.log(JSON.stringify({ rssKb: kb(/VmRSS:\\s+(\\d+)/, status), guestKb }));
       vmm.kill("done", "stopped"); await done;`;
