@@ -8,10 +8,10 @@ import { join } from "node:path";
 import { GuestMemoryMap } from "@tsvmm/abi";
 import { findMpFloatingPointer, findRsdp, parseFadt, parseMadt, parseMpTable, readAcpiTables } from "@tsvmm/acpi";
 import { BootParamsLayout } from "@tsvmm/elf-loader";
-import { HvmStartInfoLayout } from "@tsvmm/elf-loader/hvm-start-info";
 import { requireKvm } from "@tsvmm/kvm-backend";
 import { ACPI_TABLES_ADDRESS, bootKernel, MP_TABLE_ADDRESS, VmmBuildError, VmmBuilder } from "@tsvmm/vmm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { HvmStartInfoLayout } from "../../elf-loader/src/hvm-start-info.js";
 import { buildBzImage } from "../../elf-loader/test/helpers/bzimage-builder.js";
 
 const hasKvm = requireKvm();
