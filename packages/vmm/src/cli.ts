@@ -9,6 +9,7 @@ import { VmmError } from "./errors.js";
 import { describeOverrides, measureCpuidOverrides } from "./host.js";
 import { EXIT_STATUS, type Vmm, type VmmResult } from "./vmm.js";
 import { ctlCommand, restoreCommand, runWithApi } from "./api/commands.js";
+import { GdbTargetError } from "./debug/errors.js";
 
 
 export interface CliIo {
@@ -66,6 +67,11 @@ options:
       --emulate         finish in tsvmm the instructions this host's KVM cannot
                         emulate (PVM hosts); adds what Linux needs there to
                         the command line and says so                          config: emulate
+      --gdb ADDRESS     serve gdb's remote protocol: HOST:PORT (loopback only
+                        unless --gdb-allow-remote) or unix:PATH; a debugger
+                        connecting stops the VM (gdb KERNEL -ex 'target remote ADDRESS')
+      --gdb-wait        no vCPU runs before the debugger lets it
+      --gdb-allow-remote  let --gdb bind beyond loopback (no authentication!)
   -h, --help            this help
   -V, --version         the tsvmm version
 
@@ -222,6 +228,9 @@ async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
       rng: { type: "boolean" },
       emulate: { type: "boolean" },
       "api-sock": { type: "string" },
+      gdb: { type: "string" },
+      "gdb-wait": { type: "boolean" },
+      "gdb-allow-remote": { type: "boolean" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "V" },
     },
@@ -275,6 +284,7 @@ async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
     if (size > 8 * 2 ** 20) io.stderr(`tsvmm: loading ${kernel} (${(size / 2 ** 20).toFixed(1)} MiB)…\n`);
   }
   const builder = VmmBuilder.fromConfig({ ...config, kernel }).console((b) => io.stdout(b));
+  gdbOptions(builder, values.gdb, values["gdb-wait"] === true, values["gdb-allow-remote"] === true, kernel, io);
   const vmm = builder.build();
   const note = builder.emulationNote();
   if (note !== undefined) io.stderr(`tsvmm: ${note}\n`);
@@ -285,6 +295,23 @@ async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
   const result = await runWithApi(vmm, values["api-sock"]);
   io.stderr(`${stopLine(result)}\n`);
   return result.exitCode;
+}
+
+function gdbOptions(builder: VmmBuilder, address: string | undefined, wait: boolean, allowRemote: boolean, kernel: string, io: CliIo): void {
+  if (address === undefined) {
+    if (wait || allowRemote) throw new UsageError(`${wait ? "--gdb-wait" : "--gdb-allow-remote"} goes with --gdb ADDRESS`);
+    return;
+  }
+  const onListening = (a: { host: string; port: number } | { path: string }): void => {
+    const where = "path" in a ? a.path : `${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`;
+    io.stderr(`tsvmm: gdb stub on ${where}${wait ? ", vCPUs wait for the debugger" : ""}: gdb ${kernel} -ex 'target remote ${where}'\n`);
+  };
+  try {
+    builder.gdb(address, { wait, allowRemote, onListening });
+  } catch (e) {
+    if (e instanceof GdbTargetError) throw new UsageError(`--gdb ${address}: ${e.message}`);
+    throw e;
+  }
 }
 
 function diskArg(s: string): { path: string; readOnly: boolean } {
