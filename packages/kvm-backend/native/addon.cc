@@ -54,6 +54,17 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return Ret(info.Env(), close(info[0].As<Napi::Number>().Int32Value()));
 }
 
+// A signal (a profiler's SIGPROF, a kick meant for another thread's KVM_RUN) must not fail an
+// ioctl that merely slept: retry on EINTR, as SA_RESTART would. KVM_RUN is the exception: its EINTR
+// is how kick() stops a vCPU, and the caller sees it.
+long IoctlRetry(int fd, unsigned long req, unsigned long arg) {
+  long r;
+  do {
+    r = ioctl(fd, req, arg);
+  } while (r < 0 && errno == EINTR && req != g_kvm_run.load(std::memory_order_relaxed));
+  return r;
+}
+
 // ioctl with an integer argument (or none).
 Napi::Value Ioctl(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
@@ -67,7 +78,7 @@ Napi::Value Ioctl(const Napi::CallbackInfo& info) {
       arg = static_cast<unsigned long>(info[2].As<Napi::Number>().Int64Value());
     }
   }
-  return Ret(info.Env(), ioctl(fd, req, arg));
+  return Ret(info.Env(), IoctlRetry(fd, req, arg));
 }
 
 bool BytesOf(const Napi::Value& v, uint8_t** data, size_t* len) {
@@ -93,7 +104,7 @@ Napi::Value IoctlBuf(const Napi::CallbackInfo& info) {
   uint8_t* data;
   size_t len;
   if (!BytesOf(info[2], &data, &len)) return Napi::Number::New(info.Env(), -EFAULT);
-  return Ret(info.Env(), ioctl(fd, req, data));
+  return Ret(info.Env(), IoctlRetry(fd, req, reinterpret_cast<unsigned long>(data)));
 }
 
 Napi::Value Address(const Napi::CallbackInfo& info) {
