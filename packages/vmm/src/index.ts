@@ -19,3 +19,8 @@ export {
   STATE_FILE, saveSnapshot, serializeHeader, type VcpuState, type VmState,
 } from "./snapshot/index.js";
 export { PauseGate } from "./pause.js";
+export {
+  DEFAULT_DELIVERY, type DeliveryPath, type DeliveryPolicy, EmulationError, type EmulationErrorCode, type EmulationOptions, EmulationStats, KvmCpu,
+  LINUX_ON_EMULATING_HOST, linuxEmulationCmdline, probeHostEmulation, SyscallFixup, VcpuEmulation,
+} from "./emulation/index.js";
+export { busyboxInitramfs, type CpioEntry, newcArchive } from "./initramfs.js";
