@@ -1,4 +1,4 @@
-import type { GuestMemory, KvmRegs, KvmSegment, KvmSregs } from "@tsvmm/abi";
+import { CR0, CR4, EFER, encodeSegmentDescriptor, type GuestMemory, type KvmRegs, type KvmSegment, type KvmSregs, kvmSegmentFromSegment, RFLAGS, SEGMENT_TYPE, type Segment } from "@tsvmm/abi";
 
 /** Registers and segment/control state a vCPU must hold at a kernel's first instruction. */
 export interface BootCpuState {
@@ -25,14 +25,15 @@ export const BOOT_DS = 0x18;
 export const BOOT_TSS = 0x20;
 export const BOOT_GDT_SIZE = 5 * 8;
 
-export const CR0_PE = 1n << 0n;
-export const CR0_ET = 1n << 4n;
-export const CR0_PG = 1n << 31n;
-export const CR4_PAE = 1n << 5n;
-export const EFER_LME = 1n << 8n;
-export const EFER_LMA = 1n << 10n;
+// The register bits the boot states set, under the names this package has always exported.
+export const CR0_PE = CR0.PE;
+export const CR0_ET = CR0.ET;
+export const CR0_PG = CR0.PG;
+export const CR4_PAE = CR4.PAE;
+export const EFER_LME = EFER.LME;
+export const EFER_LMA = EFER.LMA;
 /** RFLAGS bit 1 is reserved and reads as 1; IF, TF and VM are clear. */
-export const RFLAGS_BOOT = 0x2n;
+export const RFLAGS_BOOT = RFLAGS.FIXED1;
 /** xAPIC at its architectural base, enabled, this vCPU the bootstrap processor. */
 export const APIC_BASE_BSP = 0xfee00000n | (1n << 11n) | (1n << 8n);
 
@@ -41,22 +42,26 @@ function zeroRegs(): KvmRegs {
   return { rax: z, rbx: z, rcx: z, rdx: z, rsi: z, rdi: z, rsp: z, rbp: z, r8: z, r9: z, r10: z, r11: z, r12: z, r13: z, r14: z, r15: z, rip: z, rflags: RFLAGS_BOOT };
 }
 
-function flatSegment(selector: number, type: number, long: boolean): KvmSegment {
+function flatSegment(selector: number, type: number, long: boolean): Segment {
   // With g = 1 the limit KVM takes is the byte-granular one: 4 GiB - 1.
-  return { base: 0n, limit: 0xffffffff, selector, type, present: 1, dpl: 0, db: long ? 0 : 1, s: 1, l: long ? 1 : 0, g: 1, avl: 0, unusable: 0 };
+  return { base: 0n, limit: 0xffffffff, selector, type, p: 1, dpl: 0, db: long ? 0 : 1, s: 1, l: long ? 1 : 0, g: 1, avl: 0, unusable: 0 };
 }
 
+// Busy 32/64-bit TSS and an LDT descriptor, as the CPU holds them after reset: VM entry insists on a usable TR.
+const BOOT_TR: Segment = { base: 0n, limit: 0xffff, selector: BOOT_TSS, type: SEGMENT_TYPE.TSS32_BUSY, p: 1, dpl: 0, db: 0, s: 0, l: 0, g: 0, avl: 0, unusable: 0 };
+const BOOT_LDT: Segment = { ...BOOT_TR, selector: 0, type: SEGMENT_TYPE.LDT };
+
+// One statement of the boot segments: the sregs and the GDT below are both made from these.
+const bootCode = (long: boolean): Segment => flatSegment(BOOT_CS, SEGMENT_TYPE.CODE_EXEC_READ_ACCESSED, long);
+const bootData = (): Segment => flatSegment(BOOT_DS, SEGMENT_TYPE.DATA_RW_ACCESSED, false);
+
 function systemSegments(): { tr: KvmSegment; ldt: KvmSegment } {
-  // Busy 32/64-bit TSS and an LDT descriptor, as the CPU holds them after reset: VM entry insists on a usable TR.
-  return {
-    tr: { base: 0n, limit: 0xffff, selector: BOOT_TSS, type: 11, present: 1, dpl: 0, db: 0, s: 0, l: 0, g: 0, avl: 0, unusable: 0 },
-    ldt: { base: 0n, limit: 0xffff, selector: 0, type: 2, present: 1, dpl: 0, db: 0, s: 0, l: 0, g: 0, avl: 0, unusable: 0 },
-  };
+  return { tr: kvmSegmentFromSegment(BOOT_TR), ldt: kvmSegmentFromSegment(BOOT_LDT) };
 }
 
 function sregs(long: boolean, gdtBase: number, cr3: bigint): KvmSregs {
-  const code = flatSegment(BOOT_CS, 0xb, long); // execute/read, accessed
-  const data = flatSegment(BOOT_DS, 0x3, false); // read/write, accessed
+  const code = kvmSegmentFromSegment(bootCode(long));
+  const data = kvmSegmentFromSegment(bootData());
   return {
     cs: code,
     ds: data,
@@ -91,9 +96,7 @@ export function longMode64State(rip: bigint, gdtBase: number, cr3: bigint, set: 
 /** The GDT the sregs above describe, so a kernel that reloads its segment registers finds the same segments. */
 export function bootGdt(long: boolean): Buffer {
   const g = Buffer.alloc(BOOT_GDT_SIZE);
-  g.writeBigUInt64LE(long ? 0x00af9b000000ffffn : 0x00cf9b000000ffffn, BOOT_CS);
-  g.writeBigUInt64LE(0x00cf93000000ffffn, BOOT_DS);
-  g.writeBigUInt64LE(0x00008b000000ffffn, BOOT_TSS);
+  for (const seg of [bootCode(long), bootData(), BOOT_TR]) g.writeBigUInt64LE(encodeSegmentDescriptor(seg), seg.selector);
   return g;
 }
 
