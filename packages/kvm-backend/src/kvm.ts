@@ -1,3 +1,4 @@
+import { readFileSync, statSync } from "node:fs";
 import {KVM_IOCTLS as IOC, 
   KVM_API_VERSION, KVM_CAP, type KvmCapName, 
   KvmCpuid2Layout, type KvmCpuidEntry2, KvmCpuidEntry2Layout,KvmMsrListLayout,
@@ -47,7 +48,7 @@ export class Kvm {
         throw new KvmError("KVM_NOT_FOUND", `${path} does not exist (${name}): this machine has no KVM`, { errno, ioctl: "open" });
       }
       if (errno === ERRNO.EACCES || errno === ERRNO.EPERM) {
-        throw new KvmError("KVM_PERMISSION_DENIED", `${path}: permission denied (${name}); add the user to the kvm group`, { errno, ioctl: "open" });
+        throw new KvmError("KVM_PERMISSION_DENIED", `${path}: permission denied (${name}); ${permissionAdvice(path)}`, { errno, ioctl: "open" });
       }
       throw new KvmError("KVM_OPEN_FAILED", `cannot open ${path}: ${name}`, { errno, ioctl: "open" });
     }
@@ -144,3 +145,37 @@ export class Kvm {
     this.close();
   }
 }
+
+/**
+ * What to do about EACCES on the device, from what the device is: its owner, group and mode, and
+ * whether that group exists here (a root:root 0600 device has no group to join).
+ */
+export function permissionAdvice(path: string, lookup: { stat: (p: string) => { uid: number; gid: number; mode: number }; groupName: (gid: number) => string | undefined } = defaultLookup): string {
+  let st: { uid: number; gid: number; mode: number };
+  try {
+    st = lookup.stat(path);
+  } catch {
+    return "the device cannot be examined either; check that it exists and that this process may see it";
+  }
+  const mode = (st.mode & 0o777).toString(8).padStart(4, "0");
+  const group = lookup.groupName(st.gid);
+  const who = `it is owned by uid ${st.uid}, group ${group ?? `gid ${st.gid} (no such group here)`}, mode ${mode}`;
+  if ((st.mode & 0o060) === 0o060 && group !== undefined) return `${who}: add this user to group ${group} (then log in again), or run as root`;
+  if (group !== undefined) return `${who}: the group has no read-write access; make it ${mode.slice(0, 2)}6${mode.slice(3)} and add this user to group ${group}, or run as root`;
+  return `${who}: give a group read-write access (e.g. chgrp kvm ${path} && chmod 0660 ${path}, as udev's kvm rule does) and add this user to it, or run as root`;
+}
+
+const defaultLookup = {
+  stat: (p: string) => statSync(p),
+  groupName: (gid: number): string | undefined => {
+    try {
+      for (const line of readFileSync("/etc/group", "utf8").split("\n")) {
+        const f = line.split(":");
+        if (f.length >= 3 && Number(f[2]) === gid) return f[0];
+      }
+    } catch {
+      // No /etc/group: the name is unknown.
+    }
+    return undefined;
+  },
+};
