@@ -1,3 +1,4 @@
+import { CR0, CR4, EFER, EXCEPTION_VECTOR } from "@tsvmm/abi";
 import { decode, MAX_INSN_LENGTH } from "../decoder/decode.js";
 import type { Reg, SegmentName } from "../decoder/registers.js";
 import type { CpuMode, ImmOperand, Instruction, MemOperand, Operand } from "../decoder/types.js";
@@ -6,8 +7,8 @@ import { AC, add, CF, DF, incDec, logic, maskOf, neg, type ShiftOp, STATUS, shif
 import { executeSse, isSseMnemonic } from "./sse.js";
 import { areaSize, readMxcsr, restoreAreaSize, writeMxcsr, XSAVE_HEADER, type XsaveKind, xrstorLoad, xsaveStore, xstateBv } from "./xsave.js";
 
-/** Exception vectors the emulator raises (SDM vol. 3 table 6-1). */
-export const VECTOR = { DE: 0, DB: 1, BP: 3, OF: 4, UD: 6, NM: 7, GP: 13, SS: 12, PF: 14, MF: 16, AC: 17 } as const;
+/** Exception vectors (SDM vol. 3 table 6-1), abi's architectural set; the emulator raises #DE, #DB, #BP, #OF, #UD, #NM, #SS, #GP, #PF, #MF and #AC. */
+export const VECTOR = EXCEPTION_VECTOR;
 
 export type EmulationOutcome =
   | { readonly kind: "executed"; readonly mnemonic: string; readonly length: number; readonly rip: bigint }
@@ -41,16 +42,6 @@ class Unsupported {
   constructor(readonly reason: string) {}
 }
 
-const CR0_PE = 1n;
-const CR0_MP = 2n;
-const CR0_EM = 4n;
-const CR0_TS = 8n;
-const CR0_PG = 1n << 31n;
-const CR4_TSD = 4n;
-const CR4_OSFXSR = 1n << 9n;
-const CR4_LA57 = 1n << 12n;
-const CR4_OSXSAVE = 1n << 18n;
-const EFER_LMA = 1n << 10n;
 const MSR_TSC_AUX = 0xc0000103;
 const MSR_XSS = 0xda0;
 
@@ -91,10 +82,10 @@ export class Emulator {
   /** The decoding mode from CR0, EFER.LMA, CS.L/D and RFLAGS.VM. */
   mode(): CpuMode {
     const cr0 = this.cpu.readCr(0);
-    if (!(cr0 & CR0_PE)) return "real";
+    if (!(cr0 & CR0.PE)) return "real";
     if (this.cpu.readRflags() & VM) return "v86";
     const cs = this.cpu.readSegment("cs");
-    if (this.cpu.readEfer() & EFER_LMA && cs.l) return "long64";
+    if (this.cpu.readEfer() & EFER.LMA && cs.l) return "long64";
     return cs.db ? "protected32" : "protected16";
   }
 
@@ -212,7 +203,7 @@ export class Emulator {
     if (mode === "long64") {
       const base = segName === "fs" || segName === "gs" ? this.cpu.readSegment(segName).base : 0n;
       const lin = BigInt.asUintN(64, base + offset);
-      const la57 = (this.cpu.readCr(4) & CR4_LA57) !== 0n;
+      const la57 = (this.cpu.readCr(4) & CR4.LA57) !== 0n;
       const bits = la57 ? 57n : 48n;
       const last = BigInt.asUintN(64, lin + BigInt(size - 1));
       for (const a of [lin, last]) {
@@ -240,7 +231,7 @@ export class Emulator {
 
   /** Guest-physical pieces [gpa, length] of a linear range, page by page. */
   private pieces(lin: bigint, size: number, access: AccessKind, cpl: number): [bigint, number][] {
-    const paging = (this.cpu.readCr(0) & CR0_PG) !== 0n;
+    const paging = (this.cpu.readCr(0) & CR0.PG) !== 0n;
     const out: [bigint, number][] = [];
     let a = lin;
     let left = size;
@@ -325,7 +316,7 @@ export class Emulator {
   }
 
   private requireOsxsave(): void {
-    if (!(this.cpu.readCr(4) & CR4_OSXSAVE)) throw new Fault(VECTOR.UD, undefined, "CR4.OSXSAVE = 0");
+    if (!(this.cpu.readCr(4) & CR4.OSXSAVE)) throw new Fault(VECTOR.UD, undefined, "CR4.OSXSAVE = 0");
   }
 
   /** Execute; returns the new RIP. */
@@ -449,7 +440,7 @@ export class Emulator {
         return st.next;
       case "fwait": {
         const cr0 = this.cpu.readCr(0);
-        if (cr0 & CR0_TS && cr0 & CR0_MP) throw new Fault(VECTOR.NM, undefined, "FWAIT with CR0.TS and CR0.MP");
+        if (cr0 & CR0.TS && cr0 & CR0.MP) throw new Fault(VECTOR.NM, undefined, "FWAIT with CR0.TS and CR0.MP");
         // A pending unmasked x87 exception (FSW.ES) would raise #MF here: the state image says.
         const img = this.cpu.readXsaveState();
         const fsw = img[2]! | (img[3]! << 8);
@@ -516,7 +507,7 @@ export class Emulator {
         return st.next;
       }
       case "rdtscp": {
-        if (this.cpu.readCr(4) & CR4_TSD && st.cpl > 0) throw new Fault(VECTOR.GP, 0, "RDTSCP with CR4.TSD at CPL>0");
+        if (this.cpu.readCr(4) & CR4.TSD && st.cpl > 0) throw new Fault(VECTOR.GP, 0, "RDTSCP with CR4.TSD at CPL>0");
         const tsc = this.cpu.readTsc();
         const aux = this.cpu.readMsr(MSR_TSC_AUX) ?? 0n;
         this.cpu.writeGpr(0, tsc & 0xffffffffn);
@@ -615,9 +606,9 @@ export class Emulator {
     const cr0 = this.cpu.readCr(0);
     const cr4 = this.cpu.readCr(4);
     if (vex) {
-      if (!(cr4 & CR4_OSXSAVE) || (this.cpu.readXcr0() & 6n) !== 6n) throw new Fault(VECTOR.UD, undefined, "VEX without OSXSAVE and XCR0.SSE|AVX");
-    } else if (cr0 & CR0_EM || !(cr4 & CR4_OSFXSR)) throw new Fault(VECTOR.UD, undefined, "SSE with CR0.EM or without CR4.OSFXSR");
-    if (cr0 & CR0_TS) throw new Fault(VECTOR.NM, undefined, "CR0.TS");
+      if (!(cr4 & CR4.OSXSAVE) || (this.cpu.readXcr0() & 6n) !== 6n) throw new Fault(VECTOR.UD, undefined, "VEX without OSXSAVE and XCR0.SSE|AVX");
+    } else if (cr0 & CR0.EM || !(cr4 & CR4.OSFXSR)) throw new Fault(VECTOR.UD, undefined, "SSE with CR0.EM or without CR4.OSFXSR");
+    if (cr0 & CR0.TS) throw new Fault(VECTOR.NM, undefined, "CR0.TS");
   }
 
   private mxcsrOp(st: Step): bigint {
@@ -638,7 +629,7 @@ export class Emulator {
 
   private xsaveCommon(st: Step, supervisor: boolean): { m: MemOperand; rfbm: bigint; lin: bigint } {
     this.requireOsxsave();
-    if (this.cpu.readCr(0) & CR0_TS) throw new Fault(VECTOR.NM, undefined, "CR0.TS");
+    if (this.cpu.readCr(0) & CR0.TS) throw new Fault(VECTOR.NM, undefined, "CR0.TS");
     if (supervisor) this.requireCpl0(st, st.insn.mnemonic);
     const m = st.insn.operands[0] as MemOperand;
     let enabled = this.cpu.readXcr0();

@@ -1,17 +1,9 @@
-/** RFLAGS bits (SDM vol. 1 3.4.3). */
-export const CF = 1n << 0n;
-export const PF = 1n << 2n;
-export const AF = 1n << 4n;
-export const ZF = 1n << 6n;
-export const SF = 1n << 7n;
-export const TF = 1n << 8n;
-export const IF = 1n << 9n;
-export const DF = 1n << 10n;
-export const OF = 1n << 11n;
-export const AC = 1n << 18n;
-export const VM = 1n << 17n;
+import { RFLAGS, RFLAGS_STATUS } from "@tsvmm/abi";
+
+/** RFLAGS bits (SDM vol. 1 3.4.3), abi's, under the short names the emulator's ALU code reads best with. */
+export const { CF, PF, AF, ZF, SF, TF, IF, DF, OF, AC, VM } = RFLAGS;
 /** The six arithmetic status flags. */
-export const STATUS = CF | PF | AF | ZF | SF | OF;
+export const STATUS = RFLAGS_STATUS;
 
 export interface AluResult {
   readonly value: bigint;
