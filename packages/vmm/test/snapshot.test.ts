@@ -110,14 +110,16 @@ describe.runIf(hasKvm)("snapshot and restore", () => {
         snapshotted++;
         let after = "";
         let status = 0;
+        let stderr = "";
         try {
           after = (await run(process.execPath, [bin, "restore", dir], { encoding: "utf8", timeout: 30_000 })).stdout;
         } catch (e) {
           const x = e as { code?: number; stdout?: string; stderr?: string };
           status = x.code ?? -1;
           after = x.stdout ?? "";
+          stderr = x.stderr ?? "";
         }
-        expect(status).toBe(reference.exitCode);
+        expect(status, stderr).toBe(reference.exitCode);
         expect(byRole(before + after)).toEqual(reference.lines);
         rmSync(dir, { recursive: true });
       }),
