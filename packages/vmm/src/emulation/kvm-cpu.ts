@@ -21,10 +21,10 @@ export interface DeliveryPolicy {
 }
 
 /**
- * The default: hardware exceptions through KVM, software ones by hand. KVM_SET_VCPU_EVENTS has no
- * field for the length of the instruction a software exception comes from, which VMX event
- * injection needs; by hand the frame simply holds the RIP after it. Measured on the PVM host in
- * test/emulation-kvm.test.ts (README "Instruction emulation").
+ * The default: both through KVM_SET_VCPU_EVENTS. On the PVM host both paths deliver #UD/#GP/#PF/#BP
+ * as the processor would (test-kernels emulate-faults), and KVM's #BP pushes the RIP after the INT3;
+ * the Debian kernel's int3_selftest passes with KVM's delivery and not (yet) with the hand-written
+ * one (README-emulation.md).
  */
 export const DEFAULT_DELIVERY: DeliveryPolicy = { exception: "kvm", software: "kvm" };
 

@@ -40,6 +40,8 @@ export class SyscallFixup {
   /** SYSCALLs turned into kernel entries. */
   fixed = 0;
   private bp: Breakpoint | undefined;
+  /** LSTAR once the kernel has set it (it never moves after syscall_init): one KVM_GET_MSRS less per exit. */
+  private lstar = 0n;
 
   /**
    * Call at an emulation failure, before emulating. Installs the handler-entry breakpoint once the
@@ -48,7 +50,8 @@ export class SyscallFixup {
   check(cpu: KvmCpu): FixupResult {
     const sregs = cpu.kvmSregs;
     if ((sregs.efer & EFER_LMA) === 0n || (sregs.efer & EFER_SCE) === 0n || sregs.cs.l === 0 || sregs.ss.dpl !== 0) return undefined;
-    const lstar = cpu.readMsr(MSR_LSTAR) ?? 0n;
+    if (this.lstar === 0n) this.lstar = cpu.readMsr(MSR_LSTAR) ?? 0n;
+    const lstar = this.lstar;
     if (lstar === 0n) return undefined;
     const entry = this.ensureBreakpoint(cpu);
     if (entry === undefined) return undefined;
