@@ -141,7 +141,16 @@ export class GuestMemoryMap implements GuestMemory {
     // Sizes are checked before Buffer.alloc, which would throw a raw RangeError for NaN or 2^40.
     if (!Array.isArray(layout)) throw new GuestMemoryError("GUEST_MEMORY_INVALID_REGION", "allocate: layout is not an array");
     const checked = layout.map(checkNewRegion);
-    return new GuestMemoryMap(checked.map((l) => ({ ...l, buffer: Buffer.alloc(l.size) })));
+    return new GuestMemoryMap(
+      checked.map((l) => {
+        try {
+          return { ...l, buffer: Buffer.alloc(l.size) };
+        } catch (e) {
+          // Node 22+ accepts sizes up to 2^53-1 and then fails to allocate with a raw RangeError.
+          throw new GuestMemoryError("GUEST_MEMORY_INVALID_REGION", `allocate: ${l.size} bytes cannot be allocated: ${(e as Error).message}`);
+        }
+      }),
+    );
   }
 
   /** The region holding `gpa`, or undefined. Throws GUEST_MEMORY_RELEASED once that region's backing is gone. */
