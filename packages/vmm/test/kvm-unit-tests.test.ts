@@ -256,4 +256,15 @@ describe.runIf(hasKvm)("tsvmm run x.flat (kvm-unit-tests conventions)", () => {
     expect(r.err.trim()).toMatch(/^tsvmm: guest powered off through ACPI \(S5 written to PM1a control\) \[poweroff, exit 0,/);
     expect(r.status).toBe(0);
   });
+
+  it("emulated: stops at its first POPCNT (KVM internal error, 126) without --emulate; with it every check passes and the stop line counts what was emulated", () => {
+    const stopped = tsvmm("emulated", ["--timeout", "30"]);
+    expect(stopped.status).toBe(126);
+    expect(stopped.err.trim()).toMatch(/^tsvmm: vCPU 0: KVM internal error, suberror 1, instruction bytes f30fb8/);
+    expect(results(stopped).pass).toEqual([]);
+    const r = tsvmm("emulated", ["--timeout", "30", "--emulate"]);
+    expect(expectAllPassed(r, 4)).toContain("popcnt 0xf00f0ff0 = 16");
+    expect(r.err).toMatch(/emulated: [^\]]*popcnt 1/);
+    expect(r.err).toMatch(/emulated: [^\]]*clac 1/);
+  });
 });
