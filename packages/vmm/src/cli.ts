@@ -8,7 +8,6 @@ import { loadVmConfig, parseVmConfig, VM_LIMITS, type VmConfig } from "./config.
 import { VmmError } from "./errors.js";
 import { describeOverrides, measureCpuidOverrides } from "./host.js";
 import { EXIT_STATUS, type Vmm, type VmmResult } from "./vmm.js";
-import { ctlCommand, restoreCommand, runWithApi } from "./api/commands.js";
 import { GdbTargetError } from "./debug/errors.js";
 
 
@@ -108,8 +107,9 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
   try {
     if (command === "run") return await runCommand(rest, io);
     if (command === "info") return infoCommand(rest, io);
-    if (command === "restore") return await restoreCommand(rest, io);
-    if (command === "ctl") return await ctlCommand(rest, io);
+    // Loaded on demand: the control socket (node:net) is not on the path of a plain `tsvmm run`.
+    if (command === "restore") return await (await import("./api/commands.js")).restoreCommand(rest, io);
+    if (command === "ctl") return await (await import("./api/commands.js")).ctlCommand(rest, io);
     if (command === "--help" || command === "-h" || command === "help") {
       io.stdout(`${USAGE}\n`);
       return 0;
@@ -292,7 +292,8 @@ async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
     io.stderr(`tsvmm: ${kernel} has no header tsvmm knows; booting it as a flat real-mode binary at 0x7c00 (--format flat says so and silences this)\n`);
   }
   io.onVmm?.(vmm);
-  const result = await runWithApi(vmm, values["api-sock"]);
+  const apiSock = values["api-sock"];
+  const result = apiSock === undefined ? await vmm.run() : await (await import("./api/commands.js")).runWithApi(vmm, apiSock);
   io.stderr(`${stopLine(result)}\n`);
   return result.exitCode;
 }
