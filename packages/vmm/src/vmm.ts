@@ -8,7 +8,7 @@ import type { VmmSpec } from "./assemble.js";
 import { PauseGate } from "./pause.js";
 import { type RestoreOptions, restoreSnapshot } from "./snapshot/restore.js";
 import { type SnapshotInfo, type SnapshotOptions, saveSnapshot } from "./snapshot/save.js";
-import { VirtioConsole } from "@tsvmm/virtio";
+import { VirtioBlk, VirtioConsole } from "@tsvmm/virtio";
 import type { AttachedVirtio } from "./virtio.js";
 import { Watchdog, type WatchdogOptions } from "./watchdog.js";
 import type { VcpuDebugHook } from "./debug/hook.js";
@@ -475,6 +475,10 @@ export class Vmm {
       for (const v of this.vcpus) v.kick();
     });
     this.uart.flush();
+    // Block I/O already submitted completes into guest memory before the pause is over, so a
+    // snapshot taken now holds no request half done. (Frames a TAP receives while paused are
+    // still delivered: network I/O is not quiesced.)
+    await Promise.all(this.virtio.map((d) => (d.device instanceof VirtioBlk ? d.device.idle() : undefined)));
   }
 
   /** Let the vCPUs of a paused VM run again. Does nothing when the VM is not paused. */
