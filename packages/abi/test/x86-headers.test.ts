@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type CLayoutCheck, CR0, CR3, CR4, CR8_TPR_MASK, cCheckSources, DR6, DR6_INIT, DR6_MBZ, DR7, DR7_INIT, DR7_LEN, DR7_LEN_SHIFT, DR7_MBZ, DR7_RW, DR7_RW_SHIFT, EFER, EXCEPTION_VECTOR, RFLAGS, RFLAGS_IOPL_SHIFT, RFLAGS_RESERVED } from "@tsvmm/abi";
+import { type CLayoutCheck, CR0, CR3, CR4, CR8_TPR_MASK, cCheckSources, DR6, DR6_INIT, DR6_MBZ, DR7, DR7_INIT, DR7_LEN, DR7_LEN_SHIFT, DR7_MBZ, DR7_RW, DR7_RW_SHIFT, EFER, EXCEPTION_VECTOR, MSR, RFLAGS, RFLAGS_IOPL_SHIFT, RFLAGS_RESERVED } from "@tsvmm/abi";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // abi's architectural register bits against this machine's <asm/processor-flags.h> and
@@ -100,8 +100,8 @@ describe("abi's x86 register bits against <asm/processor-flags.h> and <asm/debug
   });
 });
 
-// No installed header has EFER (<asm/msr-index.h> is kernel-internal), DR6.BD, the must-be-zero
-// halves or the exception vectors: these are the SDM's and APM's tables, written out again here.
+// No installed header has EFER or the MSR numbers (<asm/msr-index.h> is kernel-internal), DR6.BD,
+// the must-be-zero halves or the exception vectors: these are the SDM's and APM's tables, written out again here.
 describe("abi's x86 facts against the manuals' tables", () => {
   it("EFER: SCE 0, LME 8, LMA 10, NXE 11 (SDM Vol. 3A Table 2-1, APM Vol. 2 Figure 3-9)", () => {
     expect(Object.entries(EFER).map(([k, v]) => [k, v.toString(2).length - 1])).toEqual([["SCE", 0], ["LME", 8], ["LMA", 10], ["NXE", 11]]);
@@ -119,6 +119,13 @@ describe("abi's x86 facts against the manuals' tables", () => {
     expect(RFLAGS_RESERVED & named).toBe(0n);
     expect(RFLAGS_RESERVED | named).toBe(0xffff_ffff_ffff_ffffn);
     expect([3n, 5n, 15n, 22n, 63n].every((b) => (RFLAGS_RESERVED >> b) & 1n)).toBe(true);
+  });
+  it("MSR numbers (SDM Vol. 4 Table 2-2, APM Vol. 2 appendix A)", () => {
+    expect(MSR).toEqual({
+      IA32_SYSENTER_CS: 0x174, IA32_SYSENTER_ESP: 0x175, IA32_SYSENTER_EIP: 0x176, IA32_DEBUGCTL: 0x1d9, IA32_PAT: 0x277, IA32_XSS: 0xda0,
+      EFER: 0xc0000080, STAR: 0xc0000081, LSTAR: 0xc0000082, CSTAR: 0xc0000083, SFMASK: 0xc0000084,
+      FS_BASE: 0xc0000100, GS_BASE: 0xc0000101, KERNEL_GS_BASE: 0xc0000102, TSC_AUX: 0xc0000103,
+    });
   });
   it("exception vectors (SDM Vol. 3A Table 6-1, APM Vol. 2 Table 8-1)", () => {
     expect(EXCEPTION_VECTOR).toEqual({ DE: 0, DB: 1, NMI: 2, BP: 3, OF: 4, BR: 5, UD: 6, NM: 7, DF: 8, TS: 10, NP: 11, SS: 12, GP: 13, PF: 14, MF: 16, AC: 17, MC: 18, XM: 19, CP: 21 });

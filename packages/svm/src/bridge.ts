@@ -1,4 +1,4 @@
-import { accessFromSvmAttrib, type KvmDebugregs, type KvmMsrEntry, type KvmRegs, type KvmSegment, type KvmSregs, kvmSegmentFromSegment } from "@tsvmm/abi";
+import { accessFromSvmAttrib, type KvmDebugregs, type KvmMsrEntry, type KvmRegs, type KvmSegment, type KvmSregs, kvmSegmentFromSegment, MSR } from "@tsvmm/abi";
 import { CR0, EFER, NESTED_CTL, RFLAGS, VIRT_EXT } from "./bits.js";
 import { canonicalizeVmcb } from "./checks.js";
 import { SvmError } from "./errors.js";
@@ -13,18 +13,8 @@ export interface KvmVcpuState {
   debugregs: KvmDebugregs;
 }
 
-export const MSR_INDEX = {
-  IA32_SYSENTER_CS: 0x174,
-  IA32_SYSENTER_ESP: 0x175,
-  IA32_SYSENTER_EIP: 0x176,
-  IA32_DEBUGCTL: 0x1d9,
-  IA32_PAT: 0x277,
-  STAR: 0xc000_0081,
-  LSTAR: 0xc000_0082,
-  CSTAR: 0xc000_0083,
-  SFMASK: 0xc000_0084,
-  KERNEL_GS_BASE: 0xc000_0102,
-} as const;
+/** MSR numbers of the state the bridge moves: abi's architectural table. */
+export const MSR_INDEX = MSR;
 
 function segment(s: VmcbState, name: string, realMode: boolean): KvmSegment {
   const access = accessFromSvmAttrib(Number(s.get(`save.${name}.attrib`)));

@@ -1,4 +1,4 @@
-import { accessFromVmxAr, type KvmMsrEntry, type KvmRegs, type KvmSegment, type KvmSregs, kvmSegmentFromSegment } from "@tsvmm/abi";
+import { accessFromVmxAr, type KvmMsrEntry, type KvmRegs, type KvmSegment, type KvmSregs, kvmSegmentFromSegment, MSR } from "@tsvmm/abi";
 import { ENTRY } from "./bits/controls.js";
 import { EPT_VIOLATION_QUAL, EXIT_REASON, encodeIoQualification } from "./bits/exits.js";
 import { CR4, EFER } from "./bits/registers.js";
@@ -12,13 +12,8 @@ export interface KvmVcpuState {
   msrs: KvmMsrEntry[];
 }
 
-export const MSR_INDEX = {
-  IA32_SYSENTER_CS: 0x174,
-  IA32_SYSENTER_ESP: 0x175,
-  IA32_SYSENTER_EIP: 0x176,
-  IA32_DEBUGCTL: 0x1d9,
-  IA32_PAT: 0x277,
-} as const;
+/** MSR numbers of the state the bridge moves: abi's architectural table. */
+export const MSR_INDEX = MSR;
 
 function segment(st: VmcsState, name: string): KvmSegment {
   return kvmSegmentFromSegment({

@@ -73,6 +73,3 @@ export const EFER = {
   LMA: 1n << 10n,
   NXE: 1n << 11n,
 } as const;
-
-/** MSR number of EFER. */
-export const MSR_EFER = 0xc000_0080;

@@ -49,8 +49,8 @@ export const SEGMENT_TYPE = {
   TSS32_BUSY: 11,
 } as const;
 
-/** The 32-bit VMCS guest access-rights format (GUEST_xx_AR_BYTES). */
-export const VMX_AR = {
+/** Bits 7:0 of both encodings: the descriptor's access byte (its bits 47:40). */
+const ACCESS_BYTE = {
   TYPE_MASK: 0xf,
   TYPE_ACCESSED: 1 << 0,
   /** Data: writable; code: readable. */
@@ -62,6 +62,11 @@ export const VMX_AR = {
   DPL_SHIFT: 5,
   DPL_MASK: 3 << 5,
   P: 1 << 7,
+} as const;
+
+/** The 32-bit VMCS guest access-rights format (GUEST_xx_AR_BYTES). */
+export const VMX_AR = {
+  ...ACCESS_BYTE,
   RESERVED_11_8: 0xf00,
   AVL: 1 << 12,
   L: 1 << 13,
@@ -73,15 +78,7 @@ export const VMX_AR = {
 
 /** The 16-bit VMCB segment attribute field (save.xx.attrib); bits 15:12 are unused. */
 export const SVM_ATTRIB = {
-  TYPE_MASK: 0xf,
-  TYPE_ACCESSED: 1 << 0,
-  TYPE_RW: 1 << 1,
-  TYPE_DC: 1 << 2,
-  TYPE_CODE: 1 << 3,
-  S: 1 << 4,
-  DPL_SHIFT: 5,
-  DPL_MASK: 3 << 5,
-  P: 1 << 7,
+  ...ACCESS_BYTE,
   AVL: 1 << 8,
   L: 1 << 9,
   DB: 1 << 10,

@@ -1,4 +1,4 @@
-import { CR0, CR4, EFER, EXCEPTION_VECTOR } from "@tsvmm/abi";
+import { CR0, CR4, EFER, EXCEPTION_VECTOR, MSR } from "@tsvmm/abi";
 import { decode, MAX_INSN_LENGTH } from "../decoder/decode.js";
 import type { Reg, SegmentName } from "../decoder/registers.js";
 import type { CpuMode, ImmOperand, Instruction, MemOperand, Operand } from "../decoder/types.js";
@@ -42,8 +42,6 @@ class Unsupported {
   constructor(readonly reason: string) {}
 }
 
-const MSR_TSC_AUX = 0xc0000103;
-const MSR_XSS = 0xda0;
 
 type Loc = { read(): bigint; write(v: bigint): void; bits: number };
 
@@ -501,7 +499,7 @@ export class Emulator {
         return st.next;
       }
       case "rdpid": {
-        const aux = this.cpu.readMsr(MSR_TSC_AUX);
+        const aux = this.cpu.readMsr(MSR.TSC_AUX);
         if (aux === undefined) throw new Fault(VECTOR.UD, undefined, "no IA32_TSC_AUX");
         this.setReg((ops[0] as Extract<Operand, { kind: "reg" }>).reg, aux);
         return st.next;
@@ -509,7 +507,7 @@ export class Emulator {
       case "rdtscp": {
         if (this.cpu.readCr(4) & CR4.TSD && st.cpl > 0) throw new Fault(VECTOR.GP, 0, "RDTSCP with CR4.TSD at CPL>0");
         const tsc = this.cpu.readTsc();
-        const aux = this.cpu.readMsr(MSR_TSC_AUX) ?? 0n;
+        const aux = this.cpu.readMsr(MSR.TSC_AUX) ?? 0n;
         this.cpu.writeGpr(0, tsc & 0xffffffffn);
         this.cpu.writeGpr(2, (tsc >> 32n) & 0xffffffffn);
         this.cpu.writeGpr(1, aux & 0xffffffffn);
@@ -633,7 +631,7 @@ export class Emulator {
     if (supervisor) this.requireCpl0(st, st.insn.mnemonic);
     const m = st.insn.operands[0] as MemOperand;
     let enabled = this.cpu.readXcr0();
-    if (supervisor) enabled |= this.cpu.readMsr(MSR_XSS) ?? 0n;
+    if (supervisor) enabled |= this.cpu.readMsr(MSR.IA32_XSS) ?? 0n;
     const rfbm = enabled & ((this.gprN(2, 32) << 32n) | this.gprN(0, 32));
     const off = this.effectiveOffset(m, st);
     const lin = this.linear(m.segment, off, 1, "read", st.mode, st.cpl);
@@ -665,7 +663,7 @@ export class Emulator {
     const size = restoreAreaSize(header, rfbm, layout);
     const area = this.readPieces(this.resolve(m, size, "read", st));
     let enabled = this.cpu.readXcr0();
-    if (supervisor) enabled |= this.cpu.readMsr(MSR_XSS) ?? 0n;
+    if (supervisor) enabled |= this.cpu.readMsr(MSR.IA32_XSS) ?? 0n;
     const r = xrstorLoad(area, this.cpu.readXsaveState(), layout, rfbm, enabled, supervisor, this.mxcsrMask, st.mode === "long64" ? 16 : 8);
     if (!(r instanceof Uint8Array)) throw new Fault(VECTOR.GP, 0, r.gp);
     this.cpu.writeXsaveState(r);
