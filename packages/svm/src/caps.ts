@@ -1,3 +1,4 @@
+import { CR4, EFER } from "./bits.js";
 import { SvmError } from "./errors.js";
 
 /** CPUID Fn8000_000A_EDX feature bits (APM vol. 3 appendix E, "SVM Revision and Feature Identification"). */
@@ -341,31 +342,32 @@ export function capsProblem(caps: unknown): string | undefined {
 /** CR4 bits this CPU allows (APM vol. 2 §3.1.3, gated by CPUID). */
 export function cr4Allowed(c: SvmCaps): bigint {
   const f = c.cpu;
-  let m = 0x7ffn; // VME .. OSXMMEXCPT (bits 10:0): architectural on every AMD64 CPU
-  if (f.umip) m |= 1n << 11n;
-  if (f.la57) m |= 1n << 12n;
-  if (f.fsgsbase) m |= 1n << 16n;
-  if (f.pcid) m |= 1n << 17n;
-  if (f.xsave) m |= 1n << 18n;
-  if (f.smep) m |= 1n << 20n;
-  if (f.smap) m |= 1n << 21n;
-  if (f.pku) m |= 1n << 22n;
-  if (f.shstk) m |= 1n << 23n;
+  // VME .. OSXMMEXCPT (bits 10:0): architectural on every AMD64 CPU
+  let m = CR4.VME | CR4.PVI | CR4.TSD | CR4.DE | CR4.PSE | CR4.PAE | CR4.MCE | CR4.PGE | CR4.PCE | CR4.OSFXSR | CR4.OSXMMEXCPT;
+  if (f.umip) m |= CR4.UMIP;
+  if (f.la57) m |= CR4.LA57;
+  if (f.fsgsbase) m |= CR4.FSGSBASE;
+  if (f.pcid) m |= CR4.PCIDE;
+  if (f.xsave) m |= CR4.OSXSAVE;
+  if (f.smep) m |= CR4.SMEP;
+  if (f.smap) m |= CR4.SMAP;
+  if (f.pku) m |= CR4.PKE;
+  if (f.shstk) m |= CR4.CET;
   return m;
 }
 
 /** EFER bits this CPU allows (APM vol. 2 §3.1.7, gated by CPUID). */
 export function eferAllowed(c: SvmCaps): bigint {
   const f = c.cpu;
-  let m = (1n << 0n) | (1n << 12n); // SCE, SVME
-  if (f.longMode) m |= (1n << 8n) | (1n << 10n);
-  if (f.nx) m |= 1n << 11n;
-  if (f.lmsle) m |= 1n << 13n;
-  if (f.ffxsr) m |= 1n << 14n;
-  if (f.tce) m |= 1n << 15n;
-  if (f.mcommit) m |= 1n << 17n;
-  if (f.intwb) m |= 1n << 18n;
-  if (f.uai) m |= 1n << 20n;
-  if (f.autoIbrs) m |= 1n << 21n;
+  let m = EFER.SCE | EFER.SVME;
+  if (f.longMode) m |= EFER.LME | EFER.LMA;
+  if (f.nx) m |= EFER.NXE;
+  if (f.lmsle) m |= EFER.LMSLE;
+  if (f.ffxsr) m |= EFER.FFXSR;
+  if (f.tce) m |= EFER.TCE;
+  if (f.mcommit) m |= EFER.MCOMMIT;
+  if (f.intwb) m |= EFER.INTWB;
+  if (f.uai) m |= EFER.UAIE;
+  if (f.autoIbrs) m |= EFER.AIBRSE;
   return m;
 }
