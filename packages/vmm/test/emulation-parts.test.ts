@@ -56,13 +56,14 @@ describe.runIf(requireKvm())("host probe and Linux command line", () => {
     expect(["hlt", "internal_error"]).toContain(facts.probeExit);
     const bz = new Uint8Array(0x400);
     bz.set(new TextEncoder().encode("HdrS"), 0x202);
-    const r = linuxEmulationCmdline(bz, "console=ttyS0 nosmap");
+    const r = linuxEmulationCmdline(bz, "console=ttyS0 clearcpuid=1");
     if (!facts.cpl0Emulated) {
       expect(r).toBeUndefined();
       return;
     }
-    expect(r?.cmdline).toBe("console=ttyS0 nosmap noxsave clearcpuid=137,141,151 cryptomgr.notests=1");
-    expect(r?.note).toMatch(/added to the kernel command line: noxsave clearcpuid=137,141,151 cryptomgr.notests=1 \(/);
+    expect(r?.cmdline).toBe("console=ttyS0 clearcpuid=1,137,141,151,308 noxsave mitigations=off cryptomgr.notests=1");
+    expect(linuxEmulationCmdline(bz, "noxsave")?.cmdline).toBe("noxsave clearcpuid=137,141,151,308 mitigations=off cryptomgr.notests=1");
+    expect(r?.note).toMatch(/added to the kernel command line: noxsave clearcpuid\+=137,141,151,308 mitigations=off cryptomgr.notests=1 \(/);
     expect(linuxEmulationCmdline(new Uint8Array(0x400), "console=ttyS0")).toBeUndefined();
   });
 });

@@ -50,10 +50,12 @@ export const LINUX_ON_EMULATING_HOST: ReadonlyArray<{ readonly arg: string; read
   // Without XSAVE the kernel uses FXSAVE/FXRSTOR (in KVM's emulator) and sees no AVX/AVX-512, so
   // no VEX/EVEX code (BLAKE2s's AVX-512 path) is ever chosen; the CPUID table alone does not hide them here.
   { arg: "noxsave", why: "no XSAVE/AVX/AVX-512 paths (EVEX is not emulated)" },
-  // 137 SSSE3 (BLAKE2s vector code), 141 CX16 (SLUB's lock cmpxchg16b, ~250 exits/s), 151 POPCNT (hweight).
-  { arg: "clearcpuid=137,141,151", why: "SSSE3, CMPXCHG16B and POPCNT off: generic code instead of an exit per use" },
-  // SMAP makes every interrupt and exception entry run CLAC (~190 emulation exits/s).
-  { arg: "nosmap", why: "no CLAC/STAC on every kernel entry" },
+  // 137 SSSE3 (BLAKE2s vector code), 141 CX16 (SLUB's lock cmpxchg16b, ~250 exits/s), 151 POPCNT
+  // (hweight), 308 SMAP (CLAC/STAC on every kernel entry, ~190 exits/s; 6.x has no `nosmap` any more).
+  { arg: "clearcpuid=137,141,151,308", why: "SSSE3, CMPXCHG16B, POPCNT and SMAP off: generic code instead of an exit per use" },
+  // Return thunks, RSB filling and IBRS add instructions to every kernel function and entry, each
+  // paid at the speed of emulated CPL0 code; this VM is a guest of this host alone.
+  { arg: "mitigations=off", why: "no speculation mitigations (return thunks and RSB filling double the emulated kernel's work)" },
   // The crypto self-tests take ~10 minutes at the speed of emulated CPL0 code.
   { arg: "cryptomgr.notests=1", why: "crypto self-tests skipped" },
 ];
@@ -72,12 +74,29 @@ export function isLinuxImage(image: Uint8Array): boolean {
  */
 export function linuxEmulationCmdline(image: Uint8Array, cmdline: string): { cmdline: string; note: string } | undefined {
   if (!isLinuxImage(image) || !probeHostEmulation().cpl0Emulated) return undefined;
-  const given = new Set(cmdline.split(/\s+/).filter((w) => w.length > 0).map((w) => w.split("=")[0]));
-  const added = LINUX_ON_EMULATING_HOST.filter((a) => !given.has(a.arg.split("=")[0]!));
+  const words = cmdline.split(/\s+/).filter((w) => w.length > 0);
+  const given = new Set(words.map((w) => w.split("=")[0]));
+  const added: Array<{ arg: string; why: string }> = [];
+  for (const a of LINUX_ON_EMULATING_HOST) {
+    const name = a.arg.split("=")[0]!;
+    if (!given.has(name)) added.push(a);
+    else if (name === "clearcpuid") {
+      // The kernel reads one clearcpuid list: the user's numbers and ours go into it together.
+      const k = words.findIndex((w) => w.startsWith("clearcpuid="));
+      const theirs = words[k]!.slice("clearcpuid=".length).split(",").filter((x) => x.length > 0);
+      const ours = a.arg.slice("clearcpuid=".length).split(",").filter((x) => !theirs.includes(x));
+      if (ours.length > 0) {
+        words[k] = `clearcpuid=${[...theirs, ...ours].join(",")}`;
+        added.push({ arg: `clearcpuid+=${ours.join(",")}`, why: a.why });
+      }
+    }
+  }
   if (added.length === 0) return undefined;
-  const args = added.map((a) => a.arg).join(" ");
+  const base = words.join(" ");
+  const args = added.filter((a) => !a.arg.startsWith("clearcpuid+=")).map((a) => a.arg).join(" ");
+  const shown = added.map((a) => a.arg).join(" ");
   return {
-    cmdline: `${cmdline} ${args}`.trim(),
-    note: `this host's KVM emulates guest kernel code and cannot run some of its instructions (measured): added to the kernel command line: ${args} (${added.map((a) => a.why).join("; ")})`,
+    cmdline: `${base} ${args}`.trim(),
+    note: `this host's KVM emulates guest kernel code and cannot run some of its instructions (measured): added to the kernel command line: ${shown} (${added.map((a) => a.why).join("; ")})`,
   };
 }
