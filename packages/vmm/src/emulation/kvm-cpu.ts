@@ -21,10 +21,9 @@ export interface DeliveryPolicy {
 }
 
 /**
- * The default: both through KVM_SET_VCPU_EVENTS. On the PVM host both paths deliver #UD/#GP/#PF/#BP
- * as the processor would (test-kernels emulate-faults), and KVM's #BP pushes the RIP after the INT3;
- * the Debian kernel's int3_selftest passes with KVM's delivery and not (yet) with the hand-written
- * one (README-emulation.md).
+ * The default: both through KVM_SET_VCPU_EVENTS, one ioctl. On the PVM host both paths deliver
+ * #UD/#GP/#PF/#BP as the processor would (test-kernels emulate-faults); KVM's #BP pushes the RIP
+ * after the INT3 there (README-emulation.md).
  */
 export const DEFAULT_DELIVERY: DeliveryPolicy = { exception: "kvm", software: "kvm" };
 
