@@ -152,10 +152,11 @@ export class KvmDebugTarget implements DebugTarget, VcpuDebugHook {
   async halt(): Promise<StopEvent> {
     if (this.ended !== undefined) return { kind: "exited", status: this.ended };
     this.attached = true;
-    if (this.slots.used === 0) this.slots = new DebugRegisters({ allowLength8: this.architecture(0) === "i386:x86-64" });
     this.holdAll(-1);
     await this.allParked();
     if (this.ended !== undefined) return { kind: "exited", status: this.ended };
+    // Only now: a vCPU ioctl waits for a KVM_RUN in progress to return.
+    if (this.slots.used === 0) this.slots = new DebugRegisters({ allowLength8: this.architecture(0) === "i386:x86-64" });
     const first = this.started && !this.active.has(0) && this.active.size > 0 ? [...this.active][0]! : 0;
     return { kind: "stopped", vcpu: first, signal: GdbSignal.TRAP };
   }
