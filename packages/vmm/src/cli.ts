@@ -63,6 +63,8 @@ options:
       --vsock CID,PATH  virtio-vsock: guest CID, host Unix socket PATH        config: vsock
       --console K       uart (default) or virtio (adds a virtio-console port) config: console
       --rng             a virtio-rng device                                   config: rng
+      --no-acpi         no ACPI tables and no PM device                       config: acpi
+      --no-mptable      no Intel MP table                                     config: mpTable
       --emulate         finish in tsvmm the instructions this host's KVM cannot
                         emulate (PVM hosts); adds what Linux needs there to
                         the command line and says so                          config: emulate

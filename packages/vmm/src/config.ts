@@ -63,6 +63,10 @@ export const VmConfigSchema = z.strictObject({
   console: z._default(z.enum(["uart", "virtio"]), "uart"),
   /** A virtio-rng device. */
   rng: z._default(z.boolean(), false),
+  /** ACPI tables (RSDP, XSDT, FADT with the PM1a/PM-timer block, MADT, DSDT) and the PM device. */
+  acpi: z._default(z.boolean(), true),
+  /** The Intel MP table, for guests without an ACPI parser. */
+  mpTable: z._default(z.boolean(), true),
   /** Finish in the VMM the instructions this host's KVM cannot emulate (PVM hosts); off by default. */
   emulate: z._default(z.boolean(), false),
   serial: z._default(z.strictObject({ port: z._default(int(0, 0xfff8), L.serial.port), irq: z._default(int(0, 23), L.serial.irq) }), { ...L.serial }),

@@ -210,6 +210,12 @@ describe("CLI conventions", () => {
     expect((await cli(["run", "--format", "coff"])).err).toMatch(/^tsvmm run: --format: /);
   });
 
+  it.runIf(hasKvm)("--no-acpi leaves no RSDP for the guest to find; by default the acpi-madt guest finds its tables", async () => {
+    expect((await cli(["run", guest("acpi-madt"), "--timeout", "20"])).code).toBe(0);
+    const off = await cli(["run", guest("acpi-madt"), "--no-acpi", "--timeout", "20"]);
+    expect(off.code).not.toBe(0);
+  });
+
   it.runIf(hasKvm)("--stall SECONDS stops a guest that stops exiting (124)", async () => {
     const r = await cli(["run", guest("runaway-loop"), "--stall", "0.3", "--timeout", "20"]);
     expect(r.code).toBe(124);
