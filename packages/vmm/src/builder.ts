@@ -104,6 +104,7 @@ export class VmmBuilder {
     if (c.console === "virtio") b.virtioConsole();
     if (c.rng) b.rng();
     if (c.emulate) b.emulate();
+    b.acpi(c.acpi).mpTable(c.mpTable);
     return b;
   }
 

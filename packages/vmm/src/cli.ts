@@ -228,6 +228,8 @@ async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
       vsock: { type: "string" },
       console: { type: "string" },
       rng: { type: "boolean" },
+      "no-acpi": { type: "boolean" },
+      "no-mptable": { type: "boolean" },
       emulate: { type: "boolean" },
       "api-sock": { type: "string" },
       gdb: { type: "string" },
@@ -266,6 +268,8 @@ async function runCommand(args: readonly string[], io: CliIo): Promise<number> {
     console: values.console,
     rng: values.rng,
     emulate: values.emulate,
+    acpi: values["no-acpi"] === true ? false : undefined,
+    mpTable: values["no-mptable"] === true ? false : undefined,
   };
   for (const [k, v] of Object.entries(over)) if (v !== undefined) base[k] = v;
   let config: VmConfig;
