@@ -24,3 +24,7 @@ export {
   LINUX_ON_EMULATING_HOST, linuxEmulationCmdline, probeHostEmulation, SyscallFixup, VcpuEmulation,
 } from "./emulation/index.js";
 export { busyboxInitramfs, type CpioEntry, newcArchive } from "./initramfs.js";
+export {
+  attachGdb, checkGdbAddress, type DebugExitView, type GdbAttachment, type GdbOptions, GdbTargetError, type GdbTargetErrorCode, type GuestDebugSupport,
+  KvmDebugTarget, type KvmDebugTargetOptions, LinearTranslator, type PagingMode, type PagingState, pagingMode, planLinear, probeGuestDebug, readLinear, type VcpuDebugHook,
+} from "./debug/index.js";
