@@ -108,6 +108,16 @@ describe.runIf(hasKvm)("gdb against a KVM guest (x86-64)", () => {
     expect((await vm.result).reason).toBe("stopped");
   });
 
+  it("breakpoints take the four debug-register slots: a fifth is refused, gdb says so, the four still work", async () => {
+    const vm = await debugVm("gdb-target");
+    const names = ["test_main", "gdb_checkpoint", "gdb_bump", "report_value", "strlen"];
+    const { output } = await runGdb(elf, vm.target, [...names.map((n) => `break *${hex(nmAddress(elf, n))}`), "continue", "delete 5", "continue", "p/x $pc", "kill"]);
+    // gdb words a refused Z0 as a memory error ("Cannot access memory at address"): the reply is E1c, no slot.
+    expect(output).toMatch(/Cannot insert breakpoint 5\./);
+    expect(printed(output, 1)).toBe(hex(nmAddress(elf, "test_main")));
+    expect((await vm.result).reason).toBe("stopped");
+  });
+
   it("Ctrl-C stops a spinning guest; gdb then releases it and it exits with its status", async () => {
     const vm = await debugVm("gdb-target");
     const { output } = await runGdb(
