@@ -36,10 +36,19 @@ export type FixupResult =
   | { readonly kind: "breakpoint"; readonly bytes: Uint8Array }
   | undefined;
 
+/**
+ * The breakpoint is a change to guest memory, so it belongs to the VM, not to one vCPU: every
+ * vCPU's fix-up over the same memory shares it (a second vCPU must not take our INT3 for the original byte).
+ */
+const breakpoints = new WeakMap<object, { bp: Breakpoint | undefined }>();
+
 export class SyscallFixup {
   /** SYSCALLs turned into kernel entries. */
   fixed = 0;
-  private bp: Breakpoint | undefined;
+  private shared: { bp: Breakpoint | undefined } | undefined;
+  private get bp(): Breakpoint | undefined {
+    return this.shared?.bp;
+  }
   /** LSTAR once the kernel has set it (it never moves after syscall_init): one KVM_GET_MSRS less per exit. */
   private lstar = 0n;
 
@@ -74,6 +83,10 @@ export class SyscallFixup {
 
   /** The #PF handler's entry (installing the INT3 there when not yet done); undefined when the IDT is not usable. */
   private ensureBreakpoint(cpu: KvmCpu): bigint | undefined {
+    if (this.shared === undefined) {
+      this.shared = breakpoints.get(cpu.memory) ?? { bp: undefined };
+      breakpoints.set(cpu.memory, this.shared);
+    }
     const idt = cpu.kvmSregs.idt;
     if (this.bp !== undefined && this.bp.idtBase === idt.base) return this.bp.linear;
     if (VECTOR_PF * 16 + 15 > idt.limit) return undefined;
@@ -87,7 +100,9 @@ export class SyscallFixup {
     if (typeof gpa !== "bigint" || !cpu.memory.contains(gpa, 1)) return undefined;
     const original = cpu.memory.readU8(gpa);
     if (original !== INT3) cpu.memory.writeU8(gpa, INT3);
-    this.bp = { idtBase: idt.base, linear: target, gpa, original: original === INT3 ? (this.bp?.original ?? INT3) : original };
+    // A handler that already holds our INT3 (moved IDT, same handler) keeps the byte we saved for it.
+    const saved = this.bp !== undefined && this.bp.gpa === gpa ? this.bp.original : original;
+    this.shared.bp = { idtBase: idt.base, linear: target, gpa, original: original === INT3 ? saved : original };
     return target;
   }
 
