@@ -20,5 +20,5 @@ export default async function () {
     const dt = Number(process.hrtime.bigint() - t0) / 1e9;
     rates.push(n / dt);
   }
-  return [result("vmcs-check-throughput", median(rates), "VMCS/s", null, { goal: 1e5 })];
+  return [result("vmcs-check-throughput", median(rates), "VMCS/s", null, { goal: ">= 1e6 VMCS/s in one thread" })];
 }

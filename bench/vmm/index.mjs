@@ -38,7 +38,7 @@ function runHello() {
       tsvmm.push(b);
     }
   }
-  return result("tsvmm-run-hello", median(tsvmm), "ms", median(node), { goal: "ratio <= 2.5 (baseline: node -e 0)", runs: HELLO_RUNS });
+  return result("tsvmm-run-hello", median(tsvmm), "ms", median(node), { goal: "ratio <= 1.8 (baseline: node -e 0)", runs: HELLO_RUNS });
 }
 
 /** Seconds from spawn until `Linux version` appears on the child's stdout; the child is then killed. */
