@@ -527,12 +527,14 @@ class Runner : public Napi::ObjectWrap<Runner> {
 
   void Go() {
     go_at_ = Clock::now();
+    bool timing;
     {
       std::lock_guard<std::mutex> lock(mu_);
       go_ = true;
       poke_.store(true, std::memory_order_release);
+      timing = watching_;  // waiting on the slice's deadline, not polling
     }
-    if (sleeping_.load(std::memory_order_acquire)) cv_.notify_one();
+    if (timing || sleeping_.load(std::memory_order_acquire)) cv_.notify_one();
   }
 
   void Loop() {
