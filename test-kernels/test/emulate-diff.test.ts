@@ -101,7 +101,7 @@ const input = fc.record({
   flags: fc.bigInt({ min: 0n, max: STATUS }).map((f) => (f & STATUS) | 0x202n),
   mem: fc.tuple(word, word),
 });
-type Input = fc.Infer<typeof input>;
+type Input = typeof input extends fc.Arbitrary<infer T> ? T : never;
 
 const PER_INSN = process.env.TSVMM_FUZZ ? 40 : 4;
 
