@@ -268,17 +268,16 @@ Napi::Value Munmap(const Napi::CallbackInfo& info) {
 // One native thread per vCPU issues KVM_RUN; exits are handed to the JavaScript thread of the
 // environment that created the runner. The hand-off, not KVM, was the cost of the asynchronous
 // path (a futex wake-up of the sleeping JavaScript thread, then a Promise, a microtask and a new
-// request per exit), so (the README's "The asynchronous exit path" argues each step):
+// request per exit), so:
 //  - every runner of an environment posts to one Dispatcher (a mutex-guarded ready list and one
 //    uv_async); the JavaScript callback's return value says whether to re-enter KVM_RUN at once
 //    (CONTINUE) or to wait for the next run() (STOP): one hop per exit, no request in between;
-//  - once woken, the JavaScript thread keeps draining: it polls the ready list for kDrainSpinMicros
-//    after the last exit, and the runner polls for its go-ahead for kRunnerSpinMicros, both
-//    yielding the CPU while they poll;
-//  - a vCPU that exits back to back (within kHotMicros of its last KVM_RUN) runs on the
-//    JavaScript thread itself, one at a time, in slices of kSliceMicros timed by its idle runner
-//    thread; other vCPUs' exits are handed over between two of its exits. A slice with no exit
-//    sends the vCPU back to its own thread. The event loop gets its turn between slices.
+//  - once woken, the JavaScript thread keeps draining for a short while: after handling an exit
+//    it polls the ready list for kDrainSpinMicros, so an exit that follows within that time is
+//    taken without any wake-up. It returns to the event loop after kDrainSliceMicros at most, so
+//    timers and I/O keep their turn, and it spins only while exits keep coming;
+//  - the runner polls for its next go-ahead for kRunnerSpinMicros before sleeping on a condition
+//    variable, which saves the futex wake-up in the other direction.
 // Signal handling, kick() and close() are as before: SIGRTMIN without SA_RESTART makes KVM_RUN
 // return EINTR, and immediate_exit (set by TypeScript) covers a kick that lands just before it.
 
@@ -298,14 +297,19 @@ void InstallKickSignal() {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr int kDrainSpinMicros = 30;
-constexpr int kRunnerSpinMicros = 60;
-constexpr int kSliceMicros = 400;
-constexpr int kHotMicros = 200;
+int EnvInt(const char* name, int dflt) {
+  const char* v = getenv(name);
+  return v ? atoi(v) : dflt;
+}
+int g_drain_spin = EnvInt("TSVMM_DRAIN_SPIN_US", 30);
+int g_runner_spin = EnvInt("TSVMM_RUNNER_SPIN_US", 60);
+int g_slice = EnvInt("TSVMM_SLICE_US", 400);
+int g_yield = EnvInt("TSVMM_YIELD", 1);
 
-// Polling gives the CPU away: on a loaded machine a poll must not spin against the very thread
-// it waits for.
-inline void CpuRelax() { sched_yield(); }
+inline void CpuRelax() {
+  if (g_yield) sched_yield();
+  else __builtin_ia32_pause();
+}
 
 class Runner;
 
@@ -315,7 +319,10 @@ constexpr int kContinue = 0;  // re-enter KVM_RUN now
 
 class Dispatcher {
  public:
-  explicit Dispatcher(napi_env env) : js_tid_(pthread_self()), env_(env) {
+  static constexpr int kDrainSpinMicros = 60;
+  static constexpr int kDrainSliceMicros = 400;
+
+  explicit Dispatcher(napi_env env) : env_(env) {
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
     uv_async_init(loop, &async_, [](uv_async_t* a) { static_cast<Dispatcher*>(a->data)->Drain(); });
@@ -338,24 +345,18 @@ class Dispatcher {
     if (!hot_.load(std::memory_order_seq_cst)) uv_async_send(&async_);
   }
 
-  // JavaScript thread: a runner closed; drop every reference to it.
+  // JavaScript thread: a runner closed; drop it from the ready list.
   void Forget(Runner* r) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (auto it = ready_.begin(); it != ready_.end();) {
-        if (*it == r) {
-          it = ready_.erase(it);
-          count_.fetch_sub(1, std::memory_order_relaxed);
-        } else {
-          ++it;
-        }
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = ready_.begin(); it != ready_.end();) {
+      if (*it == r) {
+        it = ready_.erase(it);
+        count_.fetch_sub(1, std::memory_order_relaxed);
+      } else {
+        ++it;
       }
     }
-    for (auto* b : batches_)
-      for (auto*& x : *b)
-        if (x == r) x = nullptr;
-    if (inline_ == r) inline_ = nullptr;
-    if (resume_ == r) resume_ = nullptr;
+    for (auto*& x : batch_) if (x == r) x = nullptr;
     runners_.erase(r);
   }
 
@@ -369,15 +370,7 @@ class Dispatcher {
   }
 
   void Drain();
-  // Hand every exit posted so far to JavaScript (no waiting).
-  void DeliverReady(Napi::Env env);
-
   std::function<void()> forget_;
-  pthread_t js_tid_;
-  // The runner whose vCPU runs on this (the JavaScript) thread now, and one to resume there at the
-  // next turn of the loop. At most one: every other vCPU stays on its own thread.
-  Runner* inline_ = nullptr;
-  Runner* resume_ = nullptr;
 
  private:
   void Teardown();
@@ -386,7 +379,7 @@ class Dispatcher {
   uv_async_t async_;
   std::mutex mu_;
   std::vector<Runner*> ready_;
-  std::vector<std::vector<Runner*>*> batches_;  // being delivered (nested while a vCPU runs inline)
+  std::vector<Runner*> batch_;
   std::atomic<int> count_{0};
   std::atomic<bool> hot_{false};
   std::unordered_set<Runner*> runners_;
@@ -414,33 +407,38 @@ class Runner : public Napi::ObjectWrap<Runner> {
 
   ~Runner() override { Stop(); }
 
-  // JavaScript thread, from the dispatcher: hand the exit to JavaScript, then re-enter KVM_RUN at
-  // once (here, when this vCPU is hot and the JavaScript thread is free of others, else on the
-  // runner thread) or end the run.
+  // JavaScript thread, from Dispatcher::Drain: hand the exit to JavaScript, then either re-enter
+  // KVM_RUN at once or end the run.
   void Deliver(Napi::Env env) {
     Napi::HandleScope scope(env);
     Ref();  // the callback may close this runner and drop the last JavaScript reference to it
-    bool hot = Clock::now() - go_at_ < std::chrono::microseconds(kHotMicros);
-    int code = CallJs(env);
-    if (!quit_) {
-      if (code != kContinue) {
-        End();
-      } else if (hot && dispatcher_->inline_ == nullptr) {
-        RunInline(env, Clock::now() + std::chrono::microseconds(kSliceMicros));
-      } else {
-        Go();
+    {
+      // Microtasks (a resolved run's awaiters) run when this scope closes: after the run has been
+      // marked ended, so they may start the next run().
+      Napi::CallbackScope cb(env, context());
+      Napi::Value ret = callback_.Call(Value(), {Napi::Number::New(env, static_cast<double>(result_))});
+      int code = 1;
+      if (env.IsExceptionPending()) {
+        // The TypeScript side never throws here; if it did, end the run and report it as uncaught.
+        Napi::Error e = env.GetAndClearPendingException();
+        napi_fatal_exception(env, e.Value());
+      } else if (ret.IsNumber()) {
+        code = ret.As<Napi::Number>().Int32Value();
+      }
+      if (!quit_) {
+        if (code == kContinue) {
+          Go();
+        } else {
+          inflight_ = false;
+          dispatcher_->Active(-1);
+        }
       }
     }
     Unref();
   }
 
-  // JavaScript thread: go on running inline after the loop had its turn.
-  void Resume(Napi::Env env, Clock::time_point slice_end) {
-    Napi::HandleScope scope(env);
-    Ref();
-    if (!quit_) RunInline(env, slice_end);
-    Unref();
-  }
+  // Runner thread entry: post the finished KVM_RUN.
+  long result_ = 0;
 
  private:
   Napi::AsyncContext& context() {
@@ -448,93 +446,13 @@ class Runner : public Napi::ObjectWrap<Runner> {
     return *ctx_;
   }
 
-  // The JavaScript callback with result_; returns its code (STOP when it threw).
-  int CallJs(Napi::Env env) {
-    // Microtasks (a resolved run's awaiters) run when this scope closes: after the run has been
-    // marked ended below, so they may start the next run().
-    int code = 1;
-    Napi::CallbackScope cb(env, context());
-    Napi::Value ret = callback_.Call(Value(), {Napi::Number::New(env, static_cast<double>(result_))});
-    if (env.IsExceptionPending()) {
-      // The TypeScript side never throws here; if it did, end the run and report it as uncaught.
-      Napi::Error e = env.GetAndClearPendingException();
-      napi_fatal_exception(env, e.Value());
-    } else if (ret.IsNumber()) {
-      code = ret.As<Napi::Number>().Int32Value();
-    }
-    if (code != kContinue && !quit_) End();
-    return code;
-  }
-
-  void End() {
-    if (!inflight_) return;
-    inflight_ = false;
-    dispatcher_->Active(-1);
-    if (dispatcher_->inline_ == this) dispatcher_->inline_ = nullptr;
-  }
-
-  // KVM_RUN on the JavaScript thread until `slice_end`, handing each exit to JavaScript as the
-  // synchronous loop does, and other vCPUs' exits in between. The runner thread stands by as the
-  // slice's timer: if the guest has not exited when the slice ends, it signals this thread out of
-  // KVM_RUN (and keeps signalling until it is out), and the vCPU moves to its own thread. At the
-  // slice's end the event loop gets its turn and the run resumes here afterwards.
-  void RunInline(Napi::Env env, Clock::time_point slice_end) {
-    dispatcher_->inline_ = this;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      watching_ = true;
-      watch_until_ = slice_end;
-      poke_.store(true, std::memory_order_release);
-    }
-    cv_.notify_one();
-    bool handoff = false;
-    for (;;) {
-      if (Clock::now() >= slice_end) {
-        dispatcher_->resume_ = this;
-        break;
-      }
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        in_kvm_ = true;
-      }
-      long r = ioctl(fd_, g_kvm_run.load(std::memory_order_relaxed), 0);
-      long result = r < 0 ? -errno : r;
-      bool fired;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        in_kvm_ = false;
-        fired = timer_fired_;
-        timer_fired_ = false;
-      }
-      if (result == -EINTR && fired) {
-        // No exit in the whole slice (a busy or halted guest): it goes on on its own thread.
-        handoff = true;
-        break;
-      }
-      result_ = result;
-      int code = CallJs(env);
-      if (quit_ || code != kContinue) break;
-      dispatcher_->DeliverReady(env);
-      if (quit_ || !inflight_) break;
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      watching_ = false;
-    }
-    if (dispatcher_->resume_ != this && dispatcher_->inline_ == this) dispatcher_->inline_ = nullptr;
-    if (handoff && !quit_) Go();
-  }
-
   void Go() {
-    go_at_ = Clock::now();
-    bool timing;
     {
       std::lock_guard<std::mutex> lock(mu_);
       go_ = true;
       poke_.store(true, std::memory_order_release);
-      timing = watching_;  // waiting on the slice's deadline, not polling
     }
-    if (timing || sleeping_.load(std::memory_order_acquire)) cv_.notify_one();
+    if (sleeping_.load(std::memory_order_acquire)) cv_.notify_one();
   }
 
   void Loop() {
@@ -549,31 +467,17 @@ class Runner : public Napi::ObjectWrap<Runner> {
     for (;;) {
       // The go-ahead usually follows within microseconds of the exit being posted: poll briefly
       // before sleeping.
-      auto until = Clock::now() + std::chrono::microseconds(kRunnerSpinMicros);
+      auto until = Clock::now() + std::chrono::microseconds(g_runner_spin);
       while (!poke_.load(std::memory_order_acquire) && Clock::now() < until) CpuRelax();
       {
         std::unique_lock<std::mutex> lock(mu_);
-        for (;;) {
-          poke_.store(false, std::memory_order_relaxed);
-          if (quit_) return;
-          if (go_) break;
-          if (watching_) {
-            // The vCPU runs on the JavaScript thread: end its slice on time.
-            if (Clock::now() >= watch_until_) {
-              if (in_kvm_) {
-                timer_fired_ = true;
-                pthread_kill(dispatcher_->js_tid_, g_kick_signal);
-              }
-              // Again shortly, in case the signal came just before KVM_RUN was entered.
-              watch_until_ = Clock::now() + std::chrono::microseconds(100);
-            }
-            cv_.wait_until(lock, watch_until_);
-          } else {
-            sleeping_.store(true, std::memory_order_release);
-            cv_.wait(lock);
-            sleeping_.store(false, std::memory_order_relaxed);
-          }
+        if (!go_ && !quit_) {
+          sleeping_.store(true, std::memory_order_release);
+          cv_.wait(lock, [this] { return go_ || quit_; });
+          sleeping_.store(false, std::memory_order_relaxed);
         }
+        poke_.store(false, std::memory_order_relaxed);
+        if (quit_) return;
         go_ = false;
         running_ = true;
       }
@@ -599,8 +503,6 @@ class Runner : public Napi::ObjectWrap<Runner> {
   }
 
   Napi::Value Kick(const Napi::CallbackInfo& info) {
-    // A vCPU running inline is not in KVM_RUN while JavaScript runs: kvm_run.immediate_exit (set by
-    // the caller) stops its next entry. On its own thread, the signal takes it out.
     std::lock_guard<std::mutex> lock(mu_);
     if (!started_ || quit_) return Napi::Number::New(info.Env(), -ESRCH);
     return Napi::Number::New(info.Env(), -pthread_kill(tid_, g_kick_signal));
@@ -643,9 +545,6 @@ class Runner : public Napi::ObjectWrap<Runner> {
     ctx_.reset();
   }
 
-  // Runner thread entry: the finished KVM_RUN's result.
-  long result_ = 0;
-
  private:
   int fd_ = -1;
   Napi::FunctionReference callback_;
@@ -658,15 +557,11 @@ class Runner : public Napi::ObjectWrap<Runner> {
   bool started_ = false;
   bool go_ = false;
   bool running_ = false;
-  bool watching_ = false;     // under mu_: the vCPU runs inline and the runner times its slice
-  bool in_kvm_ = false;       // under mu_: the JavaScript thread is in (or entering) KVM_RUN for it
-  bool timer_fired_ = false;  // under mu_: the slice's signal was sent
-  Clock::time_point watch_until_{};
-  Clock::time_point go_at_{};  // JavaScript thread: when KVM_RUN was last handed to the runner
-  bool inflight_ = false;      // JavaScript thread only
+  bool inflight_ = false;  // JavaScript thread only
   bool quit_ = false;
   std::atomic<bool> poke_{false};
   std::atomic<bool> sleeping_{false};
+  static constexpr int kRunnerSpinMicros = 60;
 };
 
 Dispatcher* Dispatcher::For(napi_env env) {
@@ -680,44 +575,33 @@ Dispatcher* Dispatcher::For(napi_env env) {
   return d;
 }
 
-void Dispatcher::DeliverReady(Napi::Env env) {
-  if (count_.load(std::memory_order_acquire) == 0) return;
-  std::vector<Runner*> batch;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    batch.swap(ready_);
-    count_.store(0, std::memory_order_relaxed);
-  }
-  batches_.push_back(&batch);
-  for (size_t i = 0; i < batch.size(); i++) {
-    Runner* r = batch[i];
-    if (r != nullptr) r->Deliver(env);
-  }
-  batches_.pop_back();
-}
-
 void Dispatcher::Drain() {
   if (draining_) return;  // a callback re-entered the loop; the outer drain goes on
   draining_ = true;
   Napi::Env env(env_);
-  auto slice_end = Clock::now() + std::chrono::microseconds(kSliceMicros);
+  auto start = Clock::now();
+  auto slice_end = start + std::chrono::microseconds(g_slice);
   hot_.store(true, std::memory_order_seq_cst);
-  if (resume_ != nullptr) {
-    Runner* r = resume_;
-    resume_ = nullptr;
-    r->Resume(env, slice_end);
-  }
   for (;;) {
-    DeliverReady(env);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      batch_.swap(ready_);
+      count_.store(0, std::memory_order_relaxed);
+    }
+    for (size_t i = 0; i < batch_.size(); i++) {
+      Runner* r = batch_[i];
+      if (r != nullptr) r->Deliver(env);
+    }
+    batch_.clear();
     auto now = Clock::now();
-    if (now >= slice_end || resume_ != nullptr) break;
-    auto spin_end = std::min(slice_end, now + std::chrono::microseconds(kDrainSpinMicros));
+    if (now >= slice_end) break;
+    auto spin_end = std::min(slice_end, now + std::chrono::microseconds(g_drain_spin));
     while (count_.load(std::memory_order_acquire) == 0 && Clock::now() < spin_end) CpuRelax();
     if (count_.load(std::memory_order_acquire) == 0) break;
   }
   hot_.store(false, std::memory_order_seq_cst);
-  // Exits posted while we were leaving, a vCPU to resume, or work left for the next turn.
-  if (count_.load(std::memory_order_seq_cst) != 0 || resume_ != nullptr) uv_async_send(&async_);
+  // Exits posted while we were leaving, or left for the next turn of the loop.
+  if (count_.load(std::memory_order_seq_cst) != 0) uv_async_send(&async_);
   draining_ = false;
 }
 
