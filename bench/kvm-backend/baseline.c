@@ -2,8 +2,12 @@
 // usage: baseline pio <code.bin> <reps>   -> {"usPerExit": n}
 //        baseline create <code.bin> <reps> -> {"usPerVm": n}   (median of reps)
 //        baseline pio2 <code.bin> 1   -> {"exitsPerSec": n}  (one VM, two vCPUs in two threads, aggregate)
+//        baseline kick <code.bin> <reps> -> {"p99Ms": n, "medianMs": n}  (immediate_exit + SIGRTMIN to the
+//                                           thread in KVM_RUN, until its KVM_RUN returns; a fresh VM each time)
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <errno.h>
 #include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +125,53 @@ static double run_two(int kvm, int mmap_size) {
   return (a[0].exits + a[1].exits) / ((t1 - t0) / 1e6);
 }
 
+// kick: a thread runs the guest (which never exits); the main thread, 3 ms later, sets
+// immediate_exit and signals it, and measures until that thread's KVM_RUN has returned.
+static void on_sig(int s) { (void)s; }
+struct kick_arg { int fd; volatile int done; };
+static void *kick_thread(void *p) {
+  struct kick_arg *a = p;
+  int r = ioctl(a->fd, KVM_RUN, 0);
+  if (r >= 0 || errno != EINTR) { fprintf(stderr, "kick: KVM_RUN returned %d\n", r); exit(2); }
+  __atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+  return NULL;
+}
+static double kick_once(int kvm, int mmap_size) {
+  int vm = ioctl(kvm, KVM_CREATE_VM, 0);
+  if (vm < 0) die("KVM_CREATE_VM");
+  size_t mem_size = 2 << 20;
+  unsigned char *mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  memcpy(mem + 0x1000, code, code_len);
+  struct kvm_userspace_memory_region r = {.slot = 0, .guest_phys_addr = 0, .memory_size = mem_size, .userspace_addr = (unsigned long)mem};
+  if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) < 0) die("KVM_SET_USER_MEMORY_REGION");
+  int fd = ioctl(vm, KVM_CREATE_VCPU, 0);
+  struct kvm_run *run = mmap(NULL, mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  struct kvm_sregs s;
+  ioctl(fd, KVM_GET_SREGS, &s);
+  struct kvm_segment *segs[] = {&s.cs, &s.ds, &s.es, &s.fs, &s.gs, &s.ss};
+  for (int k = 0; k < 6; k++) { segs[k]->base = 0; segs[k]->selector = 0; }
+  ioctl(fd, KVM_SET_SREGS, &s);
+  struct kvm_regs regs;
+  ioctl(fd, KVM_GET_REGS, &regs);
+  regs.rip = 0x1000; regs.rflags = 2; regs.rsp = 0x7000;
+  ioctl(fd, KVM_SET_REGS, &regs);
+  struct kick_arg a = {fd, 0};
+  pthread_t t;
+  pthread_create(&t, NULL, kick_thread, &a);
+  usleep(3000);
+  double t0 = now_us();
+  run->immediate_exit = 1;
+  pthread_kill(t, SIGRTMIN);
+  while (!__atomic_load_n(&a.done, __ATOMIC_ACQUIRE)) {}
+  double dt = now_us() - t0;
+  pthread_join(t, NULL);
+  munmap(run, mmap_size);
+  close(fd);
+  close(vm);
+  munmap(mem, mem_size);
+  return dt / 1000;
+}
+
 static int cmp(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -141,6 +192,16 @@ int main(int argc, char **argv) {
     long exits = run_guest(kvm, mmap_size);
     double t1 = now_us();
     printf("{\"usPerExit\": %f, \"exits\": %ld}\n", (t1 - t0) / exits, exits);
+  } else if (!strcmp(argv[1], "kick")) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sig;  // no SA_RESTART: KVM_RUN must return EINTR
+    sigaction(SIGRTMIN, &sa, NULL);
+    double *t = calloc(reps, sizeof *t);
+    for (int i = 0; i < reps; i++) t[i] = kick_once(kvm, mmap_size);
+    qsort(t, reps, sizeof *t, cmp);
+    int p = (int)(0.99 * reps + 0.999) - 1;
+    printf("{\"p99Ms\": %f, \"medianMs\": %f}\n", t[p < 0 ? 0 : p], t[reps / 2]);
   } else if (!strcmp(argv[1], "pio2")) {
     printf("{\"exitsPerSec\": %f}\n", run_two(kvm, mmap_size));
   } else {

@@ -7,8 +7,9 @@
 //    1-vCPU exits/s (the C program's own 2-thread figure is recorded beside it for context).
 //  - event-loop-p99: while both vCPUs exit as fast as they can, how long a setTimeout(1 ms) takes to
 //    fire, 99th percentile (the event loop must stay free: goal ≤ 2 ms).
-//  - kick-to-stop-p99: from vcpu.kick() to runLoopAsync settling, for a vCPU in a guest loop without
-//    exits and for one taking exits back to back (goal ≤ 1 ms).
+//  - kick-to-stop-p99: from vcpu.kick() to runLoopAsync settling, for a vCPU taking exits back to
+//    back (goal ≤ 1 ms); kick-to-stop-spinning-p99: the same for a guest spinning without exits,
+//    beside C signalling its KVM_RUN thread (the host only sees that signal at a scheduler tick).
 //  - vm-create-to-hlt: create a VM with memory and one vCPU, run it to HLT, close it.
 // C and TypeScript runs alternate so both see the same machine; figures are medians of rounds.
 import { execFileSync } from "node:child_process";
@@ -190,8 +191,27 @@ export default async function bench() {
     }),
   );
 
-  const kicks = [...(await kickLatencies(kvm, readFileSync(spinBin), 50)), ...(await kickLatencies(kvm, readFileSync(outLoopBin), 50))];
-  rows.push(result("kick-to-stop-p99", quantile(kicks, 0.99), "ms", null, { goal: "<= 1 (kick() to runLoopAsync settled; guest spinning, or exiting back to back)", samples: kicks.length, median: median(kicks) }));
+  // A guest exiting back to back (the vCPU runs inline or hands over every few µs), and one spinning
+  // at CPL0 with no exit at all, beside C signalling a thread in KVM_RUN of the same spinning guest:
+  // on this host that signal is only seen at a scheduler tick, for C as for us.
+  const kicksExiting = await kickLatencies(kvm, readFileSync(outLoopBin), 50);
+  const kicksSpinning = await kickLatencies(kvm, readFileSync(spinBin), 50);
+  const cKick = runJson(exe, ["kick", spinBin, "50"]);
+  rows.push(
+    result("kick-to-stop-p99", quantile(kicksExiting, 0.99), "ms", null, {
+      goal: "<= 1 (kick() to runLoopAsync settled, guest exiting back to back)",
+      samples: kicksExiting.length,
+      median: median(kicksExiting),
+    }),
+  );
+  rows.push(
+    result("kick-to-stop-spinning-p99", quantile(kicksSpinning, 0.99), "ms", cKick.p99Ms, {
+      goal: "<= 1 where the host allows (baseline: C, immediate_exit + SIGRTMIN to the thread in KVM_RUN, same guest)",
+      samples: kicksSpinning.length,
+      median: median(kicksSpinning),
+      cMedian: cKick.medianMs,
+    }),
+  );
 
   // C and TypeScript alternate in bursts of 25 VMs so both see the same machine.
   const cCreate = [];
