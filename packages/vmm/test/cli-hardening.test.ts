@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { requireKvm } from "@tsvmm/kvm-backend";
@@ -164,7 +164,11 @@ describe.runIf(hasKvm)("nothing is lost silently", () => {
     const child = spawn(process.execPath, [bin, "run", guest("runaway-loop"), "--trace", trace], { stdio: ["ignore", "pipe", "pipe"] });
     let err = "";
     child.stderr.on("data", (d) => (err += d));
-    await new Promise((r) => setTimeout(r, 700));
+    // Signal once the VM is built (the trace is opened by its last build step, in the same
+    // synchronous stretch that hands the VM to the signal handlers), however slowly a loaded
+    // machine started the process.
+    for (let i = 0; i < 300 && !existsSync(trace); i++) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 300));
     child.kill("SIGTERM");
     const status = await new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
     expect(status).toBe(143);
