@@ -48,7 +48,7 @@ function started(args: string[], sock: string): Promise<{ child: ChildProcess; e
 }
 
 describe.runIf(hasKvm)("control socket", () => {
-  it("tsvmm run --api-sock serves status, pause, snapshot, resume and stop; tsvmm restore serves it too; the socket file goes away", async () => {
+  it("tsvmm run --api-sock serves status, pause, snapshot, resume and stop; tsvmm restore serves it too; the socket file goes away", { retry: 1, timeout: 60_000 }, async () => {
     const sock = join(work, "vm.sock");
     const { exited } = await started(["run", guest], sock);
     const status = async (path: string) => JSON.parse((await ctl(path, "status")).out) as { ok: boolean; status: { state: string; vcpus: number; memoryBytes: number } };
@@ -76,7 +76,7 @@ describe.runIf(hasKvm)("control socket", () => {
     await ctl(sock2, "stop");
     expect((await restored.exited).code).toBe(0);
     expect(existsSync(sock2)).toBe(false);
-  }, 60_000);
+  });
 
   it("speaks JSON lines: a bad line gets an error line and the connection stays usable; requests are answered in order with their ids", async () => {
     const sock = join(work, "raw.sock");
