@@ -1,6 +1,6 @@
 // `npm run bench`: runs every bench/<topic>/index.mjs (or those named on the command line),
 // prints each figure with its ratio to the C baseline, and writes bench/results.json.
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { benchRoot } from "./lib.mjs";
@@ -12,7 +12,9 @@ const topics = readdirSync(benchRoot, { withFileTypes: true })
   .filter((t) => only.length === 0 || only.includes(t))
   .sort();
 
-const results = {};
+// A run of named topics updates their figures and keeps the others' from the last full run.
+const resultsPath = join(benchRoot, "results.json");
+const results = only.length > 0 && existsSync(resultsPath) ? JSON.parse(readFileSync(resultsPath, "utf8")) : {};
 let failed = false;
 for (const topic of topics) {
   console.log(`# ${topic}`);
@@ -32,7 +34,7 @@ for (const topic of topics) {
     console.error(`${topic}: FAILED: ${e?.stack ?? e}`);
   }
 }
-writeFileSync(join(benchRoot, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+writeFileSync(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
 console.log(`wrote bench/results.json (${Object.keys(results).length} figures)`);
 if (failed) process.exitCode = 1;
 
