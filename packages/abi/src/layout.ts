@@ -28,7 +28,7 @@ class U64 extends Layout<bigint> {
   }
   override encode(src: bigint, b: Uint8Array, offset = 0): number {
     if (typeof src !== "bigint" || src < 0n || src > 0xffffffffffffffffn) {
-      throw new LayoutError("LAYOUT_VALUE_OUT_OF_RANGE", `${this.property ?? "u64"}: ${String(src)} is not a u64 bigint`);
+      throw new LayoutError("LAYOUT_VALUE_OUT_OF_RANGE", `${this.property || "u64"}: ${String(src)} is not a u64 bigint`);
     }
     uint8ArrayToBuffer(b).writeBigUInt64LE(src, offset);
     return 8;
@@ -44,7 +44,7 @@ class S64 extends Layout<bigint> {
   }
   override encode(src: bigint, b: Uint8Array, offset = 0): number {
     if (typeof src !== "bigint" || src < -(2n ** 63n) || src >= 2n ** 63n) {
-      throw new LayoutError("LAYOUT_VALUE_OUT_OF_RANGE", `${this.property ?? "s64"}: ${String(src)} is not an s64 bigint`);
+      throw new LayoutError("LAYOUT_VALUE_OUT_OF_RANGE", `${this.property || "s64"}: ${String(src)} is not an s64 bigint`);
     }
     uint8ArrayToBuffer(b).writeBigInt64LE(src, offset);
     return 8;
@@ -58,7 +58,7 @@ class Bytes extends Layout<Buffer> {
   }
   override encode(src: Uint8Array, b: Uint8Array, offset = 0): number {
     if (!(src instanceof Uint8Array) || src.length > this.span) {
-      throw new LayoutError("LAYOUT_VALUE_OUT_OF_RANGE", `${this.property ?? "bytes"}: expected at most ${this.span} bytes`);
+      throw new LayoutError("LAYOUT_VALUE_OUT_OF_RANGE", `${this.property || "bytes"}: expected at most ${this.span} bytes`);
     }
     b.set(src, offset);
     b.fill(0, offset + src.length, offset + this.span);
