@@ -43,13 +43,23 @@ export function newcArchive(entries: readonly CpioEntry[]): Buffer {
   return Buffer.concat(parts);
 }
 
+/** A file an initramfs carries besides busybox and /init (a kernel module, a test program). */
+export interface InitramfsFile {
+  /** Path inside the archive, without a leading slash ("lib/modules/virtio_blk.ko"). */
+  readonly path: string;
+  readonly data: Uint8Array;
+  /** Permission bits; 0o644 unless given (0o755 for a program). */
+  readonly mode?: number;
+}
+
 /**
  * An initramfs whose /init is a busybox shell script: /bin/busybox (a static busybox, e.g. Debian's
- * busybox-static), /dev/console (so init has a console before devtmpfs), /proc, /sys, and /init.
+ * busybox-static), /dev/console (so init has a console before devtmpfs), /proc, /sys, and /init;
+ * then `files`, each after the directories above it (made here when not given).
  */
-export function busyboxInitramfs(options: { busyboxPath: string; script: string }): Buffer {
+export function busyboxInitramfs(options: { busyboxPath: string; script: string; files?: readonly InitramfsFile[] }): Buffer {
   const busybox = readFileSync(options.busyboxPath);
-  return newcArchive([
+  const entries: CpioEntry[] = [
     { path: "bin", mode: S_IFDIR | 0o755 },
     { path: "bin/busybox", mode: S_IFREG | 0o755, data: busybox },
     { path: "bin/sh", mode: S_IFLNK | 0o777, data: Buffer.from("busybox") },
@@ -57,6 +67,25 @@ export function busyboxInitramfs(options: { busyboxPath: string; script: string 
     { path: "dev/console", mode: S_IFCHR | 0o600, rdev: { major: 5, minor: 1 } },
     { path: "proc", mode: S_IFDIR | 0o755 },
     { path: "sys", mode: S_IFDIR | 0o755 },
-    { path: "init", mode: S_IFREG | 0o755, data: Buffer.from(options.script) },
-  ]);
+  ];
+  const taken = new Set(entries.map((e) => e.path));
+  taken.add("init");
+  for (const f of options.files ?? []) {
+    const parts = f.path.split("/");
+    if (f.path.startsWith("/") || parts.some((p) => p === "" || p === "." || p === "..")) {
+      throw new VmmError("VMM_BUILD_INVALID", `initramfs file ${JSON.stringify(f.path)}: give a relative path without empty, . or .. parts`);
+    }
+    if (taken.has(f.path)) throw new VmmError("VMM_BUILD_INVALID", `initramfs file ${JSON.stringify(f.path)}: already in the archive`);
+    for (let i = 1; i < parts.length; i++) {
+      const d = parts.slice(0, i).join("/");
+      if (!taken.has(d)) {
+        taken.add(d);
+        entries.push({ path: d, mode: S_IFDIR | 0o755 });
+      }
+    }
+    taken.add(f.path);
+    entries.push({ path: f.path, mode: S_IFREG | ((f.mode ?? 0o644) & 0o7777), data: f.data });
+  }
+  entries.push({ path: "init", mode: S_IFREG | 0o755, data: Buffer.from(options.script) });
+  return newcArchive(entries);
 }
