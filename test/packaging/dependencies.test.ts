@@ -22,6 +22,14 @@ const manifest = (name: string): Manifest =>
   JSON.parse(readFileSync(join(root, "packages", name, "package.json"), "utf8")) as Manifest;
 
 const builtins = new Set(builtinModules);
+/** Packages tsup bundles into the package's dist (`noExternal`): build-time only, never a consumer's dependency. */
+function bundled(name: string): Set<string> {
+  const config = join(root, "packages", name, "tsup.config.ts");
+  if (!existsSync(config)) return new Set();
+  const m = /noExternal:\s*\[([^\]]*)\]/.exec(readFileSync(config, "utf8"));
+  return new Set([...(m?.[1] ?? "").matchAll(/"([^"]+)"/g)].map((x) => x[1]!));
+}
+
 const isBuiltin = (spec: string) => spec.startsWith("node:") || builtins.has(spec.split("/")[0]!);
 const packageOf = (spec: string) => spec.split("/").slice(0, spec.startsWith("@") ? 2 : 1).join("/");
 
@@ -65,9 +73,25 @@ describe.each(names)("@tsvmm/%s", (name) => {
   const byEntry = new Map(subpaths.map((s) => [s, externalImports(entrySource(name, s))]));
   const used = new Set([...byEntry.values()].flatMap((s) => [...s]));
   const declared = { ...pkg.dependencies, ...pkg.peerDependencies };
+  const inDist = bundled(name);
 
-  it("declares every package its entry points import", () => {
-    expect([...used].filter((d) => !(d in declared)).sort()).toEqual([]);
+  it("declares every package its entry points import (bundled ones as devDependencies)", () => {
+    expect([...used].filter((d) => !(d in declared) && !inDist.has(d)).sort()).toEqual([]);
+    for (const d of inDist) {
+      expect(declared, `${d} is bundled into dist`).not.toHaveProperty(d);
+      expect(pkg.devDependencies ?? {}).toHaveProperty(d);
+    }
+  });
+
+  it("publishes type declarations that do not name a bundled package", () => {
+    const dist = join(root, "packages", name, "dist");
+    if (inDist.size === 0) return;
+    const dts = readdirSync(dist).filter((f) => /\.d\.c?ts$/.test(f));
+    expect(dts.length).toBeGreaterThan(0);
+    for (const f of dts) {
+      const text = readFileSync(join(dist, f), "utf8");
+      for (const d of inDist) expect(text, `${f} names ${d}`).not.toMatch(new RegExp(`from ["']${d}(/[^"']*)?["']`));
+    }
   });
 
   it("declares nothing its published code does not use", () => {

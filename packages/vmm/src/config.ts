@@ -34,7 +34,7 @@ const L = VM_LIMITS;
  * The JSON VM configuration (`tsvmm run --config vm.json`). Paths are relative to the file.
  * Unknown keys are errors, so a typo never silently falls back to a default.
  */
-export const VmConfigSchema = z.strictObject({
+const VmConfigSchema = z.strictObject({
   /** Kernel image: ELF (with a tsvmm or PVH note, or plain), Multiboot, bzImage or a flat binary. Default: the bundled hello guest. */
   kernel: z.optional(z.string().check(z.minLength(1))),
   format: z._default(z.enum(["auto", "tsvmm", "elf", "pvh", "multiboot", "bzimage", "flat"]), "auto"),
@@ -76,8 +76,67 @@ export const VmConfigSchema = z.strictObject({
   ),
 });
 
-export type VmConfig = z.infer<typeof VmConfigSchema>;
-export type VmConfigInput = z.input<typeof VmConfigSchema>;
+type KernelFormatName = "auto" | "tsvmm" | "elf" | "pvh" | "multiboot" | "bzimage" | "flat";
+
+/**
+ * A validated VM configuration (defaults filled in). Declared by hand rather than inferred, so the
+ * published types do not depend on zod (bundled into dist); the assertions below keep the two the same.
+ */
+export interface VmConfig {
+  kernel?: string | undefined;
+  format: KernelFormatName;
+  memoryMiB: number;
+  vcpus: number;
+  cmdline: string;
+  initrd?: string | undefined;
+  timeoutMs?: number | undefined;
+  stallMs?: number | undefined;
+  cpuidTemplate?: string | undefined;
+  denyMsrs?: Array<number | string> | undefined;
+  trace?: string | undefined;
+  disks: Array<{ path: string; readOnly: boolean }>;
+  net: Array<{ tap: string }>;
+  vsock?: { cid: number; uds: string } | undefined;
+  console: "uart" | "virtio";
+  rng: boolean;
+  acpi: boolean;
+  mpTable: boolean;
+  emulate: boolean;
+  serial: { port: number; irq: number };
+  debugExit: { port: number; convention: "qemu" | "raw" };
+}
+
+/** What a config file may hold: every key with a default may be left out. */
+export interface VmConfigInput {
+  kernel?: string | undefined;
+  format?: KernelFormatName | undefined;
+  memoryMiB?: number | undefined;
+  vcpus?: number | undefined;
+  cmdline?: string | undefined;
+  initrd?: string | undefined;
+  timeoutMs?: number | undefined;
+  stallMs?: number | undefined;
+  cpuidTemplate?: string | undefined;
+  denyMsrs?: Array<number | string> | undefined;
+  trace?: string | undefined;
+  disks?: Array<{ path: string; readOnly?: boolean | undefined }> | undefined;
+  net?: Array<{ tap: string }> | undefined;
+  vsock?: { cid: number; uds: string } | undefined;
+  console?: "uart" | "virtio" | undefined;
+  rng?: boolean | undefined;
+  acpi?: boolean | undefined;
+  mpTable?: boolean | undefined;
+  emulate?: boolean | undefined;
+  serial?: { port?: number | undefined; irq?: number | undefined } | undefined;
+  debugExit?: { port?: number | undefined; convention?: "qemu" | "raw" | undefined } | undefined;
+}
+
+// Compile-time proof that the declared types and the schema agree (tsc fails on any drift).
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const sameOutput: Same<VmConfig, z.infer<typeof VmConfigSchema>> = true;
+const sameInput: Same<VmConfigInput, z.input<typeof VmConfigSchema>> = true;
+void sameOutput;
+void sameInput;
 
 /** Validate a parsed JSON value; errors name every bad key (`memoryMiB: …`). */
 export function parseVmConfig(json: unknown, source = "config"): VmConfig {

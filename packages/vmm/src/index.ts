@@ -1,7 +1,7 @@
 export { assemble, BUILD_STEPS, type BootOverride, type ConsoleSink, type ConsoleSource, type ExtraSlot, type PrepareContext, type VmmSpec } from "./assemble.js";
 export { bundledHelloPath, VmmBuilder } from "./builder.js";
 export { type CliIo, main } from "./cli.js";
-export { loadVmConfig, parseVmConfig, type VmConfig, type VmConfigInput, VmConfigSchema, VM_LIMITS } from "./config.js";
+export { loadVmConfig, parseVmConfig, type VmConfig, type VmConfigInput, VM_LIMITS } from "./config.js";
 export { VmmBuildError, type VmmBuildErrorCode, type VmmBuildStep, VmmError, type VmmErrorCode } from "./errors.js";
 export { type BootOptions, type BootPlan, bootKernel, detectFormat, eptPageTables, type KernelFormat, TSVMM_NOTE, TsvmmBootMode } from "./kernel.js";
 export {
