@@ -23,7 +23,7 @@ import {
 import { type DeviceContext, drainQueue, readConfigBytes, type VirtioDevice } from "../device.js";
 import { VirtioDeviceError, VirtqueueError } from "../errors.js";
 import { readBlkOuthdr, VirtioBlkConfigLayout, VirtioBlkDiscardWriteZeroesLayout, VirtioBlkOuthdrLayout } from "../layouts.js";
-import type { ChainWriter, DescriptorChain } from "../queue/chain.js";
+import type { DescriptorChain } from "../queue/chain.js";
 
 export const SECTOR_SIZE = 512;
 
@@ -50,6 +50,7 @@ export interface BlockBackend {
 }
 
 const ZEROES = Buffer.alloc(1 << 20);
+const EMPTY = Buffer.alloc(0);
 
 /**
  * A raw image file, I/O on the libuv thread pool (fs.read/writev/fdatasync callbacks), so the
@@ -169,6 +170,12 @@ export interface VirtioBlkOptions {
   id?: string;
   /** Request queue size (default 256). */
   queueSize?: number;
+  /**
+   * Read straight into the guest's buffer (one data descriptor) instead of a bounce buffer and a
+   * copy. Off by default: with it, a driver that resets the device mid-request may still find
+   * the late read's data (never its status or used entry) in a buffer it has reused.
+   */
+  directReads?: boolean;
 }
 
 export interface VirtioBlkState {
@@ -201,12 +208,17 @@ export class VirtioBlk implements VirtioDevice {
   private readonly config: Buffer;
   private ctx: DeviceContext | undefined;
   private pending = 0;
+  private paused = false;
+  private readonly free: BlkRequest[] = [];
+  private signalCtx: DeviceContext | undefined;
+  private readonly directReads: boolean;
   private idleWaiters: (() => void)[] = [];
   /** Requests completed with each status, for observability. */
   readonly stats = { ok: 0, ioerr: 0, unsupp: 0, dropped: 0 };
 
   constructor(opts: VirtioBlkOptions) {
     this.backend = opts.backend;
+    this.directReads = opts.directReads ?? false;
     const qs = opts.queueSize ?? 256;
     this.queueMaxSizes = [qs];
     this.capacity = Math.floor(opts.backend.size / SECTOR_SIZE);
@@ -260,57 +272,71 @@ export class VirtioBlk implements VirtioDevice {
 
   queueNotify(queue: number): void {
     const ctx = this.ctx;
-    if (ctx === undefined || queue !== 0) return;
+    if (ctx === undefined || queue !== 0 || this.paused) return;
     const more = drainQueue(ctx, 0, (c) => this.start(ctx, c));
     if (more) setImmediate(() => this.ctx === ctx && ctx.current && this.queueNotify(0));
   }
 
   /** Parse and launch one request; returns bytes written when it finished synchronously, else null. */
   private start(ctx: DeviceContext, chain: DescriptorChain): number | null {
-    const w = chain.writer();
-    if (w.remaining < 1) {
+    if (chain.writableLength < 1) {
       throw new VirtqueueError("VIRTQ_CHAIN_SHORT", "blk: request has no device-writable status byte");
     }
-    const r = chain.reader();
-    if (r.remaining < VirtioBlkOuthdrLayout.size) return this.finishNow(chain, VIRTIO_BLK_S_IOERR);
-    const { type, sector } = readBlkOuthdr(r.read(VirtioBlkOuthdrLayout.size));
-    const dataIn = w.remaining - 1;
+    const hdrLen = VirtioBlkOuthdrLayout.size;
+    if (chain.readableLength < hdrLen) return this.finishNow(chain, VIRTIO_BLK_S_IOERR);
+    // The usual request has the header in its own descriptor: read it in place.
+    const first = chain.view(0);
+    const { type, sector } = readBlkOuthdr(first.length >= hdrLen ? first : chain.reader().read(hdrLen));
+    const dataIn = chain.writableLength - 1;
+    const dataOut = chain.readableLength - hdrLen;
     const ro = this.backend.readOnly;
     switch (type) {
       case VIRTIO_BLK_T_IN: {
-        if (!this.inRange(sector, dataIn) || r.remaining !== 0) return this.finishNow(chain, VIRTIO_BLK_S_IOERR);
-        const bounce = this.takeBounce(dataIn);
-        return this.launch(
-          ctx,
-          chain,
-          (d) => this.backend.read(sector * SECTOR_SIZE, bounce, d),
-          dataIn,
-          (wr) => {
-            wr.write(bounce);
-          },
-          () => this.giveBounce(bounce),
-        );
+        if (!this.inRange(sector, dataIn) || dataOut !== 0) return this.finishNow(chain, VIRTIO_BLK_S_IOERR);
+        const p = this.request(ctx, chain, dataIn);
+        collectViews(chain, chain.firstWritable, 0, dataIn, p.data);
+        let into = p.data[0];
+        if (p.data.length !== 1 || !this.directReads) into = p.bounce = this.takeBounce(dataIn);
+        try {
+          this.backend.read(sector * SECTOR_SIZE, into ?? EMPTY, p.done);
+        } catch (e) {
+          this.backendThrew(p, e);
+        }
+        return null;
       }
       case VIRTIO_BLK_T_OUT: {
-        if (ro) return this.finishNow(chain, VIRTIO_BLK_S_IOERR);
-        const len = r.remaining;
-        if (!this.inRange(sector, len) || dataIn !== 0) return this.finishNow(chain, VIRTIO_BLK_S_IOERR);
-        const views = r.views(len);
-        return this.launch(ctx, chain, (d) => this.backend.write(sector * SECTOR_SIZE, views, d), 0);
+        if (ro || !this.inRange(sector, dataOut) || dataIn !== 0) return this.finishNow(chain, VIRTIO_BLK_S_IOERR);
+        const p = this.request(ctx, chain, 0);
+        collectViews(chain, 0, hdrLen, dataOut, p.data);
+        try {
+          this.backend.write(sector * SECTOR_SIZE, p.data, p.done);
+        } catch (e) {
+          this.backendThrew(p, e);
+        }
+        return null;
       }
-      case VIRTIO_BLK_T_FLUSH:
-        return this.launch(ctx, chain, (d) => (ro ? setImmediate(d, null) : this.backend.flush(d)), 0);
+      case VIRTIO_BLK_T_FLUSH: {
+        const p = this.request(ctx, chain, 0);
+        try {
+          if (ro) setImmediate(p.done, null);
+          else this.backend.flush(p.done);
+        } catch (e) {
+          this.backendThrew(p, e);
+        }
+        return null;
+      }
       case VIRTIO_BLK_T_GET_ID: {
+        const w = chain.writer();
         const n = Math.min(dataIn, VIRTIO_BLK_ID_BYTES);
-        const id = Buffer.alloc(n);
-        this.id.copy(id, 0, 0, n);
-        w.write(id);
+        w.write(this.id.subarray(0, n));
         return this.finishNow(chain, VIRTIO_BLK_S_OK, w.written);
       }
       case VIRTIO_BLK_T_DISCARD:
       case VIRTIO_BLK_T_WRITE_ZEROES: {
         if (ro) return this.finishNow(chain, VIRTIO_BLK_S_UNSUPP);
         const seg = VirtioBlkDiscardWriteZeroesLayout.size;
+        const r = chain.reader();
+        r.skip(hdrLen);
         if (r.remaining !== seg) return this.finishNow(chain, r.remaining > seg && r.remaining % seg === 0 ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR);
         const s = r.readStruct(VirtioBlkDiscardWriteZeroesLayout);
         const isWz = type === VIRTIO_BLK_T_WRITE_ZEROES;
@@ -320,12 +346,91 @@ export class VirtioBlk implements VirtioDevice {
         if (start < 0 || s.numSectors > MAX_RANGE_SECTORS || start + s.numSectors > this.capacity) return this.finishNow(chain, VIRTIO_BLK_S_IOERR);
         const pos = start * SECTOR_SIZE;
         const len = s.numSectors * SECTOR_SIZE;
-        return this.launch(ctx, chain, (d) => (isWz ? this.backend.writeZeroes(pos, len, d) : this.backend.discard(pos, len, d)), 0);
+        const p = this.request(ctx, chain, 0);
+        try {
+          if (isWz) this.backend.writeZeroes(pos, len, p.done);
+          else this.backend.discard(pos, len, p.done);
+        } catch (e) {
+          this.backendThrew(p, e);
+        }
+        return null;
       }
       default:
         return this.finishNow(chain, VIRTIO_BLK_S_UNSUPP);
     }
   }
+
+  /** A pooled request record, counted in flight; the caller hands `p.done` to the backend exactly once. */
+  private request(ctx: DeviceContext, chain: DescriptorChain, dataLen: number): BlkRequest {
+    const p = this.free.pop() ?? new BlkRequest(this);
+    p.ctx = ctx;
+    p.chain = chain;
+    p.dataLen = dataLen;
+    this.pending++;
+    return p;
+  }
+
+  /** A backend that throws instead of calling back fails this request (IOERR), not the device. */
+  private backendThrew(p: BlkRequest, e: unknown): void {
+    this.complete(p, e instanceof Error ? e : new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: backend threw ${String(e)}`));
+  }
+
+  /** Backend completion of `p` (err null = success). Never throws: a fault becomes DEVICE_NEEDS_RESET. */
+  complete(p: BlkRequest, err: Error | null): void {
+    this.pending--;
+    const ctx = p.ctx!;
+    const chain = p.chain!;
+    try {
+      // The activation that took this chain is gone (reset, NEEDS_RESET): the driver may have reused its memory.
+      if (!ctx.current) this.stats.dropped++;
+      else {
+        const status = err === null ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+        const bounce = p.bounce;
+        if (status === VIRTIO_BLK_S_OK && bounce !== undefined) {
+          let off = 0;
+          for (const d of p.data) {
+            d.set(bounce.subarray(off, off + d.length));
+            off += d.length;
+          }
+        }
+        writeStatus(chain, status);
+        this.count(status);
+        ctx.queues[0]!.addUsed(chain, status === VIRTIO_BLK_S_OK ? p.dataLen + 1 : 1);
+        this.signalLater(ctx);
+      }
+    } catch (e) {
+      ctx.fail(e);
+    } finally {
+      if (p.bounce !== undefined) this.giveBounce(p.bounce);
+      p.bounce = undefined;
+      p.ctx = undefined;
+      p.chain = undefined;
+      p.data.length = 0;
+      this.free.push(p);
+      if (this.pending === 0) {
+        // Nothing else is coming for this batch: signal now, before anyone waiting for idle looks.
+        this.flushSignal();
+        for (const w of this.idleWaiters.splice(0)) w();
+      }
+    }
+  }
+
+  /**
+   * One used-buffer notification check per batch of completions: completions that finish in the
+   * same turn of the event loop share it (event idx then decides whether the driver hears).
+   */
+  private signalLater(ctx: DeviceContext): void {
+    const cur = this.signalCtx;
+    if (cur === ctx) return;
+    if (cur !== undefined) cur.signalUsed(0);
+    else setImmediate(this.flushSignal);
+    this.signalCtx = ctx;
+  }
+  private readonly flushSignal = (): void => {
+    const c = this.signalCtx;
+    this.signalCtx = undefined;
+    c?.signalUsed(0);
+  };
 
   /** Reused bounce buffers by size: a fresh 4 KiB+ Buffer per request is a fresh ArrayBuffer. */
   private readonly bounces = new Map<number, Buffer[]>();
@@ -351,56 +456,9 @@ export class VirtioBlk implements VirtioDevice {
 
   /** Write the status byte at the end of the writable part; returns the used length. */
   private finishNow(chain: DescriptorChain, status: number, dataWritten = 0): number {
-    const w = chain.writer();
-    w.views(dataWritten);
-    w.views(w.remaining - 1);
-    w.write(Buffer.of(status));
+    writeStatus(chain, status);
     this.count(status);
     return status === VIRTIO_BLK_S_OK ? dataWritten + 1 : 1;
-  }
-
-  private launch(
-    ctx: DeviceContext,
-    chain: DescriptorChain,
-    io: (done: IoDone) => void,
-    dataLen: number,
-    fill?: (w: ChainWriter) => void,
-    release?: () => void,
-  ): null {
-    this.pending++;
-    const done = (status: number): void => {
-      this.pending--;
-      try {
-        // The activation that took this chain is gone (reset, NEEDS_RESET): the driver may have reused its memory.
-        if (!ctx.current) {
-          this.stats.dropped++;
-          return;
-        }
-        let used: number;
-        if (status === VIRTIO_BLK_S_OK && fill !== undefined) {
-          const w = chain.writer();
-          fill(w);
-          w.write(Buffer.of(status));
-          this.count(status);
-          used = dataLen + 1;
-        } else used = this.finishNow(chain, status);
-        const q = ctx.queues[0]!;
-        q.addUsed(chain, used);
-        ctx.signalUsed(0);
-      } catch (e) {
-        ctx.fail(e);
-      } finally {
-        release?.();
-        if (this.pending === 0) for (const w of this.idleWaiters.splice(0)) w();
-      }
-    };
-    try {
-      io((err) => done(err === null ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR));
-    } catch {
-      // A backend that throws instead of calling back fails this request, not the device.
-      done(VIRTIO_BLK_S_IOERR);
-    }
-    return null;
   }
 
   reset(): void {
@@ -417,4 +475,45 @@ export class VirtioBlk implements VirtioDevice {
       throw new VirtioDeviceError("VIRTIO_DEVICE_BAD_STATE", "blk: saved state is for a different disk (capacity or read-only differ)");
     }
   }
+}
+
+/** A request in flight: what its completion needs. Pooled, with its callback bound once, so a request allocates no closure. */
+class BlkRequest {
+  ctx: DeviceContext | undefined;
+  chain: DescriptorChain | undefined;
+  /** Guest views of the request's data (reads: where it lands; writes: what goes out). */
+  readonly data: Buffer[] = [];
+  bounce: Buffer | undefined;
+  dataLen = 0;
+  readonly done: IoDone;
+  constructor(owner: VirtioBlk) {
+    this.done = (err) => owner.complete(this, err);
+  }
+}
+
+/** Push views of `len` bytes of `chain` starting `skip` bytes into element `from` onwards; zero-length pieces are left out. */
+function collectViews(chain: DescriptorChain, from: number, skip: number, len: number, out: Buffer[]): void {
+  for (let i = from; len > 0 && i < chain.length; i++) {
+    const v = chain.view(i);
+    if (skip >= v.length) {
+      skip -= v.length;
+      continue;
+    }
+    const take = Math.min(v.length - skip, len);
+    out.push(skip === 0 && take === v.length ? v : v.subarray(skip, skip + take));
+    len -= take;
+    skip = 0;
+  }
+}
+
+/** The status byte is the last byte of the chain's writable part (§5.2.6). */
+function writeStatus(chain: DescriptorChain, status: number): void {
+  for (let i = chain.length - 1; i >= chain.firstWritable; i--) {
+    const v = chain.view(i);
+    if (v.length > 0) {
+      v[v.length - 1] = status;
+      return;
+    }
+  }
+  throw new VirtqueueError("VIRTQ_CHAIN_SHORT", "blk: request has no device-writable status byte");
 }

@@ -29,7 +29,7 @@ export class DescriptorChain implements UsedToken {
   readonly descriptors: readonly Descriptor[];
   private readonly views: readonly Buffer[];
   /** Index of the first writable descriptor (= descriptors.length when none). */
-  private readonly firstWritable: number;
+  readonly firstWritable: number;
   readonly readableLength: number;
   readonly writableLength: number;
 
@@ -53,6 +53,16 @@ export class DescriptorChain implements UsedToken {
     this.writableLength = w;
   }
 
+  /** Zero-copy view of element `i` (readable elements first, writable from `firstWritable`), without copying the list. */
+  view(i: number): Buffer {
+    const v = this.views[i];
+    if (v === undefined) throw new RangeError(`chain has no element ${i}`);
+    return v;
+  }
+  /** Number of elements. */
+  get length(): number {
+    return this.views.length;
+  }
   /** Zero-copy views of the device-readable elements, in order. */
   readable(): Buffer[] {
     return this.views.slice(0, this.firstWritable);
