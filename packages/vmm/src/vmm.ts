@@ -6,8 +6,9 @@ import { VmmError } from "./errors.js";
 import type { BootPlan } from "./kernel.js";
 import type { VmmSpec } from "./assemble.js";
 import { PauseGate } from "./pause.js";
-import { type RestoreOptions, restoreSnapshot } from "./snapshot/restore.js";
-import { type SnapshotInfo, type SnapshotOptions, saveSnapshot } from "./snapshot/save.js";
+// Snapshots are loaded when used: a plain run does not evaluate them (bench tsvmm-run-hello).
+import type { RestoreOptions } from "./snapshot/restore.js";
+import type { SnapshotInfo, SnapshotOptions } from "./snapshot/save.js";
 import { VirtioBlk, VirtioConsole } from "@tsvmm/virtio";
 import type { AttachedVirtio } from "./virtio.js";
 import { Watchdog, type WatchdogOptions } from "./watchdog.js";
@@ -495,7 +496,7 @@ export class Vmm {
     const wasPaused = this.gate.requested;
     await this.pause();
     try {
-      return await saveSnapshot(this, dir, options);
+      return await (await import("./snapshot/save.js")).saveSnapshot(this, dir, options);
     } finally {
       if (!wasPaused && options.resume !== false) this.resume();
     }
@@ -503,7 +504,7 @@ export class Vmm {
 
   /** A new VM from a snapshot directory, ready to run() (it goes on where the saved one paused). */
   static restore(dir: string, options: RestoreOptions = {}): Promise<Vmm> {
-    return restoreSnapshot(dir, options);
+    return import("./snapshot/restore.js").then((m) => m.restoreSnapshot(dir, options));
   }
 
   /** @internal What snapshot/ reads and restores: the parts and the run bookkeeping. */
