@@ -75,8 +75,9 @@ export function findRsdp(mem: GuestMemory, start = BIOS_RSDP_AREA_START, end = B
     try {
       parseRsdp(mem, a);
       return a;
-    } catch (e) {
-      if (!(e instanceof AcpiError)) throw e;
+    } catch {
+      // Not an RSDP: a bad checksum or length (AcpiError), or 20/36 bytes or a declared length
+      // running past guest memory (GuestMemoryError); stray bytes must not stop the scan.
     }
   }
   return undefined;
