@@ -592,7 +592,8 @@ function decodeAt(c: Cursor): Instruction {
     if (opcode === 0x98) mnemonic = operandSize === 16 ? "cbw" : operandSize === 32 ? "cwde" : "cdqe";
     else if (opcode === 0x99) mnemonic = operandSize === 16 ? "cwd" : operandSize === 32 ? "cdq" : "cqo";
   }
-  if (encoding === "vex") mnemonic = mnemonic.startsWith("v") || VEX_MAP2_BMI[opcode] !== undefined || mnemonic === "rorx" ? mnemonic : `v${mnemonic}`;
+  // The BMI opcodes of map 0F38 keep their names; map 0F's F2-F7 (vpslld, vpsllq, ...) do not.
+  if (encoding === "vex") mnemonic = mnemonic.startsWith("v") || (map === "0f38" && VEX_MAP2_BMI[opcode] !== undefined) || mnemonic === "rorx" ? mnemonic : `v${mnemonic}`;
 
   const prefixes: Prefixes = { bytes: pbytes, lock, rep, segment, operandSize: opsz, addressSize: adsz, rex, vex, evex };
   return {
