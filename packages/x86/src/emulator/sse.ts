@@ -121,7 +121,8 @@ export function executeSse(insn: Instruction, img: Uint8Array, io: SseIo): boole
   const imm = ops.find((o): o is ImmOperand => o.kind === "imm");
   // The shift-by-immediate group (66 0F 72 /2 /6) names its register in ModRM.rm, the source and destination.
   const immShift = insn.map === "0f" && insn.opcode === 0x72;
-  const b = immShift ? (vex ? V.get(d.reg.index, width) : a) : readSrc(srcOp, width, !vex);
+  // VEX: destination VEX.vvvv (operand 0), source ModRM.rm (operand 1); legacy: ModRM.rm is both.
+  const b = immShift ? (vex ? readSrc(srcOp, width, false) : a) : readSrc(srcOp, width, !vex);
   const out = new Uint8Array(width);
   const lanes = width / 16;
   switch (name) {
