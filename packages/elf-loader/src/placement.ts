@@ -16,8 +16,8 @@ export class Placement {
   constructor(private readonly memory: GuestMemory) {}
 
   /** Reserve `[address, address + size)`; `below4G` for fields a 32-bit pointer must reach. */
-  add(address: number | bigint, size: number, what: string, below4G = false): number {
-    const a = typeof address === "bigint" ? address : Number.isSafeInteger(address) ? BigInt(address) : -1n;
+  add(address: number, size: number, what: string, below4G = false): number {
+    const a = Number.isSafeInteger(address) ? BigInt(address) : -1n;
     if (a < 0n || a + BigInt(size) > BigInt(Number.MAX_SAFE_INTEGER) || !this.memory.contains(Number(a), size)) {
       throw new BootError("BOOT_OUTSIDE_MEMORY", `${what}: ${size} bytes at ${a < 0n ? String(address) : hex(a)} are not inside guest memory`);
     }

@@ -44,9 +44,8 @@ export function parseSections(r: ByteReader, h: ElfHeader): SectionHeader[] {
   return raw.map((s) => ({ ...s, name: names === undefined || s.index === 0 ? "" : tableString(names, s.nameIndex, `section header ${s.index} sh_name`) }));
 }
 
-/** File bytes of a section, range-checked. */
+/** File bytes of a section, range-checked (callers pass note, symbol and string tables, never SHT_NOBITS). */
 export function sectionBytes(r: ByteReader, s: SectionHeader): Uint8Array {
-  if (s.type === SHT_NOBITS) return new Uint8Array(0);
   const rg = fileRange(s.offset, s.size, r.length, `section ${s.index} (${s.name}) sh_offset/sh_size`);
   return r.sub(rg.offset, rg.size);
 }
