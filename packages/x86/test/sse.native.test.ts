@@ -159,7 +159,9 @@ describe("SSE/AVX subset vs the host CPU", () => {
       cases.push({ id: x.id, rax: x.rax, ymm: x.ymm, mem: x.mem });
     }
     // Every encoding at least once, whatever the sample.
-    CASES.forEach((_, id) => cases.push({ id, rax: 0x0123456789abcdefn, ymm: Uint8Array.from({ length: 128 }, (_, k) => (k * 37 + 11) & 0xff), mem: Uint8Array.from({ length: 32 }, (_, k) => 0xa0 + k) }));
+    CASES.forEach((_, id) => {
+      cases.push({ id, rax: 0x0123456789abcdefn, ymm: Uint8Array.from({ length: 128 }, (_, k) => (k * 37 + 11) & 0xff), mem: Uint8Array.from({ length: 32 }, (_, k) => 0xa0 + k) });
+    });
     const input = cases.map((c) => `${c.id} ${c.rax.toString(16)} ${hex(c.ymm)} ${hex(c.mem)}`).join("\n");
     const out = execFileSync(exe, { input: `${input}\n`, encoding: "utf8" }).trim().split("\n");
     expect(out.length).toBe(cases.length);
