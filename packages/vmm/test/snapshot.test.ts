@@ -8,6 +8,7 @@ import { Kvm, requireKvm } from "@tsvmm/kvm-backend";
 import { checkSnapshot, decodeValue, encodeValue, restoreSnapshot, SnapshotError, type SnapshotHeader, serializeHeader, type Vmm, VmmBuilder } from "@tsvmm/vmm";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { softEventInFlight } from "../src/snapshot/settle.js";
 
 const run = promisify(execFile);
 const hasKvm = requireKvm();
@@ -29,7 +30,9 @@ function byRole(text: string): Record<string, string[]> {
   for (const line of text.split("\n")) {
     if (line.length === 0) continue;
     const role = line.split(" ")[0]!;
-    (out[role] ??= []).push(line);
+    const list = out[role] ?? [];
+    list.push(line);
+    out[role] = list;
   }
   return out;
 }
@@ -83,7 +86,7 @@ describe.runIf(hasKvm)("snapshot and restore", () => {
     expect(r.reason).toBe("guest-exit");
   });
 
-  it("a two-vCPU guest snapshotted at a random point, killed and restored by `tsvmm restore` in a new process ends exactly as an uninterrupted run", { retry: 1, timeout: 120_000 }, async () => {
+  it("a two-vCPU guest snapshotted at a random point, killed and restored by `tsvmm restore` in a new process ends exactly as an uninterrupted run", { timeout: 120_000 }, async () => {
     expect(existsSync(join(root, "packages", "vmm", "dist", "cli.cjs"))).toBe(true);
     expect(reference.lines.cpu0?.length).toBe(8 * 3 + 1);
     expect(reference.lines.cpu1?.length).toBe(8 + 1);
@@ -128,9 +131,7 @@ describe.runIf(hasKvm)("snapshot and restore", () => {
     expect(snapshotted).toBeGreaterThan(5);
   });
 
-  // Seen once in two CI runs on a loaded 2-core host: one clone exited 1 (its own count check).
-  // Not yet explained (see the closing note of round 2); retried so one flake does not sink a run.
-  it("clones of one snapshot run side by side in one process, each its own VM, and diverge independently", { retry: 2, timeout: 60_000 }, async () => {
+  it("clones of one snapshot run side by side in one process, each its own VM, and diverge independently", { timeout: 60_000 }, async () => {
     const { vmm, done, stopAddr } = await counting();
     const dir = fresh();
     await vmm.snapshot(dir, { resume: false });
@@ -177,6 +178,64 @@ describe.runIf(hasKvm)("snapshot and restore", () => {
     const memAfter = createHash("sha256").update(readFileSync(join(dir, "memory.bin"))).digest("hex");
     expect(memAfter).toBe(memBefore);
   });
+
+  // The cause of the clone test's old flake: a pause that lands after a CPL3 `int3` trapped but
+  // before KVM delivered its #BP. KVM_GET_VCPU_EVENTS does not report a software exception, and
+  // this host has already moved RIP past the int3, so a snapshot taken there lost the #BP: the
+  // restored guest ran the `ud2` after it, took #UD, its run_user returned 0 and the count check
+  // made it exit 1. Pauses land there about once in a few hundred to a few thousand tries.
+  it("a snapshot of a vCPU paused between a CPL3 int3 and the delivery of its #BP keeps the #BP: the restored guest goes on without a fault", async () => {
+    const symbols = execFileSync("nm", [guest("pause-count")], { encoding: "utf8" });
+    const at = /^([0-9a-f]+) T user_return_point$/m.exec(symbols);
+    expect(at).not.toBeNull();
+    const returnPoint = BigInt(`0x${at![1]}`);
+    const { vmm, done, stopAddr } = await counting();
+    const v = vmm.vcpus[0]!;
+    let tries = 0;
+    let ordinary: string | undefined | null = null;
+    const deadline = performance.now() + 90_000;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, Math.random() * 2));
+      await vmm.pause();
+      tries++;
+      const view = { regs: v.getRegs(), sregs: v.getSregs(), events: v.getVcpuEvents() };
+      const user = (view.sregs.cs.selector & 3) === 3;
+      if (user && view.regs.rip === returnPoint) {
+        // The #BP is pending but not in the events; the int3 just before RIP gives it away.
+        expect(view.events.exception.injected).toBe(0);
+        expect(softEventInFlight(view, vmm.vm.memory)).toMatch(/#BP from the int3 before RIP/);
+        break;
+      }
+      if (!user && ordinary === null) ordinary = softEventInFlight(view, vmm.vm.memory);
+      vmm.resume();
+      if (performance.now() > deadline) break;
+    }
+    expect(vmm.paused, `no pause landed on the int3 in ${tries} tries`).toBe(true);
+    // At CPL0 (where most pauses land) nothing is in flight.
+    expect(ordinary).toBeUndefined();
+    const dir = fresh();
+    await vmm.snapshot(dir, { resume: false });
+    vmm.kill("snapshot taken", "stopped");
+    await done;
+    const values: string[] = [];
+    const counts: bigint[] = [];
+    const clone = await restoreSnapshot(dir, {
+      onValue: (name, value) => {
+        if (name === "count") counts.push(value);
+        else values.push(`${name}=${value}`);
+      },
+      watchdog: { timeoutMs: 30_000 },
+    });
+    const run = clone.run();
+    while (counts.length < 3) await new Promise((r) => setTimeout(r, 1));
+    await clone.pause();
+    clone.vm.memory.writeU32(stopAddr, 1);
+    clone.resume();
+    const r = await run;
+    expect(values.filter((x) => x.startsWith("exception."))).toEqual([]);
+    expect(r).toMatchObject({ reason: "guest-exit", exitCode: 0 });
+    expect(counts).toEqual(counts.map((_, i) => counts[0]! + BigInt(i) * 20000n));
+  }, 120_000);
 
   it("every piece of vCPU state set before a save reads back the same after a restore (property, on KVM)", async () => {
     const u64 = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n });

@@ -10,6 +10,7 @@ import { SnapshotError } from "./errors.js";
 import { HEADER_FILE, MEMORY_FILE, PAGE_SIZE, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC, STATE_FILE, serializeHeader, sha256 } from "./format.js";
 import { hostFingerprint, hostInfo } from "./host.js";
 import { writeMemory } from "./memory.js";
+import { settleSoftEvents } from "./settle.js";
 import type { SlotState, SnapshotState, VcpuState, VmState } from "./state.js";
 import { readableMsrs, saveVcpu } from "./vcpu-state.js";
 import { tsvmmVersion } from "./version.js";
@@ -64,6 +65,10 @@ export async function saveSnapshot(vmm: Vmm, dir: string, options: SnapshotOptio
   if (parts.vm.closed) throw new SnapshotError("SNAPSHOT_VM_STATE", "the VM is closed");
   const target = resolve(dir);
   if (existsSync(target)) throw new SnapshotError("SNAPSHOT_EXISTS", `${target} exists already; a snapshot is written to a new directory`);
+  // A vCPU parked with a software exception in flight has a state KVM_GET_VCPU_EVENTS cannot
+  // carry: run on until none is (settle.ts says why).
+  if (access.started) await settleSoftEvents(vmm);
+  if (access.started && !vmm.paused) throw new SnapshotError("SNAPSHOT_VM_STATE", "the VM stopped while its state was being settled for the snapshot");
 
   // ---- everything in memory first ----
   const host = hostInfo(parts.kvm);
