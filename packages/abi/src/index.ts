@@ -5,3 +5,4 @@ export * from "./kvm/index.js";
 export * from "./layout.js";
 export * from "./vmx/eptp.js";
 export * from "./x86/index.js";
+export * from "./cli/index.js";

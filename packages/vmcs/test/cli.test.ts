@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -92,8 +92,13 @@ describe("vmcs-check main()", () => {
     expect(r.err[0]).toMatch(/^vmcs-check: VMCS_INVALID_CAPS: unknown key "maxphyaddr"/);
   });
   it("reads regular files only, with a size cap (a FIFO or /dev/zero would block or fill memory)", () => {
-    expect(() => readInputFile("/dev/zero")).toThrow(/not a regular file/);
-    expect(run(["/dev/zero"]).err[0]).toMatch(/^vmcs-check: cannot read \/dev\/zero: not a regular file/);
+    expect(() => readInputFile("/dev/zero")).toThrow(/is a character device: give a regular file/);
+    expect(run(["/dev/zero"]).err[0]).toMatch(/^vmcs-check: cannot read \/dev\/zero: .*is a character device/);
+    // Opening a FIFO with no writer must not block: it is refused at once.
+    const fifo = join(dir, "fifo");
+    execFileSync("mkfifo", [fifo]);
+    expect(run([fifo]).err[0]).toMatch(/is a FIFO: give a regular file/);
+    expect(run([validPath, "--caps", fifo]).err[0]).toMatch(/--caps .*is a FIFO/);
     expect(() => readInputFile(dir)).toThrow();
     expect(readInputFile(validPath)).toBe(readFileSync(validPath, "utf8"));
   });

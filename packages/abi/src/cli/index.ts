@@ -1,0 +1,2 @@
+export * from "./checker-cli.js";
+export * from "./input-file.js";
