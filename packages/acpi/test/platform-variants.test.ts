@@ -121,8 +121,9 @@ describe("iasl -d of the non-default options", () => {
 describe("platform checks", () => {
   const base = { vcpus: [{ apicId: 0 }], ioapic: { id: 1 } };
   it("the LAPIC NMI is on LINT0 or LINT1, nothing else", () => {
-    for (const lint of [2, -1, 0.5]) expect(code(() => resolvePlatform({ ...base, lapicNmi: { lint } }))).toBe("ACPI_INVALID_ARGUMENT");
-    expect(resolvePlatform({ ...base, lapicNmi: {} }).lapicNmi).toEqual({ lint: 1 });
+    for (const lint of [2, -1, 0.5]) expect(code(() => resolvePlatform({ ...base, lapicNmi: { lint: lint as 0 | 1 } }))).toBe("ACPI_INVALID_ARGUMENT");
+    expect(resolvePlatform(base).lapicNmi).toEqual({ lint: 1 });
+    expect(resolvePlatform({ ...base, lapicNmi: { lint: 0 } }).lapicNmi).toEqual({ lint: 0 });
   });
   it("a device of unknown kind is refused by name", () => {
     const p = { ...base, devices: [{ kind: "pci-host" }] } as unknown as AcpiPlatform;
