@@ -1,11 +1,11 @@
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { getProfile, VERSION, validVmcbTemplate } from "@tsvmm/svm";
 import { beforeAll, describe, expect, it } from "vitest";
-import { HELP, main } from "../src/cli.js";
+import { HELP, main, readInputFile } from "../src/cli.js";
 
 const pkg = fileURLToPath(new URL("..", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "vmcb-cli-"));
@@ -87,6 +87,19 @@ describe("vmcb-check main()", () => {
 describe("vmcb-check built bin", () => {
   beforeAll(() => {
     if (!existsSync(join(pkg, "dist/cli.cjs"))) throw new Error("packages/svm/dist is missing: run `npm run build` first");
+  });
+  it("reads regular files only (a FIFO is refused at once, /dev/zero by kind)", () => {
+    const fifo = join(dir, "fifo");
+    execFileSync("mkfifo", [fifo]);
+    const withRealFiles = (argv: string[]) => {
+      const err: string[] = [];
+      const code = main(argv, { readFile: readInputFile, stdout: () => {}, stderr: (l) => err.push(l) });
+      return { code, err };
+    };
+    expect(withRealFiles([fifo])).toEqual({ code: 2, err: [expect.stringMatching(/^vmcb-check: cannot read .*fifo: .*is a FIFO: give a regular file/)] });
+    expect(withRealFiles(["/dev/zero"]).err[0]).toMatch(/is a character device/);
+    expect(withRealFiles([validPath, "--caps", fifo]).err[0]).toMatch(/--caps .*is a FIFO/);
+    expect(withRealFiles([validPath]).code).toBe(0);
   });
   it("runs as a process with the documented exit codes", () => {
     const bin = join(pkg, "bin/vmcb-check.cjs");
