@@ -47,6 +47,16 @@ export interface VirtioDevice {
   queueNotify(queue: number): void;
   /** Device reset: drop every request in flight; the old context is already dead. */
   reset(): void;
+  /**
+   * The VM is pausing: from now until `resume` the device writes nothing into guest memory and
+   * takes nothing from its queues (host input it receives meanwhile is held, or dropped and
+   * counted where the device says so). Resolves once everything it had started is complete in
+   * guest memory. The transport holds queue notifications meanwhile. Devices that only act on
+   * notifications need not implement it.
+   */
+  pause?(): Promise<void> | void;
+  /** The VM resumes: deliver what was held; the transport then looks at every queue once. */
+  resume?(): void;
   /** JSON-able device state (configuration the guest can change, identity); never in-flight I/O. */
   saveState(): unknown;
   restoreState(state: unknown): void;

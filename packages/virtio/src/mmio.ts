@@ -137,6 +137,7 @@ export class MmioTransport {
   /** Bumped by every reset and activation; a context is current only while it matches. */
   private generation = 0;
   private ctx: DeviceContext | undefined;
+  private paused = false;
   /** Errors contained so far (driver bugs and device faults). */
   errorCount = 0;
   lastError: TsvmmError | undefined;
@@ -230,12 +231,46 @@ export class MmioTransport {
       }
       return;
     }
-    if (!this.queues[queue]!.active) return;
+    // Held while paused: resume() looks at every queue, so a doorbell rung meanwhile is not lost.
+    if (!this.queues[queue]!.active || this.paused) return;
     try {
       this.device.queueNotify(queue);
     } catch (e) {
       this.contain(e, true);
     }
+  }
+
+  // ---- pause ----
+
+  /** True between pause() and resume(). */
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /**
+   * Quiesce for a VM pause or snapshot: queue notifications are held, the device stops touching
+   * guest memory (see {@link VirtioDevice.pause}), and the promise resolves once the I/O it had
+   * started has completed into guest memory. Never rejects: a device fault is contained.
+   */
+  async pause(): Promise<void> {
+    this.paused = true;
+    try {
+      await this.device.pause?.();
+    } catch (e) {
+      this.contain(e, true);
+    }
+  }
+
+  /** Undo pause(): the device delivers what it held, then every active queue is looked at once. */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    try {
+      this.device.resume?.();
+    } catch (e) {
+      this.contain(e, true);
+    }
+    for (const q of this.queues) if (q.active && this.running()) this.notify(q.index);
   }
 
   // ---- status machine ----

@@ -49,6 +49,9 @@ export function virtioCmdline(devices: readonly { address: number; size: number;
 /** A TAP interface as virtio-net's backend: frames without the virtio header, rx through an FdWatch. */
 class TapBackend implements NetBackend {
   private watch: FdWatch | undefined;
+  private cb: ((frame: Buffer) => void) | undefined;
+  private paused = false;
+  private closed = false;
   private readonly buf = Buffer.alloc(65536 + 14);
   constructor(
     private readonly tap: Tap,
@@ -58,17 +61,35 @@ class TapBackend implements NetBackend {
     this.tap.write(frame);
   }
   onFrame(cb: (frame: Buffer) => void): void {
+    this.cb = cb;
+    this.watchTap();
+  }
+  private watchTap(): void {
     this.watch?.close();
+    this.watch = undefined;
+    const cb = this.cb;
+    if (cb === undefined || this.paused || this.closed) return;
     this.watch = new FdWatch(
       this.tap.fd,
       () => {
-        // Drain what is waiting: the watch is level-triggered.
-        for (let n = this.tap.read(this.buf); n !== undefined; n = this.tap.read(this.buf)) cb(Buffer.from(this.buf.subarray(0, n)));
+        // Drain what is waiting (the watch is level-triggered), unless a frame paused the VM meanwhile.
+        for (let n = this.tap.read(this.buf); n !== undefined; n = this.paused ? undefined : this.tap.read(this.buf)) cb(Buffer.from(this.buf.subarray(0, n)));
       },
       this.onError,
     );
   }
+  /** VM paused: stop reading the TAP; frames wait in the kernel's queue (it drops beyond txqueuelen). */
+  pause(): void {
+    this.paused = true;
+    this.watch?.close();
+    this.watch = undefined;
+  }
+  resume(): void {
+    this.paused = false;
+    this.watchTap();
+  }
   close(): void {
+    this.closed = true;
     this.watch?.close();
     this.tap.close();
   }

@@ -9,7 +9,7 @@ import { PauseGate } from "./pause.js";
 // Snapshots are loaded when used: a plain run does not evaluate them (bench tsvmm-run-hello).
 import type { RestoreOptions } from "./snapshot/restore.js";
 import type { SnapshotInfo, SnapshotOptions } from "./snapshot/save.js";
-import { VirtioBlk, VirtioConsole } from "@tsvmm/virtio";
+import { VirtioConsole } from "@tsvmm/virtio";
 import type { AttachedVirtio } from "./virtio.js";
 import { Watchdog, type WatchdogOptions } from "./watchdog.js";
 import type { VcpuDebugHook } from "./debug/hook.js";
@@ -476,14 +476,15 @@ export class Vmm {
       for (const v of this.vcpus) v.kick();
     });
     this.uart.flush();
-    // Block I/O already submitted completes into guest memory before the pause is over, so a
-    // snapshot taken now holds no request half done. (Frames a TAP receives while paused are
-    // still delivered: network I/O is not quiesced.)
-    await Promise.all(this.virtio.map((d) => (d.device instanceof VirtioBlk ? d.device.idle() : undefined)));
+    // Every virtio device stops touching guest memory (doorbells held, TAP and socket input
+    // held, no rx delivery) and block I/O already submitted completes into guest memory before
+    // the pause is over, so a snapshot taken now holds no request half done.
+    await Promise.all(this.virtio.map((d) => d.transport.pause()));
   }
 
   /** Let the vCPUs of a paused VM run again. Does nothing when the VM is not paused. */
   resume(): void {
+    for (const d of this.virtio) d.transport.resume();
     this.gate.resume();
   }
 

@@ -461,6 +461,15 @@ export class VirtioBlk implements VirtioDevice {
     return status === VIRTIO_BLK_S_OK ? dataWritten + 1 : 1;
   }
 
+  /** Take no new request, and resolve once every request in flight is complete in guest memory. */
+  pause(): Promise<void> {
+    this.paused = true;
+    return this.idle();
+  }
+  resume(): void {
+    this.paused = false;
+  }
+
   reset(): void {
     // In-flight requests keep running in the pool; their completions see a dead context and drop.
     this.ctx = undefined;

@@ -35,6 +35,7 @@ export class VirtioConsole implements VirtioDevice {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private ctx: DeviceContext | undefined;
+  private paused = false;
   /** Input bytes dropped because the guest was not reading. */
   droppedInput = 0;
 
@@ -75,9 +76,18 @@ export class VirtioConsole implements VirtioDevice {
     this.ctx = ctx;
   }
 
+  /** VM paused: host input is held (within maxPending) instead of written into the receive queue. */
+  pause(): void {
+    this.paused = true;
+  }
+  resume(): void {
+    this.paused = false;
+    this.deliver();
+  }
+
   queueNotify(queue: number): void {
     const ctx = this.ctx;
-    if (ctx === undefined) return;
+    if (ctx === undefined || this.paused) return;
     if (queue === RX) this.deliver();
     else if (queue === TX) {
       const more = drainQueue(ctx, TX, (c) => {
@@ -91,7 +101,7 @@ export class VirtioConsole implements VirtioDevice {
 
   private deliver(): void {
     const ctx = this.ctx;
-    if (ctx === undefined || !ctx.current || this.pending.length === 0) return;
+    if (ctx === undefined || !ctx.current || this.pending.length === 0 || this.paused) return;
     const q = ctx.queues[RX]!;
     if (!q.active) return;
     try {

@@ -14,6 +14,9 @@ export interface NetBackend {
   write(frame: Buffer): void;
   /** Register the receiver of host frames for the guest (called once, by the device). */
   onFrame(cb: (frame: Buffer) => void): void;
+  /** Stop reading host frames until `resume` (frames then wait in the host, e.g. the TAP's queue). */
+  pause?(): void;
+  resume?(): void;
 }
 
 export interface VirtioNetOptions {
@@ -51,6 +54,7 @@ export class VirtioNet implements VirtioDevice {
   private readonly maxPending: number;
   private pending: Buffer[] = [];
   private ctx: DeviceContext | undefined;
+  private paused = false;
   readonly stats = { txFrames: 0, rxFrames: 0, rxDropped: 0, txDropped: 0 };
 
   constructor(opts: VirtioNetOptions) {
@@ -89,6 +93,22 @@ export class VirtioNet implements VirtioDevice {
     this.pending = [];
   }
 
+  /**
+   * VM paused: nothing is written into the receive queue and nothing taken from the transmit
+   * queue until resume(). The backend stops reading (a TAP's frames wait in the kernel's queue,
+   * which drops beyond its txqueuelen); frames a backend still hands over are held, up to
+   * `maxPendingFrames`, and dropped (counted in `stats.rxDropped`) beyond.
+   */
+  pause(): void {
+    this.paused = true;
+    this.backend.pause?.();
+  }
+  resume(): void {
+    this.paused = false;
+    this.backend.resume?.();
+    this.deliver();
+  }
+
   private get mergeable(): boolean {
     return this.ctx !== undefined && (this.ctx.features & bit(VIRTIO_NET_F_MRG_RXBUF)) !== 0n;
   }
@@ -109,12 +129,12 @@ export class VirtioNet implements VirtioDevice {
       return;
     }
     this.pending.push(frame);
-    this.deliver();
+    if (!this.paused) this.deliver();
   }
 
   queueNotify(queue: number): void {
     const ctx = this.ctx;
-    if (ctx === undefined) return;
+    if (ctx === undefined || this.paused) return;
     if (queue === TXQ) {
       const more = drainQueue(ctx, TXQ, (c) => {
         const r = c.reader();
@@ -135,7 +155,7 @@ export class VirtioNet implements VirtioDevice {
 
   private deliver(): void {
     const ctx = this.ctx;
-    if (ctx === undefined || !ctx.current) return;
+    if (ctx === undefined || !ctx.current || this.paused) return;
     const q = ctx.queues[RXQ]!;
     if (!q.active) return;
     try {

@@ -93,6 +93,7 @@ export class VirtioVsock implements VirtioDevice {
   private readonly onErr: ((e: Error) => void) | undefined;
   private readonly config: Buffer;
   private ctx: DeviceContext | undefined;
+  private vmPaused = false;
   private server: Server | undefined;
   private readonly conns = new Map<string, Conn>();
   private readonly control: Packet[] = [];
@@ -147,6 +148,19 @@ export class VirtioVsock implements VirtioDevice {
     this.ctx = ctx;
   }
 
+  /**
+   * VM paused: host data is buffered per connection (each host socket stops being read once the
+   * guest's window is full, as always) and nothing is written into the rx or event queue.
+   */
+  pause(): void {
+    this.vmPaused = true;
+  }
+  resume(): void {
+    this.vmPaused = false;
+    this.pumpRx();
+    this.pumpEvents();
+  }
+
   reset(): void {
     this.ctx = undefined;
     this.dropAll();
@@ -168,7 +182,7 @@ export class VirtioVsock implements VirtioDevice {
 
   queueNotify(queue: number): void {
     const ctx = this.ctx;
-    if (ctx === undefined) return;
+    if (ctx === undefined || this.vmPaused) return;
     if (queue === TXQ) {
       const more = drainQueue(ctx, TXQ, (c) => {
         const r = c.reader();
@@ -441,7 +455,7 @@ export class VirtioVsock implements VirtioDevice {
 
   private pumpRx(): void {
     const ctx = this.ctx;
-    if (ctx === undefined || !ctx.current) return;
+    if (ctx === undefined || !ctx.current || this.vmPaused) return;
     const q = ctx.queues[RXQ]!;
     if (!q.active) return;
     try {
@@ -471,7 +485,7 @@ export class VirtioVsock implements VirtioDevice {
 
   private pumpEvents(): void {
     const ctx = this.ctx;
-    if (ctx === undefined || !ctx.current || this.pendingEvents === 0) return;
+    if (ctx === undefined || !ctx.current || this.pendingEvents === 0 || this.vmPaused) return;
     const q = ctx.queues[EVQ]!;
     if (!q.active) return;
     try {
