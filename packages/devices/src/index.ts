@@ -86,4 +86,4 @@ export type {
 } from "./trace.js";
 export { parseTraceLine, replay, TRACE_VERSION, TraceRecorder } from "./trace.js";
 export type { ModemInputs, Uart16550Options, Uart16550State, UartOutput } from "./uart16550.js";
-export { Uart16550 } from "./uart16550.js";
+export { UART_PARTIAL_LINE_MS, Uart16550 } from "./uart16550.js";

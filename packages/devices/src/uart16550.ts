@@ -59,6 +59,12 @@ const FIFO_SIZE = 16;
 const TRIGGER_LEVELS = [1, 4, 8, 14] as const;
 const LSR_ERRORS = LSR_OE | LSR_PE | LSR_FE | LSR_BI;
 const OUT_CHUNK = 4096;
+/**
+ * How long a partial line (a prompt) may wait in a stream output's buffer before it is written
+ * anyway. Not "when the event loop turns": the exit path turns it between most OUTs, which wrote
+ * each line in 2-4 pieces, one write(2) each (bench uart-output).
+ */
+export const UART_PARTIAL_LINE_MS = 4;
 
 /** Where transmitted bytes go: a per-byte callback, or a stream (written in chunks). */
 export type UartOutput = ((byte: number) => void) | { write(chunk: Uint8Array): unknown };
@@ -117,7 +123,7 @@ export class Uart16550 implements Device, Stateful<Uart16550State> {
   private readonly stream: { write(chunk: Uint8Array): unknown } | undefined;
   private outBuf = Buffer.alloc(OUT_CHUNK);
   private outLen = 0;
-  private flushScheduled = false;
+  private partialTimer: ReturnType<typeof setTimeout> | undefined;
 
   private ier = 0;
   private lcr = 0;
@@ -240,6 +246,10 @@ export class Uart16550 implements Device, Stateful<Uart16550State> {
 
   /** Writes buffered stream output now (a no-op for callback output). */
   flush(): void {
+    if (this.partialTimer !== undefined) {
+      clearTimeout(this.partialTimer);
+      this.partialTimer = undefined;
+    }
     if (this.outLen === 0 || this.stream === undefined) return;
     const chunk = Buffer.from(this.outBuf.subarray(0, this.outLen));
     this.outLen = 0;
@@ -507,13 +517,12 @@ export class Uart16550 implements Device, Stateful<Uart16550State> {
     this.outBuf[this.outLen++] = v;
     if (v === 0x0a || this.outLen === OUT_CHUNK) {
       this.flush();
-    } else if (!this.flushScheduled) {
-      // A partial line (a prompt) still reaches the stream once the event loop turns.
-      this.flushScheduled = true;
-      setImmediate(() => {
-        this.flushScheduled = false;
+    } else if (this.partialTimer === undefined) {
+      // A line written out whole cancels this (flush), so a busy console makes one write a line.
+      this.partialTimer = setTimeout(() => {
+        this.partialTimer = undefined;
         this.flush();
-      });
+      }, UART_PARTIAL_LINE_MS);
     }
   }
 }

@@ -1,7 +1,7 @@
 import { Writable } from "node:stream";
-import { PioBus, Uart16550 } from "@tsvmm/devices";
+import { PioBus, UART_PARTIAL_LINE_MS, Uart16550 } from "@tsvmm/devices";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 
 const COM1 = 0x3f8;
 // Register offsets, from the 16550 data sheet.
@@ -390,24 +390,43 @@ describe("Uart16550 interrupts", () => {
 });
 
 describe("Uart16550 output", () => {
-  it("writes to a stream in chunks: at newline, on flush, and when the event loop turns", async () => {
-    const chunks: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        chunks.push(chunk.toString());
-        cb();
-      },
-    });
-    const uart = new Uart16550({ output: sink });
-    const bus = new PioBus();
-    bus.register(COM1, 8, uart);
-    for (const c of "hello\nwor") bus.writeValue(COM1, 1, c.charCodeAt(0));
-    expect(chunks).toEqual(["hello\n"]);
-    await new Promise((r) => setImmediate(r));
-    expect(chunks).toEqual(["hello\n", "wor"]);
-    bus.writeValue(COM1, 1, 0x64);
-    uart.flush();
-    expect(chunks).toEqual(["hello\n", "wor", "d"]);
+  it("writes to a stream in chunks: a whole line at once, a partial line after UART_PARTIAL_LINE_MS or on flush", () => {
+    vi.useFakeTimers();
+    try {
+      const chunks: string[] = [];
+      const sink = new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          chunks.push(chunk.toString());
+          cb();
+        },
+      });
+      const uart = new Uart16550({ output: sink });
+      const bus = new PioBus();
+      bus.register(COM1, 8, uart);
+      const print = (s: string) => {
+        for (const c of s) bus.writeValue(COM1, 1, c.charCodeAt(0));
+      };
+      print("hello\nwor");
+      expect(chunks).toEqual(["hello\n"]);
+      // The partial line waits (turns of the event loop alone do not write it)...
+      vi.advanceTimersByTime(UART_PARTIAL_LINE_MS - 1);
+      expect(chunks).toEqual(["hello\n"]);
+      // ...then goes out as it is.
+      vi.advanceTimersByTime(1);
+      expect(chunks).toEqual(["hello\n", "wor"]);
+      print("d");
+      uart.flush();
+      expect(chunks).toEqual(["hello\n", "wor", "d"]);
+      // A line completed within the wait is one chunk, and nothing is left over to write.
+      print("ab");
+      vi.advanceTimersByTime(UART_PARTIAL_LINE_MS - 1);
+      print("c\n");
+      vi.advanceTimersByTime(10 * UART_PARTIAL_LINE_MS);
+      expect(chunks).toEqual(["hello\n", "wor", "d", "abc\n"]);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("onOutput listeners can be added and removed", () => {

@@ -238,8 +238,9 @@ export function assemble(spec: VmmSpec): Vmm {
     const devices = step("devices", () => {
       const pio = new PioBus({ policy: spec.ioPolicy ?? null, defaultHandler: spec.pioDefault });
       const mmio = new MmioBus({ defaultHandler: spec.mmioDefault });
-      // Stream output: the UART hands over whole lines (or 4 KiB, or what is left when the event
-      // loop turns), not one Buffer and one write per byte.
+      // Stream output: the UART hands over whole lines (or 4 KiB, or a partial line after a few
+      // ms), not one Buffer and one write per byte. The other consoles write what the UART holds
+      // first, so the guest's output keeps its order.
       const uartOut = { write: (chunk: Uint8Array) => spec.console(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength), "uart") };
       const uart = new Uart16550({ name: "com1", output: uartOut, irq: (level: boolean) => irq(spec.serial.irq, level) });
       pio.register(spec.serial.port, 8, uart);
@@ -254,7 +255,10 @@ export function assemble(spec: VmmSpec): Vmm {
         }),
       );
       const hypercall = new HypercallDevice(v.memory, {
-        console: (b) => spec.console(b, "hypercall"),
+        console: (b) => {
+          uart.flush();
+          spec.console(b, "hypercall");
+        },
         report: spec.onReport,
         value: spec.onValue,
         exit: (code, vcpu) => vmm?.guestExit(code, vcpu),
@@ -286,7 +290,10 @@ export function assemble(spec: VmmSpec): Vmm {
         vm: v,
         memory: v.memory,
         mmio,
-        console: (b) => spec.console(b, "virtio"),
+        console: (b) => {
+          uart.flush();
+          spec.console(b, "virtio");
+        },
         onError: spec.onDeviceError ?? (() => {}),
       });
       closers.push(...virtio.closers.reverse());
