@@ -1,61 +1,19 @@
 // The real gdb in batch mode against a VM's gdb stub, and what the tests need around it.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import type { GdbListenAddress } from "@tsvmm/gdbstub";
 import { VmmBuilder, type VmmResult } from "@tsvmm/vmm";
+import { type GdbRun, printed, runGdb as runGdbBatch } from "../../gdbstub/test/helpers/gdb.js";
 
 export const root = join(__dirname, "..", "..", "..");
 export const guest = (name: string): string => join(root, "test-kernels", "out", `${name}.elf`);
 
-export interface GdbRun {
-  readonly output: string;
-  readonly code: number | null;
-}
+export type { GdbRun };
+export { printed };
 
-/**
- * `gdb -batch -nx ELF -ex 'target remote …' -ex …`. `interruptWhen`: SIGINT to gdb (which sends
- * Ctrl-C, 0x03, to the stub) once it turns true (polled every 20 ms).
- */
+/** `gdb -batch -nx ELF -ex 'target remote …' -ex …` (the gdbstub package's runner, with the guest's symbols). */
 export function runGdb(elf: string | undefined, target: string, commands: readonly string[], o: { interruptWhen?: () => boolean; timeoutMs?: number; before?: readonly string[] } = {}): Promise<GdbRun> {
-  const args = ["-batch", "-nx", "-ex", "set pagination off", "-ex", "set confirm off"];
-  for (const c of o.before ?? []) args.push("-ex", c);
-  args.push("-ex", `target remote ${target}`);
-  for (const c of commands) args.push("-ex", c);
-  if (elf !== undefined) args.push(elf);
-  return new Promise((resolve, reject) => {
-    const p = spawn("gdb", args, { stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    const poll = o.interruptWhen
-      ? setInterval(() => {
-          if (o.interruptWhen?.()) {
-            clearInterval(poll);
-            p.kill("SIGINT");
-          }
-        }, 20)
-      : undefined;
-    const timer = setTimeout(() => {
-      clearInterval(poll);
-      p.kill("SIGKILL");
-      reject(new Error(`gdb timed out; output so far:\n${output}`));
-    }, o.timeoutMs ?? 20_000);
-    const take = (d: Buffer): void => {
-      output += d.toString();
-    };
-    p.stdout.on("data", take);
-    p.stderr.on("data", take);
-    p.on("error", reject);
-    p.on("close", (code) => {
-      if (process.env.GDB_DEBUG) console.log(output);
-      clearTimeout(timer);
-      clearInterval(poll);
-      resolve({ output, code });
-    });
-  });
-}
-
-/** The value gdb printed for the n-th value-history entry ("$n = value"). */
-export function printed(output: string, n: number): string | undefined {
-  return new RegExp(`^\\$${n} = (.*)$`, "m").exec(output)?.[1];
+  return runGdbBatch(target, commands, { ...o, ...(elf === undefined ? {} : { elf }) });
 }
 
 /** Every "$n = value" gdb printed, in order. */

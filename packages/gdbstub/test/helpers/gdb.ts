@@ -6,15 +6,25 @@ export interface GdbRun {
   code: number | null;
 }
 
-/**
- * `gdb -batch -nx -ex 'set architecture …' -ex 'target remote …' -ex …`. `interruptWhen`: send
- * SIGINT to gdb (which then sends Ctrl-C, 0x03, to the stub) once this turns true (polled).
- */
-export function runGdb(target: string, commands: string[], o: { architecture?: string; interruptWhen?: () => boolean; timeoutMs?: number } = {}): Promise<GdbRun> {
+export interface GdbRunOptions {
+  architecture?: string;
+  /** Commands run before `target remote`. */
+  before?: readonly string[];
+  /** The ELF gdb reads symbols from. */
+  elf?: string;
+  /** SIGINT to gdb (which then sends Ctrl-C, 0x03, to the stub) once this turns true (polled every 20 ms). */
+  interruptWhen?: () => boolean;
+  timeoutMs?: number;
+}
+
+/** `gdb -batch -nx [ELF] -ex 'set architecture …' -ex 'target remote …' -ex …`. */
+export function runGdb(target: string, commands: readonly string[], o: GdbRunOptions = {}): Promise<GdbRun> {
   const args = ["-batch", "-nx", "-ex", "set pagination off", "-ex", "set confirm off"];
   if (o.architecture) args.push("-ex", `set architecture ${o.architecture}`);
+  for (const c of o.before ?? []) args.push("-ex", c);
   args.push("-ex", `target remote ${target}`);
   for (const c of commands) args.push("-ex", c);
+  if (o.elf !== undefined) args.push(o.elf);
   return new Promise((resolve, reject) => {
     const p = spawn("gdb", args, { stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
