@@ -19,6 +19,7 @@ import {
   VIRTIO_VSOCK_OP_RST,
   VIRTIO_VSOCK_OP_RW,
   VIRTIO_VSOCK_OP_SHUTDOWN,
+  VIRTIO_VSOCK_SHUTDOWN_RCV,
   VIRTIO_VSOCK_SHUTDOWN_SEND,
   VIRTIO_VSOCK_TYPE_SEQPACKET,
   VIRTIO_VSOCK_TYPE_STREAM,
@@ -58,9 +59,9 @@ class Guest {
   got: Pkt[] = [];
   constructor(
     readonly h: ReturnType<typeof harness<VirtioVsock>>,
-    readonly rx: DriverQueue,
+    public rx: DriverQueue,
     readonly tx: DriverQueue,
-    readonly ev: DriverQueue,
+    public ev: DriverQueue,
   ) {}
   postRx(n: number, size = HDR + 4096): void {
     for (let i = 0; i < n; i++) this.rx.add([{ addr: this.h.heap.alloc(size), len: size, writable: true }]);
@@ -461,6 +462,97 @@ describe("virtio-vsock host-initiated connections", () => {
     expect(await closedAfter("CONNECT 52\n")).toBe(true);
     expect(dev.connectionCount).toBe(0);
     expect(g.rx.takeUsed()).toEqual([]);
+    await dev.close();
+  });
+});
+
+describe("virtio-vsock queues the driver enables late or leaves empty", () => {
+  it("replies wait while receiveq is not enabled or has no buffers, and go out in order once it has", async () => {
+    const uds = join(dir, "late-rx");
+    const dev = new VirtioVsock({ guestCid: CID, udsPath: uds });
+    const h = harness(dev, {}, 8 << 20);
+    h.drv.negotiate(0n);
+    const tx = h.drv.setupQueue(1, 16);
+    h.drv.driverOk();
+    const g = new Guest(h, tx, tx, tx);
+    g.send({ op: VIRTIO_VSOCK_OP_INVALID, srcPort: 1 });
+    g.rx = h.drv.setupQueue(0, 16);
+    h.drv.kick(0);
+    g.send({ op: 99, srcPort: 2 });
+    expect(g.poll()).toEqual([]);
+    g.postRx(1);
+    expect(g.poll().map((p) => p.hdr.dstPort)).toEqual([1]);
+    g.postRx(1);
+    expect(g.poll().map((p) => p.hdr.dstPort)).toEqual([2]);
+    expect(h.drv.status).toBe(15);
+    await dev.close();
+  });
+
+  it("a TRANSPORT_RESET waits for the event queue to be enabled and given a buffer", async () => {
+    const dev = new VirtioVsock({ guestCid: CID, udsPath: join(dir, "late-ev") });
+    const h = harness(dev, {}, 8 << 20);
+    h.drv.negotiate(0n);
+    h.drv.setupQueue(0, 8);
+    h.drv.setupQueue(1, 8);
+    h.drv.driverOk();
+    dev.transportReset();
+    const ev = h.drv.setupQueue(2, 4);
+    h.drv.kick(2);
+    expect(ev.takeUsed()).toEqual([]);
+    const e = h.heap.alloc(4);
+    ev.add([{ addr: e, len: 4, writable: true }]);
+    h.drv.kick(2);
+    expect(ev.takeUsed().map((u) => u.len)).toEqual([4]);
+    expect(VirtioVsockEventLayout.decode(h.mem.read(e, 4)).id).toBe(VIRTIO_VSOCK_EVENT_TRANSPORT_RESET);
+    await dev.close();
+  });
+});
+
+describe("virtio-vsock with connections in different states", () => {
+  it("host data on one connection flows while another waits for the guest's RESPONSE and a third is idle", async () => {
+    const env = await setup("mixed");
+    const { uds, g, dev } = env;
+    g.postRx(16);
+    const pending = connect(uds);
+    await new Promise<void>((r) => pending.once("connect", () => r()));
+    // The CONNECT line arrives in two pieces: the device waits for its end.
+    pending.write("CONN");
+    await new Promise((r) => setTimeout(r, 20));
+    pending.write("ECT 77\nqueued");
+    const req = await g.waitOp(VIRTIO_VSOCK_OP_REQUEST);
+    expect(req.hdr.dstPort).toBe(77);
+    const idle = await guestConnect(env, 1001, 6101);
+    const busy = await guestConnect(env, 1002, 6102);
+    busy.sock.write("to the guest");
+    const rw = await g.waitOp(VIRTIO_VSOCK_OP_RW);
+    expect([rw.hdr.dstPort, rw.data.toString()]).toEqual([1002, "to the guest"]);
+    expect(dev.connectionCount).toBe(3);
+    // The guest accepts late: the bytes that came with the CONNECT line follow.
+    g.send({ op: VIRTIO_VSOCK_OP_RESPONSE, srcPort: 77, dstPort: req.hdr.srcPort });
+    const early = await g.waitOp(VIRTIO_VSOCK_OP_RW);
+    expect([early.hdr.dstPort, early.data.toString()]).toEqual([77, "queued"]);
+    pending.destroy();
+    idle.srv.close();
+    busy.srv.close();
+    await dev.close();
+  });
+
+  it("SHUTDOWN(RCV) alone leaves the stream to the host open", async () => {
+    const env = await setup("rcv-only");
+    const { g, dev } = env;
+    g.postRx(8);
+    const { srv, sock } = await guestConnect(env, 1000, 6103);
+    let ended = false;
+    sock.on("end", () => {
+      ended = true;
+    });
+    g.send({ op: VIRTIO_VSOCK_OP_SHUTDOWN, srcPort: 1000, dstPort: 6103, flags: VIRTIO_VSOCK_SHUTDOWN_RCV });
+    const got = readN(sock, 4);
+    g.send({ op: VIRTIO_VSOCK_OP_RW, srcPort: 1000, dstPort: 6103 }, Buffer.from("more"));
+    expect((await got).toString()).toBe("more");
+    expect(ended).toBe(false);
+    expect(dev.connectionCount).toBe(1);
+    srv.close();
     await dev.close();
   });
 });
