@@ -49,9 +49,6 @@ class Cursor {
     this.need(1);
     return this.b[this.i++]!;
   }
-  peek(): number | undefined {
-    return this.i < this.b.length ? this.b[this.i] : undefined;
-  }
   le(n: number): bigint {
     this.need(n);
     let v = 0n;
@@ -241,7 +238,7 @@ function decodeAt(c: Cursor): Instruction {
     return modrm;
   };
   let slot: Slot;
-  if (encoding === "vex") slot = vexSlot(map, opcode, mandatory, rW, vex?.l ?? 0, readModrm);
+  if (encoding === "vex") slot = vexSlot(map, opcode, mandatory, rW, vex!.l, readModrm);
   else if (map === "primary") slot = PRIMARY[opcode];
   else if (map === "0f") slot = MAP_0F[opcode];
   else if (map === "0f38") slot = MAP_0F38[opcode];
@@ -580,8 +577,9 @@ function decodeAt(c: Cursor): Instruction {
     const suffix = operands.pop();
     opcode = suffix?.kind === "imm" ? Number(suffix.value) : 0;
   }
+  // VEX map 0F3A rows from VEX_MAP3_EXTRA and rorx carry no Ib in their operand list; every map 0F row
+  // in MAP1_IMM8 (pshufd, the shift groups, cmpps, pinsrw, pextrw, shufps) has its Ib already.
   if (encoding === "vex" && map === "0f3a" && immSize === 0) imm(1, 8, false);
-  if (encoding === "vex" && map === "0f" && MAP1_IMM8.has(opcode) && immSize === 0) imm(1, 8, false);
 
   if (lock && (!(d.f & LK) || modrm === undefined || modrm.mod === 3)) throw invalid(c.i, `LOCK is not allowed on ${d.mn} with these operands`);
 

@@ -76,7 +76,7 @@ export function formatOperand(o: Operand, insn: Instruction): string {
       if (o.value === 1n && !o.relative && insn.immSize === 0) return "1";
       return formatImm(o, insn);
     case "far":
-      return `0x${o.selector.toString(16)},0x${o.offset.toString(16)}`;
+      return `0x${o.selector.toString(16)}:0x${o.offset.toString(16)}`;
   }
 }
 
