@@ -64,7 +64,7 @@ const OUT_CHUNK = 4096;
  * anyway. Not "when the event loop turns": the exit path turns it between most OUTs, which wrote
  * each line in 2-4 pieces, one write(2) each (bench uart-output).
  */
-export const UART_PARTIAL_LINE_MS = 4;
+export const UART_PARTIAL_LINE_MS = 10;
 
 /** Where transmitted bytes go: a per-byte callback, or a stream (written in chunks). */
 export type UartOutput = ((byte: number) => void) | { write(chunk: Uint8Array): unknown };
