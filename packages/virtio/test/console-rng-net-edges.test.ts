@@ -202,6 +202,13 @@ describe("virtio-rng edges", () => {
     expect(used.length).toBe(1500);
   });
 
+  it("has no configuration space: reads are zero at any offset, writes change nothing", () => {
+    const h = harness(new VirtioRng());
+    h.drv.writeConfig(0, Buffer.from([1, 2, 3, 4]));
+    expect([...h.drv.readConfig(0, 4)]).toEqual([0, 0, 0, 0]);
+    expect(h.errors).toEqual([]);
+  });
+
   it("restoreState takes a byte count and nothing else", () => {
     const rng = new VirtioRng();
     rng.restoreState({ bytesServed: 77 });
