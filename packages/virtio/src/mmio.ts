@@ -293,11 +293,13 @@ export class MmioTransport {
     this.irq.lower?.();
   }
 
-  private writeStatus(v: number): void {
-    if (v === 0) {
+  private writeStatus(written: number): void {
+    if (written === 0) {
       this.resetDevice();
       return;
     }
+    // §4.2.2: only a write of zero resets; bits above the status byte are reserved and dropped.
+    const v = written & 0xff;
     const old = this.statusReg;
     const keep = old & VIRTIO_CONFIG_S_NEEDS_RESET;
     // §3.1.1: the driver only ever adds bits; anything else is ignored (bar reset).
@@ -558,7 +560,7 @@ export class MmioTransport {
         if (this.interruptStatusReg === 0) this.irq.lower?.();
         break;
       case VIRTIO_MMIO_STATUS:
-        this.writeStatus(v & 0xff);
+        this.writeStatus(v);
         break;
       case VIRTIO_MMIO_SHM_SEL:
         break;

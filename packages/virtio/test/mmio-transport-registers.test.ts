@@ -219,7 +219,7 @@ describe("virtio-mmio register reads (virtio 1.2 §4.2.2)", () => {
 });
 
 describe("queue registers (§4.2.3.2)", () => {
-  it("property: DESC/AVAIL/USED low+high halves read back any address below 2^53 while the queue is not ready", () => {
+  it("property: the device composes DESC/AVAIL/USED from their low and high halves, written in either order (read back through them)", () => {
     const { drv } = rig();
     const pairs = [
       [VIRTIO_MMIO_QUEUE_DESC_LOW, VIRTIO_MMIO_QUEUE_DESC_HIGH],
@@ -411,6 +411,22 @@ describe("device status machine (§2.1, §3.1.1)", () => {
     expect(codes(errors)).toEqual(["VIRTIO_BAD_STATE", "VIRTIO_BAD_STATE"]);
     drv.writeReg(VIRTIO_MMIO_STATUS, 0);
     expect(drv.status).toBe(0);
+  });
+
+  it("only a write of zero resets (§4.2.2); a non-zero write whose status byte is zero is refused like any write that clears bits", () => {
+    const { drv, dev, errors } = rig();
+    drv.start(0n, [8]);
+    const resets = dev.resets;
+    drv.writeReg(VIRTIO_MMIO_STATUS, 0x100);
+    drv.writeReg(VIRTIO_MMIO_STATUS, 0xffff0000);
+    expect(drv.status).toBe(ACK | DRV | FOK | DOK);
+    expect(dev.resets).toBe(resets);
+    expect(dev.ctx?.current).toBe(true);
+    expect(codes(errors)).toEqual(["VIRTIO_BAD_STATE", "VIRTIO_BAD_STATE"]);
+    // Reserved bits above the byte are dropped from a write that also sets status bits.
+    drv.writeReg(VIRTIO_MMIO_STATUS, 0);
+    drv.writeReg(VIRTIO_MMIO_STATUS, 0x100 | ACK);
+    expect(drv.status).toBe(ACK);
   });
 
   it("DRIVER_OK without FEATURES_OK is DEVICE_NEEDS_RESET with a configuration change interrupt", () => {
