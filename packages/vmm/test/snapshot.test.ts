@@ -194,26 +194,27 @@ describe.runIf(hasKvm)("snapshot and restore", () => {
     const v = vmm.vcpus[0]!;
     let tries = 0;
     let ordinary: string | undefined | null = null;
-    const deadline = performance.now() + 150_000;
+    const deadline = performance.now() + 90_000;
     for (;;) {
       // Runs of a few tens of microseconds to a millisecond between pauses: many tries a second.
-      await new Promise((r) => (Math.random() < 0.5 ? setImmediate(r) : setTimeout(r, Math.random())));
+      await new Promise((r) => (Math.random() < 0.7 ? setImmediate(r) : setTimeout(r, Math.random())));
       await vmm.pause();
       tries++;
-      const view = { regs: v.getRegs(), sregs: v.getSregs(), events: v.getVcpuEvents() };
-      const user = (view.sregs.cs.selector & 3) === 3;
-      if (user && view.regs.rip === returnPoint) {
+      // One ioctl per try; the rest only where the pause landed on the return point.
+      if (v.getRegs().rip === returnPoint) {
+        const view = { regs: v.getRegs(), sregs: v.getSregs(), events: v.getVcpuEvents() };
+        expect(view.sregs.cs.selector & 3).toBe(3);
         // The #BP is pending but not in the events; the int3 just before RIP gives it away.
         expect(view.events.exception.injected).toBe(0);
         expect(softEventInFlight(view, vmm.vm.memory)).toMatch(/#BP from the int3 before RIP/);
         break;
       }
-      if (!user && ordinary === null) ordinary = softEventInFlight(view, vmm.vm.memory);
+      if (ordinary === null) ordinary = softEventInFlight({ regs: v.getRegs(), sregs: v.getSregs(), events: v.getVcpuEvents() }, vmm.vm.memory);
       vmm.resume();
       if (performance.now() > deadline) break;
     }
     expect(vmm.paused, `no pause landed on the int3 in ${tries} tries`).toBe(true);
-    // At CPL0 (where most pauses land) nothing is in flight.
+    // Elsewhere (the first pause, almost always at CPL0) nothing is in flight.
     expect(ordinary).toBeUndefined();
     const dir = fresh();
     await vmm.snapshot(dir, { resume: false });
