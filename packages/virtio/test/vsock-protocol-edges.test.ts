@@ -597,3 +597,52 @@ describe("virtio-vsock while the VM is paused", () => {
     await dev.close();
   });
 });
+
+describe("virtio-vsock: an RST the device sends ends the connection it names", () => {
+  it("data from the guest before the connection is established is answered with RST and the connection is gone (no late RESPONSE, host socket closed)", async () => {
+    const env = await setup("rw-early");
+    const { g, dev, uds } = env;
+    g.postRx(8);
+    let hostSock: Socket | undefined;
+    const srv = await listenOn(`${uds}_6300`, (s) => {
+      hostSock = s;
+      s.resume();
+    });
+    // REQUEST and RW in one batch: the RW is seen while the host connect is still under way.
+    const put = (op: number, data: Buffer) => {
+      const hdr = VirtioVsockHdrLayout.encode({ srcCid: BigInt(CID), dstCid: 2n, srcPort: 1000, dstPort: 6300, len: data.length, type: VIRTIO_VSOCK_TYPE_STREAM, op, flags: 0, bufAlloc: 65536, fwdCnt: 0 });
+      const a = env.h.heap.alloc(HDR + data.length);
+      env.h.mem.write(a, Buffer.concat([hdr, data]));
+      g.tx.add([{ addr: a, len: HDR + data.length, writable: false }]);
+    };
+    put(VIRTIO_VSOCK_OP_REQUEST, Buffer.alloc(0));
+    put(VIRTIO_VSOCK_OP_RW, Buffer.from("too early"));
+    env.h.drv.kick(1);
+    expect((await g.waitOp(VIRTIO_VSOCK_OP_RST)).hdr.dstPort).toBe(1000);
+    expect(dev.connectionCount).toBe(0);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(g.ops()).not.toContain(VIRTIO_VSOCK_OP_RESPONSE);
+    if (hostSock !== undefined) {
+      const s = hostSock;
+      await until(() => s.destroyed || s.readableEnded, "host socket closed");
+    }
+    srv.close();
+    await dev.close();
+  });
+
+  it("data from the guest on a host-initiated connection it has not accepted is answered with RST, and the host socket is closed", async () => {
+    const { uds, g, dev } = await setup("rw-unaccepted");
+    g.postRx(8);
+    const s = connect(uds);
+    await new Promise<void>((r) => s.once("connect", () => r()));
+    const closed = new Promise<void>((r) => s.once("close", () => r()));
+    s.on("data", () => {});
+    s.write("CONNECT 90\n");
+    const req = await g.waitOp(VIRTIO_VSOCK_OP_REQUEST);
+    g.send({ op: VIRTIO_VSOCK_OP_RW, srcPort: 90, dstPort: req.hdr.srcPort }, Buffer.from("x"));
+    expect((await g.waitOp(VIRTIO_VSOCK_OP_RST)).hdr.dstPort).toBe(90);
+    await closed;
+    expect(dev.connectionCount).toBe(0);
+    await dev.close();
+  });
+});

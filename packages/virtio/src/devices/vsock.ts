@@ -256,6 +256,8 @@ export class VirtioVsock implements VirtioDevice {
       case VIRTIO_VSOCK_OP_RW: {
         if (c === undefined || c.state !== "established") {
           this.reply(hdr, VIRTIO_VSOCK_OP_RST);
+          // The guest takes our RST as the end of the connection: keeping it would leak its socket and answer later.
+          if (c !== undefined) this.drop(c);
           return;
         }
         // The guest must stay inside the credit we gave; past it the stream is broken.
