@@ -395,8 +395,6 @@ function decodeAt(c: Cursor): Instruction {
         return 64;
       case "dq":
         return 128;
-      case "qq":
-        return 256;
       case "v":
         return operandSize;
       case "z":
@@ -520,7 +518,8 @@ function decodeAt(c: Cursor): Instruction {
         break;
       case "J":
         if (sz === "b") imm(1, 8, false, true);
-        else imm(operandSize === 16 && !(is64 && d.f & F64) ? 2 : 4, 32, false, true);
+        // F64 branches are 64-bit in long mode whatever 66 says, so a 16-bit operand size means rel16.
+        else imm(operandSize === 16 ? 2 : 4, 32, false, true);
         break;
       case "O": {
         const n = addressSize / 8;

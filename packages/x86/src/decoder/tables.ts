@@ -7,7 +7,7 @@
  * P/Q/N (MMX), S (segment in reg), C/D (control/debug register in reg), I (immediate), J (relative),
  * O (moffs), A (far pointer), X/Y (string source DS:rSI / destination ES:rDI), Z (register in the
  * opcode's low 3 bits), fixed registers (AL, CL, DX, rAX, eAX), I1 (the constant 1).
- * Size suffixes: b w d q dq qq; v (operand size), z (16 or 32), y (32, or 64 with REX.W), x (128 or 256 by VEX.L),
+ * Size suffixes: b w d q dq; v (operand size), z (16 or 32), y (32, or 64 with REX.W), x (128 or 256 by VEX.L),
  * p (far pointer), s (descriptor-table pseudo descriptor), none (no size).
  */
 
