@@ -42,6 +42,8 @@ const CASES: [CpuMode, string, Expect][] = [
   ["long64", "cc", { text: true }],
   ["long64", "90", { text: true }],
   ["long64", "c5 fc 77", { text: true }], // VEX.L = 1: vzeroall
+  ["long64", "c5 f8 77", { text: true }], // VEX.L = 0: vzeroupper
+  ["long64", "62 f5 7c 48 58 c1", { length: true }], // EVEX map 5 (vaddph)
   ["long64", "c5 f8 ae 17", { text: true }],
   ["long64", "c4 e3 7b f0 c1 05", { text: true }],
   ["long64", "c5 fd 70 c1 1b", { text: true }],
@@ -83,6 +85,7 @@ const CASES: [CpuMode, string, Expect][] = [
   ["long64", "c4 e3 78 0f c1 05", { bad: true }], // vpalignr needs pp = 66
   // #UD by rule, although objdump prints an instruction.
   ["real", "c5 f8 77", { ud: "SDM vol. 2 2.3.2: VEX is #UD in real-address and virtual-8086 mode" }],
+  ["v86", "c5 f8 77", { ud: "SDM vol. 2 2.3.2: VEX is #UD in real-address and virtual-8086 mode" }],
   ["protected32", "0f 01 f8", { ud: "SWAPGS: #UD if not in 64-bit mode" }],
   ["long64", "66 8f e9 78 80 c1", { ud: "AMD APM vol. 3 1.8: XOP after a 66, F2, F3 or REX prefix is #UD" }],
   ["long64", "c5 f9 ae 17", { ud: "VLDMXCSR is VEX.LZ.0F (NP) AE /2: pp = 66 is another, undefined, opcode" }],
@@ -130,6 +133,14 @@ describe("rare encodings vs objdump", () => {
       const b = bytesOf(h);
       for (let n = 1; n < b.length; n++) expect([h, n, decode(b.subarray(0, n), mode)]).toMatchObject([h, n, { ok: false, reason: "truncated" }]);
       expect(decode(b, mode)).toMatchObject({ ok: true, insn: { length: b.length } });
+    }
+  });
+
+  it("REX.W far call/jmp takes m16:64 (SDM: FF /3 and FF /5 with REX.W), a TBYTE; objdump follows AMD and says FWORD", () => {
+    for (const h of ["48 ff 1f", "48 ff 2f"]) {
+      const r = decode(bytesOf(h), "long64");
+      if (!r.ok) throw new Error(r.detail);
+      expect(formatOperand(r.insn.operands[0]!, r.insn)).toBe("TBYTE PTR [rdi]");
     }
   });
 
