@@ -3,7 +3,7 @@ import {
   KvmDebugregsLayout, type KvmFpu, KvmFpuLayout, KvmGuestDebugLayout, KvmInterruptLayout, type KvmLapicState,
   KvmLapicStateLayout, KvmMpStateLayout, type KvmMsrEntry, KvmMsrEntryLayout, KvmMsrsLayout, type KvmRegs,
   KvmRegsLayout, type KvmSregs, KvmSregsLayout, type KvmVcpuEvents, KvmVcpuEventsLayout, type KvmXcr,
-  KvmXcrsLayout, type KvmXsave, KvmXsaveLayout, type StructLayout, 
+  KvmRunLayout, KvmXcrsLayout, type KvmXsave, KvmXsaveLayout, defineStruct, nested, type StructLayout,
 } from "@tsvmm/abi";
 import { DirtyRing } from "./dirty-ring.js";
 import { ERRNO } from "./errno.js";
@@ -13,6 +13,43 @@ import {
 } from "./exits.js";
 import { type NativeAddon, type NativeRunner, native, RUNNER_CONTINUE, RUNNER_STOP } from "./native.js";
 
+
+/** KVM_CAP_SYNC_REGS: KVM_CHECK_EXTENSION answers the KVM_SYNC_X86 bits it can copy. */
+export const KVM_CAP_SYNC_REGS = 74;
+/** KVM_SYNC_X86_* (asm/kvm.h): the parts of kvm_sync_regs KVM copies into kvm_run at each exit. */
+export const KVM_SYNC_X86 = { REGS: 1, SREGS: 2, EVENTS: 4 } as const;
+
+/** struct kvm_sync_regs (x86): what KVM_CAP_SYNC_REGS keeps in kvm_run's `s` union. */
+export interface KvmSyncRegs {
+  regs: KvmRegs;
+  sregs: KvmSregs;
+  events: KvmVcpuEvents;
+}
+export const KvmSyncRegsLayout: StructLayout<KvmSyncRegs> = defineStruct("struct kvm_sync_regs", [
+  nested(KvmRegsLayout, "regs"),
+  nested(KvmSregsLayout, "sregs"),
+  nested(KvmVcpuEventsLayout, "events"),
+]);
+/** kvm_run's `s` union follows kvm_dirty_regs (a u64); the header test checks it against offsetof. */
+export const KVM_RUN_SYNC_REGS_OFFSET = KvmRunLayout.offsetOf("kvmDirtyRegs") + 8;
+const RUN_VALID_REGS = KvmRunLayout.offsetOf("kvmValidRegs");
+let offered: number | undefined;
+/** KVM_CHECK_EXTENSION(KVM_CAP_SYNC_REGS) on /dev/kvm, once per process (0 where it cannot be asked). */
+function syncRegsOffered(): number {
+  if (offered === undefined) {
+    const n = native();
+    const fd = n.open("/dev/kvm", n.constants.O_RDWR);
+    offered = 0;
+    if (fd >= 0) {
+      const r = n.ioctl(fd, IOC.KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
+      n.close(fd);
+      if (r > 0) offered = r;
+    }
+  }
+  return offered;
+}
+const SYNC_REGS_AT = KVM_RUN_SYNC_REGS_OFFSET + KvmSyncRegsLayout.offsetOf("regs");
+const SYNC_SREGS_AT = KVM_RUN_SYNC_REGS_OFFSET + KvmSyncRegsLayout.offsetOf("sregs");
 
 /**
  * One virtual CPU. `run()` issues KVM_RUN on the calling thread (the fastest path; it blocks the
@@ -33,6 +70,11 @@ export class Vcpu {
   private pending: PendingRun | undefined;
   private syncRunning = false;
   private readonly scratches = new Map<StructLayout<unknown>, Scratch>();
+  private readonly runView: DataView;
+  // KVM_SYNC_X86 bits KVM fills at each exit, and whether kvm_run holds this exit's copy: true from
+  // a KVM_RUN's return until the next KVM_RUN or any ioctl that can change the vCPU's state.
+  private syncKinds = 0;
+  private syncFresh = false;
 
   /** This vCPU's dirty ring, when the VM enabled one before creating it (Vm.enableDirtyRing). */
   readonly dirtyRing: DirtyRing | undefined;
@@ -67,6 +109,7 @@ export class Vcpu {
     this.fd = fd;
     this.runAb = ab;
     this.runBuffer = Buffer.from(ab);
+    this.runView = new DataView(ab);
     this.decoder = new ExitDecoder(this.runBuffer);
   }
 
@@ -93,6 +136,30 @@ export class Vcpu {
     }
     return s;
   }
+  /**
+   * Have KVM copy kvm_regs and kvm_sregs into kvm_run at every exit (KVM_CAP_SYNC_REGS), so that
+   * getRegs()/getSregs() between an exit and the next run read that copy instead of issuing an
+   * ioctl each (an emulation exit reads both). Each exit then costs KVM the copy, so only callers
+   * that read state at most of their exits should ask. `on` false turns it off. Returns the
+   * KVM_SYNC_X86 bits in use: 0 when the host does not offer the capability.
+   */
+  enableSyncRegs(on = true): number {
+    const k = on ? syncRegsOffered() & (KVM_SYNC_X86.REGS | KVM_SYNC_X86.SREGS) : 0;
+    this.runView.setBigUint64(RUN_VALID_REGS, BigInt(k), true);
+    this.syncKinds = k;
+    this.syncFresh = false;
+    return k;
+  }
+  /** The KVM_SYNC_X86 bits KVM fills at each exit (enableSyncRegs). */
+  get syncRegs(): number {
+    return this.syncKinds;
+  }
+  private fromSync<T>(kind: number, layout: StructLayout<T>, at: number): T | undefined {
+    if (!this.syncFresh || (this.syncKinds & kind) === 0) return undefined;
+    const codec = fieldCodec(layout as StructLayout<unknown>);
+    return (codec === undefined ? layout.decode(this.runBuffer, at) : codec.decode(this.runView, this.runBuffer, at)) as T;
+  }
+
   private get<T>(request: number, layout: StructLayout<T>): T {
     const s = this.scratch(layout as StructLayout<unknown>);
     const r = this.n.ioctlBuf(this.live(), request, s.buf);
@@ -100,6 +167,7 @@ export class Vcpu {
     return (s.codec === undefined ? layout.decode(s.buf) : s.codec.decode(s.view, s.buf, 0)) as T;
   }
   private set<T>(request: number, layout: StructLayout<T>, value: T): void {
+    this.syncFresh = false;
     const s = this.scratch(layout as StructLayout<unknown>);
     let buf = s.buf;
     buf.fill(0);
@@ -111,13 +179,13 @@ export class Vcpu {
   }
 
   getRegs(): KvmRegs {
-    return this.get(IOC.KVM_GET_REGS, KvmRegsLayout);
+    return this.fromSync(KVM_SYNC_X86.REGS, KvmRegsLayout, SYNC_REGS_AT) ?? this.get(IOC.KVM_GET_REGS, KvmRegsLayout);
   }
   setRegs(regs: KvmRegs): void {
     this.set(IOC.KVM_SET_REGS, KvmRegsLayout, regs);
   }
   getSregs(): KvmSregs {
-    return this.get(IOC.KVM_GET_SREGS, KvmSregsLayout);
+    return this.fromSync(KVM_SYNC_X86.SREGS, KvmSregsLayout, SYNC_SREGS_AT) ?? this.get(IOC.KVM_GET_SREGS, KvmSregsLayout);
   }
   setSregs(sregs: KvmSregs): void {
     this.set(IOC.KVM_SET_SREGS, KvmSregsLayout, sregs);
@@ -178,6 +246,7 @@ export class Vcpu {
   }
   /** KVM_NMI: queue an NMI, delivered when the guest can take one (not blocked by IF). */
   nmi(): void {
+    this.syncFresh = false;
     const r = this.n.ioctl(this.live(), IOC.KVM_NMI);
     if (r < 0) throw ioctlError(IOC.KVM_NMI, r);
   }
@@ -198,6 +267,7 @@ export class Vcpu {
     // KVM_GET_TSC_KHZ returns the rate as the ioctl's int result: 2^31 kHz and up cannot be read back.
     if (!Number.isInteger(khz) || khz <= 0 || khz > 0x7fffffff) throw new KvmError("KVM_INVALID_ARGUMENT", `TSC rate ${khz} kHz is outside 1..2^31-1`);
     const previous = this.getTscKhz();
+    this.syncFresh = false;
     const r = this.n.ioctl(this.live(), IOC.KVM_SET_TSC_KHZ, khz);
     if (r < 0) {
       this.n.ioctl(this.live(), IOC.KVM_SET_TSC_KHZ, previous);
@@ -217,6 +287,8 @@ export class Vcpu {
   }
   /** KVM_SET_MSRS; throws naming the first MSR KVM refused. */
   setMsrs(entries: readonly KvmMsrEntry[]): void {
+    // EFER and APIC_BASE are also kvm_sregs fields.
+    this.syncFresh = false;
     const buf = encodeMsrs(entries);
     const r = this.n.ioctlBuf(this.live(), IOC.KVM_SET_MSRS, buf);
     if (r < 0) throw ioctlError(IOC.KVM_SET_MSRS, r);
@@ -225,6 +297,7 @@ export class Vcpu {
     }
   }
   setCpuid2(entries: readonly KvmCpuidEntry2[]): void {
+    this.syncFresh = false;
     const buf = encodeCpuid2(entries);
     const r = this.n.ioctlBuf(this.live(), IOC.KVM_SET_CPUID2, buf);
     if (r < 0) throw ioctlError(IOC.KVM_SET_CPUID2, r);
@@ -264,6 +337,7 @@ export class Vcpu {
     const fd = this.live();
     if (this.pending !== undefined) throw new KvmError("KVM_VCPU_BUSY", `vCPU ${this.id} is running on its thread`);
     this.syncRunning = true;
+    this.syncFresh = false;
     const r = this.n.ioctl(fd, IOC.KVM_RUN);
     this.syncRunning = false;
     return this.result(r);
@@ -314,6 +388,7 @@ export class Vcpu {
       this.runner = new this.n.Runner(fd, (result: number) => this.delivered(result));
     }
     this.pending = p;
+    this.syncFresh = false;
     if (!this.runner.run()) {
       this.pending = undefined;
       refuse(new KvmError("KVM_VCPU_BUSY", `vCPU ${this.id} is already running`));
@@ -332,12 +407,18 @@ export class Vcpu {
       p.onEnd(e);
       return RUNNER_STOP;
     }
-    if (!stop) return RUNNER_CONTINUE;
+    if (!stop) {
+      // The runner re-enters KVM_RUN as soon as this returns.
+      this.syncFresh = false;
+      return RUNNER_CONTINUE;
+    }
     if (this.pending === p) this.pending = undefined;
     return RUNNER_STOP;
   }
 
   private result(r: number): VcpuExit {
+    // KVM stores the sync copy on every way out of KVM_RUN once it has begun (exits and EINTR alike).
+    if (r >= 0 || -r === ERRNO.EINTR || -r === ERRNO.EAGAIN) this.syncFresh = this.syncKinds !== 0;
     if (r < 0) {
       if (-r === ERRNO.EINTR || -r === ERRNO.EAGAIN) {
         this.runBuffer[RUN_IMMEDIATE_EXIT] = 0;

@@ -1,9 +1,13 @@
-import { ALL_STRUCTS, KvmRegsLayout, type KvmSregs, KvmSregsLayout, LayoutError, type StructLayout } from "@tsvmm/abi";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ALL_STRUCTS, cCheckSources, cLayoutChecks, KvmRegsLayout, type KvmSregs, KvmSregsLayout, LayoutError, type StructLayout } from "@tsvmm/abi";
 import { type Kvm, requireKvm, type Vm } from "@tsvmm/kvm-backend";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { fieldCodec } from "../src/vcpu.js";
-import { closeTestVm, openTestVm } from "./helpers.js";
+import { fieldCodec, KVM_CAP_SYNC_REGS, KVM_RUN_SYNC_REGS_OFFSET, KVM_SYNC_X86, KvmSyncRegsLayout } from "../src/vcpu.js";
+import { assemble, closeTestVm, enterLongMode, openTestVm } from "./helpers.js";
 
 const hasKvm = requireKvm();
 const view = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -102,5 +106,118 @@ describe.runIf(hasKvm)("vCPU state through the field codec on a real vCPU", () =
     expect(vcpu.getSregs()).toStrictEqual(before);
     const r = vcpu.getRegs();
     expect(() => vcpu.setRegs({ ...r, rip: 1n << 64n })).toThrow(LayoutError);
+  });
+});
+
+describe("kvm_sync_regs against <linux/kvm.h>", () => {
+  it("struct kvm_sync_regs, kvm_run.s and the KVM_SYNC_X86_* bits are the header's", () => {
+    const checks = [
+      ...cLayoutChecks(KvmSyncRegsLayout as StructLayout<unknown>),
+      { key: "KVM_CAP_SYNC_REGS", expr: "KVM_CAP_SYNC_REGS", value: KVM_CAP_SYNC_REGS },
+      { key: "kvm_run.s", expr: "offsetof(struct kvm_run, s)", value: KVM_RUN_SYNC_REGS_OFFSET },
+      { key: "kvm_run.s.regs", expr: "offsetof(struct kvm_run, s.regs)", value: KVM_RUN_SYNC_REGS_OFFSET },
+      ...Object.entries(KVM_SYNC_X86).map(([k, v]) => ({ key: `KVM_SYNC_X86_${k}`, expr: `KVM_SYNC_X86_${k}`, value: v })),
+    ];
+    const dir = mkdtempSync(join(tmpdir(), "tsvmm-sync-regs-"));
+    try {
+      const { values, main } = cCheckSources(["<linux/kvm.h>"], checks);
+      writeFileSync(join(dir, "values.c"), values);
+      writeFileSync(join(dir, "main.c"), main);
+      execFileSync("cc", ["-o", join(dir, "prog"), join(dir, "values.c"), join(dir, "main.c")]);
+      const got = new Map(
+        execFileSync(join(dir, "prog"), { encoding: "utf8" })
+          .trim()
+          .split("\n")
+          .map((l) => l.split("\t") as [string, string]),
+      );
+      for (const c of checks) expect([c.key, Number(got.get(c.key))]).toEqual([c.key, c.value]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe.runIf(hasKvm)("KVM_CAP_SYNC_REGS: state read from kvm_run after an exit", () => {
+  let kvm: Kvm;
+  let vm: Vm;
+  beforeEach(() => {
+    ({ kvm, vm } = openTestVm());
+  });
+  afterEach(() => closeTestVm(kvm, vm));
+
+  // A long-mode guest that loads distinct values and exits by OUT, then by HLT.
+  const guest = assemble(
+    [
+      "mov rax, 0x1122334455667788",
+      "mov rbx, 0x0123",
+      "mov r15, 0xfedcba9876543210",
+      "mov rsp, 0x9000",
+      "mov dx, 0x3f8",
+      "out dx, al",
+      "add rbx, 7",
+      "hlt",
+    ].join("\n"),
+    64,
+    0x10000,
+  );
+
+  it("getRegs/getSregs after an exit equal what KVM_GET_REGS/KVM_GET_SREGS answer; a set or a run makes them ask KVM again", () => {
+    const offered = kvm.checkExtension(KVM_CAP_SYNC_REGS);
+    expect(offered & (KVM_SYNC_X86.REGS | KVM_SYNC_X86.SREGS), "this host offers KVM_CAP_SYNC_REGS").toBe(KVM_SYNC_X86.REGS | KVM_SYNC_X86.SREGS);
+    const vcpu = vm.createVcpu(0);
+    vm.memory.write(0x10000, guest);
+    enterLongMode(vm, vcpu, 0x10000);
+    expect(vcpu.enableSyncRegs()).toBe(KVM_SYNC_X86.REGS | KVM_SYNC_X86.SREGS);
+    expect(vcpu.syncRegs).toBe(KVM_SYNC_X86.REGS | KVM_SYNC_X86.SREGS);
+
+    const exit = vcpu.run();
+    expect(exit.kind).toBe("io");
+    const fromRun = { regs: vcpu.getRegs(), sregs: vcpu.getSregs() };
+    expect([fromRun.regs.rax, fromRun.regs.rbx, fromRun.regs.r15]).toEqual([0x1122334455667788n, 0x123n, 0xfedcba9876543210n]);
+    // Setting the state it already has makes the next reads ioctls: they must agree with the copy.
+    vcpu.setRegs(fromRun.regs);
+    const fromIoctl = { regs: vcpu.getRegs(), sregs: vcpu.getSregs() };
+    expect(fromIoctl).toStrictEqual(fromRun);
+
+    // A change by ioctl is seen at once (the copy in kvm_run is stale until the next exit).
+    vcpu.setRegs({ ...fromIoctl.regs, rbx: 0x5000n });
+    expect(vcpu.getRegs().rbx).toBe(0x5000n);
+    const s = vcpu.getSregs();
+    vcpu.setSregs({ ...s, cr2: 0xabc000n });
+    expect(vcpu.getSregs().cr2).toBe(0xabc000n);
+
+    expect(vcpu.run().kind).toBe("hlt");
+    expect(vcpu.getRegs().rbx).toBe(0x5007n);
+    expect(vcpu.getSregs().cr2).toBe(0xabc000n);
+    const again = vcpu.getRegs();
+    vcpu.setMpState(vcpu.getMpState());
+    expect(vcpu.getRegs()).toStrictEqual(again);
+
+    // An interrupted KVM_RUN (immediate_exit) leaves a copy too.
+    vcpu.kick();
+    expect(vcpu.run().kind).toBe("interrupted");
+    const copied = vcpu.getRegs();
+    vcpu.setMpState(vcpu.getMpState());
+    expect(vcpu.getRegs()).toStrictEqual(copied);
+
+    expect(vcpu.enableSyncRegs(false)).toBe(0);
+    expect(vcpu.syncRegs).toBe(0);
+    expect(vcpu.run().kind).not.toBe("fail_entry");
+  });
+
+  it("on the runner thread: a copy per exit, none while KVM_RUN is in flight", async () => {
+    const vcpu = vm.createVcpu(0);
+    vm.memory.write(0x10000, guest);
+    enterLongMode(vm, vcpu, 0x10000);
+    vcpu.enableSyncRegs();
+    const seen: bigint[] = [];
+    await vcpu.runEach((exit) => {
+      seen.push(vcpu.getRegs().rbx);
+      return exit.kind === "hlt";
+    });
+    expect(seen).toEqual([0x123n, 0x12an]);
+    const last = vcpu.getRegs();
+    vcpu.setMpState(vcpu.getMpState());
+    expect(vcpu.getRegs()).toStrictEqual(last);
   });
 });
