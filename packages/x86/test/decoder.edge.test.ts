@@ -136,6 +136,15 @@ describe("rare encodings vs objdump", () => {
     }
   });
 
+  it("BMI1 group 17 (blsr/blsmsk/blsi): one operand, the r/m source objdump prints last (VEX.vvvv, the destination, is not modelled)", () => {
+    for (const h of ["c4 e2 78 f3 c9", "c4 e2 f8 f3 d1", "c4 e2 78 f3 1f", "c4 c2 f8 f3 4c 24 08"]) {
+      const r = decode(bytesOf(h), "long64");
+      if (!r.ok) throw new Error(r.detail);
+      const od = norm(objdumpBinary(Buffer.concat([bytesOf(h), Buffer.alloc(16, 0x90)]), "long64")[0]!.text);
+      expect([h, r.insn.operands.length, formatOperand(r.insn.operands[0]!, r.insn)]).toEqual([h, 1, od.slice(od.lastIndexOf(",") + 1)]);
+    }
+  });
+
   it("REX.W far call/jmp takes m16:64 (SDM: FF /3 and FF /5 with REX.W), a TBYTE; objdump follows AMD and says FWORD", () => {
     for (const h of ["48 ff 1f", "48 ff 2f"]) {
       const r = decode(bytesOf(h), "long64");

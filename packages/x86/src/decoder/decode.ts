@@ -640,7 +640,8 @@ function vexSlot(map: OpcodeMap, opcode: number, pp: number, w: boolean, l: numb
         const m = readModrm();
         if (pp !== 0) return undefined;
         const n = [undefined, "blsr", "blsmsk", "blsi"][m.reg];
-        return n === undefined ? undefined : op(n, "By,Ey".replace("By", "Gy"));
+        // Group 17: ModRM.reg is the opcode extension, not an operand; the destination is VEX.vvvv (not modelled).
+        return n === undefined ? undefined : op(n, "Ey");
       }
       const n = bmi[pp];
       return n === "" || n === undefined ? undefined : op(n, "Gy,Ey");
