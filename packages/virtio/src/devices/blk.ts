@@ -1,4 +1,4 @@
-import { close, closeSync, fdatasync, fstatSync, openSync, read, write, writev } from "node:fs";
+import { close, closeSync, fdatasync, fstatSync, openSync, read, readv, write, writev } from "node:fs";
 import {
   bit,
   VIRTIO_BLK_F_BLK_SIZE,
@@ -40,6 +40,11 @@ export interface BlockBackend {
   readonly size: number;
   readonly readOnly: boolean;
   read(position: number, into: Buffer, done: IoDone): void;
+  /**
+   * Optional: fill `into` in order from `position` (adjacent requests merged into one call, as
+   * a block layer merges them), all of it or fail. Without it every read goes through `read`.
+   */
+  readv?(position: number, into: readonly Buffer[], done: IoDone): void;
   write(position: number, from: readonly Buffer[], done: IoDone): void;
   /** Make every completed write durable. */
   flush(done: IoDone): void;
@@ -50,6 +55,19 @@ export interface BlockBackend {
 }
 
 const ZEROES = Buffer.alloc(1 << 20);
+
+/** What is left of `bufs` after the first `n` bytes. */
+function rest(bufs: readonly Buffer[], n: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of bufs) {
+    if (n >= b.length) n -= b.length;
+    else {
+      out.push(n > 0 ? b.subarray(n) : b);
+      n = 0;
+    }
+  }
+  return out;
+}
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -99,6 +117,31 @@ export class RawFileBackend implements BlockBackend {
     step(0);
   }
 
+  readv(position: number, into: readonly Buffer[], done: IoDone): void {
+    let bufs = into.filter((b) => b.length > 0);
+    let pos = position;
+    const step = (): void => {
+      if (bufs.length === 0) {
+        done(null);
+        return;
+      }
+      readv(this.fd, bufs, pos, (err, n) => {
+        if (err) {
+          done(err);
+          return;
+        }
+        if (n === 0) {
+          done(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: short read at ${pos}`));
+          return;
+        }
+        pos += n;
+        bufs = rest(bufs, n);
+        step();
+      });
+    };
+    step();
+  }
+
   write(position: number, from: readonly Buffer[], done: IoDone): void {
     let bufs = from.filter((b) => b.length > 0);
     let pos = position;
@@ -118,15 +161,7 @@ export class RawFileBackend implements BlockBackend {
         }
         // A short writev: carry on from where it stopped, so a completion is never reported torn.
         pos += n;
-        const rest: Buffer[] = [];
-        for (const b of bufs) {
-          if (n >= b.length) n -= b.length;
-          else {
-            rest.push(n > 0 ? b.subarray(n) : b);
-            n = 0;
-          }
-        }
-        bufs = rest;
+        bufs = rest(bufs, n);
         step();
       });
     };
@@ -188,6 +223,8 @@ export interface VirtioBlkState {
 const MAX_IO_BYTES = 32 << 20;
 /** Largest discard / write-zeroes range accepted, in sectors (advertised in config space). */
 const MAX_RANGE_SECTORS = 0x40_0000; // 2 GiB
+/** Most requests merged into one backend read (IOV_MAX is 1024). */
+const MAX_MERGE = 256;
 
 /**
  * virtio-blk (virtio 1.2 §5.2) over a {@link BlockBackend}. One request queue. Reads land in a
@@ -210,6 +247,8 @@ export class VirtioBlk implements VirtioDevice {
   private pending = 0;
   private paused = false;
   private readonly free: BlkRequest[] = [];
+  /** Reads taken by the current drain, not yet handed to the backend. */
+  private readonly reads: BlkRequest[] = [];
   private signalCtx: DeviceContext | undefined;
   private readonly directReads: boolean;
   private idleWaiters: (() => void)[] = [];
@@ -273,7 +312,13 @@ export class VirtioBlk implements VirtioDevice {
   queueNotify(queue: number): void {
     const ctx = this.ctx;
     if (ctx === undefined || queue !== 0 || this.paused) return;
-    const more = drainQueue(ctx, 0, (c) => this.start(ctx, c));
+    let more = false;
+    try {
+      more = drainQueue(ctx, 0, (c) => this.start(ctx, c));
+    } finally {
+      // Also when a later chain was refused: the reads taken before it are in flight and must end.
+      this.submitReads();
+    }
     if (more) setImmediate(() => this.ctx === ctx && ctx.current && this.queueNotify(0));
   }
 
@@ -295,13 +340,12 @@ export class VirtioBlk implements VirtioDevice {
         if (!this.inRange(sector, dataIn) || dataOut !== 0) return this.finishNow(chain, VIRTIO_BLK_S_IOERR);
         const p = this.request(ctx, chain, dataIn);
         collectViews(chain, chain.firstWritable, 0, dataIn, p.data);
-        let into = p.data[0];
+        let into = p.data[0] ?? EMPTY;
         if (p.data.length !== 1 || !this.directReads) into = p.bounce = this.takeBounce(dataIn);
-        try {
-          this.backend.read(sector * SECTOR_SIZE, into ?? EMPTY, p.done);
-        } catch (e) {
-          this.backendThrew(p, e);
-        }
+        p.position = sector * SECTOR_SIZE;
+        p.into = into;
+        // Reads are submitted after the drain, adjacent ones merged into one backend call.
+        this.reads.push(p);
         return null;
       }
       case VIRTIO_BLK_T_OUT: {
@@ -360,6 +404,50 @@ export class VirtioBlk implements VirtioDevice {
     }
   }
 
+  /**
+   * Submit the reads this drain took: sorted by position, runs of adjacent ones (up to
+   * MAX_MERGE requests or MAX_IO_BYTES) go to the backend as one readv, so a sequential
+   * stream costs one thread-pool job per run rather than one per request.
+   */
+  private submitReads(): void {
+    const b = this.reads;
+    if (b.length === 0) return;
+    const backend = this.backend;
+    if (b.length > 1) b.sort(byPosition);
+    for (let i = 0; i < b.length; ) {
+      const first = b[i]!;
+      let end = first.position + first.into.length;
+      let j = i + 1;
+      if (backend.readv !== undefined && first.into.length > 0) {
+        while (j < b.length && j - i < MAX_MERGE) {
+          const n = b[j]!;
+          if (n.position !== end || n.into.length === 0 || end + n.into.length - first.position > MAX_IO_BYTES) break;
+          end += n.into.length;
+          j++;
+        }
+      }
+      if (j === i + 1) {
+        try {
+          backend.read(first.position, first.into, first.done);
+        } catch (e) {
+          this.backendThrew(first, e);
+        }
+      } else {
+        const group = b.slice(i, j);
+        const bufs = group.map((p) => p.into);
+        try {
+          backend.readv!(first.position, bufs, (err) => {
+            for (const p of group) this.complete(p, err);
+          });
+        } catch (e) {
+          for (const p of group) this.backendThrew(p, e);
+        }
+      }
+      i = j;
+    }
+    b.length = 0;
+  }
+
   /** A pooled request record, counted in flight; the caller hands `p.done` to the backend exactly once. */
   private request(ctx: DeviceContext, chain: DescriptorChain, dataLen: number): BlkRequest {
     const p = this.free.pop() ?? new BlkRequest(this);
@@ -403,6 +491,7 @@ export class VirtioBlk implements VirtioDevice {
     } finally {
       if (p.bounce !== undefined) this.giveBounce(p.bounce);
       p.bounce = undefined;
+      p.into = EMPTY;
       p.ctx = undefined;
       p.chain = undefined;
       p.data.length = 0;
@@ -494,11 +583,16 @@ class BlkRequest {
   readonly data: Buffer[] = [];
   bounce: Buffer | undefined;
   dataLen = 0;
+  /** Reads: the byte offset in the backend and the buffer the backend fills (bounce or guest view). */
+  position = 0;
+  into: Buffer = EMPTY;
   readonly done: IoDone;
   constructor(owner: VirtioBlk) {
     this.done = (err) => owner.complete(this, err);
   }
 }
+
+const byPosition = (a: BlkRequest, b: BlkRequest): number => a.position - b.position;
 
 /** Push views of `len` bytes of `chain` starting `skip` bytes into element `from` onwards; zero-length pieces are left out. */
 function collectViews(chain: DescriptorChain, from: number, skip: number, len: number, out: Buffer[]): void {
