@@ -290,7 +290,7 @@ describe.each([
   ["split", 0n],
   ["packed", bit(VIRTIO_F_RING_PACKED)],
 ])("virtio-vsock connection states, %s ring", (name, ring) => {
-  it("established: CREDIT_REQUEST is answered with CREDIT_UPDATE; a second REQUEST gets RST; RESPONSE gets RST and drops it", async () => {
+  it("established: CREDIT_REQUEST is answered with CREDIT_UPDATE; a RESPONSE or a second REQUEST gets RST and ends the connection; a retry connects", async () => {
     const env = await setup(`states-${name}`, { ring });
     const { g, dev } = env;
     g.postRx(16);
@@ -300,16 +300,26 @@ describe.each([
     const cu = await g.waitOp(VIRTIO_VSOCK_OP_CREDIT_UPDATE);
     expect([cu.hdr.bufAlloc, cu.hdr.fwdCnt, cu.hdr.dstPort, cu.hdr.srcPort]).toEqual([64 * 1024, 0, 1000, 6001]);
     g.send({ op: VIRTIO_VSOCK_OP_CREDIT_UPDATE, srcPort: 1000, dstPort: 6001 });
-    g.send({ op: VIRTIO_VSOCK_OP_REQUEST, srcPort: 1000, dstPort: 6001 });
-    expect((await g.waitOp(VIRTIO_VSOCK_OP_RST)).hdr.dstPort).toBe(1000);
-    expect(dev.connectionCount).toBe(1);
     const closed = new Promise<void>((r) => sock.once("close", () => r()));
     sock.resume();
     g.send({ op: VIRTIO_VSOCK_OP_RESPONSE, srcPort: 1000, dstPort: 6001 });
-    await g.waitOp(VIRTIO_VSOCK_OP_RST);
+    expect((await g.waitOp(VIRTIO_VSOCK_OP_RST)).hdr.dstPort).toBe(1000);
     expect(dev.connectionCount).toBe(0);
     await closed;
+
+    // A REQUEST for a pair that is connected already (a guest that lost the connection): RST, and the old one ends.
+    const second = await guestConnect(env, 1001, 6011);
+    const closed2 = new Promise<void>((r) => second.sock.once("close", () => r()));
+    second.sock.resume();
+    g.send({ op: VIRTIO_VSOCK_OP_REQUEST, srcPort: 1001, dstPort: 6011 });
+    expect((await g.waitOp(VIRTIO_VSOCK_OP_RST)).hdr.dstPort).toBe(1001);
+    await closed2;
+    expect(dev.connectionCount).toBe(0);
+    g.send({ op: VIRTIO_VSOCK_OP_REQUEST, srcPort: 1001, dstPort: 6011 });
+    expect((await g.waitOp(VIRTIO_VSOCK_OP_RESPONSE)).hdr.dstPort).toBe(1001);
+    expect(dev.connectionCount).toBe(1);
     srv.close();
+    second.srv.close();
     await dev.close();
   });
 

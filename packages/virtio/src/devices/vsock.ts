@@ -236,7 +236,9 @@ export class VirtioVsock implements VirtioDevice {
     switch (hdr.op) {
       case VIRTIO_VSOCK_OP_REQUEST: {
         if (c !== undefined) {
+          // The guest no longer has this connection (it is connecting anew): reset and forget ours too.
           this.reply(hdr, VIRTIO_VSOCK_OP_RST);
+          this.drop(c);
           return;
         }
         this.guestConnect(hdr);
