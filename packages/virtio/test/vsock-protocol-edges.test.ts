@@ -608,6 +608,46 @@ describe("virtio-vsock while the VM is paused", () => {
   });
 });
 
+describe("virtio-vsock: a connection the guest closes while the host connect is under way", () => {
+  const batch = (env: Awaited<ReturnType<typeof setup>>, dstPort: number, ops: [number, number][]) => {
+    for (const [op, flags] of ops) {
+      const hdr = VirtioVsockHdrLayout.encode({ srcCid: BigInt(CID), dstCid: 2n, srcPort: 1000, dstPort, len: 0, type: VIRTIO_VSOCK_TYPE_STREAM, op, flags, bufAlloc: 65536, fwdCnt: 0 });
+      const a = env.h.heap.alloc(HDR);
+      env.h.mem.write(a, hdr);
+      env.g.tx.add([{ addr: a, len: HDR, writable: false }]);
+    }
+    env.h.drv.kick(1);
+  };
+  const BOTH = VIRTIO_VSOCK_SHUTDOWN_RCV | VIRTIO_VSOCK_SHUTDOWN_SEND;
+
+  it("to a listener: SHUTDOWN right after REQUEST gets one RST and no late RESPONSE", async () => {
+    const env = await setup("shut-connecting");
+    env.g.postRx(8);
+    const srv = await listenOn(`${env.uds}_6400`, (s) => s.resume());
+    batch(env, 6400, [
+      [VIRTIO_VSOCK_OP_REQUEST, 0],
+      [VIRTIO_VSOCK_OP_SHUTDOWN, BOTH],
+    ]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(env.g.ops()).toEqual([VIRTIO_VSOCK_OP_RST]);
+    expect(env.dev.connectionCount).toBe(0);
+    srv.close();
+    await env.dev.close();
+  });
+
+  it("to a port nobody listens on: the refused connect adds no second RST", async () => {
+    const env = await setup("shut-refused");
+    env.g.postRx(8);
+    batch(env, 6401, [
+      [VIRTIO_VSOCK_OP_REQUEST, 0],
+      [VIRTIO_VSOCK_OP_SHUTDOWN, BOTH],
+    ]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(env.g.ops()).toEqual([VIRTIO_VSOCK_OP_RST]);
+    await env.dev.close();
+  });
+});
+
 describe("virtio-vsock: an RST the device sends ends the connection it names", () => {
   it("data from the guest before the connection is established is answered with RST and the connection is gone (no late RESPONSE, host socket closed)", async () => {
     const env = await setup("rw-early");
