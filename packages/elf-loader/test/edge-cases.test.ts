@@ -400,6 +400,19 @@ describe("Multiboot and PVH options", () => {
     expect(mem.writes).toEqual([]);
   });
 
+  it("PVH: modules without an address go page-aligned after the kernel, each past the one before; no room is BOOT_OUTSIDE_MEMORY", () => {
+    const mem = GuestMemoryMap.allocate([{ base: 0, size: 4 * MiB }]);
+    const r = bootPvh(mem, pvhKernel(0x100004), { modules: [{ data: Buffer.alloc(5000, 1) }, { data: Buffer.alloc(10, 2) }] });
+    const list = Number(mem.readU64(r.startInfoAddress + 16));
+    const [a, b] = [Number(mem.readU64(list)), Number(mem.readU64(list + 32))];
+    expect(a).toBe(0x103000); // the kernel's PT_LOAD ends at 0x103000
+    expect(b).toBe(0x105000); // 5000 bytes take two pages
+    expect([mem.readU8(a + 4999), mem.readU8(b)]).toEqual([1, 2]);
+    const small = new RecordingMemory(GuestMemoryMap.allocate([{ base: 0, size: 2 * MiB }]));
+    expect(code(() => bootPvh(small, pvhKernel(0x100004), { modules: [{ data: Buffer.alloc(MiB) }] }))).toBe("BOOT_OUTSIDE_MEMORY");
+    expect(small.writes).toEqual([]);
+  });
+
   it("PVH: modules with and without command lines, one at a caller-given address; RSDP recorded", () => {
     const mem = GuestMemoryMap.allocate([{ base: 0, size: 4 * MiB }]);
     const r = bootPvh(mem, pvhKernel(0x100004), {
