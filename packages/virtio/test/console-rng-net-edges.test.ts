@@ -340,6 +340,29 @@ describe("virtio-net construction, config and state", () => {
     for (const bad of [null, 0, {}, { mac: "000000000000" }]) expect(codeOf(() => net.restoreState(bad))).toBe("VIRTIO_DEVICE_BAD_STATE");
   });
 
+  it("a pause between a capped transmit drain and its continuation holds the rest until resume", async () => {
+    const be = new CableBackend();
+    const net = new VirtioNet({ backend: be, queueSize: 2048 });
+    const h = harness(net);
+    const [, tx] = h.drv.start(0n, [8, 2048]);
+    for (let i = 0; i < 1100; i++) {
+      const a = h.heap.alloc(HDR + 4);
+      h.mem.write(a, netHdr());
+      h.mem.writeU32(a + HDR, i);
+      tx!.add([{ addr: a, len: HDR + 4, writable: false }]);
+    }
+    h.drv.kick(1);
+    expect(be.sent.length).toBe(1024);
+    const paused = h.t.pause();
+    await new Promise((r) => setTimeout(r, 20));
+    await paused;
+    expect(be.sent.length).toBe(1024);
+    expect(tx!.takeUsed().length).toBe(1024);
+    h.t.resume();
+    await until(() => be.sent.length === 1100, "the rest after resume");
+    expect(be.sent.map((f) => f.readUInt32LE(0))).toEqual(Array.from({ length: 1100 }, (_, i) => i));
+  });
+
   it("more than 1024 transmitted frames in one go all reach the backend over later turns", async () => {
     const be = new CableBackend();
     const net = new VirtioNet({ backend: be, queueSize: 2048 });

@@ -639,6 +639,66 @@ describe("containment of device faults", () => {
   });
 });
 
+/** The probe with the optional pause/resume hooks, which can be made to fail. */
+class PausableProbe extends ProbeDevice {
+  pauses = 0;
+  resumes = 0;
+  throwOnPause: unknown;
+  throwOnResume: unknown;
+  async pause(): Promise<void> {
+    this.pauses++;
+    if (this.throwOnPause !== undefined) throw this.throwOnPause;
+  }
+  resume(): void {
+    this.resumes++;
+    if (this.throwOnResume !== undefined) throw this.throwOnResume;
+  }
+}
+
+describe("pause and resume (VM pause / snapshot)", () => {
+  it("doorbells rung while paused are held; resume looks at every active queue once; resume without pause does nothing", async () => {
+    const { drv, dev, t, heap } = rig();
+    const [q0, q1] = drv.start(0n, [8, 4]);
+    t.resume();
+    dev.notified.length = 0;
+    await t.pause();
+    expect(t.isPaused).toBe(true);
+    q0!.add([{ addr: heap.alloc(8), len: 8, writable: true }]);
+    drv.kick(0);
+    drv.kick(1);
+    expect(dev.notified).toEqual([]);
+    expect(q0!.takeUsed()).toEqual([]);
+    t.resume();
+    expect(t.isPaused).toBe(false);
+    expect(dev.notified).toEqual([0, 1]);
+    expect(q0!.takeUsed().length).toBe(1);
+    expect(q1!.takeUsed()).toEqual([]);
+  });
+
+  it("a device's pause and resume hooks are called; a hook that throws is DEVICE_NEEDS_RESET, never a rejected pause", async () => {
+    const mem = GuestMemoryMap.allocate([{ base: RAM_BASE, size: RAM_SIZE }]);
+    const errors: TsvmmError[] = [];
+    const dev = new PausableProbe();
+    const t = new MmioTransport(dev, { mem, interrupt: { trigger() {} }, onError: (e) => void errors.push(e) });
+    const drv = new TestDriver(t, mem, new GuestHeap(RAM_BASE, RAM_SIZE));
+    drv.start(0n, [8]);
+    await t.pause();
+    t.resume();
+    expect([dev.pauses, dev.resumes]).toEqual([1, 1]);
+    expect(drv.status & NR).toBe(0);
+    dev.throwOnPause = new Error("cannot quiesce");
+    await expect(t.pause()).resolves.toBeUndefined();
+    expect(drv.status & NR).toBe(NR);
+    drv.start(0n, [8]);
+    dev.throwOnPause = undefined;
+    dev.throwOnResume = "resume failed";
+    await t.pause();
+    t.resume();
+    expect(drv.status & NR).toBe(NR);
+    expect(codes(errors)).toEqual(["VIRTIO_DEVICE_INTERNAL", "VIRTIO_DEVICE_INTERNAL"]);
+  });
+});
+
 describe("drainQueue", () => {
   it("takes at most `limit` chains per call and says whether chains were left", () => {
     const { drv, dev, heap } = rig();
