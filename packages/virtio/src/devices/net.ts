@@ -1,6 +1,6 @@
 import { bit, VIRTIO_ID_NET, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_MTU, VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP } from "../constants.js";
 import { type DeviceContext, drainQueue, readConfigBytes, type VirtioDevice } from "../device.js";
-import { VirtioDeviceError } from "../errors.js";
+import { VirtioDeviceError, VirtqueueError } from "../errors.js";
 import { VirtioNetConfigLayout, VirtioNetHdrV1Layout } from "../layouts.js";
 import type { DescriptorChain } from "../queue/chain.js";
 
@@ -171,10 +171,16 @@ export class VirtioNet implements VirtioDevice {
         chains.push(c);
         room += c.writableLength;
         if (this.mergeable) {
+          // §5.1.6.3.1: each mergeable buffer MUST hold at least a header; num_buffers could not be read otherwise.
+          const whole = (ch: DescriptorChain): DescriptorChain => {
+            if (ch.writableLength < HDR) throw new VirtqueueError("VIRTQ_CHAIN_SHORT", `net: receive buffer of ${ch.writableLength} bytes is smaller than the ${HDR}-byte header`, RXQ);
+            return ch;
+          };
+          whole(c);
           while (room < need && chains.length < 0xffff) {
             c = q.pop();
             if (c === null) break;
-            chains.push(c);
+            chains.push(whole(c));
             room += c.writableLength;
           }
           if (room < need) {
