@@ -97,7 +97,15 @@ class Guest {
         fresh.push({ hdr: { op: -1 } as VirtioVsockHdr, data: Buffer.alloc(0) });
         continue;
       }
-      const raw = this.h.mem.read(u.elements[0]!.addr, u.len);
+      // The used length covers the writable elements in order, whatever their sizes.
+      let left = u.len;
+      const raw = Buffer.concat(
+        u.elements.map((e) => {
+          const n = Math.min(left, e.len);
+          left -= n;
+          return this.h.mem.read(e.addr, n);
+        }),
+      );
       const hdr = VirtioVsockHdrLayout.decode(raw);
       fresh.push({ hdr, data: Buffer.from(raw.subarray(HDR, HDR + hdr.len)) });
     }
@@ -693,6 +701,62 @@ describe("virtio-vsock: an RST the device sends ends the connection it names", (
     expect((await g.waitOp(VIRTIO_VSOCK_OP_RST)).hdr.dstPort).toBe(90);
     await closed;
     expect(dev.connectionCount).toBe(0);
+    await dev.close();
+  });
+});
+
+describe("virtio-vsock message framing (§2.6.4)", () => {
+  it("packets split across descriptors anywhere (inside the header too) work both ways", async () => {
+    const env = await setup("framing");
+    const { g, h, dev } = env;
+    // Receive buffers in odd pieces: 10 + 30 + 4 header bytes, then payload room in two parts.
+    const cuts = [10, 30, 4, 100, 3000];
+    for (let i = 0; i < 8; i++) {
+      // Gaps between the pieces, so nothing can read them as one contiguous buffer by accident.
+      g.rx.add(cuts.map((n) => ({ addr: h.heap.alloc(n + 64, 1), len: n, writable: true })));
+    }
+    h.drv.kick(0);
+    let hostSock: Socket | undefined;
+    const srv = await listenOn(`${env.uds}_6500`, (s) => {
+      hostSock = s;
+    });
+    // The REQUEST itself in three pieces.
+    const req = VirtioVsockHdrLayout.encode({ srcCid: BigInt(CID), dstCid: 2n, srcPort: 1000, dstPort: 6500, len: 0, type: VIRTIO_VSOCK_TYPE_STREAM, op: VIRTIO_VSOCK_OP_REQUEST, flags: 0, bufAlloc: 1 << 20, fwdCnt: 0 });
+    const putSplit = (bytes: Buffer, at: number[]) => {
+      const els = [];
+      let off = 0;
+      for (const end of [...at, bytes.length]) {
+        const a = h.heap.alloc(end - off, 1);
+        h.mem.write(a, bytes.subarray(off, end));
+        els.push({ addr: a, len: end - off, writable: false });
+        off = end;
+      }
+      g.tx.add(els);
+      h.drv.kick(1);
+    };
+    putSplit(req, [7, 20]);
+    const resp = await g.waitOp(VIRTIO_VSOCK_OP_RESPONSE);
+    expect(resp.hdr.dstPort).toBe(1000);
+    await until(() => hostSock !== undefined, "accept");
+    const toHost = Buffer.from("framed payload from the guest");
+    const rw = Buffer.concat([VirtioVsockHdrLayout.encode({ srcCid: BigInt(CID), dstCid: 2n, srcPort: 1000, dstPort: 6500, len: toHost.length, type: VIRTIO_VSOCK_TYPE_STREAM, op: VIRTIO_VSOCK_OP_RW, flags: 0, bufAlloc: 1 << 20, fwdCnt: 0 }), toHost]);
+    const got = readN(hostSock!, toHost.length);
+    putSplit(rw, [1, 43, 50]);
+    expect((await got).equals(toHost)).toBe(true);
+    // Host -> guest: the device writes header and data across the pieces.
+    const toGuest = Buffer.alloc(2500, 0x61);
+    hostSock!.write(toGuest);
+    const parts: Buffer[] = [];
+    await until(() => {
+      for (const u of g.rx.takeUsed()) {
+        const raw = Buffer.concat(u.elements.map((e) => h.mem.read(e.addr, e.len))).subarray(0, u.len);
+        const hdr = VirtioVsockHdrLayout.decode(raw);
+        if (hdr.op === VIRTIO_VSOCK_OP_RW) parts.push(raw.subarray(HDR, HDR + hdr.len));
+      }
+      return Buffer.concat(parts).length >= toGuest.length;
+    }, "host data in split buffers");
+    expect(Buffer.concat(parts).equals(toGuest)).toBe(true);
+    srv.close();
     await dev.close();
   });
 });
