@@ -14,7 +14,7 @@ export { longTimeout, MAX_TIMER_MS, Watchdog, type WatchdogOptions } from "./wat
 export { ApiClient, ApiError, type ApiErrorCode, API_MAX_LINE, API_OPS, type ApiOp, type ApiRequest, type ApiResponse, ApiServer, type ApiStatus } from "./api/index.js";
 export {
   checkSnapshot, compatibilityProblems, decodeValue, type DeviceStateRecord, type Encoded, encodeValue, findDevices, HEADER_FILE, type HostInfo, hostFingerprint,
-  hostInfo, MEMORY_FILE, nonZeroRuns, readHeader, RESTORE_CAPS, type RestoreOptions, restoreChecked, restoreSnapshot, type SlotState, SNAPSHOT_FORMAT_VERSION,
+  hostInfo, MEMORY_FILE, nonZeroRuns, readHeader, RESTORE_CAPS, type PreparedRestore, prepareChecked, prepareRestore, type RestoreOptions, restoreChecked, restoreSnapshot, type SlotState, SNAPSHOT_FORMAT_VERSION,
   SNAPSHOT_MAGIC, type SnapshotCheck, SnapshotError, type SnapshotErrorCode, type SnapshotHeader, type SnapshotInfo, type SnapshotOptions, type SnapshotState,
   STATE_FILE, saveSnapshot, serializeHeader, type VcpuState, type VmState,
 } from "./snapshot/index.js";

@@ -21,7 +21,8 @@ it.runIf(requireKvm())("restoring and closing a 128 MiB VM again and again does 
   const major: number[] = [];
   const obs = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
-      if ((e.detail as { kind?: number } | undefined)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) major.push(e.duration);
+      const detail = (e as unknown as { detail?: { kind?: number } }).detail;
+      if (detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) major.push(e.duration);
     }
   });
   obs.observe({ entryTypes: ["gc"] });

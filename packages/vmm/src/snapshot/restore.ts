@@ -112,69 +112,98 @@ function copyIn(fd: number, runs: readonly (readonly [number, number])[], fileOf
   }
 }
 
+/**
+ * How guest memory comes back: "map" gives slot 0 a MAP_PRIVATE mapping of memory.bin at build
+ * time; "copy" (and a prepared restore) gives fresh zeroed memory and reads the written pages in
+ * when the state is applied.
+ */
+type MemoryMode = "map" | "copy";
+
+/** A VM built like the saved one, its saved state not yet applied. */
+function buildLike(check: SnapshotCheck, options: RestoreOptions, mode: MemoryMode, fd: number | undefined): Vmm {
+  const { state } = check;
+  const ram = state.slots.find((s) => s.slot === 0)!;
+  const extra: ExtraSlot[] = state.slots
+    .filter((s) => s.slot !== 0)
+    .sort((a, b) => a.slot - b.slot)
+    .map((s) => {
+      const given = options.spec?.slots?.find((x) => x.gpa === s.gpa && x.ram !== undefined);
+      if (given !== undefined) return given;
+      // Read in with slot 0 when the state is applied (copyMemory): zeroed until then.
+      return { gpa: s.gpa, size: s.size, readonly: s.readonly, logDirty: s.logDirty, name: s.name };
+    });
+  const v0 = state.vcpus[0]!;
+  const base = new VmmBuilder().cpuState({ regs: v0.regs, sregs: v0.sregs }).spec();
+  const saved = state.spec as Partial<VmmSpec>;
+  const spec: VmmSpec = {
+    ...base,
+    ...saved,
+    ...options.spec,
+    kernel: undefined,
+    cpuState: { regs: v0.regs, sregs: v0.sregs },
+    prepare: undefined,
+    tracePath: options.spec?.tracePath,
+    console: options.console ?? options.spec?.console ?? base.console,
+    watchdog: options.watchdog ?? options.spec?.watchdog ?? saved.watchdog ?? base.watchdog,
+    onReport: options.onReport ?? options.spec?.onReport,
+    onValue: options.onValue ?? options.spec?.onValue,
+    memoryBytes: ram.size,
+    vcpus: state.vcpus.length,
+    slots: extra,
+    cpuidEdit: (_entries, i) => state.vcpus[i]!.cpuid.set,
+    ramFile: mode === "map" && fd !== undefined ? { fd, offset: ram.fileOffset } : undefined,
+    fromSnapshot: true,
+  };
+  return assemble(spec);
+}
+
+/** The written pages of every slot memory.bin holds (slot 0 too unless it is mapped from the file). */
+function copyMemory(vmm: Vmm, check: SnapshotCheck, options: RestoreOptions, fd: number, mapped: boolean): void {
+  const { state } = check;
+  const memory = vmm.snapshotAccess().parts.vm.memory;
+  for (const s of state.slots) {
+    if (s.slot === 0 && mapped) continue;
+    if (s.slot !== 0 && options.spec?.slots?.some((x) => x.gpa === s.gpa && x.ram !== undefined)) continue;
+    copyIn(fd, state.memoryRuns, s.fileOffset, s.size, memory.slice(s.gpa, s.size));
+  }
+}
+
+/** Put the saved VM, vCPU and device state into a VM built by buildLike (never run). */
+function applyState(vmm: Vmm, check: SnapshotCheck): void {
+  const { state } = check;
+  const { parts, running, exitCodes, started } = vmm.snapshotAccess();
+  if (started || parts.vm.closed) throw new SnapshotError("SNAPSHOT_VM_STATE", "a snapshot is restored into a VM that has never run");
+  // The boot plan the guest was started with decides how its run ends (which EXIT stops it).
+  (parts.boot as { -readonly [K in keyof BootPlan]: BootPlan[K] }).secondaries = state.boot.secondaries;
+  running.clear();
+  for (const i of state.run.running) running.add(i);
+  exitCodes.clear();
+  for (const [i, c] of state.run.exitCodes) exitCodes.set(i, c);
+  const vm = parts.vm;
+  try {
+    if (state.vm.irqchip !== null) {
+      vm.setIrqchip({ chipId: KVM_IRQCHIP_PIC_MASTER, chip: state.vm.irqchip.picMaster });
+      vm.setIrqchip({ chipId: KVM_IRQCHIP_PIC_SLAVE, chip: state.vm.irqchip.picSlave });
+      vm.setIrqchip({ chipId: KVM_IRQCHIP_IOAPIC, chip: state.vm.irqchip.ioapic });
+    }
+    if (state.vm.pit2 !== null) vm.setPit2(state.vm.pit2);
+    for (const [i, v] of parts.vcpus.entries()) restoreVcpu(v, state.vcpus[i]!);
+    if (state.vm.clock !== null) vm.setClock({ ...state.vm.clock, flags: 0 });
+  } catch (e) {
+    throw new SnapshotError("SNAPSHOT_RESTORE_FAILED", `KVM refused part of the saved state: ${(e as Error).message}`, { cause: e });
+  }
+  restoreDevices(parts.pio, parts.mmio, state.devices);
+}
+
 /** Build a VM like the saved one and put its state back; `check` has passed. The VM is ready to run(). */
 export function restoreChecked(check: SnapshotCheck, options: RestoreOptions = {}): Vmm {
-  const { state } = check;
   const mode = options.memory ?? "map";
   const fd = openSync(join(check.dir, MEMORY_FILE), "r");
   let vmm: Vmm | undefined;
   try {
-    const ram = state.slots.find((s) => s.slot === 0)!;
-    const extra: ExtraSlot[] = state.slots
-      .filter((s) => s.slot !== 0)
-      .sort((a, b) => a.slot - b.slot)
-      .map((s) => {
-        const given = options.spec?.slots?.find((x) => x.gpa === s.gpa && x.ram !== undefined);
-        if (given !== undefined) return given;
-        const fill = Buffer.alloc(s.size);
-        copyIn(fd, state.memoryRuns, s.fileOffset, s.size, fill);
-        return { gpa: s.gpa, size: s.size, readonly: s.readonly, logDirty: s.logDirty, name: s.name, fill };
-      });
-    const v0 = state.vcpus[0]!;
-    const base = new VmmBuilder().cpuState({ regs: v0.regs, sregs: v0.sregs }).spec();
-    const saved = state.spec as Partial<VmmSpec>;
-    const spec: VmmSpec = {
-      ...base,
-      ...saved,
-      ...options.spec,
-      kernel: undefined,
-      cpuState: { regs: v0.regs, sregs: v0.sregs },
-      prepare: undefined,
-      tracePath: options.spec?.tracePath,
-      console: options.console ?? options.spec?.console ?? base.console,
-      watchdog: options.watchdog ?? options.spec?.watchdog ?? saved.watchdog ?? base.watchdog,
-      onReport: options.onReport ?? options.spec?.onReport,
-      onValue: options.onValue ?? options.spec?.onValue,
-      memoryBytes: ram.size,
-      vcpus: state.vcpus.length,
-      slots: extra,
-      cpuidEdit: (_entries, i) => state.vcpus[i]!.cpuid.set,
-      ramFile: mode === "map" ? { fd, offset: ram.fileOffset } : undefined,
-      fromSnapshot: true,
-    };
-    vmm = assemble(spec);
-    const { parts, running, exitCodes } = vmm.snapshotAccess();
-    if (mode === "copy") copyIn(fd, state.memoryRuns, ram.fileOffset, ram.size, parts.vm.memory.slice(0, ram.size));
-    // The boot plan the guest was started with decides how its run ends (which EXIT stops it).
-    (parts.boot as { -readonly [K in keyof BootPlan]: BootPlan[K] }).secondaries = state.boot.secondaries;
-    running.clear();
-    for (const i of state.run.running) running.add(i);
-    exitCodes.clear();
-    for (const [i, c] of state.run.exitCodes) exitCodes.set(i, c);
-    const vm = parts.vm;
-    try {
-      if (state.vm.irqchip !== null) {
-        vm.setIrqchip({ chipId: KVM_IRQCHIP_PIC_MASTER, chip: state.vm.irqchip.picMaster });
-        vm.setIrqchip({ chipId: KVM_IRQCHIP_PIC_SLAVE, chip: state.vm.irqchip.picSlave });
-        vm.setIrqchip({ chipId: KVM_IRQCHIP_IOAPIC, chip: state.vm.irqchip.ioapic });
-      }
-      if (state.vm.pit2 !== null) vm.setPit2(state.vm.pit2);
-      for (const [i, v] of parts.vcpus.entries()) restoreVcpu(v, state.vcpus[i]!);
-      if (state.vm.clock !== null) vm.setClock({ ...state.vm.clock, flags: 0 });
-    } catch (e) {
-      throw new SnapshotError("SNAPSHOT_RESTORE_FAILED", `KVM refused part of the saved state: ${(e as Error).message}`, { cause: e });
-    }
-    restoreDevices(parts.pio, parts.mmio, state.devices);
+    vmm = buildLike(check, options, mode, fd);
+    copyMemory(vmm, check, options, fd, mode === "map");
+    applyState(vmm, check);
     return vmm;
   } catch (e) {
     if (vmm !== undefined) void vmm.close().catch(() => {});
@@ -183,6 +212,53 @@ export function restoreChecked(check: SnapshotCheck, options: RestoreOptions = {
     // The mapping holds the file; the descriptor is not needed any more.
     closeSync(fd);
   }
+}
+
+/**
+ * A restore split in two: the VM is built now (the KVM objects, what costs most: the memory slot
+ * alone takes ~8 ms on this host whatever its size), and `finish()` later reads the snapshot's
+ * written pages into its still-zero memory and applies the saved state, which is all that is left
+ * between a request and a running guest. For pools of clones kept ready, or a restore whose
+ * snapshot is known before it is wanted. Memory is copied, not mapped (a mapping would have to
+ * replace the slot's). The snapshot must not change in between.
+ */
+export interface PreparedRestore {
+  /** The VM, built and not yet holding the saved state. */
+  readonly vmm: Vmm;
+  /** Read the memory in and apply the state: the VM is then ready to run(). Once. */
+  finish(): Vmm;
+  /** Release a VM that will not be used. */
+  close(): Promise<void>;
+}
+
+export function prepareChecked(check: SnapshotCheck, options: RestoreOptions = {}): PreparedRestore {
+  const vmm = buildLike(check, { ...options, memory: "copy" }, "copy", undefined);
+  let finished = false;
+  return {
+    vmm,
+    finish(): Vmm {
+      if (finished) throw new SnapshotError("SNAPSHOT_VM_STATE", "this prepared restore was finished already");
+      finished = true;
+      let fd: number | undefined;
+      try {
+        fd = openSync(join(check.dir, MEMORY_FILE), "r");
+        copyMemory(vmm, check, options, fd, false);
+        applyState(vmm, check);
+        return vmm;
+      } catch (e) {
+        void vmm.close().catch(() => {});
+        throw e instanceof SnapshotError ? e : new SnapshotError("SNAPSHOT_RESTORE_FAILED", `finishing the restore failed: ${(e as Error).message}`, { cause: e });
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    },
+    close: () => vmm.close(),
+  };
+}
+
+/** Check a snapshot directory and build a VM for it now; `finish()` applies the state when it is wanted. */
+export async function prepareRestore(dir: string, options: RestoreOptions = {}): Promise<PreparedRestore> {
+  return prepareChecked(checkSnapshot(dir, { verifyMemory: options.verifyMemory, force: options.force }), options);
 }
 
 /** Check a snapshot directory, then build and return a VM that goes on where the saved one stopped. */
