@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Kvm, requireKvm } from "@tsvmm/kvm-backend";
-import { checkSnapshot, decodeValue, encodeValue, restoreSnapshot, SnapshotError, type SnapshotHeader, serializeHeader, type Vmm, VmmBuilder } from "@tsvmm/vmm";
+import { checkSnapshot, decodeValue, encodeValue, prepareRestore, restoreSnapshot, SnapshotError, type SnapshotHeader, serializeHeader, type Vmm, VmmBuilder } from "@tsvmm/vmm";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { softEventInFlight } from "../src/snapshot/settle.js";
@@ -239,6 +239,33 @@ describe.runIf(hasKvm)("snapshot and restore", () => {
     expect(r).toMatchObject({ reason: "guest-exit", exitCode: 0 });
     expect(counts).toEqual(counts.map((_, i) => counts[0]! + BigInt(i) * 20000n));
   }, 240_000);
+
+  it("a restore prepared ahead (VM built first, state applied by finish()) goes on like a direct one; finish() works once", async () => {
+    const { vmm, done, stopAddr } = await counting();
+    const dir = fresh();
+    await vmm.snapshot(dir, { resume: false });
+    vmm.kill("snapshot taken", "stopped");
+    await done;
+    const counts: bigint[] = [];
+    const prepared = await prepareRestore(dir, {
+      onValue: (name, value) => {
+        if (name === "count") counts.push(value);
+      },
+      watchdog: { timeoutMs: 30_000 },
+    });
+    // Built, not yet restored: where the guest's code lives (0x100000) its memory is still zero.
+    expect(prepared.vmm.vm.memory.read(0x100000, 4096).every((b) => b === 0)).toBe(true);
+    const clone = prepared.finish();
+    expect(clone).toBe(prepared.vmm);
+    expect(() => prepared.finish()).toThrow(SnapshotError);
+    const run = clone.run();
+    while (counts.length < 3) await new Promise((r) => setTimeout(r, 1));
+    await clone.pause();
+    clone.vm.memory.writeU32(stopAddr, 1);
+    clone.resume();
+    expect(await run).toMatchObject({ reason: "guest-exit", exitCode: 0 });
+    expect(counts).toEqual(counts.map((_, i) => counts[0]! + BigInt(i) * 20000n));
+  }, 60_000);
 
   it("every piece of vCPU state set before a save reads back the same after a restore (property, on KVM)", async () => {
     const u64 = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n });
