@@ -1,9 +1,9 @@
-import {
+import {defineStruct, 
   KVM_IOCTLS as IOC, KVM_DIRTY_LOG_PAGE_OFFSET,KVM_MAX_XCRS, KvmCpuid2Layout, type KvmCpuidEntry2, KvmCpuidEntry2Layout, type KvmDebugregs,
   KvmDebugregsLayout, type KvmFpu, KvmFpuLayout, KvmGuestDebugLayout, KvmInterruptLayout, type KvmLapicState,
   KvmLapicStateLayout, KvmMpStateLayout, type KvmMsrEntry, KvmMsrEntryLayout, KvmMsrsLayout, type KvmRegs,
-  KvmRegsLayout, type KvmSregs, KvmSregsLayout, type KvmVcpuEvents, KvmVcpuEventsLayout, type KvmXcr,
-  KvmRunLayout, KvmXcrsLayout, type KvmXsave, KvmXsaveLayout, defineStruct, nested, type StructLayout,
+  KvmRegsLayout, 
+  KvmRunLayout, type KvmSregs, KvmSregsLayout, type KvmVcpuEvents, KvmVcpuEventsLayout, type KvmXcr,KvmXcrsLayout, type KvmXsave, KvmXsaveLayout, nested, type StructLayout,
 } from "@tsvmm/abi";
 import { DirtyRing } from "./dirty-ring.js";
 import { ERRNO } from "./errno.js";
@@ -33,6 +33,7 @@ export const KvmSyncRegsLayout: StructLayout<KvmSyncRegs> = defineStruct("struct
 /** kvm_run's `s` union follows kvm_dirty_regs (a u64); the header test checks it against offsetof. */
 export const KVM_RUN_SYNC_REGS_OFFSET = KvmRunLayout.offsetOf("kvmDirtyRegs") + 8;
 const RUN_VALID_REGS = KvmRunLayout.offsetOf("kvmValidRegs");
+const RUN_DIRTY_REGS = KvmRunLayout.offsetOf("kvmDirtyRegs");
 let offered: number | undefined;
 /** KVM_CHECK_EXTENSION(KVM_CAP_SYNC_REGS) on /dev/kvm, once per process (0 where it cannot be asked). */
 function syncRegsOffered(): number {
@@ -75,6 +76,10 @@ export class Vcpu {
   // a KVM_RUN's return until the next KVM_RUN or any ioctl that can change the vCPU's state.
   private syncKinds = 0;
   private syncFresh = false;
+  // The copy came from a completed exit (KVM_RUN returned >= 0): KVM applies kvm_dirty_regs at the
+  // next KVM_RUN, so setRegs() can write there; syncDirty says a write is waiting.
+  private syncWritable = false;
+  private syncDirty = false;
 
   /** This vCPU's dirty ring, when the VM enabled one before creating it (Vm.enableDirtyRing). */
   readonly dirtyRing: DirtyRing | undefined;
@@ -146,8 +151,10 @@ export class Vcpu {
   enableSyncRegs(on = true): number {
     const k = on ? syncRegsOffered() & (KVM_SYNC_X86.REGS | KVM_SYNC_X86.SREGS) : 0;
     this.runView.setBigUint64(RUN_VALID_REGS, BigInt(k), true);
+    this.flushSync();
     this.syncKinds = k;
     this.syncFresh = false;
+    this.syncWritable = false;
     return k;
   }
   /** The KVM_SYNC_X86 bits KVM fills at each exit (enableSyncRegs). */
@@ -160,14 +167,34 @@ export class Vcpu {
     return (codec === undefined ? layout.decode(this.runBuffer, at) : codec.decode(this.runView, this.runBuffer, at)) as T;
   }
 
+  /**
+   * A register write waiting in kvm_run goes to KVM now (KVM_SET_REGS) before any other ioctl, so
+   * every ioctl sees the vCPU in the order the caller changed it.
+   */
+  private flushSync(): void {
+    if (!this.syncDirty) return;
+    this.syncDirty = false;
+    this.runView.setBigUint64(RUN_DIRTY_REGS, this.runView.getBigUint64(RUN_DIRTY_REGS, true) & ~BigInt(KVM_SYNC_X86.REGS), true);
+    const buf = Buffer.from(this.runBuffer.subarray(SYNC_REGS_AT, SYNC_REGS_AT + KvmRegsLayout.size));
+    const r = this.n.ioctlBuf(this.live(), IOC.KVM_SET_REGS, buf);
+    if (r < 0) throw ioctlError(IOC.KVM_SET_REGS, r, `vCPU ${this.id}`);
+  }
+  /** Stop serving reads from kvm_run (after sending a waiting write to KVM). */
+  private dropSync(): void {
+    this.flushSync();
+    this.syncFresh = false;
+    this.syncWritable = false;
+  }
+
   private get<T>(request: number, layout: StructLayout<T>): T {
+    this.flushSync();
     const s = this.scratch(layout as StructLayout<unknown>);
     const r = this.n.ioctlBuf(this.live(), request, s.buf);
     if (r < 0) throw ioctlError(request, r, `vCPU ${this.id}`);
     return (s.codec === undefined ? layout.decode(s.buf) : s.codec.decode(s.view, s.buf, 0)) as T;
   }
   private set<T>(request: number, layout: StructLayout<T>, value: T): void {
-    this.syncFresh = false;
+    this.dropSync();
     const s = this.scratch(layout as StructLayout<unknown>);
     let buf = s.buf;
     buf.fill(0);
@@ -182,6 +209,19 @@ export class Vcpu {
     return this.fromSync(KVM_SYNC_X86.REGS, KvmRegsLayout, SYNC_REGS_AT) ?? this.get(IOC.KVM_GET_REGS, KvmRegsLayout);
   }
   setRegs(regs: KvmRegs): void {
+    if (this.syncWritable && (this.syncKinds & KVM_SYNC_X86.REGS) !== 0) {
+      // Into kvm_run with KVM_SYNC_X86_REGS in kvm_dirty_regs: KVM loads it at the next KVM_RUN, and
+      // getRegs() reads it back from there meanwhile. Encoded aside first, so a refused value
+      // leaves the copy whole (and goes through the layout's error below).
+      const s = this.scratch(KvmRegsLayout as StructLayout<unknown>);
+      s.buf.fill(0);
+      if (s.codec?.encode(regs, s.view, s.buf, 0) === true) {
+        this.runBuffer.set(s.buf, SYNC_REGS_AT);
+        this.runView.setBigUint64(RUN_DIRTY_REGS, this.runView.getBigUint64(RUN_DIRTY_REGS, true) | BigInt(KVM_SYNC_X86.REGS), true);
+        this.syncDirty = true;
+        return;
+      }
+    }
     this.set(IOC.KVM_SET_REGS, KvmRegsLayout, regs);
   }
   getSregs(): KvmSregs {
@@ -246,12 +286,13 @@ export class Vcpu {
   }
   /** KVM_NMI: queue an NMI, delivered when the guest can take one (not blocked by IF). */
   nmi(): void {
-    this.syncFresh = false;
+    this.dropSync();
     const r = this.n.ioctl(this.live(), IOC.KVM_NMI);
     if (r < 0) throw ioctlError(IOC.KVM_NMI, r);
   }
   /** KVM_GET_TSC_KHZ: the guest's TSC frequency. */
   getTscKhz(): number {
+    this.flushSync();
     const r = this.n.ioctl(this.live(), IOC.KVM_GET_TSC_KHZ);
     if (r < 0) throw ioctlError(IOC.KVM_GET_TSC_KHZ, r, `vCPU ${this.id}`);
     return r;
@@ -267,7 +308,7 @@ export class Vcpu {
     // KVM_GET_TSC_KHZ returns the rate as the ioctl's int result: 2^31 kHz and up cannot be read back.
     if (!Number.isInteger(khz) || khz <= 0 || khz > 0x7fffffff) throw new KvmError("KVM_INVALID_ARGUMENT", `TSC rate ${khz} kHz is outside 1..2^31-1`);
     const previous = this.getTscKhz();
-    this.syncFresh = false;
+    this.dropSync();
     const r = this.n.ioctl(this.live(), IOC.KVM_SET_TSC_KHZ, khz);
     if (r < 0) {
       this.n.ioctl(this.live(), IOC.KVM_SET_TSC_KHZ, previous);
@@ -277,6 +318,7 @@ export class Vcpu {
 
   /** KVM_GET_MSRS for the given indices. */
   getMsrs(indices: readonly number[]): KvmMsrEntry[] {
+    this.flushSync();
     const buf = encodeMsrs(indices.map((index) => ({ index, data: 0n })));
     const r = this.n.ioctlBuf(this.live(), IOC.KVM_GET_MSRS, buf);
     if (r < 0) throw ioctlError(IOC.KVM_GET_MSRS, r);
@@ -288,7 +330,7 @@ export class Vcpu {
   /** KVM_SET_MSRS; throws naming the first MSR KVM refused. */
   setMsrs(entries: readonly KvmMsrEntry[]): void {
     // EFER and APIC_BASE are also kvm_sregs fields.
-    this.syncFresh = false;
+    this.dropSync();
     const buf = encodeMsrs(entries);
     const r = this.n.ioctlBuf(this.live(), IOC.KVM_SET_MSRS, buf);
     if (r < 0) throw ioctlError(IOC.KVM_SET_MSRS, r);
@@ -297,12 +339,13 @@ export class Vcpu {
     }
   }
   setCpuid2(entries: readonly KvmCpuidEntry2[]): void {
-    this.syncFresh = false;
+    this.dropSync();
     const buf = encodeCpuid2(entries);
     const r = this.n.ioctlBuf(this.live(), IOC.KVM_SET_CPUID2, buf);
     if (r < 0) throw ioctlError(IOC.KVM_SET_CPUID2, r);
   }
   getCpuid2(max = 256): KvmCpuidEntry2[] {
+    this.flushSync();
     const buf = Buffer.alloc(KvmCpuid2Layout.size + max * KvmCpuidEntry2Layout.size);
     KvmCpuid2Layout.encode({ nent: max }, buf);
     const r = this.n.ioctlBuf(this.live(), IOC.KVM_GET_CPUID2, buf);
@@ -337,7 +380,7 @@ export class Vcpu {
     const fd = this.live();
     if (this.pending !== undefined) throw new KvmError("KVM_VCPU_BUSY", `vCPU ${this.id} is running on its thread`);
     this.syncRunning = true;
-    this.syncFresh = false;
+    this.syncFresh = this.syncWritable = false;
     const r = this.n.ioctl(fd, IOC.KVM_RUN);
     this.syncRunning = false;
     return this.result(r);
@@ -388,7 +431,7 @@ export class Vcpu {
       this.runner = new this.n.Runner(fd, (result: number) => this.delivered(result));
     }
     this.pending = p;
-    this.syncFresh = false;
+    this.syncFresh = this.syncWritable = false;
     if (!this.runner.run()) {
       this.pending = undefined;
       refuse(new KvmError("KVM_VCPU_BUSY", `vCPU ${this.id} is already running`));
@@ -408,8 +451,8 @@ export class Vcpu {
       return RUNNER_STOP;
     }
     if (!stop) {
-      // The runner re-enters KVM_RUN as soon as this returns.
-      this.syncFresh = false;
+      // The runner re-enters KVM_RUN as soon as this returns (and KVM loads a waiting write).
+      this.syncFresh = this.syncWritable = false;
       return RUNNER_CONTINUE;
     }
     if (this.pending === p) this.pending = undefined;
@@ -417,8 +460,15 @@ export class Vcpu {
   }
 
   private result(r: number): VcpuExit {
-    // KVM stores the sync copy on every way out of KVM_RUN once it has begun (exits and EINTR alike).
+    // KVM stores the sync copy on every way out of KVM_RUN once it has begun (exits and EINTR alike)
+    // and has loaded (and cleared) kvm_dirty_regs on its way in; a vCPU that never entered (not yet
+    // started by INIT/SIPI) may leave the bit set over a copy KVM rewrote: it is dropped.
+    if (this.syncDirty) {
+      this.syncDirty = false;
+      this.runView.setBigUint64(RUN_DIRTY_REGS, 0n, true);
+    }
     if (r >= 0 || -r === ERRNO.EINTR || -r === ERRNO.EAGAIN) this.syncFresh = this.syncKinds !== 0;
+    this.syncWritable = r >= 0 && this.syncFresh;
     if (r < 0) {
       if (-r === ERRNO.EINTR || -r === ERRNO.EAGAIN) {
         this.runBuffer[RUN_IMMEDIATE_EXIT] = 0;

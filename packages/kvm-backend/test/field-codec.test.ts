@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ALL_STRUCTS, cCheckSources, cLayoutChecks, KvmRegsLayout, type KvmSregs, KvmSregsLayout, LayoutError, type StructLayout } from "@tsvmm/abi";
+import { ALL_STRUCTS, cCheckSources, cLayoutChecks, KvmRegsLayout, KvmRunLayout, type KvmSregs, KvmSregsLayout, LayoutError, type StructLayout } from "@tsvmm/abi";
 import { type Kvm, requireKvm, type Vm } from "@tsvmm/kvm-backend";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -145,7 +145,7 @@ describe.runIf(hasKvm)("KVM_CAP_SYNC_REGS: state read from kvm_run after an exit
   });
   afterEach(() => closeTestVm(kvm, vm));
 
-  // A long-mode guest that loads distinct values and exits by OUT, then by HLT.
+  // A long-mode guest that loads distinct values and exits by OUT, then by HLT (again and again).
   const guest = assemble(
     [
       "mov rax, 0x1122334455667788",
@@ -155,7 +155,8 @@ describe.runIf(hasKvm)("KVM_CAP_SYNC_REGS: state read from kvm_run after an exit
       "mov dx, 0x3f8",
       "out dx, al",
       "add rbx, 7",
-      "hlt",
+      "2: hlt",
+      "jmp 2b",
     ].join("\n"),
     64,
     0x10000,
@@ -174,20 +175,17 @@ describe.runIf(hasKvm)("KVM_CAP_SYNC_REGS: state read from kvm_run after an exit
     expect(exit.kind).toBe("io");
     const fromRun = { regs: vcpu.getRegs(), sregs: vcpu.getSregs() };
     expect([fromRun.regs.rax, fromRun.regs.rbx, fromRun.regs.r15]).toEqual([0x1122334455667788n, 0x123n, 0xfedcba9876543210n]);
-    // Setting the state it already has makes the next reads ioctls: they must agree with the copy.
-    vcpu.setRegs(fromRun.regs);
+    // Any other state ioctl makes the next reads ioctls: they must agree with the copy.
+    vcpu.setMpState(vcpu.getMpState());
     const fromIoctl = { regs: vcpu.getRegs(), sregs: vcpu.getSregs() };
     expect(fromIoctl).toStrictEqual(fromRun);
 
-    // A change by ioctl is seen at once (the copy in kvm_run is stale until the next exit).
-    vcpu.setRegs({ ...fromIoctl.regs, rbx: 0x5000n });
-    expect(vcpu.getRegs().rbx).toBe(0x5000n);
-    const s = vcpu.getSregs();
-    vcpu.setSregs({ ...s, cr2: 0xabc000n });
+    // An sregs change by ioctl is seen at once (the copy in kvm_run is stale until the next exit).
+    vcpu.setSregs({ ...vcpu.getSregs(), cr2: 0xabc000n });
     expect(vcpu.getSregs().cr2).toBe(0xabc000n);
 
     expect(vcpu.run().kind).toBe("hlt");
-    expect(vcpu.getRegs().rbx).toBe(0x5007n);
+    expect(vcpu.getRegs().rbx).toBe(0x12an);
     expect(vcpu.getSregs().cr2).toBe(0xabc000n);
     const again = vcpu.getRegs();
     vcpu.setMpState(vcpu.getMpState());
@@ -203,6 +201,44 @@ describe.runIf(hasKvm)("KVM_CAP_SYNC_REGS: state read from kvm_run after an exit
     expect(vcpu.enableSyncRegs(false)).toBe(0);
     expect(vcpu.syncRegs).toBe(0);
     expect(vcpu.run().kind).not.toBe("fail_entry");
+  });
+
+  it("setRegs after an exit goes through kvm_dirty_regs: read back at once, loaded by the next KVM_RUN, sent by ioctl before any other ioctl", () => {
+    const vcpu = vm.createVcpu(0);
+    vm.memory.write(0x10000, guest);
+    enterLongMode(vm, vcpu, 0x10000);
+    vcpu.enableSyncRegs();
+    const dirty = () => vcpu.runBuffer.readBigUInt64LE(KvmRunLayout.offsetOf("kvmDirtyRegs"));
+    expect(vcpu.run().kind).toBe("io");
+    const r = vcpu.getRegs();
+    vcpu.setRegs({ ...r, rbx: 0x7000n });
+    expect(dirty()).toBe(BigInt(KVM_SYNC_X86.REGS));
+    expect(vcpu.getRegs().rbx).toBe(0x7000n);
+    // The guest adds 7 to what KVM loaded at entry.
+    expect(vcpu.run().kind).toBe("hlt");
+    expect(dirty()).toBe(0n);
+    expect(vcpu.getRegs().rbx).toBe(0x7007n);
+
+    // A waiting write reaches KVM before another ioctl, and an ioctl read agrees afterwards.
+    vcpu.setRegs({ ...vcpu.getRegs(), r12: 0x1234n });
+    vcpu.getMsrs([0x10]);
+    expect(dirty()).toBe(0n);
+    vcpu.setMpState(vcpu.getMpState());
+    expect(vcpu.getRegs().r12).toBe(0x1234n);
+
+    // A value the layout refuses: the same LayoutError, and the copy in kvm_run is left whole.
+    expect(vcpu.run().kind).toBe("hlt");
+    const whole = vcpu.getRegs();
+    expect(() => vcpu.setRegs({ ...whole, rip: 1n << 64n })).toThrow(LayoutError);
+    vcpu.setMpState(vcpu.getMpState());
+    expect(vcpu.getRegs()).toStrictEqual(whole);
+
+    // After an interrupted run the write goes by ioctl (KVM may not have entered).
+    vcpu.kick();
+    expect(vcpu.run().kind).toBe("interrupted");
+    vcpu.setRegs({ ...vcpu.getRegs(), r13: 0x99n });
+    expect(dirty()).toBe(0n);
+    expect(vcpu.getRegs().r13).toBe(0x99n);
   });
 
   it("on the runner thread: a copy per exit, none while KVM_RUN is in flight", async () => {

@@ -82,7 +82,7 @@ export class KvmCpu implements X86Cpu {
   private xsaveOriginal: Buffer | undefined;
   private readonly walkers = new Map<string, PagingTables>();
 
-  constructor(options: { vcpu: Vcpu; memory: GuestMemory; mmio?: MmioBus; index?: number; layout: XsaveLayout; delivery?: DeliveryPolicy }) {
+  constructor(options: { vcpu: Vcpu; memory: GuestMemory; mmio?: MmioBus; index?: number; layout: XsaveLayout; delivery?: DeliveryPolicy; syncRegs?: boolean }) {
     this.vcpu = options.vcpu;
     this.memory = options.memory;
     this.mmio = options.mmio;
@@ -92,7 +92,7 @@ export class KvmCpu implements X86Cpu {
     // Every emulation reads kvm_regs and nearly every one kvm_sregs: with KVM_CAP_SYNC_REGS KVM
     // leaves both in kvm_run at each exit, and the two KVM_GET_* ioctls (25-40 us each on a
     // loaded host) go away; only what changed is written back by ioctl at commit().
-    this.vcpu.enableSyncRegs();
+    if (options.syncRegs !== false) this.vcpu.enableSyncRegs();
   }
 
   /** Start an emulation: everything is read from KVM afresh when first needed. */

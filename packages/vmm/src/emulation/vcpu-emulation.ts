@@ -14,6 +14,11 @@ export interface EmulationOptions {
   readonly syscallFixup?: boolean;
   /** REP string iterations per emulation exit (default 4096). */
   readonly maxRepIterations?: number;
+  /**
+   * Read registers from KVM's copy in kvm_run (KVM_CAP_SYNC_REGS) instead of an ioctl each
+   * (default true where the host offers it; every exit then costs KVM the copy).
+   */
+  readonly syncRegs?: boolean;
 }
 
 /** Counts by mnemonic, shared by the vCPUs of one VM. */
@@ -85,7 +90,7 @@ export class VcpuEmulation {
     options?: EmulationOptions;
   }) {
     const options = o.options ?? {};
-    this.cpu = new KvmCpu({ vcpu: o.vcpu, memory: o.memory, mmio: o.mmio, index: o.index, layout: xsaveLayoutFromCpuid(o.cpuid), delivery: options.delivery ?? DEFAULT_DELIVERY });
+    this.cpu = new KvmCpu({ vcpu: o.vcpu, memory: o.memory, mmio: o.mmio, index: o.index, layout: xsaveLayoutFromCpuid(o.cpuid), delivery: options.delivery ?? DEFAULT_DELIVERY, syncRegs: options.syncRegs });
     // The processor's MXCSR_MASK (legacy XSAVE region, byte 28); 0 there means the SDM default 0xFFBF.
     let mxcsrMask = 0xffbf;
     try {
