@@ -2,6 +2,7 @@ import type { GuestMemory } from "@tsvmm/abi";
 import type { VmxCaps } from "../caps.js";
 import { fieldSlot, type VmcsState } from "../state.js";
 import { checkInfo } from "./catalog.js";
+import type { Prepared } from "./prepared.js";
 
 /** One failed check: its catalog id, SDM subsection and a message naming the field and value. */
 export interface Violation {
@@ -146,11 +147,13 @@ export const SEG_SLOTS: readonly SegSlots[] = GUEST_SEGMENTS.map((n) => ({
 export const HOST_SELECTORS = ["ES", "CS", "SS", "DS", "FS", "GS", "TR"] as const;
 export const HOST_SEL_SLOTS: readonly number[] = HOST_SELECTORS.map((n) => S(`HOST_${n}_SELECTOR`));
 
-/** A guest segment register as read from the VMCS. */
+/** A guest segment register as read from the VMCS (the base also as 32-bit words). */
 export interface Seg {
   name: GuestSegmentName;
   sel: number;
   base: bigint;
+  baseLo: number;
+  baseHi: number;
   limit: number;
   ar: number;
   usable: boolean;
@@ -166,21 +169,27 @@ export interface Seg {
 /** Everything a check run needs, read once. */
 export interface Ctx {
   st: VmcsState;
+  /** The state's values as 32-bit words (see VmcsState.slotWords): low at 2·slot, high at 2·slot + 1. */
+  w: Uint32Array;
   caps: VmxCaps;
+  /** What the checks derive from `caps` alone (see prepared.ts). */
+  k: Prepared;
   env: VmEntryEnv;
-  maxPhys: bigint;
+  maxPhys: number;
   /** Linear-address width used for canonical checks of non-RIP fields (57 if LA57 is supported). */
   laWidth: number;
   pin: number;
   proc: number;
   /** Secondary controls as the CPU sees them: 0 when "activate secondary controls" is 0. */
   proc2: number;
-  proc3: bigint;
+  /** Tertiary controls (0 when not activated) as 32-bit words. */
+  proc3Lo: number;
+  proc3Hi: number;
   exit: number;
-  exit2: bigint;
+  /** Secondary exit controls (0 when not activated) as 32-bit words. */
+  exit2Lo: number;
+  exit2Hi: number;
   entry: number;
-  /** Reserved-bit masks of the MSRs VM entry loads, from the CPUID facts (see msr-masks.ts). */
-  rsvd: { debugctl: bigint; sCet: bigint; rtitCtl: bigint; lbrCtl: bigint; eferDefined: bigint };
   out: Violation[];
 }
 
@@ -191,23 +200,54 @@ export function report(ctx: Ctx, id: string, message: string): void {
 /** Bits 63:N identical, N = width − 1; abi's, with the same precomputed paths for widths 48 and 57. */
 export { isCanonical } from "@tsvmm/abi";
 
+/** Low and high 32-bit words of a slot. */
+export const lo = (ctx: Ctx, slot: number): number => ctx.w[2 * slot]!;
+export const hi = (ctx: Ctx, slot: number): number => ctx.w[2 * slot + 1]!;
+
+/**
+ * isCanonical on the high word of a 64-bit value, for widths 33..64: bits 63:width−1 are bits
+ * 31:width−33 of the high word, identical iff the arithmetic shift leaves 0 or −1.
+ */
+export function canonHi(hiWord: number, width: number): boolean {
+  const t = hiWord >> (width - 33);
+  return t === 0 || t === -1;
+}
+
+/** A slot's value is canonical for `width` (33..64). */
+export function canonSlot(ctx: Ctx, slot: number, width: number): boolean {
+  return canonHi(ctx.w[2 * slot + 1]!, width);
+}
+
+/** Address (given by its high word) fits MAXPHYADDR. */
+export function inPhysHi(ctx: Ctx, hiWord: number): boolean {
+  return hiWord >>> ctx.k.physShift === 0;
+}
+
+/** A slot's value is 4-KByte aligned and within MAXPHYADDR. */
+export function pageOkSlot(ctx: Ctx, slot: number): boolean {
+  return (ctx.w[2 * slot]! & 0xfff) === 0 && ctx.w[2 * slot + 1]! >>> ctx.k.physShift === 0;
+}
+
 /** Address fits MAXPHYADDR. */
 export function inPhys(ctx: Ctx, addr: bigint): boolean {
-  return addr >> ctx.maxPhys === 0n;
+  return addr >> BigInt(ctx.maxPhys) === 0n;
 }
 
 /** 4-KByte aligned and within MAXPHYADDR. */
 export function pageOk(ctx: Ctx, addr: bigint): boolean {
-  return (addr & 0xfffn) === 0n && addr >> ctx.maxPhys === 0n;
+  return (addr & 0xfffn) === 0n && addr >> BigInt(ctx.maxPhys) === 0n;
 }
 
-export function readSeg(st: VmcsState, s: SegSlots): Seg {
-  const ar = Number(st.getSlot(s.ar));
+export function readSeg(ctx: Ctx, s: SegSlots): Seg {
+  const w = ctx.w;
+  const ar = w[2 * s.ar]!;
   return {
     name: s.name,
-    sel: Number(st.getSlot(s.sel)),
-    base: st.getSlot(s.base),
-    limit: Number(st.getSlot(s.limit)),
+    sel: w[2 * s.sel]!,
+    base: ctx.st.getSlot(s.base),
+    baseLo: w[2 * s.base]!,
+    baseHi: w[2 * s.base + 1]!,
+    limit: w[2 * s.limit]!,
     ar,
     usable: (ar & 0x10000) === 0,
     type: ar & 0xf,
@@ -220,13 +260,13 @@ export function readSeg(st: VmcsState, s: SegSlots): Seg {
   };
 }
 
-/** PAT / memory-type validity: 0 UC, 1 WC, 4 WT, 5 WP, 6 WB, 7 UC-. */
-export function patValid(pat: bigint): boolean {
-  for (let i = 0n; i < 64n; i += 8n) {
-    const t = Number((pat >> i) & 0xffn);
-    if (!(t === 0 || t === 1 || t === 4 || t === 5 || t === 6 || t === 7)) return false;
-  }
-  return true;
+const MEMTYPE_OK = (1 << 0) | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7);
+const byteOk = (b: number): boolean => b < 8 && ((MEMTYPE_OK >>> b) & 1) === 1;
+const wordOk = (x: number): boolean => byteOk(x & 0xff) && byteOk((x >>> 8) & 0xff) && byteOk((x >>> 16) & 0xff) && byteOk(x >>> 24);
+
+/** PAT / memory-type validity of a slot: every byte 0 UC, 1 WC, 4 WT, 5 WP, 6 WB or 7 UC-. */
+export function patValidSlot(ctx: Ctx, slot: number): boolean {
+  return wordOk(ctx.w[2 * slot]!) && wordOk(ctx.w[2 * slot + 1]!);
 }
 
 /** Read a little-endian u32/u64 from env.memory; undefined when absent or out of range. */

@@ -1,7 +1,6 @@
 import { CR4, ENTRY, EXIT, INTR_INFO, PIN, PROC, PROC2, PROC3, VMFUNC } from "../bits/index.js";
-import { allowedControls, allowedProc2, basic, misc } from "../caps.js";
-import { checkEptp } from "../eptp.js";
-import { type Ctx, hex, inPhys, pageOk, readMem, report, SLOT } from "./context.js";
+import { checkEptp, type EptpViolation } from "../eptp.js";
+import { type Ctx, hex, hi, inPhysHi, lo, pageOk, pageOkSlot, readMem, report, SLOT } from "./context.js";
 
 function allowed(ctx: Ctx, id: string, name: string, value: number, must1: number, may1: number): void {
   const missing = (must1 & ~value) >>> 0;
@@ -14,26 +13,44 @@ function allowed(ctx: Ctx, id: string, name: string, value: number, must1: numbe
   }
 }
 
-function msrArea(ctx: Ctx, id: string, countName: string, count: number, addrName: string, addr: bigint): void {
+function msrArea(ctx: Ctx, id: string, countName: string, count: number, addrName: string, slot: number): void {
   if (count === 0) return;
-  const last = addr + BigInt(count) * 16n - 1n;
-  if ((addr & 0xfn) !== 0n || !inPhys(ctx, addr) || !inPhys(ctx, last)) {
-    report(ctx, id, `${addrName}=${hex(addr)} with ${countName}=${count}: area must be 16-byte aligned and end below 2^${ctx.maxPhys}`);
-  }
+  const aLo = lo(ctx, slot);
+  const aHi = hi(ctx, slot);
+  // With the start below MAXPHYADDR ≤ 52 bits, the area's end is exact as a double (< 2^53).
+  const ok = (aLo & 0xf) === 0 && inPhysHi(ctx, aHi) && Math.floor((aHi * 0x1_0000_0000 + aLo + count * 16 - 1) / 0x1_0000_0000) >>> ctx.k.physShift === 0;
+  if (!ok) reportMsrArea(ctx, id, countName, count, addrName, slot);
 }
 
-function page(ctx: Ctx, id: string, name: string, addr: bigint): void {
-  if (!pageOk(ctx, addr)) report(ctx, id, `${name}=${hex(addr)}: must be 4-KByte aligned and below 2^${ctx.maxPhys}`);
+function reportMsrArea(ctx: Ctx, id: string, countName: string, count: number, addrName: string, slot: number): void {
+  const addr = ctx.st.getSlot(slot);
+  report(ctx, id, `${addrName}=${hex(addr)} with ${countName}=${count}: area must be 16-byte aligned and end below 2^${ctx.maxPhys}`);
 }
+
+function page(ctx: Ctx, id: string, name: string, slot: number): void {
+  if (!pageOkSlot(ctx, slot)) report(ctx, id, `${name}=${hex(ctx.st.getSlot(slot))}: must be 4-KByte aligned and below 2^${ctx.maxPhys}`);
+}
+
+/**
+ * checkEptp's answer for the last EPTP value seen per prepared caps: the rule is a pure function
+ * of (EPTP, caps), and a VMM checks the same EPTP over and over.
+ */
+/** CR4.FRED (bit 32) in the high word. */
+const CR4_FRED_HI = Number(CR4.FRED >> 32n);
+/** Control bits defined as BigInt that the checks test on the low word. */
+const VMFUNC_EPTP_SWITCHING = Number(VMFUNC.EPTP_SWITCHING);
+const PROC3_HLAT = Number(PROC3.ENABLE_HLAT);
+const PROC3_IPI_VIRT = Number(PROC3.IPI_VIRTUALIZATION);
+
+const EPTP_MEMO = new WeakMap<object, { eptp: bigint; v: EptpViolation[] }>();
 
 /** SDM §26.2.1: checks on VM-execution, VM-exit and VM-entry control fields. */
 export function checkControls(ctx: Ctx): void {
-  const { st, caps } = ctx;
-  const { pin, proc, proc2, proc3, exit, exit2, entry } = ctx;
+  const { st, caps, k } = ctx;
+  const { pin, proc, proc2, exit, entry } = ctx;
 
   // §26.2.1.1 pin-based
-  const pa = allowedControls(caps, "pin");
-  allowed(ctx, "CTRL.PIN.ALLOWED_BITS", "PIN_BASED_VM_EXEC_CONTROL", pin, pa.must1, pa.may1);
+  allowed(ctx, "CTRL.PIN.ALLOWED_BITS", "PIN_BASED_VM_EXEC_CONTROL", pin, k.pinMust1, k.pinMay1);
   if (pin & PIN.VIRTUAL_NMIS && !(pin & PIN.NMI_EXITING)) {
     report(ctx, "CTRL.PIN.VNMI_REQUIRES_NMI_EXIT", `PIN_BASED_VM_EXEC_CONTROL=${hex(pin)}: virtual NMIs (bit 5) without NMI exiting (bit 3)`);
   }
@@ -44,36 +61,35 @@ export function checkControls(ctx: Ctx): void {
     if (!(exit & EXIT.ACK_INTR_ON_EXIT)) {
       report(ctx, "CTRL.PIN.PI_REQUIRES_ACK_ON_EXIT", `VM_EXIT_CONTROLS=${hex(exit)}: process posted interrupts without acknowledge interrupt on exit (bit 15)`);
     }
-    const nv = Number(st.getSlot(SLOT.PI_NV));
+    const nv = lo(ctx, SLOT.PI_NV);
     if (nv & 0xff00) report(ctx, "CTRL.PIN.PI_VECTOR", `POSTED_INTR_NV=${hex(nv)}: bits 15:8 must be 0`);
-    const d = st.getSlot(SLOT.PI_DESC);
-    if ((d & 0x3fn) !== 0n || !inPhys(ctx, d)) {
+    if ((lo(ctx, SLOT.PI_DESC) & 0x3f) !== 0 || !inPhysHi(ctx, hi(ctx, SLOT.PI_DESC))) {
+      const d = st.getSlot(SLOT.PI_DESC);
       report(ctx, "CTRL.PIN.PI_DESC_ADDR", `POSTED_INTR_DESC_ADDR=${hex(d)}: must be 64-byte aligned and below 2^${ctx.maxPhys}`);
     }
   }
 
   // §26.2.1.1 primary processor-based
-  const pr = allowedControls(caps, "proc");
-  allowed(ctx, "CTRL.PROC.ALLOWED_BITS", "CPU_BASED_VM_EXEC_CONTROL", proc, pr.must1, pr.may1);
-  const cr3Count = Number(st.getSlot(SLOT.CR3_COUNT));
-  if (cr3Count > misc.cr3TargetCount(caps)) {
-    report(ctx, "CTRL.PROC.CR3_TARGET_COUNT", `CR3_TARGET_COUNT=${cr3Count}: exceeds ${misc.cr3TargetCount(caps)} (IA32_VMX_MISC[24:16])`);
+  allowed(ctx, "CTRL.PROC.ALLOWED_BITS", "CPU_BASED_VM_EXEC_CONTROL", proc, k.procMust1, k.procMay1);
+  const cr3Count = lo(ctx, SLOT.CR3_COUNT);
+  if (cr3Count > k.cr3TargetCount) {
+    report(ctx, "CTRL.PROC.CR3_TARGET_COUNT", `CR3_TARGET_COUNT=${cr3Count}: exceeds ${k.cr3TargetCount} (IA32_VMX_MISC[24:16])`);
   }
   if (proc & PROC.USE_IO_BITMAPS) {
-    const a = st.getSlot(SLOT.IO_A);
-    const b = st.getSlot(SLOT.IO_B);
-    if (!pageOk(ctx, a) || !pageOk(ctx, b)) {
+    if (!pageOkSlot(ctx, SLOT.IO_A) || !pageOkSlot(ctx, SLOT.IO_B)) {
+      const a = st.getSlot(SLOT.IO_A);
+      const b = st.getSlot(SLOT.IO_B);
       report(ctx, "CTRL.PROC.IO_BITMAP_ADDR", `IO_BITMAP_A=${hex(a)}, IO_BITMAP_B=${hex(b)}: must be 4-KByte aligned and below 2^${ctx.maxPhys}`);
     }
   }
-  if (proc & PROC.USE_MSR_BITMAPS) page(ctx, "CTRL.PROC.MSR_BITMAP_ADDR", "MSR_BITMAP", st.getSlot(SLOT.MSR_BITMAP));
+  if (proc & PROC.USE_MSR_BITMAPS) page(ctx, "CTRL.PROC.MSR_BITMAP_ADDR", "MSR_BITMAP", SLOT.MSR_BITMAP);
   if (proc & PROC.USE_TPR_SHADOW) {
-    const vapic = st.getSlot(SLOT.VAPIC);
-    page(ctx, "CTRL.PROC.VAPIC_ADDR", "VIRTUAL_APIC_PAGE_ADDR", vapic);
-    const thr = Number(st.getSlot(SLOT.TPR_THRESHOLD));
+    page(ctx, "CTRL.PROC.VAPIC_ADDR", "VIRTUAL_APIC_PAGE_ADDR", SLOT.VAPIC);
+    const thr = lo(ctx, SLOT.TPR_THRESHOLD);
     if (!(proc2 & PROC2.VIRTUAL_INTR_DELIVERY)) {
       if (thr & 0xffff_fff0) report(ctx, "CTRL.PROC.TPR_THRESHOLD_RSVD", `TPR_THRESHOLD=${hex(thr)}: bits 31:4 must be 0`);
-      if (!(proc2 & PROC2.VIRTUALIZE_APIC_ACCESSES) && pageOk(ctx, vapic)) {
+      if (!(proc2 & PROC2.VIRTUALIZE_APIC_ACCESSES) && ctx.env.memory !== undefined && pageOkSlot(ctx, SLOT.VAPIC)) {
+        const vapic = st.getSlot(SLOT.VAPIC);
         const vtpr = readMem(ctx, vapic + 0x80n, 1);
         if (vtpr !== undefined && (thr & 0xf) > Number((vtpr >> 4n) & 0xfn)) {
           report(ctx, "CTRL.PROC.TPR_THRESHOLD_VS_VTPR", `TPR_THRESHOLD=${hex(thr)}: bits 3:0 exceed VTPR[7:4] (${hex(vtpr)} at ${hex(vapic + 0x80n)})`);
@@ -89,21 +105,28 @@ export function checkControls(ctx: Ctx): void {
 
   // §26.2.1.1 secondary processor-based (only when activated; otherwise treated as 0)
   if (proc & PROC.ACTIVATE_SECONDARY_CONTROLS) {
-    const a2 = allowedProc2(caps);
-    allowed(ctx, "CTRL.PROC2.ALLOWED_BITS", "SECONDARY_VM_EXEC_CONTROL", proc2, a2.must1, a2.may1);
+    allowed(ctx, "CTRL.PROC2.ALLOWED_BITS", "SECONDARY_VM_EXEC_CONTROL", proc2, k.proc2Must1, k.proc2May1);
   }
   const ept = (proc2 & PROC2.ENABLE_EPT) !== 0;
-  if (proc2 & PROC2.VIRTUALIZE_APIC_ACCESSES) page(ctx, "CTRL.PROC2.APIC_ACCESS_ADDR", "APIC_ACCESS_ADDR", st.getSlot(SLOT.APIC_ACCESS));
+  if (proc2 & PROC2.VIRTUALIZE_APIC_ACCESSES) page(ctx, "CTRL.PROC2.APIC_ACCESS_ADDR", "APIC_ACCESS_ADDR", SLOT.APIC_ACCESS);
   if (proc2 & PROC2.VIRTUALIZE_X2APIC_MODE && proc2 & PROC2.VIRTUALIZE_APIC_ACCESSES) {
     report(ctx, "CTRL.PROC2.X2APIC_EXCLUDES_APIC_ACCESS", `SECONDARY_VM_EXEC_CONTROL=${hex(proc2)}: virtualize x2APIC mode with virtualize APIC accesses`);
   }
   if (proc2 & PROC2.VIRTUAL_INTR_DELIVERY && !(pin & PIN.EXT_INTR_EXITING)) {
     report(ctx, "CTRL.PROC2.VID_REQUIRES_EXTINT_EXIT", `PIN_BASED_VM_EXEC_CONTROL=${hex(pin)}: virtual-interrupt delivery without external-interrupt exiting`);
   }
-  if (proc2 & PROC2.ENABLE_VPID && st.getSlot(SLOT.VPID) === 0n) {
+  if (proc2 & PROC2.ENABLE_VPID && lo(ctx, SLOT.VPID) === 0) {
     report(ctx, "CTRL.PROC2.VPID_NONZERO", "VIRTUAL_PROCESSOR_ID=0x0: must not be 0 with enable VPID");
   }
-  if (ept) for (const v of checkEptp(st.getSlot(SLOT.EPTP), caps)) report(ctx, v.id, v.message);
+  if (ept) {
+    const eptp = st.getSlot(SLOT.EPTP);
+    let memo = EPTP_MEMO.get(k);
+    if (memo === undefined || memo.eptp !== eptp) {
+      memo = { eptp, v: checkEptp(eptp, caps) };
+      EPTP_MEMO.set(k, memo);
+    }
+    for (const v of memo.v) report(ctx, v.id, v.message);
+  }
   if (proc2 & PROC2.UNRESTRICTED_GUEST && !ept) {
     report(ctx, "CTRL.PROC2.UG_REQUIRES_EPT", `SECONDARY_VM_EXEC_CONTROL=${hex(proc2)}: unrestricted guest without enable EPT`);
   }
@@ -111,74 +134,76 @@ export function checkControls(ctx: Ctx): void {
     report(ctx, "CTRL.PROC2.MBEC_REQUIRES_EPT", `SECONDARY_VM_EXEC_CONTROL=${hex(proc2)}: mode-based execute control without enable EPT`);
   }
   if (proc2 & PROC2.ENABLE_PML) {
-    const a = st.getSlot(SLOT.PML_ADDR);
-    if (!ept || !pageOk(ctx, a)) report(ctx, "CTRL.PROC2.PML", `PML_ADDRESS=${hex(a)}: PML needs enable EPT and a 4-KByte aligned address below 2^${ctx.maxPhys}`);
+    if (!ept || !pageOkSlot(ctx, SLOT.PML_ADDR)) report(ctx, "CTRL.PROC2.PML", `PML_ADDRESS=${hex(st.getSlot(SLOT.PML_ADDR))}: PML needs enable EPT and a 4-KByte aligned address below 2^${ctx.maxPhys}`);
   }
   if (proc2 & PROC2.SUBPAGE_WRITE_PERMISSIONS) {
-    const a = st.getSlot(SLOT.SPPTP);
-    if (!ept || !pageOk(ctx, a)) report(ctx, "CTRL.PROC2.SPP", `SPP_TABLE_POINTER=${hex(a)}: SPP needs enable EPT and a 4-KByte aligned SPPTP below 2^${ctx.maxPhys}`);
+    if (!ept || !pageOkSlot(ctx, SLOT.SPPTP)) report(ctx, "CTRL.PROC2.SPP", `SPP_TABLE_POINTER=${hex(st.getSlot(SLOT.SPPTP))}: SPP needs enable EPT and a 4-KByte aligned SPPTP below 2^${ctx.maxPhys}`);
   }
   if (proc2 & PROC2.ENABLE_VMFUNC) {
-    const f = st.getSlot(SLOT.VMFUNC);
-    const bad = f & ~caps.msrs.IA32_VMX_VMFUNC;
-    if (bad) report(ctx, "CTRL.PROC2.VMFUNC_ALLOWED_BITS", `VM_FUNCTION_CONTROL=${hex(f)}: bits ${hex(bad)} not allowed by IA32_VMX_VMFUNC`);
-    if (f & VMFUNC.EPTP_SWITCHING) {
-      const l = st.getSlot(SLOT.EPTP_LIST);
-      if (!ept || !pageOk(ctx, l)) {
+    const fLo = lo(ctx, SLOT.VMFUNC);
+    if (fLo & ~k.vmfunc.lo || hi(ctx, SLOT.VMFUNC) & ~k.vmfunc.hi) {
+      const f = st.getSlot(SLOT.VMFUNC);
+      const bad = f & ~caps.msrs.IA32_VMX_VMFUNC;
+      report(ctx, "CTRL.PROC2.VMFUNC_ALLOWED_BITS", `VM_FUNCTION_CONTROL=${hex(f)}: bits ${hex(bad)} not allowed by IA32_VMX_VMFUNC`);
+    }
+    if (fLo & VMFUNC_EPTP_SWITCHING) {
+      if (!ept || !pageOkSlot(ctx, SLOT.EPTP_LIST)) {
+        const l = st.getSlot(SLOT.EPTP_LIST);
         report(ctx, "CTRL.PROC2.EPTP_SWITCHING", `EPTP_LIST_ADDRESS=${hex(l)}: EPTP switching needs enable EPT and a 4-KByte aligned list below 2^${ctx.maxPhys}`);
       }
     }
   }
   if (proc2 & PROC2.VMCS_SHADOWING) {
-    const r = st.getSlot(SLOT.VMREAD_BITMAP);
-    const w = st.getSlot(SLOT.VMWRITE_BITMAP);
-    if (!pageOk(ctx, r) || !pageOk(ctx, w)) {
+    if (!pageOkSlot(ctx, SLOT.VMREAD_BITMAP) || !pageOkSlot(ctx, SLOT.VMWRITE_BITMAP)) {
+      const r = st.getSlot(SLOT.VMREAD_BITMAP);
+      const w = st.getSlot(SLOT.VMWRITE_BITMAP);
       report(ctx, "CTRL.PROC2.VMCS_SHADOWING_BITMAPS", `VMREAD_BITMAP=${hex(r)}, VMWRITE_BITMAP=${hex(w)}: must be 4-KByte aligned and below 2^${ctx.maxPhys}`);
     }
   }
-  if (proc2 & PROC2.EPT_VIOLATION_VE) page(ctx, "CTRL.PROC2.VE_INFO_ADDR", "VE_INFORMATION_ADDRESS", st.getSlot(SLOT.VE_INFO));
+  if (proc2 & PROC2.EPT_VIOLATION_VE) page(ctx, "CTRL.PROC2.VE_INFO_ADDR", "VE_INFORMATION_ADDRESS", SLOT.VE_INFO);
   if (proc2 & PROC2.PT_USE_GPA && (!ept || !(entry & ENTRY.LOAD_IA32_RTIT_CTL) || !(exit & EXIT.CLEAR_IA32_RTIT_CTL))) {
     report(ctx, "CTRL.PROC2.PT_USES_GPA", `SECONDARY_VM_EXEC_CONTROL=${hex(proc2)}: PT uses GPA needs enable EPT, load IA32_RTIT_CTL (entry) and clear IA32_RTIT_CTL (exit)`);
   }
-  if (proc2 & PROC2.USE_TSC_SCALING && st.getSlot(SLOT.TSC_MULT) === 0n) {
+  if (proc2 & PROC2.USE_TSC_SCALING && lo(ctx, SLOT.TSC_MULT) === 0 && hi(ctx, SLOT.TSC_MULT) === 0) {
     report(ctx, "CTRL.PROC2.TSC_MULTIPLIER_NONZERO", "TSC_MULTIPLIER=0x0: must not be 0 with use TSC scaling");
   }
 
   // tertiary (newer SDMs)
-  if (proc & PROC.ACTIVATE_TERTIARY_CONTROLS) {
+  const { proc3Lo, proc3Hi } = ctx;
+  if (proc & PROC.ACTIVATE_TERTIARY_CONTROLS && (proc3Lo & ~k.procCtls3.lo || proc3Hi & ~k.procCtls3.hi)) {
+    const proc3 = st.getSlot(SLOT.PROC3);
     const bad = proc3 & ~caps.msrs.IA32_VMX_PROCBASED_CTLS3;
-    if (bad) report(ctx, "CTRL.PROC3.ALLOWED_BITS", `TERTIARY_VM_EXEC_CONTROL=${hex(proc3)}: bits ${hex(bad)} not allowed by IA32_VMX_PROCBASED_CTLS3`);
+    report(ctx, "CTRL.PROC3.ALLOWED_BITS", `TERTIARY_VM_EXEC_CONTROL=${hex(proc3)}: bits ${hex(bad)} not allowed by IA32_VMX_PROCBASED_CTLS3`);
   }
-  if (proc3 & PROC3.ENABLE_HLAT) {
-    const h = st.getSlot(SLOT.HLATP);
+  if (proc3Lo & PROC3_HLAT) {
     // HLATP: bits 2:0 and 11:5 reserved (bits 4:3 are PWT/PCD-style hints), no bits ≥ MAXPHYADDR.
-    if (!ept || (h & 0xfe7n) !== 0n || !inPhys(ctx, h)) {
+    if (!ept || (lo(ctx, SLOT.HLATP) & 0xfe7) !== 0 || !inPhysHi(ctx, hi(ctx, SLOT.HLATP))) {
+      const h = st.getSlot(SLOT.HLATP);
       report(ctx, "CTRL.PROC3.HLAT", `HLAT_POINTER=${hex(h)}: HLAT needs enable EPT and an HLATP with bits 2:0, 11:5 clear, below 2^${ctx.maxPhys}`);
     }
   }
-  if (proc3 & PROC3.IPI_VIRTUALIZATION) {
-    const t = st.getSlot(SLOT.PID_TABLE);
-    if (!(proc2 & PROC2.VIRTUAL_INTR_DELIVERY) || (t & 7n) !== 0n || !inPhys(ctx, t)) {
+  if (proc3Lo & PROC3_IPI_VIRT) {
+    if (!(proc2 & PROC2.VIRTUAL_INTR_DELIVERY) || (lo(ctx, SLOT.PID_TABLE) & 7) !== 0 || !inPhysHi(ctx, hi(ctx, SLOT.PID_TABLE))) {
+      const t = st.getSlot(SLOT.PID_TABLE);
       report(ctx, "CTRL.PROC3.IPI_VIRT", `PID_POINTER_TABLE=${hex(t)}: IPI virtualization needs virtual-interrupt delivery and an 8-byte aligned table below 2^${ctx.maxPhys}`);
     }
   }
 
   // §26.2.1.2 VM-exit controls
-  const ea = allowedControls(caps, "exit");
-  allowed(ctx, "CTRL.EXIT.ALLOWED_BITS", "VM_EXIT_CONTROLS", exit, ea.must1, ea.may1);
-  if (exit & EXIT.ACTIVATE_SECONDARY_CONTROLS) {
+  allowed(ctx, "CTRL.EXIT.ALLOWED_BITS", "VM_EXIT_CONTROLS", exit, k.exitMust1, k.exitMay1);
+  if (exit & EXIT.ACTIVATE_SECONDARY_CONTROLS && (ctx.exit2Lo & ~k.exitCtls2.lo || ctx.exit2Hi & ~k.exitCtls2.hi)) {
+    const exit2 = st.getSlot(SLOT.EXIT2);
     const bad = exit2 & ~caps.msrs.IA32_VMX_EXIT_CTLS2;
-    if (bad) report(ctx, "CTRL.EXIT2.ALLOWED_BITS", `SECONDARY_VM_EXIT_CONTROLS=${hex(exit2)}: bits ${hex(bad)} not allowed by IA32_VMX_EXIT_CTLS2`);
+    report(ctx, "CTRL.EXIT2.ALLOWED_BITS", `SECONDARY_VM_EXIT_CONTROLS=${hex(exit2)}: bits ${hex(bad)} not allowed by IA32_VMX_EXIT_CTLS2`);
   }
   if (exit & EXIT.SAVE_VMX_PREEMPTION_TIMER && !(pin & PIN.ACTIVATE_PREEMPTION_TIMER)) {
     report(ctx, "CTRL.EXIT.PREEMPT_SAVE_REQUIRES_TIMER", `VM_EXIT_CONTROLS=${hex(exit)}: save preemption timer without activate VMX-preemption timer`);
   }
-  msrArea(ctx, "CTRL.EXIT.MSR_STORE_AREA", "VM_EXIT_MSR_STORE_COUNT", Number(st.getSlot(SLOT.EXIT_STORE_COUNT)), "VM_EXIT_MSR_STORE_ADDR", st.getSlot(SLOT.EXIT_STORE_ADDR));
-  msrArea(ctx, "CTRL.EXIT.MSR_LOAD_AREA", "VM_EXIT_MSR_LOAD_COUNT", Number(st.getSlot(SLOT.EXIT_LOAD_COUNT)), "VM_EXIT_MSR_LOAD_ADDR", st.getSlot(SLOT.EXIT_LOAD_ADDR));
+  msrArea(ctx, "CTRL.EXIT.MSR_STORE_AREA", "VM_EXIT_MSR_STORE_COUNT", lo(ctx, SLOT.EXIT_STORE_COUNT), "VM_EXIT_MSR_STORE_ADDR", SLOT.EXIT_STORE_ADDR);
+  msrArea(ctx, "CTRL.EXIT.MSR_LOAD_AREA", "VM_EXIT_MSR_LOAD_COUNT", lo(ctx, SLOT.EXIT_LOAD_COUNT), "VM_EXIT_MSR_LOAD_ADDR", SLOT.EXIT_LOAD_ADDR);
 
   // §26.2.1.3 VM-entry controls
-  const na = allowedControls(caps, "entry");
-  allowed(ctx, "CTRL.ENTRY.ALLOWED_BITS", "VM_ENTRY_CONTROLS", entry, na.must1, na.may1);
+  allowed(ctx, "CTRL.ENTRY.ALLOWED_BITS", "VM_ENTRY_CONTROLS", entry, k.entryMust1, k.entryMay1);
   const smmCtls = entry & (ENTRY.ENTRY_TO_SMM | ENTRY.DEACTIVATE_DUAL_MONITOR);
   if (smmCtls && !ctx.env.inSmm) {
     report(ctx, "CTRL.ENTRY.SMM_CTLS_OUTSIDE_SMM", `VM_ENTRY_CONTROLS=${hex(entry)}: entry to SMM / deactivate dual-monitor treatment outside SMM`);
@@ -187,7 +212,7 @@ export function checkControls(ctx: Ctx): void {
     report(ctx, "CTRL.ENTRY.SMM_CTLS_NOT_BOTH", `VM_ENTRY_CONTROLS=${hex(entry)}: entry to SMM and deactivate dual-monitor treatment both 1`);
   }
   checkInjection(ctx);
-  msrArea(ctx, "CTRL.ENTRY.MSR_LOAD_AREA", "VM_ENTRY_MSR_LOAD_COUNT", Number(st.getSlot(SLOT.ENTRY_LOAD_COUNT)), "VM_ENTRY_MSR_LOAD_ADDR", st.getSlot(SLOT.ENTRY_LOAD_ADDR));
+  msrArea(ctx, "CTRL.ENTRY.MSR_LOAD_AREA", "VM_ENTRY_MSR_LOAD_COUNT", lo(ctx, SLOT.ENTRY_LOAD_COUNT), "VM_ENTRY_MSR_LOAD_ADDR", SLOT.ENTRY_LOAD_ADDR);
 }
 
 /** Vectors of exceptions that push an error code (plus #CP on CET parts). */
@@ -203,16 +228,16 @@ function pushesErrorCode(vector: number, cet: boolean): boolean {
  * CPUs reporting IA32_VMX_BASIC[58].
  */
 function checkInjection(ctx: Ctx): void {
-  const { st, caps } = ctx;
-  const info = Number(st.getSlot(SLOT.INTR_INFO));
+  const { caps, k } = ctx;
+  const info = lo(ctx, SLOT.INTR_INFO);
   if (!(info & INTR_INFO.VALID)) return;
   const vector = info & 0xff;
   const type = (info >>> 8) & 7;
   const ec = (info & INTR_INFO.DELIVER_ERROR_CODE) !== 0;
   const f = `VM_ENTRY_INTR_INFO_FIELD=${hex(info >>> 0)}`;
-  const mtf = (allowedControls(caps, "proc").may1 & PROC.MONITOR_TRAP_FLAG) !== 0;
+  const mtf = k.mtf;
   const fredCpu = caps.cpu.fred === true;
-  const fredGuest = (ctx.entry & ENTRY.IA32E_MODE_GUEST) !== 0 && (st.getSlot(SLOT.G_CR4) & CR4.FRED) !== 0n;
+  const fredGuest = (ctx.entry & ENTRY.IA32E_MODE_GUEST) !== 0 && (hi(ctx, SLOT.G_CR4) & CR4_FRED_HI) !== 0;
   if (type === 1 || (type === 7 && !mtf && !fredCpu)) {
     report(ctx, "CTRL.ENTRY.INJ.TYPE", `${f}: interruption type ${type} is ${type === 1 ? "reserved" : "not supported (no monitor trap flag, no FRED)"}`);
   } else {
@@ -228,27 +253,27 @@ function checkInjection(ctx: Ctx): void {
     }
   }
   const ug = (ctx.proc2 & PROC2.UNRESTRICTED_GUEST) !== 0;
-  const pe = (st.getSlot(SLOT.G_CR0) & 1n) === 1n;
+  const pe = (lo(ctx, SLOT.G_CR0) & 1) === 1;
   const mustBeZero = (ug && !pe) || type !== 3;
-  const basic56 = ((caps.msrs.IA32_VMX_BASIC >> 56n) & 1n) === 1n;
+  const basic56 = k.basic56;
   if (basic56 ? ec && mustBeZero : ec !== (!mustBeZero && pushesErrorCode(vector, caps.cpu.cet))) {
     report(ctx, "CTRL.ENTRY.INJ.DELIVER_EC", `${f}: deliver-error-code (bit 11) must be ${ec ? 0 : 1} for type ${type} vector ${vector}${ug && !pe ? " in real mode" : ""}`);
   }
-  const nestedOk = basic.nestedException(caps) && type === 3 ? INTR_INFO.NESTED_EXCEPTION : 0;
+  const nestedOk = k.nestedException && type === 3 ? INTR_INFO.NESTED_EXCEPTION : 0;
   if (info & 0x7fff_f000 & ~nestedOk) {
     report(ctx, "CTRL.ENTRY.INJ.RESERVED", `${f}: bits 30:12 must be 0${info & INTR_INFO.NESTED_EXCEPTION ? " (bit 13, nested exception, needs IA32_VMX_BASIC[58] and type 3)" : ""}`);
   }
   if (ec) {
-    const code = Number(st.getSlot(SLOT.INTR_EC));
+    const code = lo(ctx, SLOT.INTR_EC);
     if (code & 0xffff_0000) report(ctx, "CTRL.ENTRY.INJ.ERROR_CODE", `VM_ENTRY_EXCEPTION_ERROR_CODE=${hex(code)}: bits 31:16 must be 0`);
   }
   if (type === 4 || type === 5 || type === 6) {
-    const len = Number(st.getSlot(SLOT.INSTR_LEN));
-    if (len > 15 || (len === 0 && !misc.zeroLengthInjection(caps))) {
-      report(ctx, "CTRL.ENTRY.INJ.INSTR_LEN", `VM_ENTRY_INSTRUCTION_LEN=${len}: must be 1–15${misc.zeroLengthInjection(caps) ? " or 0" : ""} for type ${type}`);
+    const len = lo(ctx, SLOT.INSTR_LEN);
+    if (len > 15 || (len === 0 && !k.zeroLengthInjection)) {
+      report(ctx, "CTRL.ENTRY.INJ.INSTR_LEN", `VM_ENTRY_INSTRUCTION_LEN=${len}: must be 1–15${k.zeroLengthInjection ? " or 0" : ""} for type ${type}`);
     }
   } else if (type === 7 && (vector === 1 || vector === 2)) {
-    const len = Number(st.getSlot(SLOT.INSTR_LEN));
+    const len = lo(ctx, SLOT.INSTR_LEN);
     if (len > 15) report(ctx, "CTRL.ENTRY.INJ.INSTR_LEN", `VM_ENTRY_INSTRUCTION_LEN=${len}: must be at most 15 for a FRED ${vector === 1 ? "SYSCALL" : "SYSENTER"} event`);
   }
 }

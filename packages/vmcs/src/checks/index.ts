@@ -7,7 +7,7 @@ import { type Ctx, SLOT, type Violation, type VmEntryEnv } from "./context.js";
 import { checkControls } from "./controls.js";
 import { checkGuest } from "./guest.js";
 import { checkHost } from "./host.js";
-import { debugctlReserved, eferDefined, lbrCtlReserved, rtitCtlReserved, sCetReserved } from "./msr-masks.js";
+import { type Prepared, prepare } from "./prepared.js";
 
 export { CHECKS, type CheckGroup, type CheckInfo, checkInfo } from "./catalog.js";
 export type { Violation, VmEntryEnv } from "./context.js";
@@ -67,53 +67,65 @@ function capsProblem(caps: unknown): string | undefined {
   return undefined;
 }
 
-type Masks = Ctx["rsvd"];
-
-function masksFor(caps: VmxCaps): Masks {
-  return {
-    debugctl: debugctlReserved(caps.cpu),
-    sCet: sCetReserved(caps.cpu),
-    rtitCtl: rtitCtlReserved(caps.cpu),
-    lbrCtl: lbrCtlReserved(caps.cpu),
-    eferDefined: eferDefined(caps.cpu),
-  };
+interface PreparedCaps {
+  problem: string | undefined;
+  k: Prepared | undefined;
 }
 
 /**
- * Validation and reserved-bit masks per capability object. Only frozen objects (every built-in
- * profile and whatever capsFromJSON returns) are cached: a mutable one could change between calls.
+ * Validation and derived masks per capability object. Only frozen objects (every built-in profile
+ * and whatever capsFromJSON returns) are cached: a mutable one could change between calls. The
+ * last frozen object is also kept outside the WeakMap, since a caller usually checks many states
+ * against one CPU; a frozen object (with frozen msrs and cpu) cannot change, so identity suffices.
  */
-const CAPS_CACHE = new WeakMap<object, { problem: string | undefined; masks: Masks | undefined }>();
+const CAPS_CACHE = new WeakMap<object, PreparedCaps>();
+let lastCaps: unknown;
+let lastPrepared: PreparedCaps | undefined;
 
-function prepareCaps(caps: unknown): { problem: string | undefined; masks: Masks | undefined } {
+function prepareCaps(caps: unknown): PreparedCaps {
+  if (caps === lastCaps && lastPrepared !== undefined) return lastPrepared;
   const cacheable = typeof caps === "object" && caps !== null && Object.isFrozen(caps) && Object.isFrozen((caps as VmxCaps).cpu) && Object.isFrozen((caps as VmxCaps).msrs);
   if (cacheable) {
     const hit = CAPS_CACHE.get(caps);
-    if (hit) return hit;
+    if (hit) {
+      lastCaps = caps;
+      lastPrepared = hit;
+      return hit;
+    }
   }
   const problem = capsProblem(caps);
-  const r = { problem, masks: problem === undefined ? masksFor(caps as VmxCaps) : undefined };
-  if (cacheable) CAPS_CACHE.set(caps as object, r);
+  const r = { problem, k: problem === undefined ? prepare(caps as VmxCaps) : undefined };
+  if (cacheable) {
+    CAPS_CACHE.set(caps as object, r);
+    lastCaps = caps;
+    lastPrepared = r;
+  }
   return r;
 }
 
-function makeCtx(st: VmcsState, caps: VmxCaps, env: VmEntryEnv, rsvd: Masks): Ctx {
-  const proc = Number(st.getSlot(SLOT.PROC));
-  const exit = Number(st.getSlot(SLOT.EXIT));
+function makeCtx(st: VmcsState, caps: VmxCaps, env: VmEntryEnv, k: Prepared): Ctx {
+  const w = st.slotWords();
+  const proc = w[2 * SLOT.PROC]!;
+  const exit = w[2 * SLOT.EXIT]!;
+  const tertiary = (proc & PROC.ACTIVATE_TERTIARY_CONTROLS) !== 0;
+  const exitSecondary = (exit & 0x8000_0000) !== 0;
   return {
     st,
+    w,
     caps,
+    k,
     env,
-    maxPhys: BigInt(caps.cpu.maxPhysAddr),
-    laWidth: caps.cpu.la57 ? 57 : 48,
-    pin: Number(st.getSlot(SLOT.PIN)),
+    maxPhys: k.maxPhys,
+    laWidth: k.laWidth,
+    pin: w[2 * SLOT.PIN]!,
     proc,
-    proc2: proc & PROC.ACTIVATE_SECONDARY_CONTROLS ? Number(st.getSlot(SLOT.PROC2)) : 0,
-    proc3: proc & PROC.ACTIVATE_TERTIARY_CONTROLS ? st.getSlot(SLOT.PROC3) : 0n,
+    proc2: proc & PROC.ACTIVATE_SECONDARY_CONTROLS ? w[2 * SLOT.PROC2]! : 0,
+    proc3Lo: tertiary ? w[2 * SLOT.PROC3]! : 0,
+    proc3Hi: tertiary ? w[2 * SLOT.PROC3 + 1]! : 0,
     exit,
-    exit2: exit & 0x8000_0000 ? st.getSlot(SLOT.EXIT2) : 0n,
-    entry: Number(st.getSlot(SLOT.ENTRY)),
-    rsvd,
+    exit2Lo: exitSecondary ? w[2 * SLOT.EXIT2]! : 0,
+    exit2Hi: exitSecondary ? w[2 * SLOT.EXIT2 + 1]! : 0,
+    entry: w[2 * SLOT.ENTRY]!,
     out: [],
   };
 }
@@ -126,11 +138,11 @@ function makeCtx(st: VmcsState, caps: VmxCaps, env: VmEntryEnv, rsvd: Masks): Ct
  */
 export function checkVmEntry(state: VmcsState, caps: VmxCaps, env: VmEntryEnv = {}): Violation[] {
   if (!isVmcsState(state)) return [{ id: INPUT_INVALID_STATE, sdm: "-", message: "state is not a VmcsState" }];
-  const { problem, masks } = prepareCaps(caps);
-  if (problem !== undefined || masks === undefined) return [{ id: INPUT_INVALID_CAPS, sdm: "-", message: problem ?? "capabilities unusable" }];
+  const { problem, k } = prepareCaps(caps);
+  if (problem !== undefined || k === undefined) return [{ id: INPUT_INVALID_CAPS, sdm: "-", message: problem ?? "capabilities unusable" }];
   const e: VmEntryEnv = typeof env === "object" && env !== null ? env : {};
   try {
-    const ctx = makeCtx(state, caps, e, masks);
+    const ctx = makeCtx(state, caps, e, k);
     checkControls(ctx);
     checkHost(ctx);
     checkGuest(ctx);
