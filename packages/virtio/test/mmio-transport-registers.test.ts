@@ -479,7 +479,7 @@ describe("device status machine (§2.1, §3.1.1)", () => {
           expect(drv.status).toBe(model);
         }
       }),
-      { numRuns: 400 },
+      { numRuns: 200 },
     );
   });
 });

@@ -91,7 +91,7 @@ describe.each([
         });
         expect(tx!.takeUsed().map((u) => u.len)).toEqual(want.map(() => 0));
       }),
-      { numRuns: 150 },
+      { numRuns: 100 },
     );
   });
 
@@ -148,7 +148,7 @@ describe.each([
           expect(net.stats.rxDropped).toBe(0);
         },
       ),
-      { numRuns: 150 },
+      { numRuns: 100 },
     );
   });
 });

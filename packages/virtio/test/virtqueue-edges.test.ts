@@ -112,7 +112,7 @@ describe.each(FORMATS)("queue %#: in-flight accounting and checkpoints", (featur
         }
         expect(drv.takeUsed().length).toBe(k);
       }),
-      { numRuns: 200 },
+      { numRuns: 100 },
     );
   });
 
