@@ -22,7 +22,7 @@ import {
 } from "../constants.js";
 import { type DeviceContext, drainQueue, readConfigBytes, type VirtioDevice } from "../device.js";
 import { VirtioDeviceError, VirtqueueError } from "../errors.js";
-import { readBlkOuthdr, VirtioBlkConfigLayout, VirtioBlkDiscardWriteZeroesLayout, VirtioBlkOuthdrLayout } from "../layouts.js";
+import { BLK_OUTHDR_SECTOR, BLK_OUTHDR_TYPE, readAddr, VirtioBlkConfigLayout, VirtioBlkDiscardWriteZeroesLayout, VirtioBlkOuthdrLayout } from "../layouts.js";
 import type { DescriptorChain } from "../queue/chain.js";
 
 export const SECTOR_SIZE = 512;
@@ -247,7 +247,7 @@ export class VirtioBlk implements VirtioDevice {
   private pending = 0;
   private paused = false;
   private readonly free: BlkRequest[] = [];
-  /** Reads taken by the current drain, not yet handed to the backend. */
+  /** The run of adjacent reads taken by the current drain, not yet handed to the backend. */
   private readonly reads: BlkRequest[] = [];
   private signalCtx: DeviceContext | undefined;
   private readonly directReads: boolean;
@@ -331,7 +331,9 @@ export class VirtioBlk implements VirtioDevice {
     if (chain.readableLength < hdrLen) return this.finishNow(chain, VIRTIO_BLK_S_IOERR);
     // The usual request has the header in its own descriptor: read it in place.
     const first = chain.view(0);
-    const { type, sector } = readBlkOuthdr(first.length >= hdrLen ? first : chain.reader().read(hdrLen));
+    const hdr = first.length >= hdrLen ? first : chain.reader().read(hdrLen);
+    const type = hdr.readUInt32LE(BLK_OUTHDR_TYPE);
+    const sector = readAddr(hdr, BLK_OUTHDR_SECTOR);
     const dataIn = chain.writableLength - 1;
     const dataOut = chain.readableLength - hdrLen;
     const ro = this.backend.readOnly;
@@ -344,8 +346,7 @@ export class VirtioBlk implements VirtioDevice {
         if (p.data.length !== 1 || !this.directReads) into = p.bounce = this.takeBounce(dataIn);
         p.position = sector * SECTOR_SIZE;
         p.into = into;
-        // Reads are submitted after the drain, adjacent ones merged into one backend call.
-        this.reads.push(p);
+        this.queueRead(p);
         return null;
       }
       case VIRTIO_BLK_T_OUT: {
@@ -405,47 +406,52 @@ export class VirtioBlk implements VirtioDevice {
   }
 
   /**
-   * Submit the reads this drain took: sorted by position, runs of adjacent ones (up to
-   * MAX_MERGE requests or MAX_IO_BYTES) go to the backend as one readv, so a sequential
-   * stream costs one thread-pool job per run rather than one per request.
+   * Queue a read for submission. Reads are merged as a block layer merges them: while each one
+   * starts where the run before it ends (a sequential stream), they join that run, which goes to
+   * the backend as one readv (one thread-pool job, not one per request); a read that does not
+   * continue the run sends the run off at once, so random reads are not held back.
    */
-  private submitReads(): void {
-    const b = this.reads;
-    if (b.length === 0) return;
-    const backend = this.backend;
-    if (b.length > 1) b.sort(byPosition);
-    for (let i = 0; i < b.length; ) {
-      const first = b[i]!;
-      let end = first.position + first.into.length;
-      let j = i + 1;
-      if (backend.readv !== undefined && first.into.length > 0) {
-        while (j < b.length && j - i < MAX_MERGE) {
-          const n = b[j]!;
-          if (n.position !== end || n.into.length === 0 || end + n.into.length - first.position > MAX_IO_BYTES) break;
-          end += n.into.length;
-          j++;
-        }
+  private queueRead(p: BlkRequest): void {
+    const run = this.reads;
+    const n = run.length;
+    if (n > 0) {
+      const first = run[0]!;
+      const last = run[n - 1]!;
+      const end = last.position + last.into.length;
+      const fits = this.backend.readv !== undefined && p.into.length > 0 && n < MAX_MERGE && end + p.into.length - first.position <= MAX_IO_BYTES;
+      if (p.position === end && fits) {
+        run.push(p);
+        return;
       }
-      if (j === i + 1) {
-        try {
-          backend.read(first.position, first.into, first.done);
-        } catch (e) {
-          this.backendThrew(first, e);
-        }
-      } else {
-        const group = b.slice(i, j);
-        const bufs = group.map((p) => p.into);
-        try {
-          backend.readv!(first.position, bufs, (err) => {
-            for (const p of group) this.complete(p, err);
-          });
-        } catch (e) {
-          for (const p of group) this.backendThrew(p, e);
-        }
-      }
-      i = j;
+      this.submitReads();
     }
-    b.length = 0;
+    run.push(p);
+  }
+
+  /** Send the pending run of reads to the backend (see queueRead). */
+  private submitReads(): void {
+    const run = this.reads;
+    if (run.length === 0) return;
+    const backend = this.backend;
+    const first = run[0]!;
+    if (run.length === 1) {
+      run.length = 0;
+      try {
+        backend.read(first.position, first.into, first.done);
+      } catch (e) {
+        this.backendThrew(first, e);
+      }
+      return;
+    }
+    const group = run.splice(0);
+    const bufs = group.map((p) => p.into);
+    try {
+      backend.readv!(first.position, bufs, (err) => {
+        for (const p of group) this.complete(p, err);
+      });
+    } catch (e) {
+      for (const p of group) this.backendThrew(p, e);
+    }
   }
 
   /** A pooled request record, counted in flight; the caller hands `p.done` to the backend exactly once. */
@@ -476,10 +482,7 @@ export class VirtioBlk implements VirtioDevice {
         const bounce = p.bounce;
         if (status === VIRTIO_BLK_S_OK && bounce !== undefined) {
           let off = 0;
-          for (const d of p.data) {
-            d.set(bounce.subarray(off, off + d.length));
-            off += d.length;
-          }
+          for (const d of p.data) off += bounce.copy(d, 0, off, off + d.length);
         }
         writeStatus(chain, status);
         this.count(status);
@@ -591,8 +594,6 @@ class BlkRequest {
     this.done = (err) => owner.complete(this, err);
   }
 }
-
-const byPosition = (a: BlkRequest, b: BlkRequest): number => a.position - b.position;
 
 /** Push views of `len` bytes of `chain` starting `skip` bytes into element `from` onwards; zero-length pieces are left out. */
 function collectViews(chain: DescriptorChain, from: number, skip: number, len: number, out: Buffer[]): void {
