@@ -137,7 +137,7 @@ describe.each([
           expect(disk.data.equals(model)).toBe(true);
         }
       }),
-      { numRuns: 80 },
+      { numRuns: 50 },
     );
   });
 
@@ -195,7 +195,7 @@ describe.each([
           expect(disk.data.equals(model)).toBe(true);
         }
       }),
-      { numRuns: 80 },
+      { numRuns: 50 },
     );
   });
 });
