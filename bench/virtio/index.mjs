@@ -37,7 +37,7 @@ import {
 import { result } from "../lib.mjs";
 
 const FILE_SIZE = 64 << 20;
-const ROUNDS = Number(process.env.TSVMM_BENCH_VIRTIO_ROUNDS ?? 6);
+const ROUNDS = Number(process.env.TSVMM_BENCH_VIRTIO_ROUNDS ?? 10);
 const N4K = Number(process.env.TSVMM_BENCH_VIRTIO_4K_REQUESTS ?? 20000);
 
 /** The round whose tsvmm/raw ratio is the median. */

@@ -71,8 +71,8 @@ function rest(bufs: readonly Buffer[], n: number): Buffer[] {
 const EMPTY = Buffer.alloc(0);
 
 /**
- * A raw image file, I/O on the libuv thread pool (fs.read/writev/fdatasync callbacks), so the
- * event loop only ever issues requests and copies results.
+ * A raw image file, I/O on the libuv thread pool (fs.read/readv/writev/fdatasync callbacks), so
+ * the event loop only ever issues requests and copies results.
  */
 export class RawFileBackend implements BlockBackend {
   readonly size: number;
@@ -231,7 +231,9 @@ const MAX_MERGE = 256;
  * bounce buffer and are copied into guest memory only if the activation that took them is still
  * current, so a driver that resets the device mid-request never finds a late completion written
  * into memory it has reused. A request is reported complete only after the backend finished all
- * of it; FLUSH waits for fdatasync. Completions go to the used ring in the order they finish.
+ * of it; FLUSH waits for fdatasync. Completions go to the used ring in the order they finish;
+ * those that finish in one turn of the event loop share one used-buffer notification check.
+ * Adjacent reads taken in one drain are merged into one backend call (see `queueRead`).
  */
 export class VirtioBlk implements VirtioDevice {
   readonly deviceId = VIRTIO_ID_BLOCK;
