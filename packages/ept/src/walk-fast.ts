@@ -16,32 +16,37 @@ const TABLE_OUTSIDE_MEMORY = -5;
  * itself. Built from the format's own description, so there is still one source for every rule.
  */
 export class FastWalkPlan {
-  readonly format: PagingFormat<unknown>;
-  readonly root: number;
-  readonly five: boolean;
-  readonly signExtend: boolean;
+  // Declared, not defined: a defined class field starts as undefined, and V8 then keeps the field
+  // as a tagged value it must check and untag on every load of the walk. Assigned once in the
+  // constructor, each is a plain small integer (or the typed array) from the start.
+  declare readonly format: PagingFormat<unknown>;
+  declare readonly root: number;
+  declare readonly five: boolean;
+  declare readonly signExtend: boolean;
   /** Shift of the high word that leaves the bits above the input width (sign bit included when sign-extending). */
-  readonly top: number;
-  readonly present: number;
-  readonly reservedHi: number;
-  readonly addrHi: number;
-  readonly badRwx: number;
-  readonly badLeafType: number;
-  readonly tableLo5: number;
-  readonly tableLo4: number;
-  readonly tableLo3: number;
-  readonly tableLo2: number;
-  readonly leafLo3: number;
-  readonly leafLo2: number;
-  readonly leafLo1: number;
-  readonly leaf3: boolean;
-  readonly leaf2: boolean;
+  declare readonly top: number;
+  declare readonly present: number;
+  declare readonly reservedHi: number;
+  declare readonly addrHi: number;
+  declare readonly badRwx: number;
+  declare readonly badLeafType: number;
+  declare readonly tableLo5: number;
+  declare readonly tableLo4: number;
+  declare readonly tableLo3: number;
+  declare readonly tableLo2: number;
+  declare readonly leafLo3: number;
+  declare readonly leafLo2: number;
+  declare readonly leafLo1: number;
+  declare readonly leaf3: boolean;
+  declare readonly leaf2: boolean;
   /** Inputs at or past this take the full walk: 2^47 or 2^48 for 4 levels, 0 for 5. */
-  readonly quickLimit: number;
+  declare readonly quickLimit: number;
   /** The root when below 4 GiB, else -1 (which no region check accepts). */
-  readonly quickRoot: number;
+  declare readonly quickRoot: number;
+  /** Index in {@link quickWords} of the root table's first word (meaningful when quickLimit > 0). */
+  declare readonly quickRootWord: number;
   /** Bit k set: an entry whose bits 2:0 are k is not present through them, or is misconfigured. */
-  readonly quickBadRwx: number;
+  declare readonly quickBadRwx: number;
   /** `format.requiredBit` for each access 0..7. */
   readonly need = new Int32Array(8);
   /**
@@ -49,16 +54,20 @@ export class FastWalkPlan {
    * levels, and the page-size bit. One mask for all three keeps the quick walk a short loop; being
    * stricter than a level needs only sends more entries to the full walk, never a wrong answer.
    */
-  readonly quickTableLo: number;
+  declare readonly quickTableLo: number;
   /** High-word bits that send a table entry to the full walk: reserved, or an address above 4 GiB. */
-  readonly quickTableHi: number;
+  declare readonly quickTableHi: number;
+  /** `reservedHi`, `leafLo1` and `addrHi` as int32 (fields V8 keeps as small integers: no check per load). */
+  declare readonly quickResHi: number;
+  declare readonly quickLeafLo1: number;
+  declare readonly quickAddrHi: number;
   /** Nibble a (0..7): the number of the bit `format.requiredBit(a)` (packed so the walk needs no array). */
-  readonly quickNeed: number;
+  declare readonly quickNeed: number;
 
   /** Words, base address and last page offset of the region holding the root (span -1: no quick walk). */
-  readonly quickWords: Uint32Array;
-  readonly quickBase: number;
-  readonly quickSpan: number;
+  declare readonly quickWords: Int32Array;
+  declare readonly quickBase: number;
+  declare readonly quickSpan: number;
 
   constructor(format: PagingFormat<unknown>, root: number, mem: TableMemory) {
     this.format = format;
@@ -84,19 +93,30 @@ export class FastWalkPlan {
     for (let a = 0; a < 8; a++) this.need[a] = format.requiredBit(a);
     // The quick walk knows only permission rules of one required bit.
     const simple = this.need.every((bit) => bit !== 0);
-    this.quickLimit = format.levels === 4 && simple ? 2 ** (format.signExtend ? 47 : 48) : 0;
     this.quickRoot = root < 2 ** 32 ? root : -1;
     // Region views never change, so the quick walk keeps its own and never depends on which
     // region TableMemory switched to last.
     const inMemory = mem.page(root) >= 0;
-    this.quickWords = mem.words;
+    // Read as int32: every use is a bitwise test or mask, and int32 loads need no range check.
+    this.quickWords = new Int32Array(mem.words.buffer, mem.words.byteOffset, mem.words.length);
     this.quickBase = mem.curBase;
-    this.quickSpan = inMemory ? mem.quickSpan : -1;
+    // At most 2 GiB - 4 KiB, so table offsets are int32 arithmetic. A table past that, in a larger
+    // region, takes the full walk.
+    this.quickSpan = inMemory ? Math.min(mem.quickSpan, 0x7fff_f000) : -1;
+    // The root never moves: whether the quick walk can start from it is decided here, once,
+    // rather than on every walk (a root it cannot use turns the quick walk off).
+    const rootOff = (this.quickRoot - this.quickBase) >>> 0;
+    const rootUsable = this.quickRoot >= 0 && rootOff <= this.quickSpan;
+    this.quickRootWord = rootUsable ? rootOff >>> 2 : 0;
+    this.quickLimit = format.levels === 4 && simple && rootUsable ? 2 ** (format.signExtend ? 47 : 48) : 0;
     let rwx = 0;
     for (let k = 0; k < 8; k++) if ((k & format.presentMask) !== 0 && ((format.misconfiguredRwx >>> k) & 1) === 0) rwx |= 1 << k;
     this.quickBadRwx = ~rwx & 0xff;
     this.quickTableLo = this.tableLo4 | this.tableLo3 | this.tableLo2 | 0x80;
-    this.quickTableHi = (this.reservedHi | this.addrHi) >>> 0;
+    this.quickTableHi = this.reservedHi | this.addrHi;
+    this.quickResHi = this.reservedHi | 0;
+    this.quickLeafLo1 = this.leafLo1 | 0;
+    this.quickAddrHi = this.addrHi | 0;
     let packed = 0;
     for (let a = 0; a < 8; a++) packed |= (simple ? 31 - Math.clz32(this.need[a]!) : 0) << (4 * a);
     this.quickNeed = packed;
@@ -119,7 +139,7 @@ export const TAKE_FULL_WALK = -100;
 export function walkQuick(p: FastWalkPlan, address: number, access: number): number {
   if (!(address >= 0 && address < p.quickLimit)) return -100;
   const words = p.quickWords;
-  const base = p.quickBase;
+  const base = p.quickBase | 0;
   const span = p.quickSpan;
   const badRwx = p.quickBadRwx;
   const badLo = p.quickTableLo;
@@ -129,22 +149,22 @@ export function walkQuick(p: FastWalkPlan, address: number, access: number): num
   // Most addresses are below 4 GiB: skip the (slow) division for them.
   const vhi = address < TWO32 ? 0 : (address / TWO32) >>> 0;
 
-  let off = (p.quickRoot - base) >>> 0;
-  if (off > span) return -100;
-  let e = (off >>> 2) + ((vhi >>> 7) & 511) * 2;
+  let e = p.quickRootWord + ((vhi >>> 7) & 511) * 2;
   let lo = words[e]!;
   if ((((badRwx >>> (lo & 7)) & 1) | (words[e + 1]! & badHi) | (lo & badLo)) !== 0) return -100;
   let andLo = lo;
 
-  off = (((lo & 0xfffff000) >>> 0) - base) >>> 0;
-  if (off > span) return -100;
+  // The table's offset in the region, wrapped to int32: exact up to span (< 2^31), and negative
+  // or past span for a table anywhere else below 4 GiB.
+  let off = ((lo & 0xfffff000) - base) | 0;
+  if (off < 0 || off > span) return -100;
   e = (off >>> 2) + (((vlo >>> 30) | (vhi << 2)) & 511) * 2;
   lo = words[e]!;
   if ((((badRwx >>> (lo & 7)) & 1) | (words[e + 1]! & badHi) | (lo & badLo)) !== 0) return -100;
   andLo &= lo;
 
-  off = (((lo & 0xfffff000) >>> 0) - base) >>> 0;
-  if (off > span) return -100;
+  off = ((lo & 0xfffff000) - base) | 0;
+  if (off < 0 || off > span) return -100;
   e = (off >>> 2) + ((vlo >>> 21) & 511) * 2;
   lo = words[e]!;
   if ((((badRwx >>> (lo & 7)) & 1) | (words[e + 1]! & badHi) | (lo & badLo)) !== 0) return -100;
@@ -152,15 +172,15 @@ export function walkQuick(p: FastWalkPlan, address: number, access: number): num
 }
 
 /** The last step of {@link walkQuick}: the PTE, from the PDE's low word `pde`. */
-function walkQuickPte(p: FastWalkPlan, words: Uint32Array, base: number, span: number, pde: number, andLo: number, vlo: number, access: number): number {
-  const off = (((pde & 0xfffff000) >>> 0) - base) >>> 0;
-  if (off > span) return -100;
+function walkQuickPte(p: FastWalkPlan, words: Int32Array, base: number, span: number, pde: number, andLo: number, vlo: number, access: number): number {
+  const off = ((pde & 0xfffff000) - base) | 0;
+  if (off < 0 || off > span) return -100;
   const e = (off >>> 2) + ((vlo >>> 12) & 511) * 2;
   const lo = words[e]!;
   const hi = words[e + 1]!;
-  const bad = ((p.quickBadRwx >>> (lo & 7)) & 1) | ((p.badLeafType >>> ((lo >>> 3) & 7)) & 1) | (hi & p.reservedHi) | (lo & p.leafLo1);
+  const bad = ((p.quickBadRwx >>> (lo & 7)) & 1) | ((p.badLeafType >>> ((lo >>> 3) & 7)) & 1) | (hi & p.quickResHi) | (lo & p.quickLeafLo1);
   if (bad !== 0 || (andLo & lo & (1 << ((p.quickNeed >>> ((access & 7) * 4)) & 15))) === 0) return -100;
-  return (hi & p.addrHi) * TWO32 + (((lo & 0xfffff000) | (vlo & 0xfff)) >>> 0);
+  return (hi & p.quickAddrHi) * TWO32 + (((lo & 0xfffff000) | (vlo & 0xfff)) >>> 0);
 }
 
 /**
