@@ -80,7 +80,12 @@ class ProbeDevice implements VirtioDevice {
   throwOnReset: unknown;
   drainLimit = 1024;
   lastDrainMore = false;
+  throwOnReadConfig: unknown;
   readConfig(offset: number, data: Buffer): void {
+    if (this.throwOnReadConfig !== undefined) {
+      data.fill(0xaa);
+      throw this.throwOnReadConfig;
+    }
     data.fill(0);
     if (offset >= 0 && offset < this.config.length) this.config.copy(data, 0, offset, Math.min(this.config.length, offset + data.length));
   }
@@ -576,6 +581,17 @@ describe("containment of device faults", () => {
     drv.start(0n, [8]);
     expect(drv.status).toBe(ACK | DRV | FOK | DOK);
     expect(dev.ctx!.current).toBe(true);
+  });
+
+  it("a config read the device fails reads as zeros and is reported, without DEVICE_NEEDS_RESET", () => {
+    const { drv, dev, errors } = rig();
+    drv.start(0n, [8]);
+    dev.throwOnReadConfig = new RangeError("config window bug");
+    expect([...drv.readConfig(0, 4)]).toEqual([0, 0, 0, 0]);
+    expect(codes(errors)).toEqual(["VIRTIO_DEVICE_INTERNAL"]);
+    expect(drv.status & NR).toBe(0);
+    dev.throwOnReadConfig = undefined;
+    expect([...drv.readConfig(0, 4)]).toEqual([1, 2, 3, 4]);
   });
 
   it("device reset throwing is contained: the transport still resets", () => {
