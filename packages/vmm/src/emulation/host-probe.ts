@@ -44,7 +44,8 @@ export function probeHostEmulation(): HostEmulationFacts {
 /**
  * Kernel command line additions a stock Linux needs on a host whose KVM emulates CPL0 code, with
  * the reason for each (README "Instruction emulation"). Each one removes a stream of emulation
- * exits or an instruction family the VMM's emulator covers only in part.
+ * exits, an instruction family the VMM's emulator covers only in part, or kernel work that costs
+ * ~1-3 us per instruction here (every CPL0 instruction goes through KVM's emulator).
  */
 export const LINUX_ON_EMULATING_HOST: ReadonlyArray<{ readonly arg: string; readonly why: string }> = [
   // Without XSAVE the kernel uses FXSAVE/FXRSTOR (in KVM's emulator) and sees no AVX/AVX-512, so
@@ -52,13 +53,37 @@ export const LINUX_ON_EMULATING_HOST: ReadonlyArray<{ readonly arg: string; read
   { arg: "noxsave", why: "no XSAVE/AVX/AVX-512 paths (EVEX is not emulated)" },
   // 137 SSSE3 (BLAKE2s vector code), 141 CX16 (SLUB's lock cmpxchg16b, ~250 exits/s), 151 POPCNT
   // (hweight), 308 SMAP (CLAC/STAC on every kernel entry, ~190 exits/s; 6.x has no `nosmap` any more).
-  { arg: "clearcpuid=137,141,151,308", why: "SSSE3, CMPXCHG16B, POPCNT and SMAP off: generic code instead of an exit per use" },
+  // 297 ERMS and 580 FSRM: with them memset/memcpy/clear_page/memmove are `rep stosb`/`rep movsb`,
+  // and KVM's emulator pays each byte as one iteration (~ one instruction): clearing a 4 KiB page
+  // took 9.2-11.5 ms with `rep stosb` and 1.0-1.6 ms with the `rep stosq` the kernel uses without
+  // ERMS (test guest at CPL0 on this host, load average 17).
+  {
+    arg: "clearcpuid=137,141,151,297,308,580",
+    why: "SSSE3, CMPXCHG16B, POPCNT and SMAP off: generic code instead of an exit per use; ERMS and FSRM off: string copies and clears move 8 bytes per emulated iteration instead of 1",
+  },
   // Return thunks, RSB filling and IBRS add instructions to every kernel function and entry, each
   // paid at the speed of emulated CPL0 code; this VM is a guest of this host alone.
   { arg: "mitigations=off", why: "no speculation mitigations (return thunks and RSB filling double the emulated kernel's work)" },
   // The crypto self-tests take ~10 minutes at the speed of emulated CPL0 code.
   { arg: "cryptomgr.notests=1", why: "crypto self-tests skipped" },
+  // Since 5.19 a subsys initcall queues a scan of every ftrace record (37697 in Debian 6.1), one
+  // kallsyms lookup each, to disable the records of overridden weak functions; a late initcall
+  // waits for it. It was the longest phase of the boot here (~470 s of 1200 on a loaded host,
+  // soft-lockup reports included). Without it such records stay listed; ftrace still checks the
+  // bytes at a call site before it patches one, so tracing them fails with a warning instead.
+  { arg: "initcall_blacklist=ftrace_check_for_weak_functions", why: "no boot-time kallsyms scan of every ftrace record (weak-function check)" },
+  // Debian turns on zeroing of every page and slab allocation (CONFIG_INIT_ON_ALLOC_DEFAULT_ON):
+  // each page zeroed is ~500 emulated iterations even with `rep stosq`. Allocations that need
+  // zeroes (__GFP_ZERO, kzalloc) still get them; this is the hardening default of upstream Linux.
+  { arg: "init_on_alloc=0", why: "no zeroing of every allocation (Debian's hardening default)" },
+  // A kernel that runs at emulated speed triggers the soft-lockup detector in long loops (each
+  // report is ~30 lines of registers and stack through the emulated UART); there is nothing to
+  // detect that the VMM's own watchdog does not.
+  { arg: "nowatchdog", why: "no soft/hard-lockup detector (long emulated loops trip it and its reports cost more emulated work)" },
 ];
+
+/** Arguments the kernel reads as one comma-separated list: the user's entries and ours go into it together. */
+const LIST_ARGS = new Set(["clearcpuid", "initcall_blacklist"]);
 
 /** True for a Linux image: a bzImage (HdrS at 0x202) or an ELF holding the kernel's banner. */
 export function isLinuxImage(image: Uint8Array): boolean {
@@ -80,20 +105,21 @@ export function linuxEmulationCmdline(image: Uint8Array, cmdline: string): { cmd
   for (const a of LINUX_ON_EMULATING_HOST) {
     const name = a.arg.split("=")[0]!;
     if (!given.has(name)) added.push(a);
-    else if (name === "clearcpuid") {
-      // The kernel reads one clearcpuid list: the user's numbers and ours go into it together.
-      const k = words.findIndex((w) => w.startsWith("clearcpuid="));
-      const theirs = words[k]!.slice("clearcpuid=".length).split(",").filter((x) => x.length > 0);
-      const ours = a.arg.slice("clearcpuid=".length).split(",").filter((x) => !theirs.includes(x));
+    else if (LIST_ARGS.has(name)) {
+      // The kernel reads one list: the user's entries and ours go into it together.
+      const k = words.findIndex((w) => w.startsWith(`${name}=`));
+      if (k < 0) continue;
+      const theirs = words[k]!.slice(name.length + 1).split(",").filter((x) => x.length > 0);
+      const ours = a.arg.slice(name.length + 1).split(",").filter((x) => !theirs.includes(x));
       if (ours.length > 0) {
-        words[k] = `clearcpuid=${[...theirs, ...ours].join(",")}`;
-        added.push({ arg: `clearcpuid+=${ours.join(",")}`, why: a.why });
+        words[k] = `${name}=${[...theirs, ...ours].join(",")}`;
+        added.push({ arg: `${name}+=${ours.join(",")}`, why: a.why });
       }
     }
   }
   if (added.length === 0) return undefined;
   const base = words.join(" ");
-  const args = added.filter((a) => !a.arg.startsWith("clearcpuid+=")).map((a) => a.arg).join(" ");
+  const args = added.filter((a) => !a.arg.split("=")[0]!.endsWith("+")).map((a) => a.arg).join(" ");
   const shown = added.map((a) => a.arg).join(" ");
   return {
     cmdline: `${base} ${args}`.trim(),
