@@ -608,6 +608,8 @@ export class MmioTransport {
     if (this.running()) {
       this.ctx = this.makeContext();
       this.device.activate(this.ctx);
+      // A doorbell rung while the saved VM was paused was held, not saved: look at every queue once.
+      for (const q of this.queues) if (q.active && this.running()) this.notify(q.index);
     }
   }
 }

@@ -18,6 +18,7 @@ import {
   VirtioConsole,
   VirtioNet,
   VirtioNetHdrV1Layout,
+  VirtioRng,
 } from "@tsvmm/virtio";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { harness, until } from "./helpers/harness.js";
@@ -297,5 +298,26 @@ describe("virtio-blk read merging", () => {
     expect(backend.readvs).toEqual([2]);
     expect(blk.stats.dropped).toBe(2);
     expect(q.takeUsed()).toEqual([]);
+  });
+});
+
+describe("a doorbell held by pause() is not lost by a snapshot", () => {
+  it("rung while paused, saved, restored into a new transport: the restored device serves the buffer", async () => {
+    const h = harness(new VirtioRng());
+    const [q] = h.drv.start(0n, [8]);
+    await h.t.pause();
+    const buf = h.heap.alloc(32);
+    h.mem.fill(buf, 32, 0);
+    q!.add([{ addr: buf, len: 32, writable: true }]);
+    h.drv.kick(0);
+    expect(q!.takeUsed()).toEqual([]);
+    const saved = h.t.saveState();
+    // The restored VM: same guest memory, a fresh transport and device.
+    const h2 = harness(new VirtioRng(), { mem: h.mem });
+    h2.t.restoreState(saved);
+    const used = q!.takeUsed();
+    expect(used.map((u) => u.len)).toEqual([32]);
+    expect(h.mem.read(buf, 32).equals(Buffer.alloc(32))).toBe(false);
+    expect(h2.errors).toEqual([]);
   });
 });
