@@ -56,7 +56,9 @@ export const LINUX_ON_EMULATING_HOST: ReadonlyArray<{ readonly arg: string; read
   // 297 ERMS and 580 FSRM: with them memset/memcpy/clear_page/memmove are `rep stosb`/`rep movsb`,
   // and KVM's emulator pays each byte as one iteration (~ one instruction): clearing a 4 KiB page
   // took 9.2-11.5 ms with `rep stosb` and 1.0-1.6 ms with the `rep stosq` the kernel uses without
-  // ERMS (test guest at CPL0 on this host, load average 17).
+  // ERMS (test guest at CPL0 on this host, load average 17). FSRM must go with ERMS: 6.1's memmove
+  // drops its short-length check when FSRM is set and mis-copies anything under 32 bytes without
+  // ERMS (a boot with only ERMS cleared hung in LSM init here; a known kernel bug of FSRM without ERMS).
   {
     arg: "clearcpuid=137,141,151,297,308,580",
     why: "SSSE3, CMPXCHG16B, POPCNT and SMAP off: generic code instead of an exit per use; ERMS and FSRM off: string copies and clears move 8 bytes per emulated iteration instead of 1",
