@@ -415,9 +415,13 @@ class Runner : public Napi::ObjectWrap<Runner> {
     callback_ = Napi::Persistent(info[1].As<Napi::Function>());
     dispatcher_ = Dispatcher::For(info.Env());
     dispatcher_->Register(this);
+    // Not waited for: a thread start takes milliseconds on a loaded host, and nothing here needs
+    // the thread running yet (run() leaves it a go-ahead; a kick before it runs is a pending
+    // signal plus immediate_exit). Its id is known as soon as it exists.
+    std::lock_guard<std::mutex> lock(mu_);
     thread_ = std::thread([this] { Loop(); });
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [this] { return started_; });
+    tid_ = thread_.native_handle();
+    started_ = true;
   }
 
   ~Runner() override { Stop(); }
@@ -473,12 +477,6 @@ class Runner : public Napi::ObjectWrap<Runner> {
   void Loop() {
     // Named so a person (top -H) or a test (/proc/self/task/*/comm) can tell vCPU threads apart.
     pthread_setname_np(pthread_self(), "tsvmm-vcpu");
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      tid_ = pthread_self();
-      started_ = true;
-    }
-    cv_.notify_all();
     for (;;) {
       // The go-ahead usually follows within microseconds of the exit being posted: poll briefly
       // before sleeping.

@@ -168,6 +168,27 @@ function copyMemory(vmm: Vmm, check: SnapshotCheck, options: RestoreOptions, fd:
   }
 }
 
+/**
+ * Start each vCPU's runner thread now with a KVM_RUN that returns at once (immediate_exit: KVM
+ * enters no guest and changes no state), so the thread is up by the time run() wants it instead of
+ * being created then (a thread start is milliseconds on a loaded host). run() waits for it (the
+ * VM's `ready` list); a failure here only means the thread is made later.
+ */
+function startRunners(vmm: Vmm): Promise<void> {
+  const { parts } = vmm.snapshotAccess();
+  const up = Promise.all(
+    parts.vcpus.map((v) => {
+      v.kick();
+      return v.runAsync().then(
+        () => {},
+        () => {},
+      );
+    }),
+  ).then(() => {});
+  (parts.ready as Promise<void>[]).push(up);
+  return up;
+}
+
 /** Put the saved VM, vCPU and device state into a VM built by buildLike (never run). */
 function applyState(vmm: Vmm, check: SnapshotCheck): void {
   const { state } = check;
@@ -202,6 +223,8 @@ export function restoreChecked(check: SnapshotCheck, options: RestoreOptions = {
   let vmm: Vmm | undefined;
   try {
     vmm = buildLike(check, options, mode, fd);
+    // The threads start while the state is put back.
+    void startRunners(vmm);
     copyMemory(vmm, check, options, fd, mode === "map");
     applyState(vmm, check);
     return vmm;
@@ -256,9 +279,14 @@ export function prepareChecked(check: SnapshotCheck, options: RestoreOptions = {
   };
 }
 
-/** Check a snapshot directory and build a VM for it now; `finish()` applies the state when it is wanted. */
+/**
+ * Check a snapshot directory and build a VM for it now, its vCPU threads started; `finish()`
+ * applies the state when it is wanted.
+ */
 export async function prepareRestore(dir: string, options: RestoreOptions = {}): Promise<PreparedRestore> {
-  return prepareChecked(checkSnapshot(dir, { verifyMemory: options.verifyMemory, force: options.force }), options);
+  const prepared = prepareChecked(checkSnapshot(dir, { verifyMemory: options.verifyMemory, force: options.force }), options);
+  await startRunners(prepared.vmm);
+  return prepared;
 }
 
 /** Check a snapshot directory, then build and return a VM that goes on where the saved one stopped. */
