@@ -295,21 +295,29 @@ export default async function bench() {
     // (no VM), and the VM above. RSS split as /proc/self/status does: anonymous, file-backed, shmem.
     const rssOf = `const st = require("fs").readFileSync("/proc/self/status", "utf8"); const kb = (k) => Number(new RegExp(k + ":\\\\s+(\\\\d+)").exec(st)[1]);`;
     const split = `{ rssKb: kb("VmRSS"), anonKb: kb("RssAnon"), fileKb: kb("RssFile"), shmemKb: kb("RssShmem") }`;
-    const nodeRss = JSON.parse(execFileSync(process.execPath, ["-e", `${rssOf} console.log(JSON.stringify(${split}))`], { encoding: "utf8" }));
-    const loadedRss = JSON.parse(
-      execFileSync(process.execPath, ["--input-type=module", "-e", `await import(${JSON.stringify(vmmDist)}); const require = (await import("node:module")).createRequire(import.meta.url); ${rssOf} console.log(JSON.stringify(${split}))`], { encoding: "utf8" }),
-    );
-    const m = JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", probe], { encoding: "utf8" }));
+    // Each figure is the median of 5 processes (when V8 grows its heap varies from run to run).
+    const sample = (args) => medians(Array.from({ length: 5 }, () => JSON.parse(execFileSync(process.execPath, args, { encoding: "utf8" }))));
+    const nodeRss = sample(["-e", `${rssOf} console.log(JSON.stringify(${split}))`]);
+    // Node's ESM loader alone (a trivial module imported), and @tsvmm/abi alone (the bottom package).
+    const esmRss = sample(["--input-type=module", "-e", `await import("node:path"); const require = (await import("node:module")).createRequire(import.meta.url); ${rssOf} console.log(JSON.stringify(${split}))`]);
+    const abiDist = pathToFileURL(join(root, "packages", "abi", "dist", "index.js")).href;
+    const abiRss = sample(["--input-type=module", "-e", `await import(${JSON.stringify(abiDist)}); const require = (await import("node:module")).createRequire(import.meta.url); ${rssOf} console.log(JSON.stringify(${split}))`]);
+    const loadedRss = sample(["--input-type=module", "-e", `await import(${JSON.stringify(vmmDist)}); const require = (await import("node:module")).createRequire(import.meta.url); ${rssOf} console.log(JSON.stringify(${split}))`]);
+    const m = sample(["--input-type=module", "-e", probe]);
     const mib = (kb) => Number((kb / 1024).toFixed(2));
     rows.push(
       result("vmm-rss-overhead-128m", (m.rssKb - m.guestKb) / 1024, "MiB", 5, {
         baseline: "Firecracker's 5 MiB budget",
+        samples: 5,
         processRssMiB: mib(m.rssKb),
         guestResidentMiB: mib(m.guestKb),
         processSplitMiB: { anon: mib(m.anonKb), file: mib(m.fileKb) },
         nodeAloneRssMiB: mib(nodeRss.rssKb),
         nodeAloneSplitMiB: { anon: mib(nodeRss.anonKb), file: mib(nodeRss.fileKb), shmem: mib(nodeRss.shmemKb) },
+        nodeEsmRssMiB: mib(esmRss.rssKb),
+        abiLoadedRssMiB: mib(abiRss.rssKb),
         tsvmmModulesLoadedRssMiB: mib(loadedRss.rssKb),
+        tsvmmModulesSplitMiB: { anon: mib(loadedRss.anonKb), file: mib(loadedRss.fileKb) },
         modulesBeyondNodeMiB: mib(loadedRss.rssKb - nodeRss.rssKb),
         vmBeyondModulesMiB: mib(m.rssKb - m.guestKb - loadedRss.rssKb),
         overheadBeyondNodeMiB: mib(m.rssKb - m.guestKb - nodeRss.rssKb),
