@@ -45,7 +45,7 @@ const looseCaps: fc.Arbitrary<VmxCaps> = fc
     return { name: p.name, msrs: { ...p.msrs }, cpu } as unknown as VmxCaps;
   });
 
-function memoryEnv(): VmEntryEnv["memory"] {
+function memoryEnv(): GuestMemoryMap {
   const m = GuestMemoryMap.allocate([{ base: 0, size: 0x4000 }]);
   for (let a = 0; a < 0x4000; a += 4) m.writeU32(a, (Math.imul(a, 0x9e3779b1) ^ (a >>> 3)) >>> 0);
   return m;
@@ -118,5 +118,46 @@ describe("optimised checker = BigInt reference", () => {
       }),
       { numRuns: RUNS },
     );
+  });
+
+  it("a run nested in another (env.memory calling the checker) does not disturb either", () => {
+    const inner: { state: Parameters<typeof checkVmEntry>[0]; caps: VmxCaps }[] = [];
+    let depth = 0;
+    let nestedRuns = 0;
+    // Only the three readers the checks use; each first runs the checker on another state.
+    const reentrant = {
+      readU8: (a: bigint) => {
+        nest();
+        return MEMORY.readU8(a);
+      },
+      readU32: (a: bigint) => {
+        nest();
+        return MEMORY.readU32(a);
+      },
+      readU64: (a: bigint) => {
+        nest();
+        return MEMORY.readU64(a);
+      },
+    } as unknown as NonNullable<VmEntryEnv["memory"]>;
+    const nest = (): void => {
+      if (depth > 0 || inner.length === 0) return;
+      depth++;
+      nestedRuns++;
+      const { state, caps } = inner[inner.length - 1]!;
+      expect(checkVmEntry(state, caps, { memory: reentrant })).toEqual(oracle(state, caps, {}));
+      depth--;
+    };
+    fc.assert(
+      fc.property(anyBrokenVmcs(), anyBrokenVmcs(), (outer, other) => {
+        inner.push({ state: other.state, caps: other.caps });
+        // A link pointer inside the memory makes the guest checks read it mid-run.
+        const s = outer.state.clone();
+        if (s.get("VMCS_LINK_POINTER") === 0xffff_ffff_ffff_ffffn) s.set("VMCS_LINK_POINTER", 0x1000n);
+        expect(checkVmEntry(s, outer.caps, { ...outer.env, memory: reentrant })).toEqual(oracle(s, outer.caps, { ...outer.env, memory: MEMORY }));
+        inner.pop();
+      }),
+      { numRuns: Math.max(50, RUNS >> 2) },
+    );
+    expect(nestedRuns).toBeGreaterThan(0);
   });
 });

@@ -33,6 +33,9 @@ export interface VmEntryEnv {
 
 export const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
 
+/** A slot's full value in hex, for messages (the checks themselves read the 32-bit words). */
+export const hexSlot = (ctx: { st: VmcsState }, slot: number): string => hex(ctx.st.getSlot(slot));
+
 /** Slots resolved once at load so a check run does array reads only. */
 const S = (name: string): number => fieldSlot(name);
 export const SLOT = {
@@ -151,7 +154,8 @@ export const HOST_SEL_SLOTS: readonly number[] = HOST_SELECTORS.map((n) => S(`HO
 export interface Seg {
   name: GuestSegmentName;
   sel: number;
-  base: bigint;
+  /** Slot of the base (for messages); the checks use its words. */
+  baseSlot: number;
   baseLo: number;
   baseHi: number;
   limit: number;
@@ -238,26 +242,30 @@ export function pageOk(ctx: Ctx, addr: bigint): boolean {
   return (addr & 0xfffn) === 0n && addr >> BigInt(ctx.maxPhys) === 0n;
 }
 
-export function readSeg(ctx: Ctx, s: SegSlots): Seg {
+export function blankSeg(name: GuestSegmentName): Seg {
+  return { name, sel: 0, baseSlot: 0, baseLo: 0, baseHi: 0, limit: 0, ar: 0, usable: false, type: 0, s: 0, dpl: 0, p: 0, l: 0, db: 0, g: 0 };
+}
+
+/** Read a guest segment register into `into` (a fresh record when absent). */
+export function readSeg(ctx: Ctx, s: SegSlots, into: Seg = blankSeg(s.name)): Seg {
   const w = ctx.w;
   const ar = w[2 * s.ar]!;
-  return {
-    name: s.name,
-    sel: w[2 * s.sel]!,
-    base: ctx.st.getSlot(s.base),
-    baseLo: w[2 * s.base]!,
-    baseHi: w[2 * s.base + 1]!,
-    limit: w[2 * s.limit]!,
-    ar,
-    usable: (ar & 0x10000) === 0,
-    type: ar & 0xf,
-    s: (ar >>> 4) & 1,
-    dpl: (ar >>> 5) & 3,
-    p: (ar >>> 7) & 1,
-    l: (ar >>> 13) & 1,
-    db: (ar >>> 14) & 1,
-    g: (ar >>> 15) & 1,
-  };
+  into.name = s.name;
+  into.sel = w[2 * s.sel]!;
+  into.baseSlot = s.base;
+  into.baseLo = w[2 * s.base]!;
+  into.baseHi = w[2 * s.base + 1]!;
+  into.limit = w[2 * s.limit]!;
+  into.ar = ar;
+  into.usable = (ar & 0x10000) === 0;
+  into.type = ar & 0xf;
+  into.s = (ar >>> 4) & 1;
+  into.dpl = (ar >>> 5) & 3;
+  into.p = (ar >>> 7) & 1;
+  into.l = (ar >>> 13) & 1;
+  into.db = (ar >>> 14) & 1;
+  into.g = (ar >>> 15) & 1;
+  return into;
 }
 
 const MEMTYPE_OK = (1 << 0) | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7);

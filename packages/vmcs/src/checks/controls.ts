@@ -42,7 +42,7 @@ const VMFUNC_EPTP_SWITCHING = Number(VMFUNC.EPTP_SWITCHING);
 const PROC3_HLAT = Number(PROC3.ENABLE_HLAT);
 const PROC3_IPI_VIRT = Number(PROC3.IPI_VIRTUALIZATION);
 
-const EPTP_MEMO = new WeakMap<object, { eptp: bigint; v: EptpViolation[] }>();
+const EPTP_MEMO = new WeakMap<object, { lo: number; hi: number; v: EptpViolation[] }>();
 
 /** SDM §26.2.1: checks on VM-execution, VM-exit and VM-entry control fields. */
 export function checkControls(ctx: Ctx): void {
@@ -119,10 +119,11 @@ export function checkControls(ctx: Ctx): void {
     report(ctx, "CTRL.PROC2.VPID_NONZERO", "VIRTUAL_PROCESSOR_ID=0x0: must not be 0 with enable VPID");
   }
   if (ept) {
-    const eptp = st.getSlot(SLOT.EPTP);
+    const eLo = lo(ctx, SLOT.EPTP);
+    const eHi = hi(ctx, SLOT.EPTP);
     let memo = EPTP_MEMO.get(k);
-    if (memo === undefined || memo.eptp !== eptp) {
-      memo = { eptp, v: checkEptp(eptp, caps) };
+    if (memo === undefined || memo.lo !== eLo || memo.hi !== eHi) {
+      memo = { lo: eLo, hi: eHi, v: checkEptp(st.getSlot(SLOT.EPTP), caps) };
       EPTP_MEMO.set(k, memo);
     }
     for (const v of memo.v) report(ctx, v.id, v.message);

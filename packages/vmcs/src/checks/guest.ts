@@ -1,6 +1,6 @@
 import { ACTIVITY, CR0, CR4, DEBUGCTL, EFER, ENTRY, INTERRUPTIBILITY, INTR_INFO, PIN, PROC2, RFLAGS, RFLAGS_RESERVED } from "../bits/index.js";
 import { basic, misc } from "../caps.js";
-import { type Ctx, canonHi, canonSlot, hex, hi, isCanonical, lo, patValidSlot, readMem, readSeg, report, SEG_SLOTS, type Seg, SLOT } from "./context.js";
+import { blankSeg, type Ctx, canonHi, canonSlot, hex, hexSlot, hi, isCanonical, lo, patValidSlot, readMem, readSeg, report, SEG_SLOTS, type Seg, SLOT } from "./context.js";
 import { anyOf, cr3Ok, crFixedOk, fredState, S_CET_RESERVED, W } from "./host.js";
 import { type Words, words } from "./prepared.js";
 
@@ -32,16 +32,31 @@ const v86BaseOk = (s: Seg): boolean => s.baseHi === 0 && s.baseLo === s.sel * 16
 const badDataType = (s: Seg): boolean => s.usable && ((s.type & 1) === 0 || ((s.type & 8) !== 0 && (s.type & 2) === 0));
 const badDataDpl = (s: Seg): boolean => s.usable && s.type <= 11 && s.dpl < (s.sel & 3);
 
+/**
+ * Segment records reused from run to run: eight fresh objects per run were a good share of the
+ * garbage. A run nested inside another (an env.memory accessor calling checkVmEntry) gets fresh ones.
+ */
+const SEG_POOL: readonly Seg[] = SEG_SLOTS.map((s) => blankSeg(s.name));
+let segPoolBusy = false;
+
 /** SDM §26.3.1: checks on the guest-state area. */
 export function checkGuest(ctx: Ctx): void {
+  if (segPoolBusy) {
+    checkGuestWith(ctx, undefined);
+    return;
+  }
+  segPoolBusy = true;
+  try {
+    checkGuestWith(ctx, SEG_POOL);
+  } finally {
+    segPoolBusy = false;
+  }
+}
+
+function checkGuestWith(ctx: Ctx, pool: readonly Seg[] | undefined): void {
   const { st, caps, k, entry, proc2, pin } = ctx;
   const m = caps.msrs;
   const la = ctx.laWidth;
-  // The bigints are loads, not arithmetic: they only go into messages.
-  const cr0 = st.getSlot(SLOT.G_CR0);
-  const cr3 = st.getSlot(SLOT.G_CR3);
-  const cr4 = st.getSlot(SLOT.G_CR4);
-  const rflags = st.getSlot(SLOT.G_RFLAGS);
   const cr0Lo = lo(ctx, SLOT.G_CR0);
   const cr4Lo = lo(ctx, SLOT.G_CR4);
   const rfLo = lo(ctx, SLOT.G_RFLAGS);
@@ -66,22 +81,22 @@ export function checkGuest(ctx: Ctx): void {
   const f0 = k.cr0Fixed0;
   if (!crFixedOk(ctx, SLOT.G_CR0, ug ? { lo: f0.lo & ~pePg, hi: f0.hi, big: 0n } : f0, k.cr0Fixed1)) {
     const fixed0 = ug ? m.IA32_VMX_CR0_FIXED0 & ~(CR0.PE | CR0.PG) : m.IA32_VMX_CR0_FIXED0;
-    report(ctx, "GUEST.CR0.FIXED", `GUEST_CR0=${hex(cr0)}: must set ${hex(fixed0)} and stay within ${hex(m.IA32_VMX_CR0_FIXED1)}`);
+    report(ctx, "GUEST.CR0.FIXED", `GUEST_CR0=${hexSlot(ctx, SLOT.G_CR0)}: must set ${hex(fixed0)} and stay within ${hex(m.IA32_VMX_CR0_FIXED1)}`);
   }
-  if (pg && !pe) report(ctx, "GUEST.CR0.PG_REQUIRES_PE", `GUEST_CR0=${hex(cr0)}: PG set without PE`);
+  if (pg && !pe) report(ctx, "GUEST.CR0.PG_REQUIRES_PE", `GUEST_CR0=${hexSlot(ctx, SLOT.G_CR0)}: PG set without PE`);
   if (!crFixedOk(ctx, SLOT.G_CR4, k.cr4Fixed0, k.cr4Fixed1)) {
-    report(ctx, "GUEST.CR4.FIXED", `GUEST_CR4=${hex(cr4)}: must set ${hex(m.IA32_VMX_CR4_FIXED0)} and stay within ${hex(m.IA32_VMX_CR4_FIXED1)}`);
+    report(ctx, "GUEST.CR4.FIXED", `GUEST_CR4=${hexSlot(ctx, SLOT.G_CR4)}: must set ${hex(m.IA32_VMX_CR4_FIXED0)} and stay within ${hex(m.IA32_VMX_CR4_FIXED1)}`);
   }
-  if (cr4Lo & W.CR4_CET && !(cr0Lo & W.CR0_WP)) report(ctx, "GUEST.CR4.CET_REQUIRES_WP", `GUEST_CR4=${hex(cr4)}: CR4.CET with GUEST_CR0=${hex(cr0)} lacking WP`);
+  if (cr4Lo & W.CR4_CET && !(cr0Lo & W.CR0_WP)) report(ctx, "GUEST.CR4.CET_REQUIRES_WP", `GUEST_CR4=${hexSlot(ctx, SLOT.G_CR4)}: CR4.CET with GUEST_CR0=${hexSlot(ctx, SLOT.G_CR0)} lacking WP`);
   const debugctlLo = lo(ctx, SLOT.G_DEBUGCTL);
   if (entry & ENTRY.LOAD_DEBUG_CONTROLS && anyOf(ctx, SLOT.G_DEBUGCTL, k.debugctl)) {
     const debugctl = st.getSlot(SLOT.G_DEBUGCTL);
     report(ctx, "GUEST.DEBUGCTL.RESERVED", `GUEST_IA32_DEBUGCTL=${hex(debugctl)}: reserved bits ${hex(debugctl & k.debugctl.big)} set (bit 2 needs bus-lock detection, bit 15 RTM in CPUID)`);
   }
-  if (ia32e && !(pg && cr4Lo & W.CR4_PAE)) report(ctx, "GUEST.IA32E.PG_AND_PAE", `GUEST_CR0=${hex(cr0)}, GUEST_CR4=${hex(cr4)}: IA-32e mode guest needs CR0.PG and CR4.PAE`);
-  if (!ia32e && cr4Lo & W.CR4_PCIDE) report(ctx, "GUEST.NON_IA32E.NO_PCIDE", `GUEST_CR4=${hex(cr4)}: PCIDE set for a guest outside IA-32e mode`);
-  if (!ia32e && fredOn) report(ctx, "GUEST.NON_IA32E.NO_FRED", `GUEST_CR4=${hex(cr4)}: FRED set for a guest outside IA-32e mode`);
-  if (!cr3Ok(ctx, SLOT.G_CR3)) report(ctx, "GUEST.CR3.PHYS_WIDTH", `GUEST_CR3=${hex(cr3)}: bits at or above MAXPHYADDR (${ctx.maxPhys}) set`);
+  if (ia32e && !(pg && cr4Lo & W.CR4_PAE)) report(ctx, "GUEST.IA32E.PG_AND_PAE", `GUEST_CR0=${hexSlot(ctx, SLOT.G_CR0)}, GUEST_CR4=${hexSlot(ctx, SLOT.G_CR4)}: IA-32e mode guest needs CR0.PG and CR4.PAE`);
+  if (!ia32e && cr4Lo & W.CR4_PCIDE) report(ctx, "GUEST.NON_IA32E.NO_PCIDE", `GUEST_CR4=${hexSlot(ctx, SLOT.G_CR4)}: PCIDE set for a guest outside IA-32e mode`);
+  if (!ia32e && fredOn) report(ctx, "GUEST.NON_IA32E.NO_FRED", `GUEST_CR4=${hexSlot(ctx, SLOT.G_CR4)}: FRED set for a guest outside IA-32e mode`);
+  if (!cr3Ok(ctx, SLOT.G_CR3)) report(ctx, "GUEST.CR3.PHYS_WIDTH", `GUEST_CR3=${hexSlot(ctx, SLOT.G_CR3)}: bits at or above MAXPHYADDR (${ctx.maxPhys}) set`);
   if (entry & ENTRY.LOAD_DEBUG_CONTROLS && hi(ctx, SLOT.G_DR7) !== 0) {
     report(ctx, "GUEST.DR7.HIGH_ZERO", `GUEST_DR7=${hex(st.getSlot(SLOT.G_DR7))}: bits 63:32 must be 0`);
   }
@@ -110,14 +125,13 @@ export function checkGuest(ctx: Ctx): void {
   }
   if (entry & ENTRY.LOAD_IA32_EFER) {
     const eLo = lo(ctx, SLOT.G_EFER);
-    const efer = st.getSlot(SLOT.G_EFER);
     if (eLo & ~k.eferDefined.lo || hi(ctx, SLOT.G_EFER) & ~k.eferDefined.hi) {
-      report(ctx, "GUEST.EFER.RESERVED", `GUEST_IA32_EFER=${hex(efer)}: reserved bits ${hex(efer & ~k.eferDefined.big & U64)} set`);
+      report(ctx, "GUEST.EFER.RESERVED", `GUEST_IA32_EFER=${hexSlot(ctx, SLOT.G_EFER)}: reserved bits ${hex(st.getSlot(SLOT.G_EFER) & ~k.eferDefined.big & U64)} set`);
     }
     const lma = (eLo & W.EFER_LMA) !== 0;
     const lme = (eLo & W.EFER_LME) !== 0;
-    if (lma !== ia32e) report(ctx, "GUEST.EFER.LMA_EQ_IA32E", `GUEST_IA32_EFER=${hex(efer)}: LMA must be ${ia32e ? 1 : 0} (IA-32e mode guest)`);
-    if (pg && lme !== lma) report(ctx, "GUEST.EFER.LME_EQ_LMA_IF_PG", `GUEST_IA32_EFER=${hex(efer)}: LME must equal LMA when CR0.PG = 1`);
+    if (lma !== ia32e) report(ctx, "GUEST.EFER.LMA_EQ_IA32E", `GUEST_IA32_EFER=${hexSlot(ctx, SLOT.G_EFER)}: LMA must be ${ia32e ? 1 : 0} (IA-32e mode guest)`);
+    if (pg && lme !== lma) report(ctx, "GUEST.EFER.LME_EQ_LMA_IF_PG", `GUEST_IA32_EFER=${hexSlot(ctx, SLOT.G_EFER)}: LME must equal LMA when CR0.PG = 1`);
   }
   if (entry & ENTRY.LOAD_IA32_BNDCFGS && (lo(ctx, SLOT.G_BNDCFGS) & 0xffc || !canonSlot(ctx, SLOT.G_BNDCFGS, la))) {
     report(ctx, "GUEST.BNDCFGS", `GUEST_BNDCFGS=${hex(st.getSlot(SLOT.G_BNDCFGS))}: bits 11:2 must be 0 and the base canonical`);
@@ -141,14 +155,14 @@ export function checkGuest(ctx: Ctx): void {
   if (ia32e && entry & ENTRY.LOAD_IA32_FRED) fredState(ctx, "GUEST.FRED.STATE", "GUEST", SLOT.G_FRED_CONFIG);
 
   // §26.3.1.2 segment registers
-  const es = readSeg(ctx, SEG_SLOTS[0]!);
-  const cs = readSeg(ctx, SEG_SLOTS[1]!);
-  const ss = readSeg(ctx, SEG_SLOTS[2]!);
-  const ds = readSeg(ctx, SEG_SLOTS[3]!);
-  const fs = readSeg(ctx, SEG_SLOTS[4]!);
-  const gs = readSeg(ctx, SEG_SLOTS[5]!);
-  const ldtr = readSeg(ctx, SEG_SLOTS[6]!);
-  const tr = readSeg(ctx, SEG_SLOTS[7]!);
+  const es = readSeg(ctx, SEG_SLOTS[0]!, pool?.[0]);
+  const cs = readSeg(ctx, SEG_SLOTS[1]!, pool?.[1]);
+  const ss = readSeg(ctx, SEG_SLOTS[2]!, pool?.[2]);
+  const ds = readSeg(ctx, SEG_SLOTS[3]!, pool?.[3]);
+  const fs = readSeg(ctx, SEG_SLOTS[4]!, pool?.[4]);
+  const gs = readSeg(ctx, SEG_SLOTS[5]!, pool?.[5]);
+  const ldtr = readSeg(ctx, SEG_SLOTS[6]!, pool?.[6]);
+  const tr = readSeg(ctx, SEG_SLOTS[7]!, pool?.[7]);
   if (tr.sel & 4) report(ctx, "GUEST.SEG.TR.SEL_TI", `GUEST_TR_SELECTOR=${hex(tr.sel)}: TI must be 0`);
   if (ldtr.usable && ldtr.sel & 4) report(ctx, "GUEST.SEG.LDTR.SEL_TI", `GUEST_LDTR_SELECTOR=${hex(ldtr.sel)}: TI must be 0`);
   if (!v86 && !ug && (ss.sel & 3) !== (cs.sel & 3)) {
@@ -156,18 +170,18 @@ export function checkGuest(ctx: Ctx): void {
   }
   // The lists below are built only when a check fails: the common, valid case allocates nothing.
   if (v86 && !(v86BaseOk(cs) && v86BaseOk(ss) && v86BaseOk(ds) && v86BaseOk(es) && v86BaseOk(fs) && v86BaseOk(gs))) {
-    const b = [cs, ss, ds, es, fs, gs].filter((s) => s.base !== BigInt(s.sel) << 4n);
-    report(ctx, "GUEST.SEG.V86.BASE", `${b.map((s) => `${segName(s, "BASE")}=${hex(s.base)}`).join(", ")}: must equal selector × 16 in virtual-8086 mode`);
+    const b = [cs, ss, ds, es, fs, gs].filter((s) => !v86BaseOk(s));
+    report(ctx, "GUEST.SEG.V86.BASE", `${b.map((s) => `${segName(s, "BASE")}=${hex(st.getSlot(s.baseSlot))}`).join(", ")}: must equal selector × 16 in virtual-8086 mode`);
   }
   if (!canonHi(tr.baseHi, la) || !canonHi(fs.baseHi, la) || !canonHi(gs.baseHi, la)) {
-    const nc = [tr, fs, gs].filter((s) => !isCanonical(s.base, la));
-    report(ctx, "GUEST.SEG.BASE.TR_FS_GS_CANONICAL", `${nc.map((s) => `${segName(s, "BASE")}=${hex(s.base)}`).join(", ")}: not canonical`);
+    const nc = [tr, fs, gs].filter((s) => !canonHi(s.baseHi, la));
+    report(ctx, "GUEST.SEG.BASE.TR_FS_GS_CANONICAL", `${nc.map((s) => `${segName(s, "BASE")}=${hex(st.getSlot(s.baseSlot))}`).join(", ")}: not canonical`);
   }
-  if (ldtr.usable && !canonHi(ldtr.baseHi, la)) report(ctx, "GUEST.SEG.LDTR.BASE_CANONICAL", `GUEST_LDTR_BASE=${hex(ldtr.base)}: not canonical`);
-  if (cs.baseHi !== 0) report(ctx, "GUEST.SEG.CS.BASE_HIGH_ZERO", `GUEST_CS_BASE=${hex(cs.base)}: bits 63:32 must be 0`);
+  if (ldtr.usable && !canonHi(ldtr.baseHi, la)) report(ctx, "GUEST.SEG.LDTR.BASE_CANONICAL", `GUEST_LDTR_BASE=${hex(st.getSlot(ldtr.baseSlot))}: not canonical`);
+  if (cs.baseHi !== 0) report(ctx, "GUEST.SEG.CS.BASE_HIGH_ZERO", `GUEST_CS_BASE=${hex(st.getSlot(cs.baseSlot))}: bits 63:32 must be 0`);
   if ((ss.usable && ss.baseHi !== 0) || (ds.usable && ds.baseHi !== 0) || (es.usable && es.baseHi !== 0)) {
     const hb = [ss, ds, es].filter((s) => s.usable && s.baseHi !== 0);
-    report(ctx, "GUEST.SEG.SS_DS_ES.BASE_HIGH_ZERO", `${hb.map((s) => `${segName(s, "BASE")}=${hex(s.base)}`).join(", ")}: bits 63:32 must be 0`);
+    report(ctx, "GUEST.SEG.SS_DS_ES.BASE_HIGH_ZERO", `${hb.map((s) => `${segName(s, "BASE")}=${hex(st.getSlot(s.baseSlot))}`).join(", ")}: bits 63:32 must be 0`);
   }
   if (v86) {
     if (cs.limit !== 0xffff || ss.limit !== 0xffff || ds.limit !== 0xffff || es.limit !== 0xffff || fs.limit !== 0xffff || gs.limit !== 0xffff) {
@@ -251,7 +265,7 @@ export function checkGuest(ctx: Ctx): void {
   }
   const fred64 = ia32e && fredOn;
   if (fred64 && (!(ss.dpl === 0 || ss.dpl === 3) || (ss.dpl === 3 && rfLo & G.RF_IOPL))) {
-    report(ctx, "GUEST.SEG.FRED.SS_DPL", `GUEST_SS_AR_BYTES=${hex(ss.ar)}, GUEST_RFLAGS=${hex(rflags)}: with CR4.FRED SS.DPL must be 0 or 3 (and IOPL 0 at 3)`);
+    report(ctx, "GUEST.SEG.FRED.SS_DPL", `GUEST_SS_AR_BYTES=${hex(ss.ar)}, GUEST_RFLAGS=${hexSlot(ctx, SLOT.G_RFLAGS)}: with CR4.FRED SS.DPL must be 0 or 3 (and IOPL 0 at 3)`);
   }
   // FRED event delivery has no compatibility-mode ring 0: CPL 0 runs 64-bit code.
   if (fred64 && ss.dpl === 0 && !cs.l) {
@@ -288,11 +302,11 @@ export function checkGuest(ctx: Ctx): void {
   if (!code64 && hi(ctx, SLOT.G_RIP) !== 0) report(ctx, "GUEST.RIP.HIGH_ZERO", `GUEST_RIP=${hex(st.getSlot(SLOT.G_RIP))}: bits 63:32 must be 0 outside 64-bit code`);
   const ripWidth = cr4Lo & W.CR4_LA57 ? 57 : 48;
   if (code64 && !canonSlot(ctx, SLOT.G_RIP, ripWidth)) report(ctx, "GUEST.RIP.CANONICAL", `GUEST_RIP=${hex(st.getSlot(SLOT.G_RIP))}: not canonical (${ripWidth}-bit linear addresses)`);
-  if (rfLo & RFLAGS_RSVD.lo || hi(ctx, SLOT.G_RFLAGS) & RFLAGS_RSVD.hi || !(rfLo & G.RF_FIXED1)) report(ctx, "GUEST.RFLAGS.RESERVED", `GUEST_RFLAGS=${hex(rflags)}: bits 63:22, 15, 5, 3 must be 0 and bit 1 must be 1`);
-  if (v86 && (ia32e || !pe)) report(ctx, "GUEST.RFLAGS.VM", `GUEST_RFLAGS=${hex(rflags)}: VM must be 0 for an IA-32e guest or with CR0.PE = 0`);
+  if (rfLo & RFLAGS_RSVD.lo || hi(ctx, SLOT.G_RFLAGS) & RFLAGS_RSVD.hi || !(rfLo & G.RF_FIXED1)) report(ctx, "GUEST.RFLAGS.RESERVED", `GUEST_RFLAGS=${hexSlot(ctx, SLOT.G_RFLAGS)}: bits 63:22, 15, 5, 3 must be 0 and bit 1 must be 1`);
+  if (v86 && (ia32e || !pe)) report(ctx, "GUEST.RFLAGS.VM", `GUEST_RFLAGS=${hexSlot(ctx, SLOT.G_RFLAGS)}: VM must be 0 for an IA-32e guest or with CR0.PE = 0`);
   const injExt = injecting && injType === 0;
   const rfIf = (rfLo & G.RF_IF) !== 0;
-  if (injExt && !rfIf) report(ctx, "GUEST.RFLAGS.IF_FOR_EXTINT", `GUEST_RFLAGS=${hex(rflags)}: IF must be 1 when injecting an external interrupt`);
+  if (injExt && !rfIf) report(ctx, "GUEST.RFLAGS.IF_FOR_EXTINT", `GUEST_RFLAGS=${hexSlot(ctx, SLOT.G_RFLAGS)}: IF must be 1 when injecting an external interrupt`);
 
   // §26.3.1.5 activity state
   if (activity > 3 || !((k.activityStates >>> activity) & 1)) {
@@ -335,20 +349,19 @@ export function checkGuest(ctx: Ctx): void {
   if (ia32e && fredOn && ss.dpl === 3 && sti) report(ctx, "GUEST.INTR.FRED_NO_STI_AT_CPL3", `GUEST_INTERRUPTIBILITY_INFO=${hex(intr)}: STI blocking at CPL 3 with CR4.FRED`);
 
   // §26.3.1.5 pending debug exceptions
-  const pde = st.getSlot(SLOT.G_PDE);
   const pdeLo = lo(ctx, SLOT.G_PDE);
-  if (anyOf(ctx, SLOT.G_PDE, PDE_RSVD)) report(ctx, "GUEST.PDE.RESERVED", `GUEST_PENDING_DBG_EXCEPTIONS=${hex(pde)}: reserved bits ${hex(pde & PDE_RESERVED)} set`);
+  if (anyOf(ctx, SLOT.G_PDE, PDE_RSVD)) report(ctx, "GUEST.PDE.RESERVED", `GUEST_PENDING_DBG_EXCEPTIONS=${hexSlot(ctx, SLOT.G_PDE)}: reserved bits ${hex(st.getSlot(SLOT.G_PDE) & PDE_RESERVED)} set`);
   if (sti || movss || activity === ACTIVITY.HLT) {
     const tf = (rfLo & G.RF_TF) !== 0;
     const btf = (debugctlLo & G.DEBUGCTL_BTF) !== 0;
     const bs = (pdeLo & (1 << 14)) !== 0;
     if (tf && !btf ? !bs : bs) {
-      report(ctx, "GUEST.PDE.BS_CONSISTENCY", `GUEST_PENDING_DBG_EXCEPTIONS=${hex(pde)}: BS must be ${tf && !btf ? 1 : 0} with RFLAGS.TF=${tf ? 1 : 0}, DEBUGCTL.BTF=${btf ? 1 : 0}`);
+      report(ctx, "GUEST.PDE.BS_CONSISTENCY", `GUEST_PENDING_DBG_EXCEPTIONS=${hexSlot(ctx, SLOT.G_PDE)}: BS must be ${tf && !btf ? 1 : 0} with RFLAGS.TF=${tf ? 1 : 0}, DEBUGCTL.BTF=${btf ? 1 : 0}`);
     }
   }
   if (pdeLo & (1 << 16)) {
     if (pdeLo & 0xf || pdeLo & (1 << 14) || !(pdeLo & (1 << 12)) || !caps.cpu.rtm || movss) {
-      report(ctx, "GUEST.PDE.RTM", `GUEST_PENDING_DBG_EXCEPTIONS=${hex(pde)}: RTM (bit 16) needs bit 12 set, bits 3:0 and 14 clear, RTM support and no MOV-SS blocking`);
+      report(ctx, "GUEST.PDE.RTM", `GUEST_PENDING_DBG_EXCEPTIONS=${hexSlot(ctx, SLOT.G_PDE)}: RTM (bit 16) needs bit 12 set, bits 3:0 and 14 clear, RTM support and no MOV-SS blocking`);
     }
   }
 
@@ -385,6 +398,7 @@ export function checkGuest(ctx: Ctx): void {
       }
       if (bad.length) report(ctx, "GUEST.PDPTE.EPT_FIELDS", `${bad.join(", ")}: reserved bits 2:1, 8:5 or ≥ MAXPHYADDR set`);
     } else {
+      const cr3 = st.getSlot(SLOT.G_CR3);
       const base = cr3 & 0xffff_ffe0n;
       const bad: string[] = [];
       for (let i = 0; i < 4; i++) {
