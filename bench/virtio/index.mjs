@@ -10,7 +10,8 @@
 //  - virtio-blk-seq: 64 KiB sequential reads the same way; MB/s; ratio = tsvmm MB/s ÷ raw MB/s (goal >= 0.8).
 //  - virtio-vsock-stream: host Unix socket -> guest rx queue MB/s, beside a plain Unix-socket copy.
 // Rounds are interleaved and the median round (by ratio) is reported: the machine may be shared.
-// TSVMM_BENCH_VIRTIO_DIRECT=1 runs blk with VirtioBlkOptions.directReads (no bounce copy);
+// TSVMM_BENCH_VIRTIO_DIRECT=1 runs blk with VirtioBlkOptions.directReads (no bounce copy),
+// TSVMM_BENCH_VIRTIO_MERGE=BYTES with VirtioBlkOptions.maxMergeBytes;
 // TSVMM_BENCH_VIRTIO_ONLY=blk-4k|blk-seq|vsock runs one figure.
 import { randomBytes } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, read, readSync, rmSync, writeFileSync } from "node:fs";
@@ -51,7 +52,7 @@ function blkRig(path, depth) {
   const mem = GuestMemoryMap.allocate([{ base: 0x100000, size: ram, name: "ram" }]);
   const heap = new GuestHeap(0x100000, ram);
   const rig = { irqs: 0, onIrq: () => {} };
-  const blk = new VirtioBlk({ backend: RawFileBackend.open(path, { readOnly: true }), queueSize: 256, directReads: process.env.TSVMM_BENCH_VIRTIO_DIRECT === "1" });
+  const blk = new VirtioBlk({ backend: RawFileBackend.open(path, { readOnly: true }), queueSize: 256, directReads: process.env.TSVMM_BENCH_VIRTIO_DIRECT === "1", ...(process.env.TSVMM_BENCH_VIRTIO_MERGE ? { maxMergeBytes: Number(process.env.TSVMM_BENCH_VIRTIO_MERGE) } : {}) });
   const t = new MmioTransport(blk, {
     mem,
     interrupt: {

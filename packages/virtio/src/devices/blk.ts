@@ -211,6 +211,11 @@ export interface VirtioBlkOptions {
    * the late read's data (never its status or used entry) in a buffer it has reused.
    */
   directReads?: boolean;
+  /**
+   * Largest run of adjacent reads merged into one backend call (default 1 MiB): larger runs
+   * are split so a long sequential stream still spreads over several thread-pool workers.
+   */
+  maxMergeBytes?: number;
 }
 
 export interface VirtioBlkState {
@@ -223,6 +228,7 @@ export interface VirtioBlkState {
 const MAX_IO_BYTES = 32 << 20;
 /** Largest discard / write-zeroes range accepted, in sectors (advertised in config space). */
 const MAX_RANGE_SECTORS = 0x40_0000; // 2 GiB
+const DEFAULT_MERGE_BYTES = 1 << 20;
 /** Most requests merged into one backend read (IOV_MAX is 1024). */
 const MAX_MERGE = 256;
 
@@ -253,6 +259,7 @@ export class VirtioBlk implements VirtioDevice {
   private readonly reads: BlkRequest[] = [];
   private signalCtx: DeviceContext | undefined;
   private readonly directReads: boolean;
+  private readonly maxMergeBytes: number;
   private idleWaiters: (() => void)[] = [];
   /** Requests completed with each status, for observability. */
   readonly stats = { ok: 0, ioerr: 0, unsupp: 0, dropped: 0 };
@@ -260,6 +267,7 @@ export class VirtioBlk implements VirtioDevice {
   constructor(opts: VirtioBlkOptions) {
     this.backend = opts.backend;
     this.directReads = opts.directReads ?? false;
+    this.maxMergeBytes = Math.min(opts.maxMergeBytes ?? DEFAULT_MERGE_BYTES, MAX_IO_BYTES);
     const qs = opts.queueSize ?? 256;
     this.queueMaxSizes = [qs];
     this.capacity = Math.floor(opts.backend.size / SECTOR_SIZE);
@@ -420,7 +428,7 @@ export class VirtioBlk implements VirtioDevice {
       const first = run[0]!;
       const last = run[n - 1]!;
       const end = last.position + last.into.length;
-      const fits = this.backend.readv !== undefined && p.into.length > 0 && n < MAX_MERGE && end + p.into.length - first.position <= MAX_IO_BYTES;
+      const fits = this.backend.readv !== undefined && p.into.length > 0 && n < MAX_MERGE && end + p.into.length - first.position <= this.maxMergeBytes;
       if (p.position === end && fits) {
         run.push(p);
         return;
