@@ -1,6 +1,6 @@
 // `npm run bench`: runs every bench/<topic>/index.mjs (or those named on the command line),
 // prints each figure with its ratio to the C baseline, and writes bench/results.json.
-import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { benchRoot } from "./lib.mjs";

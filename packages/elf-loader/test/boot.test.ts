@@ -1,20 +1,20 @@
 import { GuestMemoryMap } from "@tsvmm/abi";
 import {
   BootError,
-  bootLinux as bootLinuxWith, type LinuxBootOptions,
+  bootLinux as bootLinuxWith, 
   bootMultiboot,
   bootPvh,
-  HVM_START_MAGIC,
+  HVM_START_MAGIC,type LinuxBootOptions,
   MULTIBOOT_BOOTLOADER_MAGIC,
   type PageTableBuilder,
   parseBzImage,
 } from "@tsvmm/elf-loader";
+import { identityPageTables } from "@tsvmm/ept";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { buildBzImage } from "./helpers/bzimage-builder.js";
 import { buildElf, note } from "./helpers/elf-builder.js";
 import { RecordingMemory } from "./helpers/recording-memory.js";
-import { identityPageTables } from "@tsvmm/ept";
 
 // The project's one identity-map builder (ept) is what bootLinux is given everywhere.
 const bootLinux = (m: Parameters<typeof bootLinuxWith>[0], i: Parameters<typeof bootLinuxWith>[1], o: Partial<LinuxBootOptions> = {}) =>

@@ -3,10 +3,10 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { GuestMemoryMap } from "@tsvmm/abi";
-import { bootLinux as bootLinuxWith, type LinuxBootOptions, bootPvh, findPvhEntry, PT_LOAD, parseBzImage, parseElf } from "@tsvmm/elf-loader";
+import { bootLinux as bootLinuxWith, bootPvh, findPvhEntry, type LinuxBootOptions, PT_LOAD, parseBzImage, parseElf } from "@tsvmm/elf-loader";
+import { identityPageTables } from "@tsvmm/ept";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readelf } from "./helpers/seeds.js";
-import { identityPageTables } from "@tsvmm/ept";
 
 // The project's one identity-map builder (ept) is what bootLinux is given everywhere.
 const bootLinux = (m: Parameters<typeof bootLinuxWith>[0], i: Parameters<typeof bootLinuxWith>[1], o: Partial<LinuxBootOptions> = {}) =>

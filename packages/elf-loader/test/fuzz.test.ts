@@ -4,25 +4,25 @@
 import { GuestMemoryMap } from "@tsvmm/abi";
 import {
   BootError,
-  bootLinux as bootLinuxWith, type LinuxBootOptions,
+  bootLinux as bootLinuxWith, 
   bootMultiboot,
   bootPvh,
   EI_CLASS,
   ELFCLASS64,
   Elf32EhdrLayout,
   Elf64EhdrLayout,
-  ElfError,
+  ElfError,type LinuxBootOptions,
   LoadError,
   loadElf,
   RelocationError,
 } from "@tsvmm/elf-loader";
+import { identityPageTables } from "@tsvmm/ept";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildBzImage } from "./helpers/bzimage-builder.js";
 import { buildElf, note } from "./helpers/elf-builder.js";
 import { RecordingMemory } from "./helpers/recording-memory.js";
 import { elf32Exec, elf32Pie, elf64Exec, elf64Pie } from "./helpers/seeds.js";
-import { identityPageTables } from "@tsvmm/ept";
 
 // The project's one identity-map builder (ept) is what bootLinux is given everywhere.
 const bootLinux = (m: Parameters<typeof bootLinuxWith>[0], i: Parameters<typeof bootLinuxWith>[1], o: Partial<LinuxBootOptions> = {}) =>

@@ -3,11 +3,11 @@ export { type DirtyPage, DirtyRing } from "./dirty-ring.js";
 export { ERRNO } from "./errno.js";
 export { errnoName, KvmError, type KvmErrorCode } from "./errors.js";
 export { EventFd } from "./eventfd.js";
-export { FdWatch } from "./fd-watch.js";
 export {
   DebugExit, ExceptionExit, ExitDecoder, FailEntryExit, HypercallExit, InternalErrorExit, IoapicEoiExit, IoExit, MmioExit, MsrExit, SimpleExit,
   SystemEventExit, UnknownExit, type VcpuExit, type VcpuExitKind,
 } from "./exits.js";
+export { FdWatch } from "./fd-watch.js";
 export { GuestRam } from "./guest-ram.js";
 export {
   decodeIoapicRedirection, encodeIoapicRedirection, type GsiRoute, type IoapicRedirection, ioapicRedirectionToMsi,

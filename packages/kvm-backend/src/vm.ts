@@ -5,8 +5,8 @@ import {
   KvmClearDirtyLogLayout, type KvmClockData, KvmClockDataLayout, KvmDirtyLogLayout, KvmEnableCapLayout, type KvmIoapicState,
   KvmIoapicStateLayout, KvmIoeventfdLayout, type KvmIrqchip, KvmIrqchipLayout, KvmIrqfdLayout, KvmIrqLevelLayout,
   KvmIrqRoutingEntryLayout, KvmIrqRoutingIrqchipLayout, KvmIrqRoutingLayout, KvmIrqRoutingMsiLayout, KvmMsiLayout,
-  type KvmMsrFilter, KvmMsrFilterLayout, validateKvmMsrFilter, type KvmPicState, KvmPicStateLayout, KvmPitConfigLayout, type KvmPitState2,
-  KvmPitState2Layout, KvmUserspaceMemoryRegionLayout, type StructLayout,
+  type KvmMsrFilter, KvmMsrFilterLayout, type KvmPicState, KvmPicStateLayout, KvmPitConfigLayout, type KvmPitState2,
+  KvmPitState2Layout, KvmUserspaceMemoryRegionLayout, type StructLayout,validateKvmMsrFilter, 
 } from "@tsvmm/abi";
 import type { DirtyPage } from "./dirty-ring.js";
 import { ioctlError, KvmError, syscallError } from "./errors.js";

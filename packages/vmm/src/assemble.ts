@@ -1,21 +1,21 @@
 import type { KvmCpuidEntry2, KvmMsrEntry, KvmMsrFilter, KvmRegs, KvmSregs } from "@tsvmm/abi";
-import type { BootCpuState } from "@tsvmm/elf-loader";
 import { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_MP_STATE, KVM_MSR_EXIT_REASON } from "@tsvmm/abi";
 import { applyTemplate, type CpuidTemplate, fromKvmEntries, kvmCpuidForVcpus, normalize, type Topology } from "@tsvmm/cpuid";
 import {
   type BusObserver, CMOS_PORT, CmosRtc, DEBUG_EXIT_SIZE, DebugExit, type DefaultHandler, type Device, FW_CFG_PORT, FW_CFG_SIZE,
-  FwCfg, HypercallDevice, I8042, type IoInterceptPolicy, MmioBus, PcTestDev, PcTestDevIomem, PioBus, PmDevice, Port92, POST_PORT, PostCodePort, TraceRecorder,
+  FwCfg, HypercallDevice, I8042, type IoInterceptPolicy, MmioBus, PcTestDev, PcTestDevIomem, PioBus, PmDevice, POST_PORT, Port92, PostCodePort, TraceRecorder,
   Uart16550,
 } from "@tsvmm/devices";
+import type { BootCpuState } from "@tsvmm/elf-loader";
 import { type EventFd, type GuestRam, Kvm, type Vcpu, type Vm } from "@tsvmm/kvm-backend";
 import { MsrPolicy, toKvmMsrFilter } from "@tsvmm/msr-io-bitmaps";
+import { attachGdb, type GdbOptions } from "./debug/attach.js";
+import type { EmulationOptions } from "./emulation/index.js";
 import { VmmBuildError, type VmmBuildStep } from "./errors.js";
 import { type BootPlan, bootKernel, type KernelFormat } from "./kernel.js";
 import { type FirmwarePlatformDevice, planFirmware, writeFirmware } from "./platform.js";
 import { attachVirtio, type VirtioDeviceSpec, virtioCmdline, virtioSlot } from "./virtio.js";
 import { type CpuidRecord, type MsrHandler, Vmm } from "./vmm.js";
-import type { EmulationOptions } from "./emulation/index.js";
-import { attachGdb, type GdbOptions } from "./debug/attach.js";
 import type { WatchdogOptions } from "./watchdog.js";
 
 /** Where console bytes came from. */

@@ -1,22 +1,22 @@
 import { existsSync } from "node:fs";
-import type { KvmCpuidEntry2, KvmMsrFilter } from "@tsvmm/abi";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { KvmCpuidEntry2, KvmMsrFilter } from "@tsvmm/abi";
 import { type CpuidTemplate, loadTemplate, parseTemplate } from "@tsvmm/cpuid";
-import type { BootCpuState } from "@tsvmm/elf-loader";
 import type { BusObserver, DefaultHandler, Device, IoInterceptPolicy } from "@tsvmm/devices";
+import type { BootCpuState } from "@tsvmm/elf-loader";
 import type { EventFd, GuestRam } from "@tsvmm/kvm-backend";
 import { assemble, type BootOverride, type ConsoleSink, type ExtraSlot, type PrepareContext, type VmmSpec } from "./assemble.js";
 import { VM_LIMITS, type VmConfig } from "./config.js";
+import { checkGdbAddress, type GdbOptions } from "./debug/attach.js";
+import { type EmulationOptions, linuxEmulationCmdline } from "./emulation/index.js";
 import { VmmError } from "./errors.js";
 import { MAX_IMAGE_INPUT, readInputFile, readJsonFile } from "./files.js";
 import type { KernelFormat } from "./kernel.js";
 import type { FirmwarePlatformDevice } from "./platform.js";
-import type { MsrHandler, Vmm, VmmResult } from "./vmm.js";
 import { VIRTIO_MAX_DEVICES, type VirtioDeviceSpec } from "./virtio.js";
+import type { MsrHandler, Vmm, VmmResult } from "./vmm.js";
 import type { WatchdogOptions } from "./watchdog.js";
-import { type EmulationOptions, linuxEmulationCmdline } from "./emulation/index.js";
-import { checkGdbAddress, type GdbOptions } from "./debug/attach.js";
 
 /** This package's folder (dist/.. or src/..). */
 export function packageRoot(): string {

@@ -5,10 +5,10 @@ import { KVM_CAP, TsvmmError } from "@tsvmm/abi";
 import { Kvm } from "@tsvmm/kvm-backend";
 import { bundledHelloPath, packageRoot, VmmBuilder } from "./builder.js";
 import { loadVmConfig, parseVmConfig, VM_LIMITS, type VmConfig } from "./config.js";
+import { GdbTargetError } from "./debug/errors.js";
 import { VmmError } from "./errors.js";
 import { describeOverrides, measureCpuidOverrides } from "./host.js";
 import { EXIT_STATUS, type Vmm, type VmmResult } from "./vmm.js";
-import { GdbTargetError } from "./debug/errors.js";
 
 
 export interface CliIo {

@@ -1,7 +1,7 @@
 import type { GuestMemory } from "@tsvmm/abi";
 import {
   applyElfLoad, BOOT_GDT_ADDR, BOOT_GDT_SIZE, BOOT_PAGE_TABLES_ADDR, type BootCpuState, BootParamsLayout, bootGdt, bootLinux, bootMultiboot, bootPvh,type ElfFile, 
-  findMultibootHeader, findPvhEntry, loadElf, looksLikeBzImage, longMode64State, type PageTableBuilder, parseBzImage, parseElf, planElfLoad, protectedMode32State, realModeState,
+  findMultibootHeader, findPvhEntry, loadElf, longMode64State, looksLikeBzImage, type PageTableBuilder, parseBzImage, parseElf, planElfLoad, protectedMode32State, realModeState,
 } from "@tsvmm/elf-loader";
 import { buildIdentityMap, identityMapFootprint, identityPageTables } from "@tsvmm/ept";
 import { VmmError } from "./errors.js";

@@ -2,18 +2,18 @@ import { performance } from "node:perf_hooks";
 import { KVM_INTERNAL_ERROR, KVM_MP_STATE, type KvmCpuidEntry2 } from "@tsvmm/abi";
 import type { HypercallDevice, MmioBus, PioBus, TraceRecorder, Uart16550 } from "@tsvmm/devices";
 import { type ExitHandlers, type Kvm, runLoopAsync, type Vcpu, type VcpuExit, type Vm } from "@tsvmm/kvm-backend";
+import { VirtioConsole } from "@tsvmm/virtio";
+import type { VmmSpec } from "./assemble.js";
+import type { VcpuDebugHook } from "./debug/hook.js";
+import { type EmulationOptions, EmulationStats, VcpuEmulation } from "./emulation/index.js";
 import { VmmError } from "./errors.js";
 import type { BootPlan } from "./kernel.js";
-import type { VmmSpec } from "./assemble.js";
 import { PauseGate } from "./pause.js";
 // Snapshots are loaded when used: a plain run does not evaluate them (bench tsvmm-run-hello).
 import type { RestoreOptions } from "./snapshot/restore.js";
 import type { SnapshotInfo, SnapshotOptions } from "./snapshot/save.js";
-import { VirtioConsole } from "@tsvmm/virtio";
 import type { AttachedVirtio } from "./virtio.js";
 import { Watchdog, type WatchdogOptions } from "./watchdog.js";
-import type { VcpuDebugHook } from "./debug/hook.js";
-import { type EmulationOptions, EmulationStats, VcpuEmulation } from "./emulation/index.js";
 
 /** Why a VM stopped, and the process exit status that stands for it. */
 export type StopReason =
