@@ -1,6 +1,5 @@
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { requireKvm } from "@tsvmm/kvm-backend";
 import { VmmBuilder } from "@tsvmm/vmm";
