@@ -103,18 +103,20 @@ export class RawFileBackend implements BlockBackend {
   }
 
   read(position: number, into: Buffer, done: IoDone): void {
-    const step = (got: number): void => {
-      if (got === into.length) {
-        done(null);
-        return;
-      }
-      read(this.fd, into, got, into.length - got, position + got, (err, n) => {
-        if (err) done(err);
-        else if (n === 0) done(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: short read at ${position + got}`));
-        else step(got + n);
-      });
-    };
-    step(0);
+    this.readFrom(position, into, 0, done);
+  }
+
+  /** One pread for the rest of `into` from `got` on; a short read carries on (one closure per call, the usual single call included). */
+  private readFrom(position: number, into: Buffer, got: number, done: IoDone): void {
+    if (got === into.length) {
+      done(null);
+      return;
+    }
+    read(this.fd, into, got, into.length - got, position + got, (err, n) => {
+      if (err) done(err);
+      else if (n === 0) done(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: short read at ${position + got}`));
+      else this.readFrom(position, into, got + n, done);
+    });
   }
 
   readv(position: number, into: readonly Buffer[], done: IoDone): void {
