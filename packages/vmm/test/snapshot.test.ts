@@ -182,31 +182,39 @@ describe.runIf(hasKvm)("snapshot and restore", () => {
     expect(memAfter).toBe(memBefore);
   });
 
-  it("a restore prepared ahead (VM built first, state applied by finish()) goes on like a direct one; finish() works once", async () => {
+  it("a restore prepared ahead (VM built first, state applied by finish()) goes on like a direct one, memory mapped or copied; finish() works once", async () => {
     const { vmm, done, stopAddr } = await counting();
     const dir = fresh();
     await vmm.snapshot(dir, { resume: false });
     vmm.kill("snapshot taken", "stopped");
     await done;
-    const counts: bigint[] = [];
-    const prepared = await prepareRestore(dir, {
-      onValue: (name, value) => {
-        if (name === "count") counts.push(value);
-      },
-      watchdog: { timeoutMs: 30_000 },
-    });
-    // Built, not yet restored: where the guest's code lives (0x100000) its memory is still zero.
-    expect(prepared.vmm.vm.memory.read(0x100000, 4096).every((b) => b === 0)).toBe(true);
-    const clone = prepared.finish();
-    expect(clone).toBe(prepared.vmm);
-    expect(() => prepared.finish()).toThrow(SnapshotError);
-    const run = clone.run();
-    while (counts.length < 3) await new Promise((r) => setTimeout(r, 1));
-    await clone.pause();
-    clone.vm.memory.writeU32(stopAddr, 1);
-    clone.resume();
-    expect(await run).toMatchObject({ reason: "guest-exit", exitCode: 0 });
-    expect(counts).toEqual(counts.map((_, i) => counts[0]! + BigInt(i) * 20000n));
+    const code = readFileSync(join(dir, "memory.bin")).subarray(0x100000, 0x101000);
+    expect(code.some((b) => b !== 0)).toBe(true);
+    for (const memory of ["map", "copy"] as const) {
+      const counts: bigint[] = [];
+      const prepared = await prepareRestore(dir, {
+        memory,
+        onValue: (name, value) => {
+          if (name === "count") counts.push(value);
+        },
+        watchdog: { timeoutMs: 30_000 },
+      });
+      // Built, not yet restored: where the guest's code lives (0x100000) a mapped RAM shows the
+      // file already, a copied one is still zero until finish().
+      const before = prepared.vmm.vm.memory.read(0x100000, 4096);
+      expect(before.equals(memory === "map" ? code : Buffer.alloc(4096))).toBe(true);
+      const clone = prepared.finish();
+      expect(clone).toBe(prepared.vmm);
+      expect(clone.vm.memory.read(0x100000, 4096).equals(code)).toBe(true);
+      expect(() => prepared.finish()).toThrow(SnapshotError);
+      const run = clone.run();
+      while (counts.length < 3) await new Promise((r) => setTimeout(r, 1));
+      await clone.pause();
+      clone.vm.memory.writeU32(stopAddr, 1);
+      clone.resume();
+      expect(await run).toMatchObject({ reason: "guest-exit", exitCode: 0 });
+      expect(counts).toEqual(counts.map((_, i) => counts[0]! + BigInt(i) * 20000n));
+    }
   }, 60_000);
 
   it("every piece of vCPU state set before a save reads back the same after a restore (property, on KVM)", async () => {

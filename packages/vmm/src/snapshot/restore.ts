@@ -239,11 +239,11 @@ export function restoreChecked(check: SnapshotCheck, options: RestoreOptions = {
 
 /**
  * A restore split in two: the VM is built now (the KVM objects, what costs most: the memory slot
- * alone takes ~8 ms on this host whatever its size), and `finish()` later reads the snapshot's
- * written pages into its still-zero memory and applies the saved state, which is all that is left
- * between a request and a running guest. For pools of clones kept ready, or a restore whose
- * snapshot is known before it is wanted. Memory is copied, not mapped (a mapping would have to
- * replace the slot's). The snapshot must not change in between.
+ * alone takes ~8 ms on this host whatever its size), with its RAM already mapped from memory.bin
+ * (`memory: "map"`, the default) or still zero (`"copy"`), and `finish()` later reads in what is
+ * not mapped and applies the saved state, which is all that is left between a request and a
+ * running guest. For pools of clones kept ready, or a restore whose snapshot is known before it
+ * is wanted. The snapshot must not change in between.
  */
 export interface PreparedRestore {
   /** The VM, built and not yet holding the saved state. */
@@ -255,7 +255,15 @@ export interface PreparedRestore {
 }
 
 export function prepareChecked(check: SnapshotCheck, options: RestoreOptions = {}): PreparedRestore {
-  const vmm = buildLike(check, { ...options, memory: "copy" }, "copy", undefined);
+  const mode = options.memory ?? "map";
+  const mapFd = mode === "map" ? openSync(join(check.dir, MEMORY_FILE), "r") : undefined;
+  let vmm: Vmm;
+  try {
+    vmm = buildLike(check, options, mode, mapFd);
+  } finally {
+    // The mapping holds the file.
+    if (mapFd !== undefined) closeSync(mapFd);
+  }
   let finished = false;
   return {
     vmm,
@@ -265,7 +273,7 @@ export function prepareChecked(check: SnapshotCheck, options: RestoreOptions = {
       let fd: number | undefined;
       try {
         fd = openSync(join(check.dir, MEMORY_FILE), "r");
-        copyMemory(vmm, check, options, fd, false);
+        copyMemory(vmm, check, options, fd, mode === "map");
         applyState(vmm, check);
         return vmm;
       } catch (e) {
