@@ -10,7 +10,8 @@ import { describe, expect, it } from "vitest";
 import { anyBrokenVmcs, validVmcs } from "../src/arbitraries/index.js";
 import { checkVmEntry as oracle } from "./oracle/index.js";
 
-const RUNS = Number(process.env.TSVMM_DIFF_RUNS ?? "400");
+// 400 per property in `npm test`; TSVMM_FUZZ_SCALE (as in fuzz.test.ts) or TSVMM_DIFF_RUNS for long runs.
+const RUNS = Number(process.env.TSVMM_DIFF_RUNS ?? 400 * Number(process.env.TSVMM_FUZZ_SCALE ?? "1"));
 const profiles = Object.values(PROFILES);
 const FULL = VMCS_FIELDS.filter((f) => f.access === "full");
 
