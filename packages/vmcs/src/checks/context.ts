@@ -232,16 +232,6 @@ export function pageOkSlot(ctx: Ctx, slot: number): boolean {
   return (ctx.w[2 * slot]! & 0xfff) === 0 && ctx.w[2 * slot + 1]! >>> ctx.k.physShift === 0;
 }
 
-/** Address fits MAXPHYADDR. */
-export function inPhys(ctx: Ctx, addr: bigint): boolean {
-  return addr >> BigInt(ctx.maxPhys) === 0n;
-}
-
-/** 4-KByte aligned and within MAXPHYADDR. */
-export function pageOk(ctx: Ctx, addr: bigint): boolean {
-  return (addr & 0xfffn) === 0n && addr >> BigInt(ctx.maxPhys) === 0n;
-}
-
 export function blankSeg(name: GuestSegmentName): Seg {
   return { name, sel: 0, baseSlot: 0, baseLo: 0, baseHi: 0, limit: 0, ar: 0, usable: false, type: 0, s: 0, dpl: 0, p: 0, l: 0, db: 0, g: 0 };
 }

@@ -1,6 +1,6 @@
 import { CR4, ENTRY, EXIT, INTR_INFO, PIN, PROC, PROC2, PROC3, VMFUNC } from "../bits/index.js";
 import { checkEptp, type EptpViolation } from "../eptp.js";
-import { type Ctx, hex, hi, inPhysHi, lo, pageOk, pageOkSlot, readMem, report, SLOT } from "./context.js";
+import { type Ctx, hex, hi, inPhysHi, lo, pageOkSlot, readMem, report, SLOT } from "./context.js";
 
 function allowed(ctx: Ctx, id: string, name: string, value: number, must1: number, may1: number): void {
   const missing = (must1 & ~value) >>> 0;

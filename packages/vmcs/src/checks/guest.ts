@@ -1,6 +1,5 @@
-import { ACTIVITY, CR0, CR4, DEBUGCTL, EFER, ENTRY, INTERRUPTIBILITY, INTR_INFO, PIN, PROC2, RFLAGS, RFLAGS_RESERVED } from "../bits/index.js";
-import { basic, misc } from "../caps.js";
-import { blankSeg, type Ctx, canonHi, canonSlot, hex, hexSlot, hi, isCanonical, lo, patValidSlot, readMem, readSeg, report, SEG_SLOTS, type Seg, SLOT } from "./context.js";
+import { ACTIVITY, CR0, DEBUGCTL, ENTRY, INTERRUPTIBILITY, INTR_INFO, PIN, PROC2, RFLAGS, RFLAGS_RESERVED } from "../bits/index.js";
+import { blankSeg, type Ctx, canonHi, canonSlot, hex, hexSlot, hi, lo, patValidSlot, readMem, readSeg, report, SEG_SLOTS, type Seg, SLOT } from "./context.js";
 import { anyOf, cr3Ok, crFixedOk, fredState, S_CET_RESERVED, W } from "./host.js";
 import { type Words, words } from "./prepared.js";
 

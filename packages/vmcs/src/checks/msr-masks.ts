@@ -9,7 +9,7 @@ import type { CpuFacts } from "../caps.js";
 
 const U64 = 0xffff_ffff_ffff_ffffn;
 const bit = (n: number): bigint => 1n << BigInt(n);
-const on = (v: number | undefined, n: number): boolean => ((v ?? 0) >>> n) & 1 ? true : false;
+const on = (v: number | undefined, n: number): boolean => (((v ?? 0) >>> n) & 1) === 1;
 
 /** IA32_DEBUGCTL bits (SDM Vol. 3B §17.4.1, Vol. 4 Table 2-2). */
 export const DEBUGCTL_BITS = {
