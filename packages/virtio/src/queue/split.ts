@@ -1,3 +1,4 @@
+import { endianness } from "node:os";
 import type { GuestMemory } from "@tsvmm/abi";
 import { VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY } from "../constants.js";
 import { VirtqueueError } from "../errors.js";
@@ -21,6 +22,15 @@ import {
 import { ChainBuilder, DescriptorChain, sliceGuest } from "./chain.js";
 import { fence, type RingMemory } from "./ring-memory.js";
 
+const LITTLE = endianness() === "LE";
+const ADDR_LO = DESC_ADDR >>> 2;
+const ADDR_HI = ADDR_LO + 1;
+const LEN32 = DESC_LEN >>> 2;
+const FLAGS16 = DESC_FLAGS >>> 1;
+const NEXT16 = DESC_NEXT >>> 1;
+const DESC32 = DESC_SIZE >>> 2;
+const DESC16 = DESC_SIZE >>> 1;
+
 /** Indirect tables larger than this are refused: 64 KiB of descriptors is more than any driver uses. */
 export const MAX_INDIRECT_DESCRIPTORS = 4096;
 
@@ -40,7 +50,14 @@ export class SplitRing {
     private readonly used: RingMemory,
     private readonly eventIdx: boolean,
     private readonly indirect: boolean,
-  ) {}
+  ) {
+    // The ring's own table read through typed views (little-endian host, aligned): no per-field Buffer call.
+    const fast = LITTLE && desc.byteOffset % 4 === 0;
+    this.d32 = fast ? new Uint32Array(desc.buffer, desc.byteOffset, desc.length >>> 2) : undefined;
+    this.d16 = fast ? new Uint16Array(desc.buffer, desc.byteOffset, desc.length >>> 1) : undefined;
+  }
+  private readonly d32: Uint32Array | undefined;
+  private readonly d16: Uint16Array | undefined;
 
   private err(code: ConstructorParameters<typeof VirtqueueError>[0], msg: string): VirtqueueError {
     return new VirtqueueError(code, `queue ${this.index}: ${msg}`, this.index);
@@ -75,11 +92,28 @@ export class SplitRing {
     let count = 0;
     for (;;) {
       if (++count > tableSize) throw this.err("VIRTQ_CHAIN_TOO_LONG", `chain from ${head} has more than ${tableSize} descriptors (a loop?)`);
-      const off = idx * DESC_SIZE;
-      const addr = readAddr(table, off + DESC_ADDR);
-      const len = table.readUInt32LE(off + DESC_LEN);
-      const flags = table.readUInt16LE(off + DESC_FLAGS);
-      const next = table.readUInt16LE(off + DESC_NEXT);
+      let addr: number;
+      let len: number;
+      let flags: number;
+      let next: number;
+      const d32 = this.d32;
+      const d16 = this.d16;
+      if (!inIndirect && d32 !== undefined && d16 !== undefined) {
+        const w = idx * DESC32;
+        const hi = d32[w + ADDR_HI]!;
+        // As readAddr: an address at or above 2^53 is no guest address.
+        addr = hi >= 0x200000 ? -1 : hi * 0x1_0000_0000 + d32[w + ADDR_LO]!;
+        len = d32[w + LEN32]!;
+        const h = idx * DESC16;
+        flags = d16[h + FLAGS16]!;
+        next = d16[h + NEXT16]!;
+      } else {
+        const off = idx * DESC_SIZE;
+        addr = readAddr(table, off + DESC_ADDR);
+        len = table.readUInt32LE(off + DESC_LEN);
+        flags = table.readUInt16LE(off + DESC_FLAGS);
+        next = table.readUInt16LE(off + DESC_NEXT);
+      }
       if (flags & VRING_DESC_F_INDIRECT) {
         // §2.7.5.3: one table per chain, never inside a table, never with NEXT; plain descriptors may precede it.
         if (!this.indirect) throw this.err("VIRTQ_INDIRECT_NOT_NEGOTIATED", "indirect descriptor without VIRTIO_F_INDIRECT_DESC");
