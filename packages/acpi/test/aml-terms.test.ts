@@ -1,5 +1,4 @@
 import {
-  AcpiError,
   amlArg,
   amlConcat,
   amlDevice,
@@ -20,21 +19,12 @@ import {
   resMemory32Fixed,
 } from "@tsvmm/acpi";
 import { describe, expect, it } from "vitest";
+import { code } from "./helpers/errors.js";
 import { acpiexec, compile, complaints } from "./helpers/iasl.js";
 
 // The AML terms the random-tree test in aml.test.ts does not build (Arg/Local, Store, name
 // references, VarPackage, Method defaults) and every variant of the resource descriptors, each
 // compiled from ASL by iasl and compared byte for byte; then the argument checks.
-
-function code(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof AcpiError) return e.code;
-    throw e;
-  }
-  return undefined;
-}
 
 /** Compile `terms` (ASL inside one DefinitionBlock) and return the AML after the 36-byte header. */
 function iaslBody(asl: string): Buffer {

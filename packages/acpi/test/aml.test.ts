@@ -1,5 +1,4 @@
 import {
-  AcpiError,
   AML_MAX_PKG_LENGTH,
   amlBuffer,
   amlDevice,
@@ -19,19 +18,10 @@ import {
 } from "@tsvmm/acpi";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { code } from "./helpers/errors.js";
 import { compile, complaints } from "./helpers/iasl.js";
 
 const RUNS = 500 * Number(process.env.TSVMM_FUZZ_SCALE ?? "1");
-
-function code(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof AcpiError) return e.code;
-    throw e;
-  }
-  return undefined;
-}
 
 describe("PkgLength (ACPI 6.4 section 20.2.4)", () => {
   // Boundaries from the grammar: 1 byte holds 0..63 (6 bits); n>1 bytes hold 4 + 8(n-1) bits.

@@ -1,4 +1,4 @@
-import { GuestMemoryError, GuestMemoryMap } from "@tsvmm/abi";
+import { GuestMemoryMap } from "@tsvmm/abi";
 import {
   AcpiError,
   type AcpiPlatform,
@@ -13,18 +13,9 @@ import {
 } from "@tsvmm/acpi";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { code } from "./helpers/errors.js";
 
 const RUNS = 200 * Number(process.env.TSVMM_FUZZ_SCALE ?? "1");
-
-function code(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof AcpiError || e instanceof GuestMemoryError) return e.code;
-    throw e;
-  }
-  return undefined;
-}
 
 const lowMemory = (): GuestMemoryMap => GuestMemoryMap.allocate([{ base: 0, size: 0x10_0000 }]);
 const twoCpus: AcpiPlatform = { vcpus: [{ apicId: 0 }, { apicId: 1 }], ioapic: { id: 2 } };

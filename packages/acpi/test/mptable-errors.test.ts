@@ -1,19 +1,10 @@
 import { GuestMemoryMap } from "@tsvmm/abi";
-import { AcpiError, buildMpTable, byteSum, findMpFloatingPointer, MP_CONFIG_HEADER, MP_FLOATING_POINTER, MP_PROCESSOR_ENTRY, parseMpTable } from "@tsvmm/acpi";
+import { buildMpTable, byteSum, findMpFloatingPointer, MP_CONFIG_HEADER, MP_FLOATING_POINTER, MP_PROCESSOR_ENTRY, parseMpTable } from "@tsvmm/acpi";
 import { describe, expect, it } from "vitest";
+import { code } from "./helpers/errors.js";
 
 // The MP table reader on tables whose checksums are right but whose content is not (a loader
 // bug, a hostile guest), the scan over holes and decoys, and the builder's vCPU checks.
-
-function code(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof AcpiError) return e.code;
-    throw e;
-  }
-  return undefined;
-}
 
 const FP = 0xf_0000;
 const CFG = FP + MP_FLOATING_POINTER.size;

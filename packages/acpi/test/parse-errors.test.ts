@@ -1,6 +1,5 @@
-import { GuestMemoryError, GuestMemoryMap } from "@tsvmm/abi";
+import { GuestMemoryMap } from "@tsvmm/abi";
 import {
-  AcpiError,
   type AcpiPlatform,
   buildAcpiTables,
   buildRsdp,
@@ -27,20 +26,11 @@ import {
   sealSdt,
 } from "@tsvmm/acpi";
 import { describe, expect, it } from "vitest";
+import { code } from "./helpers/errors.js";
 
 // The reader walks untrusted guest memory: every refusal below is a table an OS could be handed
 // (by a buggy or hostile loader), each reported with its code, and the odd but valid shapes
 // (ACPI 1.0 FADT, no FADT at all) are read rather than refused.
-
-function code(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof AcpiError || e instanceof GuestMemoryError) return e.code;
-    throw e;
-  }
-  return undefined;
-}
 
 const twoCpus: AcpiPlatform = { vcpus: [{ apicId: 0 }, { apicId: 1 }], ioapic: { id: 2 } };
 const BASE = 0xe_0000;

@@ -1,6 +1,5 @@
 import { GuestMemoryMap } from "@tsvmm/abi";
 import {
-  AcpiError,
   type AcpiPlatform,
   buildAcpiTables,
   buildFadt,
@@ -22,21 +21,12 @@ import {
 } from "@tsvmm/acpi";
 import { describe, expect, it } from "vitest";
 import { dslValue, dslValues } from "./helpers/dsl.js";
+import { code } from "./helpers/errors.js";
 import { complaints, disassemble } from "./helpers/iasl.js";
 
 // The platform options tables.test.ts leaves at their defaults (no reset register, no LAPIC NMI,
 // NMI on LINT0, no PC-AT 8259s, every IAPC_BOOT_ARCH bit flipped, a 32-bit PM timer, all nine
 // trigger/polarity pairs of an override), decoded by iasl; then the address and id checks.
-
-function code(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof AcpiError) return e.code;
-    throw e;
-  }
-  return undefined;
-}
 
 const TRIGGERS: OverrideTrigger[] = ["conforming", "edge", "level"];
 const POLARITIES: OverridePolarity[] = ["conforming", "active-high", "active-low"];
