@@ -61,16 +61,19 @@ describe.runIf(requireKvm())("host probe and Linux command line", () => {
       expect(r).toBeUndefined();
       return;
     }
-    const rest = "mitigations=off cryptomgr.notests=1 initcall_blacklist=ftrace_check_for_weak_functions init_on_alloc=0 nowatchdog";
+    const blacklist = "ftrace_check_for_weak_functions,trace_eval_init,tracer_init_tracefs";
+    const rest = `mitigations=off cryptomgr.notests=1 initcall_blacklist=${blacklist} init_on_alloc=0 nowatchdog`;
     expect(r?.cmdline).toBe(`console=ttyS0 clearcpuid=1,137,141,151,297,308,580 noxsave ${rest}`);
     expect(linuxEmulationCmdline(bz, "noxsave")?.cmdline).toBe(`noxsave clearcpuid=137,141,151,297,308,580 ${rest}`);
     expect(r?.note).toMatch(new RegExp(`added to the kernel command line: noxsave clearcpuid\\+=137,141,151,297,308,580 ${rest} \\(`));
     // A list the user gave is extended, not replaced; an argument the user set by name is left alone.
-    const u = linuxEmulationCmdline(bz, "initcall_blacklist=foo_init,ftrace_check_for_weak_functions init_on_alloc=1 clearcpuid=297");
+    const u = linuxEmulationCmdline(bz, "initcall_blacklist=foo_init,trace_eval_init init_on_alloc=1 clearcpuid=297");
     expect(u?.cmdline).toBe(
-      "initcall_blacklist=foo_init,ftrace_check_for_weak_functions init_on_alloc=1 clearcpuid=297,137,141,151,308,580 noxsave mitigations=off cryptomgr.notests=1 nowatchdog",
+      "initcall_blacklist=foo_init,trace_eval_init,ftrace_check_for_weak_functions,tracer_init_tracefs init_on_alloc=1 clearcpuid=297,137,141,151,308,580 noxsave mitigations=off cryptomgr.notests=1 nowatchdog",
     );
-    expect(linuxEmulationCmdline(bz, "initcall_blacklist=foo_init")?.cmdline).toContain("initcall_blacklist=foo_init,ftrace_check_for_weak_functions ");
+    expect(linuxEmulationCmdline(bz, "initcall_blacklist=foo_init")?.cmdline).toContain(`initcall_blacklist=foo_init,${blacklist} `);
+    // Asking for boot-time tracing keeps the tracing core's initcalls.
+    expect(linuxEmulationCmdline(bz, "trace_event=sched:*")?.cmdline).not.toContain("initcall_blacklist");
     expect(linuxEmulationCmdline(new Uint8Array(0x400), "console=ttyS0")).toBeUndefined();
   });
 });

@@ -47,7 +47,12 @@ export function probeHostEmulation(): HostEmulationFacts {
  * exits, an instruction family the VMM's emulator covers only in part, or kernel work that costs
  * ~1-3 us per instruction here (every CPL0 instruction goes through KVM's emulator).
  */
-export const LINUX_ON_EMULATING_HOST: ReadonlyArray<{ readonly arg: string; readonly why: string }> = [
+export const LINUX_ON_EMULATING_HOST: ReadonlyArray<{
+  readonly arg: string;
+  readonly why: string;
+  /** Left out when the user's command line names any of these (they asked for what it turns off). */
+  readonly unless?: readonly string[];
+}> = [
   // Without XSAVE the kernel uses FXSAVE/FXRSTOR (in KVM's emulator) and sees no AVX/AVX-512, so
   // no VEX/EVEX code (BLAKE2s's AVX-512 path) is ever chosen; the CPUID table alone does not hide them here.
   { arg: "noxsave", why: "no XSAVE/AVX/AVX-512 paths (EVEX is not emulated)" },
@@ -68,12 +73,22 @@ export const LINUX_ON_EMULATING_HOST: ReadonlyArray<{ readonly arg: string; read
   { arg: "mitigations=off", why: "no speculation mitigations (return thunks and RSB filling double the emulated kernel's work)" },
   // The crypto self-tests take ~10 minutes at the speed of emulated CPL0 code.
   { arg: "cryptomgr.notests=1", why: "crypto self-tests skipped" },
-  // Since 5.19 a subsys initcall queues a scan of every ftrace record (37697 in Debian 6.1), one
-  // kallsyms lookup each, to disable the records of overridden weak functions; a late initcall
-  // waits for it. It was the longest phase of the boot here (~470 s of 1200 on a loaded host,
-  // soft-lockup reports included). Without it such records stay listed; ftrace still checks the
-  // bytes at a call site before it patches one, so tracing them fails with a warning instead.
-  { arg: "initcall_blacklist=ftrace_check_for_weak_functions", why: "no boot-time kallsyms scan of every ftrace record (weak-function check)" },
+  // Three initcalls of the tracing core that were the two longest phases of the boot here, and a
+  // guest of this VMM reads no trace at boot. (1) ftrace_check_for_weak_functions (since 5.19): a
+  // scan of every ftrace record (37697 in Debian 6.1), one kallsyms lookup each, to disable the
+  // records of overridden weak functions; a late initcall waits for it. ~420-470 s of a >1200 s
+  // boot at load average 12-18; without it such records stay listed, and ftrace compares a call
+  // site's bytes before patching it, so tracing one fails with a warning. (2) trace_eval_init and
+  // (3) tracer_init_tracefs: enum-name rewriting of every event's format and the tracefs files of
+  // every event (~2000), on a workqueue whose mutex init then waits on in init_kprobe_trace: ~500 s
+  // at load 11 (`task swapper/0:1 blocked for more than 368 seconds`), 7 s without them. Without
+  // them /sys/kernel/tracing has none of its files (the tracing core is still built in and set up).
+  // A command line that asks for boot-time tracing keeps all three.
+  {
+    arg: "initcall_blacklist=ftrace_check_for_weak_functions,trace_eval_init,tracer_init_tracefs",
+    why: "no boot-time kallsyms scan of every ftrace record, no enum rewriting and tracefs files for every trace event (the two longest phases of the boot here)",
+    unless: ["ftrace", "ftrace_filter", "ftrace_notrace", "ftrace_graph_filter", "trace_event", "trace_options", "trace_buf_size", "trace_instance", "trace_trigger", "kprobe_event", "tp_printk", "traceoff_on_warning", "ftrace_dump_on_oops", "alloc_snapshot"],
+  },
   // Debian turns on zeroing of every page and slab allocation (CONFIG_INIT_ON_ALLOC_DEFAULT_ON):
   // each page zeroed is ~500 emulated iterations even with `rep stosq`. Allocations that need
   // zeroes (__GFP_ZERO, kzalloc) still get them; this is the hardening default of upstream Linux.
@@ -106,6 +121,7 @@ export function linuxEmulationCmdline(image: Uint8Array, cmdline: string): { cmd
   const added: Array<{ arg: string; why: string }> = [];
   for (const a of LINUX_ON_EMULATING_HOST) {
     const name = a.arg.split("=")[0]!;
+    if (a.unless?.some((u) => given.has(u)) === true) continue;
     if (!given.has(name)) added.push(a);
     else if (LIST_ARGS.has(name)) {
       // The kernel reads one list: the user's entries and ours go into it together.
