@@ -85,7 +85,7 @@ describe.runIf(hasKvm)("snapshot and restore", () => {
     expect(r.reason).toBe("guest-exit");
   });
 
-  it("a two-vCPU guest snapshotted at a random point, killed and restored by `tsvmm restore` in a new process ends exactly as an uninterrupted run", { timeout: 120_000 }, async () => {
+  it("a two-vCPU guest snapshotted at a random point, killed and restored by `tsvmm restore` in a new process ends exactly as an uninterrupted run", { timeout: 240_000 }, async () => {
     expect(existsSync(join(root, "packages", "vmm", "dist", "cli.cjs"))).toBe(true);
     expect(reference.lines.cpu0?.length).toBe(8 * 3 + 1);
     expect(reference.lines.cpu1?.length).toBe(8 + 1);
