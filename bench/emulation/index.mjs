@@ -61,10 +61,10 @@ function fetchKernel() {
   return JSON.parse(out.trim().split("\n").pop());
 }
 
-/** Clock ticks of CPU a thread (or, with `task` undefined, the whole process) used: utime + stime from /proc. */
-function cpuTicks(pid, task = pid) {
+/** Clock ticks of CPU used (utime + stime from /proc): by the process's main (JS) thread, or with `wholeProcess` by all its threads. */
+function cpuTicks(pid, wholeProcess = false) {
   try {
-    const path = task === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${task}/stat`;
+    const path = wholeProcess ? `/proc/${pid}/stat` : `/proc/${pid}/task/${pid}/stat`;
     const f = readFileSync(path, "utf8").split(") ")[1].split(" ");
     return Number(f[11]) + Number(f[12]);
   } catch {
@@ -89,7 +89,7 @@ function bootToMarker(cmd, args, budgetS) {
       if (seconds === undefined && out.includes(MARKER)) {
         seconds = Number(process.hrtime.bigint() - t0) / 1e9;
         ticks = cpuTicks(child.pid);
-        processTicks = cpuTicks(child.pid, undefined);
+        processTicks = cpuTicks(child.pid, true);
         child.kill("SIGKILL");
       }
     });
