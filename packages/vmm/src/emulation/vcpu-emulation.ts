@@ -15,8 +15,8 @@ export interface EmulationOptions {
   /** REP string iterations per emulation exit (default 4096). */
   readonly maxRepIterations?: number;
   /**
-   * Read registers from KVM's copy in kvm_run (KVM_CAP_SYNC_REGS) instead of an ioctl each
-   * (default true where the host offers it; every exit then costs KVM the copy).
+   * Read and write registers through KVM's copy in kvm_run (KVM_CAP_SYNC_REGS) instead of an
+   * ioctl each (default false: see README-emulation "Not done"; every exit then costs KVM the copy).
    */
   readonly syncRegs?: boolean;
 }
