@@ -36,8 +36,8 @@ async function perInstruction() {
   execFileSync("make", ["-s", "-C", join(root, "test-kernels")], { stdio: "inherit" });
   const { VmmBuilder } = await import(join(root, "packages", "vmm", "dist", "index.js"));
   // The first runs warm the JIT (they were 2-20x the others); then the two ways of reading the vCPU's
-  // state alternate, so both see the same load: registers from kvm_run (KVM_CAP_SYNC_REGS, the
-  // default) or KVM_GET_REGS/KVM_GET_SREGS per instruction.
+  // state alternate, so both see the same load: registers through kvm_run (KVM_CAP_SYNC_REGS,
+  // opt-in with .emulate({ syncRegs: true })) or the GET/SET ioctls per instruction (the default).
   await emulateBenchOnce(VmmBuilder, true);
   await emulateBenchOnce(VmmBuilder, false);
   const runs = [];
