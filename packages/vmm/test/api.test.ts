@@ -48,7 +48,7 @@ function started(args: string[], sock: string): Promise<{ child: ChildProcess; e
 }
 
 describe.runIf(hasKvm)("control socket", () => {
-  it("tsvmm run --api-sock serves status, pause, snapshot, resume and stop; tsvmm restore serves it too; the socket file goes away", { retry: 1, timeout: 60_000 }, async () => {
+  it("tsvmm run --api-sock serves status, pause, snapshot, resume and stop; tsvmm restore serves it too; the socket file goes away", { timeout: 60_000 }, async () => {
     const sock = join(work, "vm.sock");
     const { exited } = await started(["run", guest], sock);
     const status = async (path: string) => JSON.parse((await ctl(path, "status")).out) as { ok: boolean; status: { state: string; vcpus: number; memoryBytes: number } };
