@@ -12,7 +12,7 @@ export {
   LINUX_ON_EMULATING_HOST, linuxEmulationCmdline, probeHostEmulation, SyscallFixup, VcpuEmulation,
 } from "./emulation/index.js";
 export { VmmBuildError, type VmmBuildErrorCode, type VmmBuildStep, VmmError, type VmmErrorCode } from "./errors.js";
-export { busyboxInitramfs, type CpioEntry, newcArchive } from "./initramfs.js";
+export { busyboxInitramfs, type CpioEntry, type InitramfsFile, newcArchive } from "./initramfs.js";
 export { type BootOptions, type BootPlan, bootKernel, detectFormat, eptPageTables, type KernelFormat, TSVMM_NOTE, TsvmmBootMode } from "./kernel.js";
 export { PauseGate } from "./pause.js";
 export {
