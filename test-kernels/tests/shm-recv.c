@@ -3,6 +3,9 @@
 #include "tsvmm.h"
 
 #define SHARED ((volatile char *)0x800000)
+/* The receiver says it can take the doorbell here; the sender waits for it (an edge on a pin not
+   yet routed would be lost), so the two VMs may be started in any order. */
+#define READY ((volatile u32 *)0x800800)
 #define VEC 0x35
 static volatile int rung;
 
@@ -16,7 +19,8 @@ int test_main(void) {
     set_irq_handler(VEC, on_doorbell);
     lapic_enable();
     ioapic_route(5, VEC, cpu_apic_id());
-    report_value("shm.ready", 1); /* the test starts the sender when it sees this */
+    *READY = 1;
+    report_value("shm.ready", 1);
     while (!rung) sti_hlt();
     cli();
     char msg[64];

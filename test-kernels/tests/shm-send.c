@@ -4,6 +4,7 @@
 #include "tsvmm.h"
 
 #define SHARED ((volatile char *)0x800000)
+#define READY ((volatile u32 *)0x800800) /* set by the receiver once its doorbell pin is routed */
 #define DOORBELL 0x700
 
 int test_main(void) {
@@ -13,6 +14,7 @@ int test_main(void) {
     int n = 21;
     for (int i = 60; i >= 0; i -= 4) msg[n++] = hex[(nonce >> i) & 0xf];
     msg[n] = 0;
+    while (*READY != 1) __asm__ volatile("pause");
     for (int i = 0; i <= n; i++) SHARED[i] = msg[i];
     printf("sent: %s\n", msg);
     outb(DOORBELL, 1);
