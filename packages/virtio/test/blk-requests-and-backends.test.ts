@@ -1,7 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { mkdirSync, readFileSync, truncateSync, } from "node:fs";
 import type { TsvmmError } from "@tsvmm/abi";
 import {
   type BlockBackend,
@@ -30,20 +28,12 @@ import {
   VirtioBlkDiscardWriteZeroesLayout,
   VirtioBlkOuthdrLayout,
 } from "@tsvmm/virtio";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { harness, until } from "./helpers/harness.js";
+import { imageDir } from "./helpers/images.js";
 
-let dir = "";
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), "tsvmm-blk-cov-"));
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function image(name: string, bytes: Buffer): string {
-  const p = join(dir, name);
-  writeFileSync(p, bytes);
-  return p;
-}
+const scratch = imageDir("tsvmm-blk-cov-");
+const image = scratch.image;
 
 function codeOf(f: () => unknown): string {
   try {
@@ -145,9 +135,9 @@ const FEATS = bit(VIRTIO_RING_F_EVENT_IDX) | bit(VIRTIO_RING_F_INDIRECT_DESC) | 
 
 describe("RawFileBackend", () => {
   it("open refuses a missing path, a directory and a character device with VIRTIO_DEVICE_BACKEND", () => {
-    const d = join(dir, "a-directory");
+    const d = scratch.path("a-directory");
     mkdirSync(d);
-    expect(codeOf(() => RawFileBackend.open(join(dir, "missing.img")))).toBe("VIRTIO_DEVICE_BACKEND");
+    expect(codeOf(() => RawFileBackend.open(scratch.path("missing.img")))).toBe("VIRTIO_DEVICE_BACKEND");
     expect(codeOf(() => RawFileBackend.open(d, { readOnly: true }))).toBe("VIRTIO_DEVICE_BACKEND");
     expect(codeOf(() => RawFileBackend.open("/dev/null"))).toBe("VIRTIO_DEVICE_BACKEND");
   });

@@ -1,7 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync, } from "node:fs";
 import {
   bit,
   type DriverQueue,
@@ -28,20 +26,12 @@ import {
   VirtioBlkDiscardWriteZeroesLayout,
   VirtioBlkOuthdrLayout,
 } from "@tsvmm/virtio";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { harness, until } from "./helpers/harness.js";
+import { imageDir } from "./helpers/images.js";
 
-let dir = "";
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), "tsvmm-blk-"));
-});
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function image(name: string, bytes: Buffer): string {
-  const p = join(dir, name);
-  writeFileSync(p, bytes);
-  return p;
-}
+const scratch = imageDir("tsvmm-blk-");
+const image = scratch.image;
 
 type H = ReturnType<typeof harness<VirtioBlk>>;
 

@@ -1,10 +1,6 @@
 import { GuestMemoryMap } from "@tsvmm/abi";
 import {
   DescriptorChain,
-  DriverPackedQueue,
-  type DriverQueue,
-  DriverSplitQueue,
-  GuestHeap,
   PDESC_ADDR,
   PDESC_FLAGS,
   PDESC_ID,
@@ -22,7 +18,7 @@ import {
 } from "@tsvmm/virtio";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { makeQueuePair, RAM_BASE } from "./helpers/setup.js";
+import { makeQueuePair, queuePairOver, RAM_BASE } from "./helpers/setup.js";
 
 const FORMATS: QueueFeatures[] = [
   { packed: false, eventIdx: false, indirect: true },
@@ -41,19 +37,6 @@ function code(f: () => unknown): string {
   return "no error";
 }
 
-/** Both halves of one queue over a given GuestMemory (the shared helper allocates its own). */
-function pairOver(mem: GuestMemoryMap, base: number, ramSize: number, size: number, features: QueueFeatures): { heap: GuestHeap; drv: DriverQueue; dev: Queue } {
-  const heap = new GuestHeap(base, ramSize);
-  const drv = features.packed ? new DriverPackedQueue(mem, heap, size, features.eventIdx) : new DriverSplitQueue(mem, heap, size, features.eventIdx);
-  const dev = new Queue(0, size);
-  dev.size = size;
-  dev.descTable = drv.descTable;
-  dev.driverArea = drv.driverArea;
-  dev.deviceArea = drv.deviceArea;
-  dev.ready = true;
-  dev.activate(mem, features);
-  return { heap, drv, dev };
-}
 
 describe("Queue configuration", () => {
   it("a maximum size outside 1..32768 is refused; a queue that is not activated refuses ring work", () => {
@@ -262,7 +245,7 @@ describe.each(FORMATS)("queue %#: rings in guest memory not 2-byte aligned on th
     const ram = 1 << 20;
     const backing = Buffer.alloc(ram + 1);
     const mem = new GuestMemoryMap([{ base: RAM_BASE, size: ram, buffer: backing.subarray(1), name: "odd" }]);
-    const { heap, drv, dev } = pairOver(mem, RAM_BASE, ram, 4, features);
+    const { heap, drv, dev } = queuePairOver(mem, RAM_BASE, ram, 4, features);
     for (let i = 0; i < 10; i++) {
       drv.setInterrupts(true);
       const a = heap.alloc(8);

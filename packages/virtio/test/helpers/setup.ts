@@ -11,7 +11,12 @@ export function makeQueuePair(
   ramSize = RAM_SIZE,
 ): { mem: GuestMemoryMap; heap: GuestHeap; drv: DriverQueue; dev: Queue } {
   const mem = GuestMemoryMap.allocate([{ base: RAM_BASE, size: ramSize, name: "ram" }]);
-  const heap = new GuestHeap(RAM_BASE, ramSize);
+  return { mem, ...queuePairOver(mem, RAM_BASE, ramSize, size, features) };
+}
+
+/** Both halves of one queue over a given GuestMemory, rings and buffers from a heap at `base`. */
+export function queuePairOver(mem: GuestMemoryMap, base: number, ramSize: number, size: number, features: QueueFeatures): { heap: GuestHeap; drv: DriverQueue; dev: Queue } {
+  const heap = new GuestHeap(base, ramSize);
   const drv = features.packed ? new DriverPackedQueue(mem, heap, size, features.eventIdx) : new DriverSplitQueue(mem, heap, size, features.eventIdx);
   const dev = new Queue(0, size);
   dev.size = size;
@@ -20,7 +25,7 @@ export function makeQueuePair(
   dev.deviceArea = drv.deviceArea;
   dev.ready = true;
   dev.activate(mem, features);
-  return { mem, heap, drv, dev };
+  return { heap, drv, dev };
 }
 
 /** Allocate and describe buffers: `out` readable bytes filled with data, `ins` writable lengths. */
