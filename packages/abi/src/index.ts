@@ -1,5 +1,6 @@
 export * from "./cli/index.js";
 export * from "./errors.js";
+export * from "./field-codec.js";
 export * from "./guest-memory.js";
 export * from "./hypercall.js";
 export * from "./kvm/index.js";
