@@ -32,6 +32,8 @@ for (const e of ALL_RUN_EXITS) {
   }
   checks.push({ key: `kvm_run.${e.member}`, expr: `offsetof(struct kvm_run, ${e.member})`, ts: K.KVM_RUN_EXIT_OFFSET });
 }
+// The coalesced ring's entries start right after its head (a flexible array member).
+checks.push({ key: "kvm_coalesced_mmio_ring.coalesced_mmio", expr: "offsetof(struct kvm_coalesced_mmio_ring, coalesced_mmio)", ts: K.KvmCoalescedMmioRingLayout.size });
 for (const [name, v] of Object.entries(KVM_IOCTLS)) checks.push({ key: name, expr: `(unsigned long)${name}`, ts: v });
 const prefixed = (prefix: string, o: Record<string, number>): void => {
   for (const [k, v] of Object.entries(o)) checks.push({ key: `${prefix}${k}`, expr: `(long)${prefix}${k}`, ts: v });

@@ -1,5 +1,5 @@
 import {
-  KvmClearDirtyLogLayout, KvmClockDataLayout, KvmCpuid2Layout, KvmDebugregsLayout, KvmDirtyLogLayout,
+  KvmClearDirtyLogLayout, KvmClockDataLayout, KvmCoalescedMmioZoneLayout, KvmCpuid2Layout, KvmDebugregsLayout, KvmDirtyLogLayout,
   KvmEnableCapLayout, KvmFpuLayout, KvmGuestDebugLayout, KvmInterruptLayout, KvmIoeventfdLayout, KvmIrqchipLayout,
   KvmIrqfdLayout, KvmIrqLevelLayout, KvmIrqRoutingLayout, KvmLapicStateLayout, KvmMpStateLayout, KvmMsiLayout, KvmMsrFilterLayout, KvmMsrListLayout,
   KvmMsrsLayout, KvmPitConfigLayout, KvmPitState2Layout, KvmRegsLayout, KvmSregsLayout, KvmUserspaceMemoryRegionLayout,
@@ -47,6 +47,8 @@ export const KVM_IOCTLS = {
   KVM_IRQFD: iow(KVMIO, 0x76, KvmIrqfdLayout.size),
   KVM_CREATE_PIT2: iow(KVMIO, 0x77, KvmPitConfigLayout.size),
   KVM_IOEVENTFD: iow(KVMIO, 0x79, KvmIoeventfdLayout.size),
+  KVM_REGISTER_COALESCED_MMIO: iow(KVMIO, 0x67, KvmCoalescedMmioZoneLayout.size),
+  KVM_UNREGISTER_COALESCED_MMIO: iow(KVMIO, 0x68, KvmCoalescedMmioZoneLayout.size),
   KVM_SET_CLOCK: iow(KVMIO, 0x7b, KvmClockDataLayout.size),
   KVM_GET_CLOCK: ior(KVMIO, 0x7c, KvmClockDataLayout.size),
   KVM_GET_PIT2: ior(KVMIO, 0x9f, KvmPitState2Layout.size),

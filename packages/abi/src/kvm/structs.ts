@@ -262,6 +262,16 @@ export const KvmMsiLayout: StructLayout<KvmMsi> = defineStruct("struct kvm_msi",
 export interface KvmDirtyGfn { flags: number; slot: number; offset: bigint }
 export const KvmDirtyGfnLayout: StructLayout<KvmDirtyGfn> = defineStruct("struct kvm_dirty_gfn", [u32("flags"), u32("slot"), u64("offset")]);
 
+/** KVM_(UN)REGISTER_COALESCED_MMIO's argument: a range whose guest writes KVM queues in the ring instead of exiting; `pio` 1 for a port range. */
+export interface KvmCoalescedMmioZone { addr: bigint; size: number; pio: number }
+export const KvmCoalescedMmioZoneLayout: StructLayout<KvmCoalescedMmioZone> = defineStruct("struct kvm_coalesced_mmio_zone", [u64("addr"), u32("size"), u32("pio")]);
+/** One queued write in the coalesced ring: address (or port), length, whether it was port I/O, and up to 8 data bytes. */
+export interface KvmCoalescedMmio { physAddr: bigint; len: number; pio: number; data: Buffer }
+export const KvmCoalescedMmioLayout: StructLayout<KvmCoalescedMmio> = defineStruct("struct kvm_coalesced_mmio", [u64("physAddr"), u32("len"), u32("pio"), bytes(8, "data")]);
+/** Head of the coalesced ring page: KVM writes `last`, the VMM `first`; entries follow. */
+export interface KvmCoalescedMmioRing { first: number; last: number }
+export const KvmCoalescedMmioRingLayout: StructLayout<KvmCoalescedMmioRing> = defineStruct("struct kvm_coalesced_mmio_ring", [u32("first"), u32("last")]);
+
 /** Every struct, for the header test and for tools that list them. */
 export const ALL_STRUCTS: readonly StructLayout<unknown>[] = [
   KvmRegsLayout, KvmSegmentLayout, KvmDtableLayout, KvmSregsLayout, KvmFpuLayout, KvmXsaveLayout,
@@ -272,4 +282,5 @@ export const ALL_STRUCTS: readonly StructLayout<unknown>[] = [
   KvmGuestDebugLayout, KvmVcpuEventsLayout, KvmMpStateLayout, KvmClockDataLayout, KvmInterruptLayout,
   KvmPicStateLayout, KvmIoapicStateLayout, KvmPitChannelStateLayout, KvmPitState2Layout, KvmIrqRoutingIrqchipLayout,
   KvmIrqRoutingMsiLayout, KvmIrqRoutingEntryLayout, KvmIrqRoutingLayout, KvmMsiLayout, KvmDirtyGfnLayout,
+  KvmCoalescedMmioZoneLayout, KvmCoalescedMmioLayout, KvmCoalescedMmioRingLayout,
 ] as unknown as readonly StructLayout<unknown>[];
