@@ -1,4 +1,5 @@
 export { kvmAvailable, requireKvm } from "./availability.js";
+export { COALESCED_RING_BYTES, CoalescedRing, type CoalescedSink } from "./coalesced.js";
 export { type DirtyPage, DirtyRing } from "./dirty-ring.js";
 export { ERRNO } from "./errno.js";
 export { errnoName, KvmError, type KvmErrorCode } from "./errors.js";

@@ -2,12 +2,13 @@ import {
   GuestMemoryMap, type GuestRegion, KVM_IOCTLS as IOC, KVM_CAP, KVM_IOEVENTFD_FLAG_DATAMATCH, KVM_IOEVENTFD_FLAG_DEASSIGN,
   KVM_IOEVENTFD_FLAG_PIO, KVM_IRQ_ROUTING, KVM_IRQCHIP_IOAPIC, type KVM_IRQCHIP_PIC_MASTER, type KVM_IRQCHIP_PIC_SLAVE,
   KVM_IRQFD_FLAG_DEASSIGN, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_MSI_VALID_DEVID, KVM_MSR_FILTER_MAX_RANGES,
-  KvmClearDirtyLogLayout, type KvmClockData, KvmClockDataLayout, KvmDirtyLogLayout, KvmEnableCapLayout, type KvmIoapicState,
+  KvmClearDirtyLogLayout, type KvmClockData, KvmClockDataLayout, KvmCoalescedMmioZoneLayout, KvmDirtyLogLayout, KvmEnableCapLayout, type KvmIoapicState,
   KvmIoapicStateLayout, KvmIoeventfdLayout, type KvmIrqchip, KvmIrqchipLayout, KvmIrqfdLayout, KvmIrqLevelLayout,
   KvmIrqRoutingEntryLayout, KvmIrqRoutingIrqchipLayout, KvmIrqRoutingLayout, KvmIrqRoutingMsiLayout, KvmMsiLayout,
   type KvmMsrFilter, KvmMsrFilterLayout, type KvmPicState, KvmPicStateLayout, KvmPitConfigLayout, type KvmPitState2,
   KvmPitState2Layout, KvmUserspaceMemoryRegionLayout, type StructLayout,validateKvmMsrFilter, 
 } from "@tsvmm/abi";
+import { COALESCED_RING_BYTES, CoalescedRing } from "./coalesced.js";
 import type { DirtyPage } from "./dirty-ring.js";
 import { ioctlError, KvmError, syscallError } from "./errors.js";
 import type { EventFd } from "./eventfd.js";
@@ -73,6 +74,9 @@ export class Vm {
   private readonly vcpus = new Set<Vcpu>();
   private mem: GuestMemoryMap = new GuestMemoryMap([]);
   private dirtyRingBytes = 0;
+  private coalescedPage: number | undefined;
+  private coalescedPio: boolean | undefined;
+  private ring: CoalescedRing | undefined;
 
   /** @internal Created by Kvm.createVm. */
   constructor(
@@ -416,6 +420,76 @@ export class Vm {
   }
   unregisterIrqfd(eventfd: EventFd, gsi: number): void {
     this.ioctlStruct(IOC.KVM_IRQFD, KvmIrqfdLayout, { fd: eventfd.fd, gsi, flags: KVM_IRQFD_FLAG_DEASSIGN, resamplefd: 0 });
+  }
+
+  // ---- coalesced I/O ----------------------------------------------------------------------
+
+  /**
+   * The page of a vCPU's mapping that holds the coalesced ring (KVM_CHECK_EXTENSION of
+   * KVM_CAP_COALESCED_MMIO answers it), or 0 when KVM has no ring or the mapping does not reach it.
+   */
+  get coalescedRingPage(): number {
+    if (this.coalescedPage === undefined) {
+      const page = this.checkExtension(KVM_CAP.COALESCED_MMIO);
+      this.coalescedPage = page > 0 && (page + 1) * PAGE <= this.vcpuMmapSize ? page : 0;
+    }
+    return this.coalescedPage;
+  }
+  /** True when KVM can queue port writes in the ring (KVM_CAP_COALESCED_PIO) and the ring is reachable. */
+  get coalescedPioOffered(): boolean {
+    this.coalescedPio ??= this.coalescedRingPage > 0 && this.checkExtension(KVM_CAP.COALESCED_PIO) > 0;
+    return this.coalescedPio;
+  }
+
+  /**
+   * Queue guest writes to [addr, addr + size) in the coalesced ring instead of exiting (reads
+   * still exit). Only writes that fall wholly inside the zone are queued. Drain the ring
+   * (coalescedRing().drain) before handling any exit and before touching the device otherwise.
+   */
+  registerCoalescedMmio(addr: number | bigint, size: number): void {
+    this.coalescedZone(IOC.KVM_REGISTER_COALESCED_MMIO, BigInt(addr), size, false);
+  }
+  unregisterCoalescedMmio(addr: number | bigint, size: number): void {
+    this.coalescedZone(IOC.KVM_UNREGISTER_COALESCED_MMIO, BigInt(addr), size, false);
+  }
+  /**
+   * The same for ports [port, port + size): an OUT of a size that fits in the zone is queued.
+   * Throws KVM_INVALID_ARGUMENT where KVM_CAP_COALESCED_PIO is missing (an older KVM would take
+   * the zone as MMIO at that address).
+   */
+  registerCoalescedPio(port: number, size: number): void {
+    this.coalescedZone(IOC.KVM_REGISTER_COALESCED_MMIO, this.pioZone(port, size), size, true);
+  }
+  /** Remove the zone; writes to it exit again. KVM removes every zone of this kind inside the range. */
+  unregisterCoalescedPio(port: number, size: number): void {
+    this.coalescedZone(IOC.KVM_UNREGISTER_COALESCED_MMIO, this.pioZone(port, size), size, true);
+  }
+  private pioZone(port: number, size: number): bigint {
+    if (!this.coalescedPioOffered) throw new KvmError("KVM_INVALID_ARGUMENT", "this KVM does not coalesce port I/O (KVM_CAP_COALESCED_PIO)");
+    if (!Number.isInteger(port) || port < 0 || !Number.isInteger(size) || size < 1 || port + size > 0x10000) {
+      throw new KvmError("KVM_INVALID_ARGUMENT", `ports [${port}, +${size}) are not inside 0..0xffff`);
+    }
+    return BigInt(port);
+  }
+  private coalescedZone(request: number, addr: bigint, size: number, pio: boolean): void {
+    if (!Number.isInteger(size) || size < 1 || size > 0xffffffff) throw new KvmError("KVM_INVALID_ARGUMENT", `coalesced zone size ${size} must be 1..2^32-1`);
+    if (this.coalescedRingPage === 0) throw new KvmError("KVM_INVALID_ARGUMENT", "this KVM has no coalesced ring (KVM_CAP_COALESCED_MMIO)");
+    this.ioctlStruct(request, KvmCoalescedMmioZoneLayout, { addr, size, pio: pio ? 1 : 0 }, `${pio ? "port" : "address"} 0x${addr.toString(16)}, ${size} bytes`);
+  }
+
+  /**
+   * The VM's coalesced ring, read through the mapping of one of its vCPUs (one ring per VM, seen by
+   * every vCPU at the same page). Needs a vCPU; a later call after that vCPU was closed moves to
+   * another.
+   */
+  coalescedRing(): CoalescedRing {
+    if (this.ring !== undefined && !this.ring.detached) return this.ring;
+    const page = this.coalescedRingPage;
+    if (page === 0) throw new KvmError("KVM_INVALID_ARGUMENT", "this KVM has no coalesced ring (KVM_CAP_COALESCED_MMIO)");
+    const v = [...this.vcpus].find((x) => !x.closed);
+    if (v === undefined) throw new KvmError("KVM_INVALID_ARGUMENT", "the coalesced ring is reached through a vCPU: create one first");
+    this.ring = new CoalescedRing(v.runBuffer.subarray(page * PAGE, page * PAGE + COALESCED_RING_BYTES));
+    return this.ring;
   }
 
   // ---- vCPUs -------------------------------------------------------------------------------
