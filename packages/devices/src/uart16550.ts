@@ -124,6 +124,9 @@ export class Uart16550 implements Device, Stateful<Uart16550State> {
   private outBuf = Buffer.alloc(OUT_CHUNK);
   private outLen = 0;
   private partialTimer: ReturnType<typeof setTimeout> | undefined;
+  private deferredSource: (() => void) | undefined;
+  private readonly deferrableListeners: ((deferrable: boolean) => void)[] = [];
+  private deferrable = true;
 
   private ier = 0;
   private lcr = 0;
@@ -169,6 +172,38 @@ export class Uart16550 implements Device, Stateful<Uart16550State> {
       const i = this.sinks.indexOf(listener);
       if (i >= 0) this.sinks.splice(i, 1);
     };
+  }
+
+  /**
+   * True when a write to THR has no effect the guest could see before its next access to this
+   * UART: the THR-empty interrupt is off (IER bit 1 clear) and the UART is not in loopback. A VMM
+   * may then let such writes wait (KVM's coalesced ring) as long as it hands them over, in order,
+   * before the guest's next access to the UART and before anything else uses the device.
+   */
+  get thrWritesDeferrable(): boolean {
+    return (this.ier & IER_THRI) === 0 && (this.mcr & MCR_LOOP) === 0;
+  }
+
+  /**
+   * Calls `listener` each time `thrWritesDeferrable` changes (an IER or MCR write, reset,
+   * restoreState), right after the change and before the write that made it returns: a VMM
+   * deferring THR writes stops (or starts) doing so before the guest goes on. Returns a remover.
+   */
+  onThrWritesDeferrableChange(listener: (deferrable: boolean) => void): () => void {
+    this.deferrableListeners.push(listener);
+    return () => {
+      const i = this.deferrableListeners.indexOf(listener);
+      if (i >= 0) this.deferrableListeners.splice(i, 1);
+    };
+  }
+
+  /**
+   * Where THR writes the VMM let wait are held (a drain of KVM's coalesced ring): `drain` hands
+   * them to `write` in order. It is called before the device does anything on the host's behalf
+   * (flush, saveState, reset), so those see every byte the guest wrote before. Undefined removes it.
+   */
+  setDeferredWrites(drain: (() => void) | undefined): void {
+    this.deferredSource = drain;
   }
 
   /** The interrupt output's current level. */
@@ -244,8 +279,13 @@ export class Uart16550 implements Device, Stateful<Uart16550State> {
     this.updateIrq();
   }
 
-  /** Writes buffered stream output now (a no-op for callback output). */
+  /** Writes buffered stream output now, after any deferred THR writes (a no-op for callback output). */
   flush(): void {
+    this.deferredSource?.();
+    this.writeOut();
+  }
+
+  private writeOut(): void {
     if (this.partialTimer !== undefined) {
       clearTimeout(this.partialTimer);
       this.partialTimer = undefined;
@@ -273,6 +313,7 @@ export class Uart16550 implements Device, Stateful<Uart16550State> {
     this.rxHead = 0;
     this.rxCount = 0;
     this.updateIrq();
+    this.checkDeferrable();
   }
 
   /**
@@ -314,6 +355,14 @@ export class Uart16550 implements Device, Stateful<Uart16550State> {
     this.hostQueue.length = 0;
     this.hostOffset = 0;
     if (pending.length > 0) this.hostQueue.push(pending);
+    this.checkDeferrable();
+  }
+
+  private checkDeferrable(): void {
+    const now = this.thrWritesDeferrable;
+    if (now === this.deferrable) return;
+    this.deferrable = now;
+    for (const l of [...this.deferrableListeners]) l(now);
   }
 
   private get fifoEnabled(): boolean {
@@ -367,7 +416,10 @@ export class Uart16550 implements Device, Stateful<Uart16550State> {
         return;
       case IER_DLM:
         if (this.lcr & LCR_DLAB) this.dlm = v;
-        else this.writeIer(v & 0x0f);
+        else {
+          this.writeIer(v & 0x0f);
+          this.checkDeferrable();
+        }
         return;
       case IIR_FCR:
         this.writeFcr(v);
@@ -377,6 +429,7 @@ export class Uart16550 implements Device, Stateful<Uart16550State> {
         return;
       case MCR:
         this.writeMcr(v & 0x1f);
+        this.checkDeferrable();
         return;
       case SCR:
         this.scr = v;
@@ -516,9 +569,9 @@ export class Uart16550 implements Device, Stateful<Uart16550State> {
   private bufferOut(v: number): void {
     this.outBuf[this.outLen++] = v;
     if (v === 0x0a || this.outLen === OUT_CHUNK) {
-      this.flush();
+      this.writeOut();
     } else if (this.partialTimer === undefined) {
-      // A line written out whole cancels this (flush), so a busy console makes one write a line.
+      // A line written out whole cancels this (writeOut), so a busy console makes one write a line.
       this.partialTimer = setTimeout(() => {
         this.partialTimer = undefined;
         this.flush();

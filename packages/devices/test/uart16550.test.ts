@@ -456,3 +456,85 @@ describe("Uart16550 output", () => {
     expect([inb(IER), inb(IIR), inb(LCR), inb(LSR), inb(SCR)]).toEqual([0, 1, 0, 0x60, 0]);
   });
 });
+
+describe("Uart16550 deferred THR writes (for a VMM's coalesced ring)", () => {
+  it("thrWritesDeferrable is IER.THRI clear and not loopback; the listener hears each change before the write returns", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom(IER, MCR, LCR, RBR, SCR), fc.integer({ min: 0, max: 255 })), { maxLength: 40 }),
+        (writes) => {
+          const { uart, outb, inb } = setup();
+          const heard: boolean[] = [];
+          uart.onThrWritesDeferrableChange((d) => heard.push(d));
+          let expected = true;
+          const expectedHeard: boolean[] = [];
+          for (const [reg, v] of writes) {
+            outb(reg, v);
+            // Read IER with DLAB clear (then put LCR back): the real IER, not DLM.
+            const lcr = inb(LCR);
+            outb(LCR, lcr & 0x7f);
+            const ier = inb(IER);
+            outb(LCR, lcr);
+            const now = (ier & 0x02) === 0 && (inb(MCR) & 0x10) === 0;
+            if (now !== expected) expectedHeard.push(now);
+            expected = now;
+            expect(uart.thrWritesDeferrable).toBe(now);
+            expect(heard).toEqual(expectedHeard);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("reset and restoreState report a change too", () => {
+    const { uart, outb } = setup();
+    const heard: boolean[] = [];
+    const off = uart.onThrWritesDeferrableChange((d) => heard.push(d));
+    outb(IER, 0x02);
+    const saved = uart.saveState();
+    uart.reset();
+    uart.restoreState(saved);
+    off();
+    uart.reset();
+    expect(heard).toEqual([false, true, false]);
+  });
+
+  it("flush, saveState, reset and the partial-line timer take the held writes first, in order", () => {
+    vi.useFakeTimers();
+    try {
+      const chunks: string[] = [];
+      const uart = new Uart16550({ output: { write: (c: Uint8Array) => chunks.push(Buffer.from(c).toString()) } });
+      const bus = new PioBus();
+      bus.register(COM1, 8, uart);
+      // What a ring would hold: bytes written by the guest, not yet handed to the device.
+      let held: number[] = [];
+      uart.setDeferredWrites(() => {
+        const now = held;
+        held = [];
+        for (const b of now) bus.writeValue(COM1, 1, b);
+      });
+      const hold = (s: string) => held.push(...[...s].map((c) => c.charCodeAt(0)));
+      hold("ab");
+      uart.flush();
+      expect(chunks).toEqual(["ab"]);
+      hold("c\nd");
+      uart.saveState();
+      expect(chunks).toEqual(["ab", "c\n", "d"]);
+      // Written before the timer but not handed over: the timer's flush takes it in.
+      bus.writeValue(COM1, 1, "e".charCodeAt(0));
+      hold("f");
+      vi.advanceTimersByTime(UART_PARTIAL_LINE_MS);
+      expect(chunks).toEqual(["ab", "c\n", "d", "ef"]);
+      hold("g");
+      uart.reset();
+      expect(chunks).toEqual(["ab", "c\n", "d", "ef", "g"]);
+      uart.setDeferredWrites(undefined);
+      hold("h");
+      uart.flush();
+      expect(chunks.length).toBe(5);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
