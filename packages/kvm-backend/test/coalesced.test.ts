@@ -110,6 +110,19 @@ describe.runIf(hasKvm)("coalesced port I/O (KVM_CAP_COALESCED_PIO)", () => {
     expect(log).toEqual(["ring 3f8 01", "ring 3f8 02", "out 3f8 0304", "ring 3f8 05", "in 3f8 1", "ring 3f8 06", "out 3f9 06"]);
   });
 
+  it("rep outsb through a zone: every byte once, in order, across ring-full exits", () => {
+    vm.registerCoalescedPio(0x3f8, 1);
+    const n = 1000;
+    // The bytes at 0x2000, then one rep outsb of all of them.
+    vm.memory.write(0x2000, Buffer.from(expectedBytes(n)));
+    vm.memory.write(0x1000, assemble(`mov dx, 0x3f8\n mov si, 0x2000\n mov cx, ${n}\n cld\n rep outsb\n hlt`, 16, 0x1000));
+    const vcpu = vm.createVcpu(0);
+    enterRealMode(vcpu, 0x1000);
+    const seen = runCollect(vm, vcpu);
+    console.log(`rep outsb of ${n} bytes through the ring: ${seen.ioExits} io exits`);
+    expect(seen.bytes).toEqual(expectedBytes(n));
+  });
+
   it("after unregistering, writes exit again; a zone is refused outside the port space", () => {
     vm.registerCoalescedPio(0x3f8, 1);
     vm.unregisterCoalescedPio(0x3f8, 1);
