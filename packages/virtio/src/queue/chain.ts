@@ -19,63 +19,191 @@ export interface UsedToken {
 /**
  * A validated descriptor chain. By the time one exists every descriptor has been checked: each
  * buffer lies wholly inside one guest RAM region, readable elements come before writable ones,
- * the chain is finite and its total length fits a u32. The views are zero-copy windows on guest
- * memory, so a device that keeps a chain across an await must not write through them after the
- * transport was reset (see `Queue.generation`).
+ * the chain is finite and its total length fits a u32. Elements are kept as (host buffer, offset,
+ * length) resolved at pop time; the Buffer views and `descriptors` objects are made only when
+ * asked for, so a device on the hot path (blk) copies in and out with `copyOut`/`copyIn` and
+ * allocates nothing per element. Views are zero-copy windows on guest memory, so a device that
+ * keeps a chain across an await must not write through them (nor `copyIn`) after the transport
+ * was reset (see `DeviceContext.current`).
  */
 export class DescriptorChain implements UsedToken {
   readonly id: number;
   readonly slots: number;
-  readonly descriptors: readonly Descriptor[];
-  private readonly views: readonly Buffer[];
+  /** Element i is bytes [offs[i], offs[i] + lens[i]) of bufs[i] (a region's buffer, or a view). */
+  private readonly bufs: readonly Buffer[];
+  private readonly offs: readonly number[];
+  private readonly lens: readonly number[];
+  private readonly addrs: readonly number[];
+  private views: Buffer[] | undefined;
+  private descs: Descriptor[] | undefined;
   /** Index of the first writable descriptor (= descriptors.length when none). */
   readonly firstWritable: number;
   readonly readableLength: number;
   readonly writableLength: number;
 
-  constructor(id: number, slots: number, descriptors: readonly Descriptor[], views: readonly Buffer[]) {
+  /** A chain over the given views (tests, devices that synthesise chains). */
+  constructor(id: number, slots: number, descriptors: readonly Descriptor[], views: readonly Buffer[]);
+  /** A chain from a ring walker's checked parts (the builder is not used again). */
+  constructor(id: number, slots: number, parts: ChainBuilder);
+  constructor(id: number, slots: number, descriptors: readonly Descriptor[] | ChainBuilder, views?: readonly Buffer[]) {
     this.id = id;
     this.slots = slots;
-    this.descriptors = descriptors;
-    this.views = views;
-    let fw = descriptors.length;
+    if (descriptors instanceof ChainBuilder) {
+      const b = descriptors;
+      this.bufs = b.bufs;
+      this.offs = b.offs;
+      this.lens = b.lens;
+      this.addrs = b.addrs;
+      this.views = undefined;
+      this.descs = undefined;
+      this.firstWritable = b.firstWritable;
+      this.readableLength = b.readableLength;
+      this.writableLength = b.total - b.readableLength;
+      return;
+    }
+    const vs = views ?? [];
+    const n = descriptors.length;
+    if (vs.length !== n) throw new RangeError(`chain: ${n} descriptors but ${vs.length} views`);
+    let fw = n;
     let r = 0;
     let w = 0;
-    for (let i = 0; i < descriptors.length; i++) {
+    for (let i = 0; i < n; i++) {
       const d = descriptors[i]!;
+      if (vs[i]!.length !== d.len) throw new RangeError(`chain: view ${i} is ${vs[i]!.length} bytes, descriptor says ${d.len}`);
       if (d.writable) {
-        if (fw === descriptors.length) fw = i;
+        if (fw === n) fw = i;
         w += d.len;
-      } else r += d.len;
+      } else {
+        if (fw !== n) throw new RangeError("chain: readable descriptor after a writable one");
+        r += d.len;
+      }
     }
+    this.bufs = vs;
+    this.offs = vs.map(() => 0);
+    this.lens = descriptors.map((d) => d.len);
+    this.addrs = descriptors.map((d) => d.addr);
+    this.views = [...vs];
+    this.descs = [...descriptors];
     this.firstWritable = fw;
     this.readableLength = r;
     this.writableLength = w;
   }
 
+  /** The elements as the driver described them (made on first use). */
+  get descriptors(): readonly Descriptor[] {
+    let d = this.descs;
+    if (d === undefined) {
+      d = [];
+      for (let i = 0; i < this.lens.length; i++) d.push({ addr: this.addrs[i]!, len: this.lens[i]!, writable: i >= this.firstWritable });
+      this.descs = d;
+    }
+    return d;
+  }
+
   /** Zero-copy view of element `i` (readable elements first, writable from `firstWritable`), without copying the list. */
   view(i: number): Buffer {
-    const v = this.views[i];
+    const v = this.allViews()[i];
     if (v === undefined) throw new RangeError(`chain has no element ${i}`);
     return v;
   }
+  private allViews(): Buffer[] {
+    let vs = this.views;
+    if (vs === undefined) {
+      vs = [];
+      for (let j = 0; j < this.lens.length; j++) {
+        const o = this.offs[j]!;
+        const b = this.bufs[j]!;
+        const l = this.lens[j]!;
+        vs.push(o === 0 && b.length === l ? b : b.subarray(o, o + l));
+      }
+      this.views = vs;
+    }
+    return vs;
+  }
   /** Number of elements. */
   get length(): number {
-    return this.views.length;
+    return this.lens.length;
+  }
+  /** Byte length of element `i`. */
+  elementLength(i: number): number {
+    const l = this.lens[i];
+    if (l === undefined) throw new RangeError(`chain has no element ${i}`);
+    return l;
   }
   /** Zero-copy views of the device-readable elements, in order. */
   readable(): Buffer[] {
-    return this.views.slice(0, this.firstWritable);
+    return this.allViews().slice(0, this.firstWritable);
   }
   /** Zero-copy views of the device-writable elements, in order. */
   writable(): Buffer[] {
-    return this.views.slice(this.firstWritable);
+    return this.allViews().slice(this.firstWritable);
   }
   reader(): ChainReader {
     return new ChainReader(this.readable());
   }
   writer(): ChainWriter {
     return new ChainWriter(this.writable());
+  }
+
+  /**
+   * Copy readable bytes from byte `skip` of the readable part into `dst`, across elements, without
+   * making views; returns the count (less than dst.length only at the end of the readable part).
+   */
+  copyOut(dst: Uint8Array, skip = 0): number {
+    let done = 0;
+    for (let i = 0; i < this.firstWritable && done < dst.length; i++) {
+      const l = this.lens[i]!;
+      if (skip >= l) {
+        skip -= l;
+        continue;
+      }
+      const o = this.offs[i]!;
+      const take = Math.min(l - skip, dst.length - done);
+      const b = this.bufs[i]!;
+      if (take <= 16) for (let k = 0; k < take; k++) dst[done + k] = b[o + skip + k]!;
+      else dst.set(b.subarray(o + skip, o + skip + take), done);
+      done += take;
+      skip = 0;
+    }
+    return done;
+  }
+
+  /**
+   * Copy `src` into the writable part from byte `skip` of it on, across elements, without making
+   * views; returns the count (less than src.length only at the end of the writable part).
+   */
+  copyIn(src: Uint8Array, skip = 0): number {
+    let done = 0;
+    const n = this.lens.length;
+    for (let i = this.firstWritable; i < n && done < src.length; i++) {
+      const l = this.lens[i]!;
+      if (skip >= l) {
+        skip -= l;
+        continue;
+      }
+      const take = Math.min(l - skip, src.length - done);
+      const b = this.bufs[i]!;
+      const at = this.offs[i]! + skip;
+      if (take === 1) b[at] = src[done]!;
+      else b.set(take === src.length ? src : src.subarray(done, done + take), at);
+      done += take;
+      skip = 0;
+    }
+    return done;
+  }
+
+  /** Store one byte at byte `pos` of the writable part; false when the part is shorter. */
+  setWritableByte(pos: number, value: number): boolean {
+    const n = this.lens.length;
+    for (let i = this.firstWritable; i < n; i++) {
+      const l = this.lens[i]!;
+      if (pos < l) {
+        this.bufs[i]![this.offs[i]! + pos] = value;
+        return true;
+      }
+      pos -= l;
+    }
+    return false;
   }
 }
 
@@ -219,29 +347,82 @@ export class ChainWriter {
 
 /**
  * Collects a chain's descriptors while the ring walker reads them, checking each against guest
- * memory and the ordering rule (virtio 1.2 §2.7.4.2 / §2.8: readable elements first).
+ * memory and the ordering rule (virtio 1.2 §2.7.4.2 / §2.8: readable elements first). Each buffer
+ * is resolved to (host buffer, offset) against the region the previous one fell in (the usual
+ * case: one RAM region), with the same rule as `GuestMemory.slice` (wholly inside one live
+ * region); anything else goes through `mem.slice`, which throws the precise error.
  */
 export class ChainBuilder {
-  readonly descriptors: Descriptor[] = [];
-  readonly views: Buffer[] = [];
-  private total = 0;
+  readonly bufs: Buffer[] = [];
+  readonly offs: number[] = [];
+  readonly lens: number[] = [];
+  readonly addrs: number[] = [];
+  total = 0;
+  readableLength = 0;
+  firstWritable = 0;
   private sawWritable = false;
   constructor(
     private readonly mem: GuestMemory,
     private readonly queue: number,
+    private readonly regions: RegionCache = new RegionCache(mem),
   ) {}
 
   push(addr: number, len: number, writable: boolean): void {
-    if (!writable && this.sawWritable) {
-      throw new VirtqueueError("VIRTQ_READABLE_AFTER_WRITABLE", `queue ${this.queue}: device-readable descriptor after a device-writable one`, this.queue);
+    if (!writable) {
+      if (this.sawWritable) {
+        throw new VirtqueueError("VIRTQ_READABLE_AFTER_WRITABLE", `queue ${this.queue}: device-readable descriptor after a device-writable one`, this.queue);
+      }
+      this.readableLength += len;
+      this.firstWritable++;
     }
     this.sawWritable ||= writable;
     this.total += len;
     if (this.total > 0xffff_ffff) {
       throw new VirtqueueError("VIRTQ_CHAIN_TOO_BIG", `queue ${this.queue}: chain is longer than 2^32 bytes`, this.queue);
     }
-    this.views.push(sliceGuest(this.mem, addr, len, this.queue, "buffer"));
-    this.descriptors.push({ addr, len, writable });
+    const rc = this.regions;
+    if (rc.find(addr, len)) {
+      this.bufs.push(rc.buf);
+      this.offs.push(addr - rc.base);
+    } else {
+      this.bufs.push(sliceGuest(this.mem, addr, len, this.queue, "buffer"));
+      this.offs.push(0);
+    }
+    this.lens.push(len);
+    this.addrs.push(addr);
+  }
+
+  build(id: number, slots: number): DescriptorChain {
+    return new DescriptorChain(id, slots, this);
+  }
+}
+
+/**
+ * The guest RAM region the last buffer fell in, from `mem.regions`, so that resolving the next
+ * buffer is two compares rather than a `mem.slice` (a lookup and a new Buffer per element).
+ */
+export class RegionCache {
+  base = 0;
+  private end = -1;
+  private size = 0;
+  buf: Buffer = Buffer.alloc(0);
+  constructor(private readonly mem: GuestMemory) {}
+
+  /** True when [addr, addr + len) lies wholly inside one live region; `buf`/`base` then name it. */
+  find(addr: number, len: number): boolean {
+    if (addr >= this.base && addr + len <= this.end && this.buf.length === this.size) return true;
+    if (!(addr >= 0) || !Number.isSafeInteger(addr + len)) return false;
+    for (const r of this.mem.regions) {
+      // A released region (detached backing) is left to mem.slice, which names it.
+      if (addr >= r.base && addr + len <= r.base + r.size && r.buffer.length === r.size) {
+        this.base = r.base;
+        this.end = r.base + r.size;
+        this.size = r.size;
+        this.buf = r.buffer;
+        return true;
+      }
+    }
+    return false;
   }
 }
 

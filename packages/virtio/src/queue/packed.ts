@@ -12,7 +12,7 @@ import {
 } from "../constants.js";
 import { VirtqueueError } from "../errors.js";
 import { EVENT_FLAGS, EVENT_OFF_WRAP, PDESC_ADDR, PDESC_FLAGS, PDESC_ID, PDESC_LEN, PDESC_SIZE, readAddr } from "../layouts.js";
-import { ChainBuilder, DescriptorChain, sliceGuest } from "./chain.js";
+import { ChainBuilder, type DescriptorChain, RegionCache, sliceGuest } from "./chain.js";
 import { fence, type RingMemory } from "./ring-memory.js";
 import { MAX_INDIRECT_DESCRIPTORS } from "./split.js";
 
@@ -39,7 +39,10 @@ export class PackedRing {
     private readonly deviceEvent: RingMemory,
     private readonly eventIdx: boolean,
     private readonly indirect: boolean,
-  ) {}
+  ) {
+    this.regions = new RegionCache(mem);
+  }
+  private readonly regions: RegionCache;
 
   private err(code: ConstructorParameters<typeof VirtqueueError>[0], msg: string): VirtqueueError {
     return new VirtqueueError(code, `queue ${this.index}: ${msg}`, this.index);
@@ -55,7 +58,7 @@ export class PackedRing {
   pop(): DescriptorChain | null {
     if (!this.hasAvailable()) return null;
     // More chains than slots in flight means the driver re-offered a slot we still own.
-    const b = new ChainBuilder(this.mem, this.index);
+    const b = new ChainBuilder(this.mem, this.index, this.regions);
     const ring = this.ring.buf;
     let pos = this.nextAvail;
     let wrap = this.availWrap;
@@ -98,7 +101,7 @@ export class PackedRing {
     this.availWrap = wrap;
     this.inFlightSlots += count;
     // The buffer id is carried by the last descriptor of the list (§2.8.6).
-    return new DescriptorChain(id, count, b.descriptors, b.views);
+    return b.build(id, count);
   }
 
   addUsed(id: number, len: number, slots: number): void {

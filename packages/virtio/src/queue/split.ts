@@ -19,7 +19,7 @@ import {
   USED_IDX,
   USED_RING,
 } from "../layouts.js";
-import { ChainBuilder, DescriptorChain, sliceGuest } from "./chain.js";
+import { ChainBuilder, type DescriptorChain, RegionCache, sliceGuest } from "./chain.js";
 import { fence, type RingMemory } from "./ring-memory.js";
 
 const LITTLE = endianness() === "LE";
@@ -55,7 +55,13 @@ export class SplitRing {
     const fast = LITTLE && desc.byteOffset % 4 === 0;
     this.d32 = fast ? new Uint32Array(desc.buffer, desc.byteOffset, desc.length >>> 2) : undefined;
     this.d16 = fast ? new Uint16Array(desc.buffer, desc.byteOffset, desc.length >>> 1) : undefined;
+    const ub = used.buf;
+    this.u32 = LITTLE && ub.byteOffset % 4 === 0 ? new Uint32Array(ub.buffer, ub.byteOffset, ub.length >>> 2) : undefined;
+    this.regions = new RegionCache(mem);
   }
+  /** The used ring as u32 words (aligned little-endian host): an element is two word stores. */
+  private readonly u32: Uint32Array | undefined;
+  private readonly regions: RegionCache;
   private readonly d32: Uint32Array | undefined;
   private readonly d16: Uint16Array | undefined;
 
@@ -84,7 +90,7 @@ export class SplitRing {
   }
 
   private walk(head: number): DescriptorChain {
-    const b = new ChainBuilder(this.mem, this.index);
+    const b = new ChainBuilder(this.mem, this.index, this.regions);
     let table = this.desc;
     let tableSize = this.size;
     let inIndirect = false;
@@ -134,15 +140,21 @@ export class SplitRing {
       if (next >= tableSize) throw this.err("VIRTQ_NEXT_OUT_OF_RANGE", `next ${next} >= table size ${tableSize}`);
       idx = next;
     }
-    return new DescriptorChain(head, 1, b.descriptors, b.views);
+    return b.build(head, 1);
   }
 
   addUsed(id: number, len: number): void {
     if (!Number.isInteger(id) || id < 0 || id >= this.size) throw this.err("VIRTQ_BAD_STATE", `used id ${id} is not a descriptor index`);
     if (((this.nextAvail - this.nextUsed) & 0xffff) === 0) throw this.err("VIRTQ_USED_OVERFLOW", "more used entries than chains taken");
     const off = USED_RING + (this.nextUsed % this.size) * USED_ELEM_SIZE;
-    this.used.buf.writeUInt32LE(id >>> 0, off + USED_ELEM_ID);
-    this.used.buf.writeUInt32LE(len >>> 0, off + USED_ELEM_LEN);
+    const u32 = this.u32;
+    if (u32 !== undefined) {
+      u32[(off + USED_ELEM_ID) >>> 2] = id;
+      u32[(off + USED_ELEM_LEN) >>> 2] = len;
+    } else {
+      this.used.buf.writeUInt32LE(id >>> 0, off + USED_ELEM_ID);
+      this.used.buf.writeUInt32LE(len >>> 0, off + USED_ELEM_LEN);
+    }
     this.nextUsed = (this.nextUsed + 1) & 0xffff;
     // The element stores above are ordered before this index store on x86 (TSO).
     this.used.store16(USED_IDX, this.nextUsed);
