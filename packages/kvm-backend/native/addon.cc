@@ -2,7 +2,8 @@
 // throwing, so TypeScript decides what an error means and which typed error to raise.
 // Mechanisms here: open/close, ioctl, mmap/munmap (zero-copy ArrayBuffers), eventfd, read/write,
 // TAP devices (open + TUNSETIFF, vnet header size, offloads),
-// the address of a buffer (for kernel structs that carry pointers), and a per-vCPU runner thread
+// the address of a buffer (for kernel structs that carry pointers), an 8/16-byte locked
+// compare-exchange on a mapping (guest RAM other vCPUs write natively), and a per-vCPU runner thread
 // that issues KVM_RUN off the JavaScript thread and can be interrupted with a real-time signal.
 #include <napi.h>
 
@@ -113,6 +114,40 @@ Napi::Value Address(const Napi::CallbackInfo& info) {
   size_t len;
   if (!BytesOf(info[0], &data, &len)) return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(0));
   return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(data)));
+}
+
+// compareExchange(view, offset, expected, desired): one locked compare-exchange of 8 or 16 bytes
+// at view[offset] (guest RAM shared with running vCPUs, so a read-compare-write from JavaScript
+// would race them). 1 when it stored `desired`, 0 when it did not; either way `expected` ends
+// holding the bytes that were there. -EINVAL for a size other than 8/16 or sizes that differ,
+// -EFAULT outside the view, -EINVAL for an address not aligned to the size (a locked access that
+// crosses a cache line is a split lock, which the kernel may refuse).
+Napi::Value CompareExchange(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t *view, *exp, *des;
+  size_t len, elen, dlen;
+  if (!BytesOf(info[0], &view, &len) || !BytesOf(info[2], &exp, &elen) || !BytesOf(info[3], &des, &dlen)) return Napi::Number::New(env, -EFAULT);
+  double off = info[1].As<Napi::Number>().DoubleValue();
+  if (elen != dlen || (elen != 8 && elen != 16)) return Napi::Number::New(env, -EINVAL);
+  if (!(off >= 0) || off > static_cast<double>(len) || static_cast<double>(static_cast<size_t>(off)) != off || static_cast<size_t>(off) > len - elen || len < elen) return Napi::Number::New(env, -EFAULT);
+  uint8_t* p = view + static_cast<size_t>(off);
+  if (reinterpret_cast<uintptr_t>(p) % elen != 0) return Napi::Number::New(env, -EINVAL);
+  uint64_t e[2], d[2];
+  memcpy(e, exp, elen);
+  memcpy(d, des, elen);
+  bool ok;
+  if (elen == 8) {
+    ok = __atomic_compare_exchange_n(reinterpret_cast<uint64_t*>(p), &e[0], d[0], false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  } else {
+    // Inline CMPXCHG16B: the build has no -mcx16, and libatomic's 16-byte path may take a lock
+    // that a vCPU running natively would not honour.
+    __asm__ __volatile__("lock cmpxchg16b %1"
+                         : "=@ccz"(ok), "+m"(*reinterpret_cast<volatile uint64_t(*)[2]>(p)), "+a"(e[0]), "+d"(e[1])
+                         : "b"(d[0]), "c"(d[1])
+                         : "memory");
+  }
+  memcpy(exp, e, elen);
+  return Napi::Number::New(env, ok ? 1 : 0);
 }
 
 Napi::Value EventFd(const Napi::CallbackInfo& info) {
@@ -689,6 +724,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ioctl", Napi::Function::New(env, Ioctl));
   exports.Set("ioctlBuf", Napi::Function::New(env, IoctlBuf));
   exports.Set("address", Napi::Function::New(env, Address));
+  exports.Set("compareExchange", Napi::Function::New(env, CompareExchange));
   exports.Set("eventfd", Napi::Function::New(env, EventFd));
   exports.Set("read", Napi::Function::New(env, Read));
   exports.Set("write", Napi::Function::New(env, Write));
