@@ -64,6 +64,8 @@ export interface VmmSpec {
   readonly initrd: Uint8Array | undefined;
   readonly console: ConsoleSink;
   readonly serial: { readonly port: number; readonly irq: number };
+  /** Let KVM queue the UART's THR writes in its coalesced ring while the guest cannot tell (see coalesced-serial.ts); default true, used where the host offers it. */
+  readonly coalesceSerial?: boolean;
   readonly debugExit: { readonly port: number; readonly convention: "qemu" | "raw" };
   /** In-kernel PIC/IOAPIC/LAPIC and PIT. Without it HLT exits to the VMM and interrupts go through KVM_INTERRUPT. */
   readonly irqchip: boolean;

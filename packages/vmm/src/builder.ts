@@ -83,6 +83,7 @@ export class VmmBuilder {
   private emulateOpts: EmulationOptions | undefined;
   private hostNote: string | undefined;
   private gdbOpts: GdbOptions | undefined;
+  private coalesceSerialOn = true;
 
   /** A builder from a validated JSON config ({@link loadVmConfig}). */
   static fromConfig(c: VmConfig): VmmBuilder {
@@ -92,6 +93,7 @@ export class VmmBuilder {
       .vcpus(c.vcpus)
       .cmdline(c.cmdline)
       .serial(c.serial.port, c.serial.irq)
+      .coalesceSerial(c.coalesceSerial)
       .debugExit(c.debugExit.port, c.debugExit.convention);
     if (c.initrd !== undefined) b.initrdFile(c.initrd);
     if (c.timeoutMs !== undefined || c.stallMs !== undefined) b.watchdog({ timeoutMs: c.timeoutMs, stallMs: c.stallMs });
@@ -154,6 +156,17 @@ export class VmmBuilder {
     this.consoleSink = sink;
     return this;
   }
+  /**
+   * Let KVM queue the UART's transmit-register writes in its coalesced ring instead of exiting for
+   * each byte, while the guest cannot tell the difference (THR-empty interrupt off, no loopback);
+   * on by default where the host offers KVM_CAP_COALESCED_PIO. Off when a trace or PIO observer
+   * is set (they see each access as its vCPU's exit). See coalesced-serial.ts.
+   */
+  coalesceSerial(on = true): this {
+    this.coalesceSerialOn = on;
+    return this;
+  }
+
   serial(port: number, irq: number): this {
     this.serialCfg = { port, irq };
     return this;
@@ -382,6 +395,7 @@ export class VmmBuilder {
       initrd: this.initrdBytes,
       console: this.consoleSink,
       serial: this.serialCfg,
+      coalesceSerial: this.coalesceSerialOn,
       debugExit: this.debugExitCfg,
       irqchip: this.withIrqchip,
       acpi: this.withAcpi,

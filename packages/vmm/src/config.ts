@@ -71,6 +71,8 @@ const VmConfigSchema = z.strictObject({
   mpTable: z._default(z.boolean(), true),
   /** Finish in the VMM the instructions this host's KVM cannot emulate (PVM hosts); off by default. */
   emulate: z._default(z.boolean(), false),
+  /** Let KVM queue the UART's THR writes while the guest cannot tell (THR-empty interrupt off, no loopback). */
+  coalesceSerial: z._default(z.boolean(), true),
   serial: z._default(z.strictObject({ port: z._default(int(0, 0xfff8), L.serial.port), irq: z._default(int(0, 23), L.serial.irq) }), { ...L.serial }),
   debugExit: z._default(
     z.strictObject({ port: z._default(int(0, 0xfffc), L.debugExit.port), convention: z._default(z.enum(["qemu", "raw"]), L.debugExit.convention) }),
@@ -104,6 +106,7 @@ export interface VmConfig {
   acpi: boolean;
   mpTable: boolean;
   emulate: boolean;
+  coalesceSerial: boolean;
   serial: { port: number; irq: number };
   debugExit: { port: number; convention: "qemu" | "raw" };
 }
@@ -129,6 +132,7 @@ export interface VmConfigInput {
   acpi?: boolean | undefined;
   mpTable?: boolean | undefined;
   emulate?: boolean | undefined;
+  coalesceSerial?: boolean | undefined;
   serial?: { port?: number | undefined; irq?: number | undefined } | undefined;
   debugExit?: { port?: number | undefined; convention?: "qemu" | "raw" | undefined } | undefined;
 }
