@@ -4,6 +4,7 @@ import type { HypercallDevice, MmioBus, PioBus, TraceRecorder, Uart16550 } from 
 import { type ExitHandlers, type Kvm, runLoopAsync, type Vcpu, type VcpuExit, type Vm } from "@tsvmm/kvm-backend";
 import { VirtioConsole } from "@tsvmm/virtio";
 import type { VmmSpec } from "./assemble.js";
+import { CoalescedSerial } from "./coalesced-serial.js";
 import type { VcpuDebugHook } from "./debug/hook.js";
 import { type EmulationOptions, EmulationStats, VcpuEmulation } from "./emulation/index.js";
 import { VmmError } from "./errors.js";
@@ -142,6 +143,7 @@ export class Vmm {
   private haltCheck = false;
   private state: "ready" | "running" | "done" = "ready";
   private readonly gate = new PauseGate();
+  private readonly coalesced: CoalescedSerial | undefined;
   /** Counts of instructions emulated by the VMM, all vCPUs together. */
   readonly emulationStats = new EmulationStats();
 
@@ -159,6 +161,16 @@ export class Vmm {
     this.virtio = parts.virtio;
     // vCPUs the guest runs from the start; secondaries of other boot formats wait for INIT/SIPI.
     this.running = new Set(parts.boot.secondaries === "same-state" ? this.vcpus.map((_, i) => i) : [0]);
+    // A trace or an observer records each access as its vCPU's exit: the ring would hand them
+    // over later and without the vCPU, so they keep one exit per byte.
+    const port = parts.pio.entries().find((e) => e.device === parts.uart)?.base;
+    const coalesce = parts.spec?.coalesceSerial !== false && parts.trace === undefined && parts.pio.observer === null && port !== undefined;
+    this.coalesced = coalesce && CoalescedSerial.offered(parts.vm) ? new CoalescedSerial(parts.vm, parts.uart, port, parts.pio, parts.mmio) : undefined;
+  }
+
+  /** True while the UART's THR writes go through KVM's coalesced ring (see coalesced-serial.ts). */
+  get serialCoalesced(): boolean {
+    return this.coalesced?.active === true;
   }
 
   /** Exits taken so far by all vCPUs. */
@@ -213,6 +225,7 @@ export class Vmm {
     }
     const t0 = performance.now();
     this.lastExitAt = t0;
+    this.coalesced?.start();
     const dog = new Watchdog(this.parts.watchdog, {
       timeout: (ms) => this.requestStop("timeout", EXIT_STATUS.timeout, `watchdog: the VM ran past its ${ms} ms budget`, { kind: "watchdog" }),
       stalled: (ms) => this.requestStop("timeout", EXIT_STATUS.timeout, `watchdog: no vCPU exited for ${ms} ms`, { kind: "watchdog" }),
@@ -233,6 +246,7 @@ export class Vmm {
     } finally {
       dog.stop();
       if (halts !== undefined) clearInterval(halts);
+      this.coalesced?.stop();
     }
     const rips = this.vcpus.map((v) => {
       try {
@@ -267,6 +281,7 @@ export class Vmm {
 
   private async loop(vcpu: Vcpu, index: number): Promise<void> {
     const handlers = this.handlers(index);
+    const coalesced = this.coalesced;
     let kind = "";
     this.gate.enter(index);
     this.parts.debug?.enter(index);
@@ -275,6 +290,8 @@ export class Vmm {
         await runLoopAsync(vcpu, handlers, {
           shouldStop: () => this.stop !== undefined || (this.exitCodes.has(index) && !this.running.has(index)),
           onExit: (exit) => {
+            // THR writes KVM queued (by any vCPU) happened before this exit: the devices see them first.
+            coalesced?.drain();
             kind = exit.kind;
             this.exitCount++;
             this.lastExitAt = performance.now();
@@ -517,6 +534,7 @@ export class Vmm {
   async close(): Promise<void> {
     if (this.state === "done") return;
     this.state = "done";
+    this.coalesced?.close();
     this.uart.flush();
     this.vm.close();
     this.kvm.close();
