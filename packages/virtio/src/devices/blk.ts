@@ -512,7 +512,7 @@ export class VirtioBlk implements VirtioDevice {
       p.into = EMPTY;
       p.ctx = undefined;
       p.chain = undefined;
-      p.data.length = 0;
+      if (p.data.length !== 0) p.data.length = 0;
       this.free.push(p);
       if (this.pending === 0) {
         // Nothing else is coming for this batch: signal now, before anyone waiting for idle looks.

@@ -29,11 +29,11 @@ export interface UsedToken {
 export class DescriptorChain implements UsedToken {
   readonly id: number;
   readonly slots: number;
-  /** Element i is bytes [offs[i], offs[i] + lens[i]) of bufs[i] (a region's buffer, or a view). */
+  /** Element i is bytes [meta[3i], meta[3i] + meta[3i+1]) of bufs[i] (a region's buffer, or a view); meta[3i+2] is its guest address. */
   private readonly bufs: readonly Buffer[];
-  private readonly offs: readonly number[];
-  private readonly lens: readonly number[];
-  private readonly addrs: readonly number[];
+  private readonly meta: readonly number[];
+  /** Number of elements. */
+  readonly length: number;
   private views: Buffer[] | undefined;
   private descs: Descriptor[] | undefined;
   /** Index of the first writable descriptor (= descriptors.length when none). */
@@ -50,10 +50,9 @@ export class DescriptorChain implements UsedToken {
     this.slots = slots;
     if (descriptors instanceof ChainBuilder) {
       const b = descriptors;
-      this.bufs = b.bufs;
-      this.offs = b.offs;
-      this.lens = b.lens;
-      this.addrs = b.addrs;
+      this.bufs = b.bufs.slice(0, b.count);
+      this.meta = b.meta.slice(0, 3 * b.count);
+      this.length = b.count;
       this.views = undefined;
       this.descs = undefined;
       this.firstWritable = b.firstWritable;
@@ -79,9 +78,8 @@ export class DescriptorChain implements UsedToken {
       }
     }
     this.bufs = vs;
-    this.offs = vs.map(() => 0);
-    this.lens = descriptors.map((d) => d.len);
-    this.addrs = descriptors.map((d) => d.addr);
+    this.meta = descriptors.flatMap((d) => [0, d.len, d.addr]);
+    this.length = n;
     this.views = [...vs];
     this.descs = [...descriptors];
     this.firstWritable = fw;
@@ -94,7 +92,8 @@ export class DescriptorChain implements UsedToken {
     let d = this.descs;
     if (d === undefined) {
       d = [];
-      for (let i = 0; i < this.lens.length; i++) d.push({ addr: this.addrs[i]!, len: this.lens[i]!, writable: i >= this.firstWritable });
+      const m = this.meta;
+      for (let i = 0; i < this.length; i++) d.push({ addr: m[3 * i + 2]!, len: m[3 * i + 1]!, writable: i >= this.firstWritable });
       this.descs = d;
     }
     return d;
@@ -110,25 +109,21 @@ export class DescriptorChain implements UsedToken {
     let vs = this.views;
     if (vs === undefined) {
       vs = [];
-      for (let j = 0; j < this.lens.length; j++) {
-        const o = this.offs[j]!;
+      const m = this.meta;
+      for (let j = 0; j < this.length; j++) {
+        const o = m[3 * j]!;
         const b = this.bufs[j]!;
-        const l = this.lens[j]!;
+        const l = m[3 * j + 1]!;
         vs.push(o === 0 && b.length === l ? b : b.subarray(o, o + l));
       }
       this.views = vs;
     }
     return vs;
   }
-  /** Number of elements. */
-  get length(): number {
-    return this.lens.length;
-  }
   /** Byte length of element `i`. */
   elementLength(i: number): number {
-    const l = this.lens[i];
-    if (l === undefined) throw new RangeError(`chain has no element ${i}`);
-    return l;
+    if (!(i >= 0 && i < this.length)) throw new RangeError(`chain has no element ${i}`);
+    return this.meta[3 * i + 1]!;
   }
   /** Zero-copy views of the device-readable elements, in order. */
   readable(): Buffer[] {
@@ -151,13 +146,14 @@ export class DescriptorChain implements UsedToken {
    */
   copyOut(dst: Uint8Array, skip = 0): number {
     let done = 0;
+    const m = this.meta;
     for (let i = 0; i < this.firstWritable && done < dst.length; i++) {
-      const l = this.lens[i]!;
+      const l = m[3 * i + 1]!;
       if (skip >= l) {
         skip -= l;
         continue;
       }
-      const o = this.offs[i]!;
+      const o = m[3 * i]!;
       const take = Math.min(l - skip, dst.length - done);
       const b = this.bufs[i]!;
       if (take <= 16) for (let k = 0; k < take; k++) dst[done + k] = b[o + skip + k]!;
@@ -174,16 +170,17 @@ export class DescriptorChain implements UsedToken {
    */
   copyIn(src: Uint8Array, skip = 0): number {
     let done = 0;
-    const n = this.lens.length;
+    const n = this.length;
+    const m = this.meta;
     for (let i = this.firstWritable; i < n && done < src.length; i++) {
-      const l = this.lens[i]!;
+      const l = m[3 * i + 1]!;
       if (skip >= l) {
         skip -= l;
         continue;
       }
       const take = Math.min(l - skip, src.length - done);
       const b = this.bufs[i]!;
-      const at = this.offs[i]! + skip;
+      const at = m[3 * i]! + skip;
       if (take === 1) b[at] = src[done]!;
       else b.set(take === src.length ? src : src.subarray(done, done + take), at);
       done += take;
@@ -194,11 +191,12 @@ export class DescriptorChain implements UsedToken {
 
   /** Store one byte at byte `pos` of the writable part; false when the part is shorter. */
   setWritableByte(pos: number, value: number): boolean {
-    const n = this.lens.length;
+    const n = this.length;
+    const m = this.meta;
     for (let i = this.firstWritable; i < n; i++) {
-      const l = this.lens[i]!;
+      const l = m[3 * i + 1]!;
       if (pos < l) {
-        this.bufs[i]![this.offs[i]! + pos] = value;
+        this.bufs[i]![m[3 * i]! + pos] = value;
         return true;
       }
       pos -= l;
@@ -353,10 +351,10 @@ export class ChainWriter {
  * region); anything else goes through `mem.slice`, which throws the precise error.
  */
 export class ChainBuilder {
+  /** Scratch, reused chain after chain: the first `count` entries (3 numbers each in `meta`) are the current chain's. */
   readonly bufs: Buffer[] = [];
-  readonly offs: number[] = [];
-  readonly lens: number[] = [];
-  readonly addrs: number[] = [];
+  readonly meta: number[] = [];
+  count = 0;
   total = 0;
   readableLength = 0;
   firstWritable = 0;
@@ -367,6 +365,16 @@ export class ChainBuilder {
     private readonly regions: RegionCache = new RegionCache(mem),
   ) {}
 
+  /** Start a new chain (the ring walkers keep one builder per ring). */
+  reset(): this {
+    this.count = 0;
+    this.total = 0;
+    this.readableLength = 0;
+    this.firstWritable = 0;
+    this.sawWritable = false;
+    return this;
+  }
+
   push(addr: number, len: number, writable: boolean): void {
     if (!writable) {
       if (this.sawWritable) {
@@ -374,24 +382,26 @@ export class ChainBuilder {
       }
       this.readableLength += len;
       this.firstWritable++;
-    }
-    this.sawWritable ||= writable;
+    } else this.sawWritable = true;
     this.total += len;
     if (this.total > 0xffff_ffff) {
       throw new VirtqueueError("VIRTQ_CHAIN_TOO_BIG", `queue ${this.queue}: chain is longer than 2^32 bytes`, this.queue);
     }
     const rc = this.regions;
+    const i = this.count;
+    let off = 0;
     if (rc.find(addr, len)) {
-      this.bufs.push(rc.buf);
-      this.offs.push(addr - rc.base);
-    } else {
-      this.bufs.push(sliceGuest(this.mem, addr, len, this.queue, "buffer"));
-      this.offs.push(0);
-    }
-    this.lens.push(len);
-    this.addrs.push(addr);
+      this.bufs[i] = rc.buf;
+      off = addr - rc.base;
+    } else this.bufs[i] = sliceGuest(this.mem, addr, len, this.queue, "buffer");
+    const m = this.meta;
+    m[3 * i] = off;
+    m[3 * i + 1] = len;
+    m[3 * i + 2] = addr;
+    this.count = i + 1;
   }
 
+  /** The chain collected since the last reset (copied out of the scratch). */
   build(id: number, slots: number): DescriptorChain {
     return new DescriptorChain(id, slots, this);
   }

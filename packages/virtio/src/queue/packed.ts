@@ -40,9 +40,9 @@ export class PackedRing {
     private readonly eventIdx: boolean,
     private readonly indirect: boolean,
   ) {
-    this.regions = new RegionCache(mem);
+    this.builder = new ChainBuilder(mem, index, new RegionCache(mem));
   }
-  private readonly regions: RegionCache;
+  private readonly builder: ChainBuilder;
 
   private err(code: ConstructorParameters<typeof VirtqueueError>[0], msg: string): VirtqueueError {
     return new VirtqueueError(code, `queue ${this.index}: ${msg}`, this.index);
@@ -58,7 +58,7 @@ export class PackedRing {
   pop(): DescriptorChain | null {
     if (!this.hasAvailable()) return null;
     // More chains than slots in flight means the driver re-offered a slot we still own.
-    const b = new ChainBuilder(this.mem, this.index, this.regions);
+    const b = this.builder.reset();
     const ring = this.ring.buf;
     let pos = this.nextAvail;
     let wrap = this.availWrap;

@@ -57,11 +57,11 @@ export class SplitRing {
     this.d16 = fast ? new Uint16Array(desc.buffer, desc.byteOffset, desc.length >>> 1) : undefined;
     const ub = used.buf;
     this.u32 = LITTLE && ub.byteOffset % 4 === 0 ? new Uint32Array(ub.buffer, ub.byteOffset, ub.length >>> 2) : undefined;
-    this.regions = new RegionCache(mem);
+    this.builder = new ChainBuilder(mem, index, new RegionCache(mem));
   }
   /** The used ring as u32 words (aligned little-endian host): an element is two word stores. */
   private readonly u32: Uint32Array | undefined;
-  private readonly regions: RegionCache;
+  private readonly builder: ChainBuilder;
   private readonly d32: Uint32Array | undefined;
   private readonly d16: Uint16Array | undefined;
 
@@ -90,7 +90,7 @@ export class SplitRing {
   }
 
   private walk(head: number): DescriptorChain {
-    const b = new ChainBuilder(this.mem, this.index, this.regions);
+    const b = this.builder.reset();
     let table = this.desc;
     let tableSize = this.size;
     let inIndirect = false;
