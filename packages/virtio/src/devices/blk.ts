@@ -453,7 +453,7 @@ export class VirtioBlk implements VirtioDevice {
     const backend = this.backend;
     const first = run[0]!;
     if (run.length === 1) {
-      run.length = 0;
+      run.pop(); // not `length = 0`: that store is a runtime call
       try {
         backend.read(first.position, first.into, first.done);
       } catch (e) {
@@ -541,12 +541,24 @@ export class VirtioBlk implements VirtioDevice {
 
   /** Reused bounce buffers by size: a fresh 4 KiB+ Buffer per request is a fresh ArrayBuffer. */
   private readonly bounces = new Map<number, Buffer[]>();
+  /** The list of the size asked for last (the usual stream is of one size): no Map lookup for it. */
+  private bounceSize = -1;
+  private bounceList: Buffer[] = [];
+  private bounceListOf(n: number): Buffer[] | undefined {
+    if (n === this.bounceSize) return this.bounceList;
+    const l = this.bounces.get(n);
+    if (l !== undefined) {
+      this.bounceSize = n;
+      this.bounceList = l;
+    }
+    return l;
+  }
   private takeBounce(n: number): Buffer {
-    return this.bounces.get(n)?.pop() ?? Buffer.allocUnsafeSlow(n);
+    return this.bounceListOf(n)?.pop() ?? Buffer.allocUnsafeSlow(n);
   }
   private giveBounce(b: Buffer): void {
     if (b.length > 1 << 20) return;
-    let l = this.bounces.get(b.length);
+    let l = this.bounceListOf(b.length);
     if (l === undefined) {
       l = [];
       this.bounces.set(b.length, l);
