@@ -74,7 +74,7 @@ describe.runIf(requireKvm())("compareExchangeAt against a running vCPU", () => {
       for (let i = 0; i < HOST_ADDS; i++) {
         const size = i % 2 === 0 ? 8 : 16;
         // A copy: Buffer#slice would be a live view of guest memory.
-        let cur = Uint8Array.from(slot.subarray(COUNTER, COUNTER + size));
+        let cur: Uint8Array = Uint8Array.from(slot.subarray(COUNTER, COUNTER + size));
         for (;;) {
           const r = GuestRam.compareExchangeAt(slot, COUNTER, cur, le(val(cur) + 1n, size));
           if (r.swapped) break;

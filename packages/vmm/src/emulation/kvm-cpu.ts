@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { GuestMemory, KvmRegs, KvmSegment, KvmSregs, KvmVcpuEvents } from "@tsvmm/abi";
 import type { MmioBus } from "@tsvmm/devices";
 import { PagingTables, TableAllocator } from "@tsvmm/ept";
-import type { Vcpu } from "@tsvmm/kvm-backend";
+import { GuestRam, type Vcpu } from "@tsvmm/kvm-backend";
 import type { AccessKind, InjectedEvent, PageFault, SegmentName, SegmentState, X86Cpu, XsaveLayout } from "@tsvmm/x86";
 import { deliverByHand } from "./deliver.js";
 import { EmulationError } from "./errors.js";
@@ -235,6 +235,18 @@ export class KvmCpu implements X86Cpu {
       return;
     }
     this.mmio.write(gpa, Buffer.from(data), this.index);
+  }
+
+  /**
+   * A locked compare-exchange on the host mapping of guest RAM (the addon's LOCK CMPXCHG /
+   * CMPXCHG16B), so the emulator's LOCK read-modify-writes are atomic against the other vCPUs,
+   * which run natively at CPL3 on the same memory. Undefined outside RAM: the device there
+   * answers plain reads and writes instead.
+   */
+  compareExchangePhys(gpa: bigint, expected: Uint8Array, desired: Uint8Array): Uint8Array | undefined {
+    const n = expected.length;
+    if (!this.memory.contains(gpa, n)) return undefined;
+    return GuestRam.compareExchangeAt(this.memory.slice(gpa, n), 0, expected, desired).old;
   }
 
   /**

@@ -103,11 +103,13 @@ export interface X86Cpu {
   readPhys(gpa: bigint, length: number): Uint8Array;
   writePhys(gpa: bigint, data: Uint8Array): void;
   /**
-   * Optional atomic compare-exchange on guest RAM (LOCK CMPXCHG8B/16B with other vCPUs running).
-   * Returns the old contents; the write happened iff they equal `expected`. Without it the emulator
-   * reads, compares and writes, which is atomic only while the other vCPUs are stopped.
+   * Optional atomic compare-exchange of 8 or 16 bytes at `gpa`, aligned to that size (the emulator
+   * builds every LOCK read-modify-write on it, so vCPUs running natively at the same time stay
+   * coherent). Returns the old contents (the write happened iff they equal `expected`), or
+   * undefined, having touched nothing, when `gpa` is not RAM (MMIO). Without it the emulator reads,
+   * modifies and writes, which is atomic only while the other vCPUs are stopped.
    */
-  compareExchangePhys?(gpa: bigint, expected: Uint8Array, desired: Uint8Array): Uint8Array;
+  compareExchangePhys?(gpa: bigint, expected: Uint8Array, desired: Uint8Array): Uint8Array | undefined;
   /**
    * Linear -> guest-physical through the guest's own page tables (CR3, 4/5-level, large pages),
    * checking the access rights for `access` at `cpl`. Called only when CR0.PG = 1.

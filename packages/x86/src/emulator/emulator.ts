@@ -3,7 +3,7 @@ import { decode, MAX_INSN_LENGTH } from "../decoder/decode.js";
 import type { Reg, SegmentName } from "../decoder/registers.js";
 import type { CpuMode, ImmOperand, Instruction, MemOperand, Operand } from "../decoder/types.js";
 import type { AccessKind, X86Cpu } from "./cpu.js";
-import { AC, add, CF, DF, incDec, logic, maskOf, neg, type ShiftOp, STATUS, shift, sub, VM, ZF } from "./flags.js";
+import { AC, type AluResult, add, CF, DF, incDec, logic, maskOf, neg, type ShiftOp, STATUS, shift, sub, VM, ZF } from "./flags.js";
 import { executeSse, isSseMnemonic } from "./sse.js";
 import { areaSize, readMxcsr, restoreAreaSize, writeMxcsr, XSAVE_HEADER, type XsaveKind, xrstorLoad, xsaveStore, xstateBv } from "./xsave.js";
 
@@ -38,6 +38,9 @@ class Fault {
     readonly cr2?: bigint,
   ) {}
 }
+/** Compare-exchange attempts of one LOCK update before the emulator gives up (another vCPU won every race). */
+const MAX_CAS_ATTEMPTS = 100_000;
+
 class Unsupported {
   constructor(readonly reason: string) {}
 }
@@ -278,6 +281,68 @@ export class Emulator {
     return this.pieces(lin, bytes, access, st.cpl);
   }
 
+  /**
+   * Replace the bytes of `p` by `f(old)` and return `old`. On guest RAM with a CPU that offers
+   * compareExchangePhys this is a compare-exchange loop on the aligned 8 or 16 bytes holding the
+   * operand, so a vCPU running natively at the same time neither loses its update nor sees a torn
+   * one. `guess` is the first expected value (EDX:EAX for CMPXCHG8B/16B); with none the first
+   * attempt expects zeros, so nothing is read before the CPU says whether the address is RAM (an
+   * MMIO read can have side effects). A split-lock operand (across a page boundary, or not within
+   * one aligned 16 bytes), MMIO, or a CPU without compareExchangePhys take a plain read and write:
+   * correct only while the other vCPUs are stopped, which is all the emulator can do there (the
+   * processor itself takes a bus lock for a split lock).
+   */
+  private atomicUpdate(p: [bigint, number][], f: (old: Uint8Array) => Uint8Array, guess?: Uint8Array): Uint8Array {
+    const cas = this.cpu.compareExchangePhys?.bind(this.cpu);
+    if (p.length === 1 && cas !== undefined) {
+      const [gpa, size] = p[0]!;
+      const win = BigInt.asUintN(64, gpa + BigInt(size) - 1n) >> 3n === gpa >> 3n ? 8 : BigInt.asUintN(64, gpa + BigInt(size) - 1n) >> 4n === gpa >> 4n ? 16 : 0;
+      if (win !== 0) {
+        const base = gpa & ~BigInt(win - 1);
+        const at = Number(gpa - base);
+        let cur = new Uint8Array(win);
+        if (guess !== undefined) cur.set(guess, at);
+        for (let attempt = 0; ; attempt++) {
+          const old = cur.slice(at, at + size);
+          const next = Uint8Array.from(cur);
+          next.set(f(old), at);
+          const seen = cas(base, cur, next);
+          if (seen === undefined) break; // not RAM: the plain path below
+          if (equalBytes(seen, cur)) return old;
+          // Another vCPU won every race: stop the VM rather than spin the VMM's thread for ever.
+          if (attempt >= MAX_CAS_ATTEMPTS) throw new Unsupported(`LOCK operand at 0x${gpa.toString(16)} changed under ${MAX_CAS_ATTEMPTS} compare-exchange attempts`);
+          cur = Uint8Array.from(seen);
+        }
+      }
+    }
+    const old = this.readPieces(p);
+    this.writePieces(p, f(old));
+    return old;
+  }
+
+  /**
+   * Read-modify-write of a destination operand. With LOCK on a memory operand the update is
+   * atomic (see {@link atomicUpdate}); `source` is read once before the update, so a retry does not
+   * read it again.
+   */
+  private rmw(o: Operand, st: Step, f: (a: bigint, source: () => bigint) => bigint, source?: () => bigint): void {
+    if (o.kind === "mem") {
+      const bytes = o.bits / 8;
+      const p = this.resolve(o, bytes, "write", st);
+      const b = source?.();
+      const src = () => b ?? 0n;
+      if (st.insn.prefixes.lock) {
+        this.atomicUpdate(p, (old) => bigToBytes(f(bytesToBig(old), src), bytes));
+        return;
+      }
+      this.writePieces(p, bigToBytes(f(bytesToBig(this.readPieces(p)), src), bytes));
+      return;
+    }
+    const dst = this.loc(o, st, "rmw");
+    const b = source?.();
+    dst.write(f(dst.read(), () => b ?? 0n));
+  }
+
   // ---- operands -----------------------------------------------------------------------------
 
   private loc(o: Operand, st: Step, access: "read" | "write" | "rmw"): Loc {
@@ -349,34 +414,42 @@ export class Emulator {
       case "cmp":
       case "test": {
         const write = i.mnemonic !== "cmp" && i.mnemonic !== "test";
-        const dst = this.loc(ops[0]!, st, write ? "rmw" : "read");
-        const bits = dst.bits;
-        const a = dst.read();
-        const b = this.loc(ops[1]!, st, "read").read() & maskOf(bits);
+        const bits = operandBits(ops[0]!);
         const cf = (this.cpu.readRflags() & CF) !== 0n ? 1n : 0n;
-        const r =
-          i.mnemonic === "add" ? add(a, b, 0n, bits)
-          : i.mnemonic === "adc" ? add(a, b, cf, bits)
-          : i.mnemonic === "sub" || i.mnemonic === "cmp" ? sub(a, b, 0n, bits)
-          : i.mnemonic === "sbb" ? sub(a, b, cf, bits)
-          : logic(i.mnemonic === "or" ? a | b : i.mnemonic === "xor" ? a ^ b : a & b, bits);
-        if (write) dst.write(r.value);
-        this.setFlags(r.mask, r.flags);
+        let r: AluResult | undefined;
+        const compute = (a: bigint, b: bigint): bigint => {
+          r =
+            i.mnemonic === "add" ? add(a, b, 0n, bits)
+            : i.mnemonic === "adc" ? add(a, b, cf, bits)
+            : i.mnemonic === "sub" || i.mnemonic === "cmp" ? sub(a, b, 0n, bits)
+            : i.mnemonic === "sbb" ? sub(a, b, cf, bits)
+            : logic(i.mnemonic === "or" ? a | b : i.mnemonic === "xor" ? a ^ b : a & b, bits);
+          return r.value;
+        };
+        if (write) {
+          this.rmw(ops[0]!, st, (a, srcRead) => compute(a, srcRead()), () => this.loc(ops[1]!, st, "read").read() & maskOf(bits));
+        } else {
+          const a = this.loc(ops[0]!, st, "read").read();
+          compute(a, this.loc(ops[1]!, st, "read").read() & maskOf(bits));
+        }
+        this.setFlags(r!.mask, r!.flags);
         return st.next;
       }
       case "inc":
       case "dec":
       case "neg":
       case "not": {
-        const dst = this.loc(ops[0]!, st, "rmw");
-        const a = dst.read();
+        const bits = operandBits(ops[0]!);
         if (i.mnemonic === "not") {
-          dst.write(~a & maskOf(dst.bits));
+          this.rmw(ops[0]!, st, (a) => ~a & maskOf(bits));
           return st.next;
         }
-        const r = i.mnemonic === "neg" ? neg(a, dst.bits) : incDec(a, i.mnemonic === "dec", dst.bits);
-        dst.write(r.value);
-        this.setFlags(r.mask, r.flags);
+        let r: AluResult | undefined;
+        this.rmw(ops[0]!, st, (a) => {
+          r = i.mnemonic === "neg" ? neg(a, bits) : incDec(a, i.mnemonic === "dec", bits);
+          return r.value;
+        });
+        this.setFlags(r!.mask, r!.flags);
         return st.next;
       }
       case "rol":
@@ -581,14 +654,8 @@ export class Emulator {
     const p = this.pieces(lin, size, "write", st.cpl);
     const expected = bigToBytes((this.gprN(2, half) << BigInt(half)) | this.gprN(0, half), size);
     const desired = bigToBytes((this.gprN(1, half) << BigInt(half)) | this.gprN(3, half), size);
-    let old: Uint8Array;
-    if (p.length === 1 && this.cpu.compareExchangePhys !== undefined) {
-      old = this.cpu.compareExchangePhys(p[0]![0], expected, desired);
-    } else {
-      old = this.readPieces(p);
-      // The processor writes the destination in both cases (the old value back when they differ).
-      this.writePieces(p, equalBytes(old, expected) ? desired : old);
-    }
+    // The processor writes the destination in both cases (the old value back when they differ).
+    const old = this.atomicUpdate(p, (o) => (equalBytes(o, expected) ? desired : o), expected);
     const equal = equalBytes(old, expected);
     if (!equal) {
       const v = bytesToBig(old);
@@ -715,6 +782,13 @@ export function bigToBytes(v: bigint, n: number): Uint8Array {
     x >>= 8n;
   }
   return out;
+}
+
+/** Width in bits of a register or memory operand. */
+function operandBits(o: Operand): number {
+  if (o.kind === "reg") return o.reg.bits;
+  if (o.kind === "mem" || o.kind === "imm") return o.bits;
+  return 0;
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
