@@ -50,8 +50,8 @@ export class DescriptorChain implements UsedToken {
     this.slots = slots;
     if (descriptors instanceof ChainBuilder) {
       const b = descriptors;
-      this.bufs = b.bufs.slice(0, b.count);
-      this.meta = b.meta.slice(0, 3 * b.count);
+      this.bufs = headOf(b.bufs, b.count);
+      this.meta = headOf(b.meta, 3 * b.count);
       this.length = b.count;
       this.views = undefined;
       this.descs = undefined;
@@ -202,6 +202,24 @@ export class DescriptorChain implements UsedToken {
       pos -= l;
     }
     return false;
+  }
+}
+
+/** The first `n` entries of `a` as a new array: literals for the usual short chains (Array.prototype.slice costs far more at this size). */
+function headOf<T>(a: readonly T[], n: number): T[] {
+  switch (n) {
+    case 1:
+      return [a[0]!];
+    case 2:
+      return [a[0]!, a[1]!];
+    case 3:
+      return [a[0]!, a[1]!, a[2]!];
+    case 6:
+      return [a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!];
+    case 9:
+      return [a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!];
+    default:
+      return a.slice(0, n);
   }
 }
 
