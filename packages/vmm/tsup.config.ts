@@ -37,6 +37,8 @@ export default defineConfig((cli) => {
         clean: false,
         dts: false,
         noExternal: ["zod", ...BIN_INLINE],
+        // Less to read, hash and (on a cache miss) compile; names stay, and the source map maps back.
+        minifyWhitespace: true,
       });
     },
   };
