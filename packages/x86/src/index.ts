@@ -3,7 +3,7 @@ export * from "./decoder/format.js";
 export * from "./decoder/registers.js";
 export { type GroupDef, MAP_0F, MAP_0F3A, MAP_0F38, type OpDef, PRIMARY, type PrefixDef, type Slot, type WDef } from "./decoder/tables.js";
 export * from "./decoder/types.js";
-export type { AccessKind, InjectedEvent, PageFault, SegmentState, X86Cpu, XsaveComponent, XsaveLayout } from "./emulator/cpu.js";
+export type { AccessKind, DescriptorTable, InjectedEvent, PageFault, SegmentState, X86Cpu, XsaveComponent, XsaveLayout } from "./emulator/cpu.js";
 export { type EmulationOutcome, Emulator, type EmulatorOptions, VECTOR } from "./emulator/emulator.js";
 export { AC, AF, CF, DF, IF, OF, PF, SF, STATUS, TF, ZF } from "./emulator/flags.js";
 export { DEFAULT_XSAVE_LAYOUT, SimpleCpu, type SimpleCpuInit } from "./emulator/simple-cpu.js";

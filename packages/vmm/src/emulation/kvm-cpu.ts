@@ -3,7 +3,7 @@ import type { GuestMemory, KvmRegs, KvmSegment, KvmSregs, KvmVcpuEvents } from "
 import type { MmioBus } from "@tsvmm/devices";
 import { PagingTables, TableAllocator } from "@tsvmm/ept";
 import { GuestRam, type Vcpu } from "@tsvmm/kvm-backend";
-import type { AccessKind, InjectedEvent, PageFault, SegmentName, SegmentState, X86Cpu, XsaveLayout } from "@tsvmm/x86";
+import type { AccessKind, DescriptorTable, InjectedEvent, PageFault, SegmentName, SegmentState, X86Cpu, XsaveLayout } from "@tsvmm/x86";
 import { deliverByHand } from "./deliver.js";
 import { EmulationError } from "./errors.js";
 
@@ -164,6 +164,12 @@ export class KvmCpu implements X86Cpu {
   }
   readSegment(s: SegmentName): SegmentState {
     return segmentState(this.kvmSregs[s]);
+  }
+  readDescriptorTable(table: "gdt" | "ldt"): DescriptorTable | undefined {
+    const s = this.kvmSregs;
+    if (table === "gdt") return { base: s.gdt.base, limit: s.gdt.limit };
+    if (s.ldt.unusable !== 0 || (s.ldt.selector & ~3) === 0) return undefined;
+    return { base: s.ldt.base, limit: s.ldt.limit };
   }
   readCr(n: 0 | 2 | 3 | 4 | 8): bigint {
     const s = this.kvmSregs;

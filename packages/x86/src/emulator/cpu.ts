@@ -21,6 +21,12 @@ export interface SegmentState {
 
 export type AccessKind = "read" | "write" | "fetch";
 
+/** A descriptor table register: linear base and byte limit (the last valid offset). */
+export interface DescriptorTable {
+  readonly base: bigint;
+  readonly limit: number;
+}
+
 /** A failed guest page walk: the #PF the guest gets. */
 export interface PageFault {
   readonly kind: "page-fault";
@@ -80,6 +86,11 @@ export interface X86Cpu {
   readRflags(): bigint;
   writeRflags(value: bigint): void;
   readSegment(seg: SegmentName): SegmentState;
+  /**
+   * GDTR, or LDTR's base and limit (as KVM's sregs hold them); undefined for an LDT when LDTR is
+   * null or unusable. For LAR/LSL, which read descriptors through the guest's memory.
+   */
+  readDescriptorTable(table: "gdt" | "ldt"): DescriptorTable | undefined;
   /** CR0, CR2, CR3, CR4, CR8. */
   readCr(n: 0 | 2 | 3 | 4 | 8): bigint;
   readEfer(): bigint;

@@ -38,6 +38,17 @@ class Fault {
     readonly cr2?: bigint,
   ) {}
 }
+// System descriptor types LAR and LSL accept, as bit sets over the 4-bit type (SDM vol. 2A, LAR
+// table 3-57 / LSL table 3-60 in the older numbering). Legacy protected mode: LAR takes the 16/32-bit
+// TSSs, the LDT, call and task gates; LSL the TSSs and the LDT. IA-32e mode: LAR takes only the
+// 64-bit TSSs and call gate; LSL the LDT, the 64-bit TSSs and type 0 ("upper 8 bytes of a 16-byte
+// descriptor": Intel's table; AMD's APM does not list it).
+const bits = (...types: number[]) => types.reduce((m, t) => m | (1 << t), 0);
+const LAR_SYSTEM_LEGACY = bits(1, 2, 3, 4, 5, 9, 0xb, 0xc);
+const LAR_SYSTEM_IA32E = bits(9, 0xb, 0xc);
+const LSL_SYSTEM_LEGACY = bits(1, 2, 3, 9, 0xb);
+const LSL_SYSTEM_IA32E = bits(0, 2, 9, 0xb);
+
 /** Compare-exchange attempts of one LOCK update before the emulator gives up (another vCPU won every race). */
 const MAX_CAS_ATTEMPTS = 100_000;
 
@@ -487,6 +498,9 @@ export class Emulator {
       case "cmpxchg8b":
       case "cmpxchg16b":
         return this.cmpxchgWide(st);
+      case "lar":
+      case "lsl":
+        return this.larLsl(st);
       case "popcnt": {
         const src = this.loc(ops[1]!, st, "read").read();
         let n = 0n;
@@ -664,6 +678,55 @@ export class Emulator {
     }
     this.setFlags(ZF, equal ? ZF : 0n);
     return st.next;
+  }
+
+  /**
+   * LAR / LSL (SDM vol. 2A): read the descriptor the selector names from the GDT or LDT through
+   * guest memory and, when the selector is not null, lies within the table, names a type the
+   * instruction accepts and is visible (CPL and RPL <= DPL, unless conforming code), load its
+   * access rights or byte-granular limit and set ZF; otherwise clear ZF and leave the destination
+   * alone. Descriptor reads are supervisor accesses whatever the CPL; they fault (#PF) like any read.
+   */
+  private larLsl(st: Step): bigint {
+    const i = st.insn;
+    if (st.mode === "real" || st.mode === "v86") throw new Fault(VECTOR.UD, undefined, `${i.mnemonic} in ${st.mode} mode`);
+    const dst = (i.operands[0] as Extract<Operand, { kind: "reg" }>).reg;
+    const selector = Number(this.loc(i.operands[1]!, st, "read").read() & 0xffffn);
+    const desc = this.readDescriptor(selector);
+    let value: bigint | undefined;
+    if (desc !== undefined) {
+      const hi = Number(desc >> 32n) >>> 0;
+      const type = (hi >>> 8) & 0xf;
+      const system = (hi & 0x1000) === 0;
+      const dpl = (hi >>> 13) & 3;
+      const conformingCode = !system && (type & 0xc) === 0xc;
+      const ia32e = (this.cpu.readEfer() & EFER.LMA) !== 0n;
+      const lar = i.mnemonic === "lar";
+      const validTypes = system ? (lar ? (ia32e ? LAR_SYSTEM_IA32E : LAR_SYSTEM_LEGACY) : ia32e ? LSL_SYSTEM_IA32E : LSL_SYSTEM_LEGACY) : 0xffff;
+      const visible = conformingCode || (st.cpl <= dpl && (selector & 3) <= dpl);
+      if (((validTypes >>> type) & 1) !== 0 && visible) {
+        if (lar) value = BigInt(hi & (dst.bits === 16 ? 0xff00 : 0x00ffff00));
+        else {
+          const raw = (Number(desc & 0xffffn) | (hi & 0xf0000)) >>> 0;
+          value = hi & 0x800000 ? BigInt(raw) * 4096n + 4095n : BigInt(raw);
+        }
+      }
+    }
+    if (value !== undefined) this.setReg(dst, value);
+    this.setFlags(ZF, value !== undefined ? ZF : 0n);
+    return st.next;
+  }
+
+  /** The 8-byte descriptor `selector` names, or undefined when it is null or past its table's limit. */
+  private readDescriptor(selector: number): bigint | undefined {
+    const ldt = (selector & 4) !== 0;
+    if (!ldt && selector >>> 2 === 0) return undefined;
+    const table = this.cpu.readDescriptorTable(ldt ? "ldt" : "gdt");
+    const offset = selector & 0xfff8;
+    if (table === undefined || offset + 7 > table.limit) return undefined;
+    const lin = table.base + BigInt(offset);
+    const la = this.mode() === "long64" ? BigInt.asUintN(64, lin) : BigInt.asUintN(32, lin);
+    return bytesToBig(this.readLinear(la, 8, "read", 0));
   }
 
   /** SSE/x87 state instruction preconditions: #UD without OSFXSR or with CR0.EM, #NM with CR0.TS. */

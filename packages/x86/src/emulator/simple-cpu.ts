@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { GuestMemory } from "@tsvmm/abi";
 import type { SegmentName } from "../decoder/registers.js";
-import type { AccessKind, InjectedEvent, PageFault, SegmentState, X86Cpu, XsaveLayout } from "./cpu.js";
+import type { AccessKind, DescriptorTable, InjectedEvent, PageFault, SegmentState, X86Cpu, XsaveLayout } from "./cpu.js";
 import { MXCSR_DEFAULT, setXstateBv, writeMxcsr } from "./xsave.js";
 
 /** x87 | SSE | AVX, with the AVX component at its usual standard-format offset. */
@@ -32,6 +32,9 @@ export class SimpleCpu implements X86Cpu {
   rip = 0n;
   rflags = 0x2n;
   readonly segments: Record<SegmentName, SegmentState>;
+  /** GDTR; LDTR (undefined: null selector in LDTR). */
+  gdtr: DescriptorTable = { base: 0n, limit: 0xffff };
+  ldtr: DescriptorTable | undefined = undefined;
   cr0: bigint;
   cr2 = 0n;
   cr3 = 0n;
@@ -90,6 +93,9 @@ export class SimpleCpu implements X86Cpu {
   }
   readSegment(s: SegmentName): SegmentState {
     return this.segments[s];
+  }
+  readDescriptorTable(table: "gdt" | "ldt"): DescriptorTable | undefined {
+    return table === "gdt" ? this.gdtr : this.ldtr;
   }
   readCr(n: 0 | 2 | 3 | 4 | 8): bigint {
     return n === 0 ? this.cr0 : n === 2 ? this.cr2 : n === 3 ? this.cr3 : n === 4 ? this.cr4 : this.cr8;
