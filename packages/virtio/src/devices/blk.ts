@@ -1,3 +1,4 @@
+import { endianness } from "node:os";
 import { close, closeSync, fdatasync, fstatSync, openSync, read, readv, write, writev } from "node:fs";
 import {
   bit,
@@ -103,21 +104,17 @@ export class RawFileBackend implements BlockBackend {
   }
 
   read(position: number, into: Buffer, done: IoDone): void {
-    this.readFrom(position, into, 0, done);
+    const op = this.readOps.pop() ?? new ReadOp(this.readOps);
+    op.fd = this.fd;
+    op.position = position;
+    op.into = into;
+    op.got = 0;
+    op.done = done;
+    op.next();
   }
 
-  /** One pread for the rest of `into` from `got` on; a short read carries on (one closure per call, the usual single call included). */
-  private readFrom(position: number, into: Buffer, got: number, done: IoDone): void {
-    if (got === into.length) {
-      done(null);
-      return;
-    }
-    read(this.fd, into, got, into.length - got, position + got, (err, n) => {
-      if (err) done(err);
-      else if (n === 0) done(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: short read at ${position + got}`));
-      else this.readFrom(position, into, got + n, done);
-    });
-  }
+  /** Reused pread states, each with its callback bound once: a read allocates no closure of ours. */
+  private readonly readOps: ReadOp[] = [];
 
   readv(position: number, into: readonly Buffer[], done: IoDone): void {
     let bufs = into.filter((b) => b.length > 0);
@@ -201,6 +198,42 @@ export class RawFileBackend implements BlockBackend {
   }
 }
 
+/** One RawFileBackend.read: a pread for what is left of `into`; a short read carries on from where it stopped. */
+class ReadOp {
+  fd = -1;
+  position = 0;
+  into: Buffer = EMPTY;
+  got = 0;
+  done: IoDone | undefined;
+  private readonly cb: (err: Error | null, n: number) => void;
+  constructor(private readonly pool: ReadOp[]) {
+    this.cb = (err, n) => this.onRead(err, n);
+  }
+  next(): void {
+    const into = this.into;
+    if (this.got === into.length) {
+      this.finish(null);
+      return;
+    }
+    read(this.fd, into, this.got, into.length - this.got, this.position + this.got, this.cb);
+  }
+  private onRead(err: Error | null, n: number): void {
+    if (err) this.finish(err);
+    else if (n === 0) this.finish(new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: short read at ${this.position + this.got}`));
+    else {
+      this.got += n;
+      this.next();
+    }
+  }
+  private finish(err: Error | null): void {
+    const done = this.done!;
+    this.done = undefined;
+    this.into = EMPTY;
+    if (this.pool.length < 256) this.pool.push(this);
+    done(err);
+  }
+}
+
 export interface VirtioBlkOptions {
   backend: BlockBackend;
   /** Up to 20 bytes returned by GET_ID (default "tsvmm"). */
@@ -264,6 +297,8 @@ export class VirtioBlk implements VirtioDevice {
   private readonly maxMergeBytes: number;
   /** The request header of the chain being parsed (copied out of guest memory). */
   private readonly hdr = Buffer.alloc(VirtioBlkOuthdrLayout.size);
+  /** The same bytes as u32 words, on a little-endian host (x86-64): no Buffer read call per field. */
+  private readonly hdr32: Uint32Array | undefined;
   private idleWaiters: (() => void)[] = [];
   /** Requests completed with each status, for observability. */
   readonly stats = { ok: 0, ioerr: 0, unsupp: 0, dropped: 0 };
@@ -271,6 +306,7 @@ export class VirtioBlk implements VirtioDevice {
   constructor(opts: VirtioBlkOptions) {
     this.backend = opts.backend;
     this.directReads = opts.directReads ?? false;
+    this.hdr32 = endianness() === "LE" ? new Uint32Array(this.hdr.buffer, this.hdr.byteOffset, this.hdr.length >>> 2) : undefined;
     this.maxMergeBytes = Math.min(opts.maxMergeBytes ?? DEFAULT_MERGE_BYTES, MAX_IO_BYTES);
     const qs = opts.queueSize ?? 256;
     this.queueMaxSizes = [qs];
@@ -346,8 +382,18 @@ export class VirtioBlk implements VirtioDevice {
     // Copied out (16 bytes) rather than viewed in place: no Buffer made per request.
     const hdr = this.hdr;
     chain.copyOut(hdr);
-    const type = hdr.readUInt32LE(BLK_OUTHDR_TYPE);
-    const sector = readAddr(hdr, BLK_OUTHDR_SECTOR);
+    const h32 = this.hdr32;
+    let type: number;
+    let sector: number;
+    if (h32 !== undefined) {
+      type = h32[BLK_OUTHDR_TYPE >>> 2]!;
+      // As readAddr: a sector at or above 2^53 is none (-1, refused by inRange).
+      const hi = h32[(BLK_OUTHDR_SECTOR >>> 2) + 1]!;
+      sector = hi >= 0x200000 ? -1 : hi * 0x1_0000_0000 + h32[BLK_OUTHDR_SECTOR >>> 2]!;
+    } else {
+      type = hdr.readUInt32LE(BLK_OUTHDR_TYPE);
+      sector = readAddr(hdr, BLK_OUTHDR_SECTOR);
+    }
     const dataIn = chain.writableLength - 1;
     const dataOut = chain.readableLength - hdrLen;
     const ro = this.backend.readOnly;

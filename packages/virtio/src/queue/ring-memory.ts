@@ -19,6 +19,14 @@ export class RingMemory {
     const a = this.u16;
     return a !== undefined ? Atomics.load(a, off >>> 1) : this.buf.readUInt16LE(off);
   }
+  /**
+   * A plain aligned 16-bit load, for fields the other side does not change while we read them
+   * (an avail ring entry, published by the idx store after it and read after we loaded that idx).
+   */
+  read16(off: number): number {
+    const a = this.u16;
+    return a !== undefined ? a[off >>> 1]! : this.buf.readUInt16LE(off);
+  }
   store16(off: number, v: number): void {
     const a = this.u16;
     if (a !== undefined) Atomics.store(a, off >>> 1, v);

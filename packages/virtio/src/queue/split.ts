@@ -82,7 +82,7 @@ export class SplitRing {
 
   pop(): DescriptorChain | null {
     if (this.pending() === 0) return null;
-    const head = this.avail.load16(AVAIL_RING + 2 * (this.nextAvail % this.size));
+    const head = this.avail.read16(AVAIL_RING + 2 * (this.nextAvail % this.size));
     if (head >= this.size) throw this.err("VIRTQ_HEAD_OUT_OF_RANGE", `chain head ${head} >= queue size ${this.size}`);
     const chain = this.walk(head);
     this.nextAvail = (this.nextAvail + 1) & 0xffff;
