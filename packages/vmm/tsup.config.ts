@@ -1,9 +1,48 @@
+import { createRequire } from "node:module";
 import { build, defineConfig, type Options } from "tsup";
+
+type EsbuildPlugin = NonNullable<Options["esbuildPlugins"]>[number];
 
 // The pure @tsvmm packages the bin bundle carries inside itself. @tsvmm/abi and
 // @tsvmm/kvm-backend stay outside: kvm-backend finds its native addon beside its own files, and
 // abi is the one copy both share (TsvmmError and the layouts must not exist twice in a process).
 const BIN_INLINE = [/^@tsvmm\/(acpi|cpuid|devices|elf-loader|ept|gdbstub|msr-io-bitmaps|virtio|x86)(\/|$)/];
+
+// Node built-ins the bin loads only when a feature uses them: node:crypto (snapshots, virtio-rng,
+// the emulator), node:net (gdb stub, API socket, vsock), node:perf_hooks (Performance is global).
+// Required at start-up they cost ~5 ms of every `tsvmm run`.
+const LAZY_BUILTINS = ["crypto", "net", "perf_hooks"];
+
+/**
+ * Each lazy built-in becomes a module of getters, one per export the built-in has (listed at build
+ * time), that require it on first use. Importers read `ns.name` at each use (esbuild's CommonJS
+ * interop copies getters, never values), so nothing loads it before a feature does.
+ */
+function lazyBuiltins(names: readonly string[]): EsbuildPlugin {
+  const req = createRequire(import.meta.url);
+  const filter = new RegExp(`^(node:)?(${names.join("|")})$`);
+  return {
+    name: "tsvmm-lazy-builtins",
+    setup(b) {
+      b.onResolve({ filter }, (a) =>
+        // The getters' own require is the real built-in.
+        a.namespace === "tsvmm-lazy-builtin" ? { path: a.path, external: true } : { path: a.path.replace(/^node:/, ""), namespace: "tsvmm-lazy-builtin" },
+      );
+      b.onLoad({ filter: /.*/, namespace: "tsvmm-lazy-builtin" }, (a) => {
+        const keys = Object.keys(req(`node:${a.path}`) as object).filter((k) => k !== "default");
+        return {
+          loader: "js",
+          contents: `"use strict";
+let m;
+const load = () => (m ??= require(${JSON.stringify(`node:${a.path}`)}));
+for (const k of ${JSON.stringify(keys)}) Object.defineProperty(exports, k, { enumerable: true, get: () => load()[k] });
+Object.defineProperty(exports, "default", { enumerable: false, get: load });
+`,
+        };
+      });
+    },
+  };
+}
 
 export default defineConfig((cli) => {
   const outDir = cli.outDir ?? "dist";
@@ -37,6 +76,9 @@ export default defineConfig((cli) => {
         clean: false,
         dts: false,
         noExternal: ["zod", ...BIN_INLINE],
+        esbuildPlugins: [lazyBuiltins(LAZY_BUILTINS)],
+        // tsup's own handling of `node:` imports would claim them before the plugin sees them.
+        removeNodeProtocol: false,
         // Less to read, hash and (on a cache miss) compile; names stay, and the source map maps back.
         minifyWhitespace: true,
       });

@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 "use strict";
-// The bin loads one bundle (dist/tsvmm-bin.cjs: the CLI with the pure @tsvmm packages inlined)
-// through a V8 code cache: compiling ~0.8 MB of JavaScript on every `tsvmm run` cost more than
-// a third of its start-up (bench tsvmm-run-hello). Node >= 22.1 has its own compile cache
-// (module.enableCompileCache); on Node 20 the bundle is compiled with vm.Script and cachedData.
-// The cache is an optimisation only: any failure to find, read, use or write it falls back to
-// compiling as usual. TSVMM_NO_CODE_CACHE=1 or NODE_DISABLE_COMPILE_CACHE=1 turn it off.
+// The bin loads one bundle (dist/tsvmm-bin.cjs: the CLI with the pure @tsvmm packages inlined;
+// @tsvmm/abi and @tsvmm/kvm-backend stay packages of their own) through a V8 code cache:
+// compiling ~1 MB of JavaScript on every `tsvmm run` cost more than a third of its start-up
+// (bench tsvmm-run-hello). Node >= 22.1 has its own compile cache (module.enableCompileCache); on
+// Node 20 the bundle, and the CommonJS files it requires while it loads, are compiled with
+// vm.Script and cachedData. The cache is an optimisation only: any failure to find, read, use or
+// write it compiles as usual. TSVMM_NO_CODE_CACHE=1 or NODE_DISABLE_COMPILE_CACHE=1 turn it off.
 const Module = require("node:module");
-const { join, dirname } = require("node:path");
+const { join, dirname, basename } = require("node:path");
 
 const bundle = join(__dirname, "..", "dist", "tsvmm-bin.cjs");
 
@@ -16,75 +17,73 @@ const bundle = join(__dirname, "..", "dist", "tsvmm-bin.cjs");
  * HOME (never a shared /tmp, where another user could plant code); `top` is the directory that
  * must already exist.
  */
-function cacheDir() {
+function cacheDir(fs) {
   const env = process.env;
   const top = env.XDG_CACHE_HOME?.startsWith("/") ? env.XDG_CACHE_HOME : env.HOME?.startsWith("/") ? env.HOME : undefined;
   if (top === undefined) return undefined;
   const base = top === env.XDG_CACHE_HOME ? top : join(top, ".cache");
   let version = "unknown";
   try {
-    version = JSON.parse(require("node:fs").readFileSync(join(__dirname, "..", "package.json"), "utf8")).version;
+    version = JSON.parse(fs.readFileSync(join(__dirname, "..", "package.json"), "utf8")).version;
   } catch {}
   return { top, dir: join(base, "tsvmm", `code-cache-${version}`, `node-${process.version}-${process.arch}`) };
 }
 
-function load() {
-  const env = process.env;
-  if (env.TSVMM_NO_CODE_CACHE === "1" || env.NODE_DISABLE_COMPILE_CACHE === "1") return require(bundle);
-  if (typeof Module.enableCompileCache === "function") {
-    try {
-      const where = cacheDir();
-      if (where !== undefined) Module.enableCompileCache(where.dir);
-    } catch {}
-    return require(bundle);
-  }
-  let prepared;
-  try {
-    prepared = prepare();
-  } catch {
-    return require(bundle);
-  }
-  // From here on the bundle runs: an error is the bundle's own and is not retried.
-  const { script, mod, where, file, write } = prepared;
-  Module._cache[bundle] = mod;
-  try {
-    script.runInThisContext()(mod.exports, Module.createRequire(bundle), mod, bundle, dirname(bundle));
-  } catch (e) {
-    delete Module._cache[bundle];
-    throw e;
-  }
-  mod.loaded = true;
-  // Written at exit, so that the functions this run compiled lazily are in it too.
-  if (write) process.once("exit", () => saveCache(script, where, file));
-  return mod.exports;
-}
-
-// CRC-32 (zlib's, Node >= 20.15): node:crypto alone took longer to load than the hashing saves.
+// CRC-32 (zlib's, Node >= 20.15): node:crypto alone took longer to load than hashing saves.
 const crc32 = (bytes) => require("node:zlib").crc32(bytes) >>> 0;
 
-function prepare() {
-  const fs = require("node:fs");
-  const vm = require("node:vm");
-  const bytes = fs.readFileSync(bundle);
-  // V8 checks only the source's length against a cache: the content's CRC and length name the file.
-  const file = `${crc32(bytes).toString(16).padStart(8, "0")}-${bytes.length}.v8`;
-  const where = cacheDir();
-  let cachedData;
-  if (where !== undefined) {
+/** Compiles CommonJS sources as Node does, with a code cache per source in `where.dir`. */
+class CachedCompiler {
+  constructor(fs, where) {
+    this.fs = fs;
+    this.vm = require("node:vm");
+    this.where = where;
+    this.used = new Set();
+    this.toWrite = [];
+  }
+
+  /** The module wrapper function for `source` (a string or the file's bytes). */
+  compile(source, filename) {
+    const bytes = typeof source === "string" ? Buffer.from(source, "utf8") : source;
+    const text = typeof source === "string" ? source : require("node:buffer").isAscii(bytes) ? bytes.latin1Slice() : bytes.toString("utf8");
+    // V8 checks only the source's length against a cache: the content's CRC and length name it.
+    const file = `${basename(filename).replace(/[^\w.-]/g, "_")}-${crc32(bytes).toString(16).padStart(8, "0")}-${bytes.length}.v8`;
+    this.used.add(file);
+    let cachedData;
     try {
       // [CRC-32 of the data, LE][data]: V8 (Node 20) does not checksum a code cache, and a damaged
       // one can abort the process, so only data whose CRC matches reaches V8.
-      const stored = fs.readFileSync(join(where.dir, file));
+      const stored = this.fs.readFileSync(join(this.where.dir, file));
       if (stored.length > 4 && stored.readUInt32LE(0) === crc32(stored.subarray(4))) cachedData = stored.subarray(4);
     } catch {}
+    const script = new this.vm.Script(Module.wrap(text), {
+      filename,
+      cachedData,
+      importModuleDynamically: this.vm.constants?.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+    });
+    if (cachedData === undefined || script.cachedDataRejected === true) this.toWrite.push({ script, file });
+    return script.runInThisContext();
   }
-  // The bundle is ASCII (esbuild escapes the rest): latin1 decodes it several times faster.
-  const source = require("node:buffer").isAscii(bytes) ? bytes.latin1Slice() : bytes.toString("utf8");
-  const script = new vm.Script(Module.wrap(source), { filename: bundle, cachedData });
-  const mod = new Module(bundle, module);
-  mod.filename = bundle;
-  mod.paths = module.paths;
-  return { script, mod, where, file, write: where !== undefined && (cachedData === undefined || script.cachedDataRejected === true) };
+
+  /** Written at exit, so that the functions this run compiled lazily are in it too. */
+  save() {
+    if (this.toWrite.length === 0) return;
+    const fs = this.fs;
+    const { top, dir } = this.where;
+    try {
+      makeDirs(fs, top, dir);
+      // Other builds of the same version (a work tree being edited) would only pile up.
+      for (const f of fs.readdirSync(dir)) if (f.endsWith(".v8") && !this.used.has(f)) fs.rmSync(join(dir, f), { force: true });
+      for (const { script, file } of this.toWrite) {
+        const data = script.createCachedData();
+        const head = Buffer.alloc(4);
+        head.writeUInt32LE(crc32(data));
+        const tmp = join(dir, `${file}.${process.pid}.tmp`);
+        fs.writeFileSync(tmp, Buffer.concat([head, data]), { mode: 0o600 });
+        fs.renameSync(tmp, join(dir, file));
+      }
+    } catch {}
+  }
 }
 
 /**
@@ -103,19 +102,71 @@ function makeDirs(fs, top, dir) {
   }
 }
 
-function saveCache(script, { top, dir }, file) {
+/** require() as Node 20 makes it for a CommonJS module. */
+function makeRequire(mod) {
+  const require = (id) => mod.require(id);
+  require.resolve = (request, options) => Module._resolveFilename(request, mod, false, options);
+  require.resolve.paths = (request) => Module._resolveLookupPaths(request, mod);
+  require.main = process.mainModule;
+  require.extensions = Module._extensions;
+  require.cache = Module._cache;
+  return require;
+}
+
+function load() {
+  const env = process.env;
+  if (env.TSVMM_NO_CODE_CACHE === "1" || env.NODE_DISABLE_COMPILE_CACHE === "1") return require(bundle);
+  // A policy manifest (Node 20's --experimental-policy) checks what Node compiles: leave it to Node.
+  if (`${process.execArgv.join(" ")} ${env.NODE_OPTIONS ?? ""}`.includes("policy")) return require(bundle);
+  if (typeof Module.enableCompileCache === "function") {
+    try {
+      const where = cacheDir(require("node:fs"));
+      if (where !== undefined) Module.enableCompileCache(where.dir);
+    } catch {}
+    return require(bundle);
+  }
+  let compiler;
+  let fn;
   try {
     const fs = require("node:fs");
-    const data = script.createCachedData();
-    makeDirs(fs, top, dir);
-    // Other builds of the same version (a work tree being edited) would only pile up.
-    for (const f of fs.readdirSync(dir)) if (f.endsWith(".v8") && f !== file) fs.rmSync(join(dir, f), { force: true });
-    const tmp = join(dir, `${file}.${process.pid}.tmp`);
-    const head = Buffer.alloc(4);
-    head.writeUInt32LE(crc32(data));
-    fs.writeFileSync(tmp, Buffer.concat([head, data]), { mode: 0o600 });
-    fs.renameSync(tmp, join(dir, file));
-  } catch {}
+    const where = cacheDir(fs);
+    if (where === undefined) return require(bundle);
+    compiler = new CachedCompiler(fs, where);
+    fn = compiler.compile(fs.readFileSync(bundle), bundle);
+  } catch {
+    return require(bundle);
+  }
+  // From here on the bundle runs: an error is the bundle's own and is not retried.
+  const mod = new Module(bundle, module);
+  mod.filename = bundle;
+  mod.paths = Module._nodeModulePaths(dirname(bundle));
+  Module._cache[bundle] = mod;
+  // The CommonJS packages the bundle requires at load (abi, kvm-backend, buffer-layout) go
+  // through the cache too; anything the hook does not know how to wrap compiles as Node does.
+  const compile = Module.prototype._compile;
+  Module.prototype._compile = function (content, filename, format) {
+    if ((format !== undefined && format !== "commonjs") || typeof content !== "string" || content.startsWith("#!")) {
+      return compile.call(this, content, filename, format);
+    }
+    let wrapper;
+    try {
+      wrapper = compiler.compile(content, filename);
+    } catch {
+      return compile.call(this, content, filename, format);
+    }
+    return wrapper.call(this.exports, this.exports, makeRequire(this), this, filename, dirname(filename));
+  };
+  try {
+    fn.call(mod.exports, mod.exports, makeRequire(mod), mod, bundle, dirname(bundle));
+  } catch (e) {
+    delete Module._cache[bundle];
+    throw e;
+  } finally {
+    Module.prototype._compile = compile;
+  }
+  mod.loaded = true;
+  process.once("exit", () => compiler.save());
+  return mod.exports;
 }
 
 // Required rather than run (bench/vmm/phases.cjs): the loader alone.
