@@ -5,8 +5,10 @@ import { harness, until } from "./helpers/harness.js";
 import { imageDir } from "./helpers/images.js";
 
 // The 4 KiB random-read path (issue #15): reads that do not continue each other go one by one
-// through RawFileBackend.read (pooled pread states), land in pooled bounce buffers, and are copied
-// into the chain's elements (DescriptorChain.copyIn) only while the activation stands.
+// either inline (RawFileBackend.readInline: pread on the event loop, completed before the drain
+// goes on) or through RawFileBackend.read (pooled pread states on the libuv pool), land in pooled
+// bounce buffers, and are copied into the chain's elements (DescriptorChain.copyIn) only while
+// the activation stands.
 
 const scratch = imageDir("tsvmm-blk-random-");
 const DISK = 1 << 20;
@@ -46,9 +48,13 @@ describe.each([
   ["split", 0n],
   ["packed", bit(VIRTIO_F_RING_PACKED)],
 ])("virtio-blk random 4 KiB reads, %s ring", (name, ring) => {
-  it("batch after batch of 32 unmerged reads (some with the data split over two descriptors) give the file's bytes; pooled states and bounce buffers never cross", async () => {
+  it.each([
+    ["inline", undefined],
+    ["pool", 0],
+  ])("%s: batch after batch of 32 unmerged reads (some with the data split over two descriptors) give the file's bytes; pooled states and bounce buffers never cross", async (path, inlineReadMaxBytes) => {
     const content = randomBytes(DISK);
-    const blk = new VirtioBlk({ backend: RawFileBackend.open(scratch.image(`batches-${name}`, content), { readOnly: true }) });
+    const backend = RawFileBackend.open(scratch.image(`batches-${name}-${path}`, content), { readOnly: true, inlineReadMaxBytes });
+    const blk = new VirtioBlk({ backend });
     const h = harness(blk, {}, 16 << 20);
     const [q] = h.drv.start(ring | bit(VIRTIO_RING_F_EVENT_IDX), [256]);
     for (let batch = 0; batch < 4; batch++) {
@@ -63,10 +69,11 @@ describe.each([
       }
     }
     expect(blk.stats).toMatchObject({ ok: 128, ioerr: 0, dropped: 0 });
+    expect(backend.inlineStats.done).toBe(path === "inline" ? 128 : 0);
   });
 
-  it("a reset while 32 random reads are in flight: none of them writes data, status or a used entry", async () => {
-    const blk = new VirtioBlk({ backend: RawFileBackend.open(scratch.image(`reset-${name}`, randomBytes(DISK)), { readOnly: true }) });
+  it("pool path: a reset while 32 random reads are in flight: none of them writes data, status or a used entry", async () => {
+    const blk = new VirtioBlk({ backend: RawFileBackend.open(scratch.image(`reset-${name}`, randomBytes(DISK)), { readOnly: true, inlineReadMaxBytes: 0 }) });
     const h = harness(blk, {}, 16 << 20);
     const [q] = h.drv.start(ring | bit(VIRTIO_RING_F_EVENT_IDX), [256]);
     const reqs = randomSectors(32).map((s) => postRead(h, q!, s));
@@ -84,8 +91,8 @@ describe.each([
     expect(q!.takeUsed()).toEqual([]);
   });
 
-  it("a hostile chain in the middle of a batch: DEVICE_NEEDS_RESET, the reads taken before it end dropped, the chains after it are never taken", async () => {
-    const blk = new VirtioBlk({ backend: RawFileBackend.open(scratch.image(`hostile-${name}`, randomBytes(DISK)), { readOnly: true }) });
+  it("pool path: a hostile chain in the middle of a batch: DEVICE_NEEDS_RESET, the reads taken before it end dropped, the chains after it are never taken", async () => {
+    const blk = new VirtioBlk({ backend: RawFileBackend.open(scratch.image(`hostile-${name}`, randomBytes(DISK)), { readOnly: true, inlineReadMaxBytes: 0 }) });
     const h = harness(blk, {}, 16 << 20);
     const [q] = h.drv.start(ring | bit(VIRTIO_RING_F_EVENT_IDX), [256]);
     const sectors = randomSectors(32);
@@ -110,5 +117,82 @@ describe.each([
     }
     expect(blk.stats).toMatchObject({ ok: 0, dropped: 16 });
     expect(q!.takeUsed()).toEqual([]);
+  });
+
+  it("inline: 32 random reads complete within the kick, with one interrupt decision for the drain; without event idx one interrupt, not one per read", async () => {
+    for (const eventIdx of [true, false]) {
+      const content = randomBytes(DISK);
+      const backend = RawFileBackend.open(scratch.image(`inline-${name}-${eventIdx}`, content), { readOnly: true });
+      const blk = new VirtioBlk({ backend });
+      const h = harness(blk, {}, 16 << 20);
+      const [q] = h.drv.start(ring | (eventIdx ? bit(VIRTIO_RING_F_EVENT_IDX) : 0n), [256]);
+      const reqs = randomSectors(32).map((s) => postRead(h, q!, s));
+      if (eventIdx) q!.setInterrupts(true, 32);
+      const irqs = h.irq.raised;
+      h.drv.kick(0);
+      expect(blk.inFlight).toBe(0);
+      expect(h.irq.raised - irqs).toBe(1);
+      expect(q!.takeUsed().map((u) => u.len)).toEqual(new Array(32).fill(4097));
+      for (const r of reqs) expect(h.mem.read(r.data, 4096).equals(content.subarray(r.sector * 512, r.sector * 512 + 4096))).toBe(true);
+      expect(backend.inlineStats).toEqual({ done: 32, declined: 0, slow: 0 });
+    }
+  });
+
+  it("inline: a hostile chain in the middle of a batch: the reads before it were served (data, status, used entries), DEVICE_NEEDS_RESET, the chains after it are never taken", async () => {
+    const content = randomBytes(DISK);
+    const blk = new VirtioBlk({ backend: RawFileBackend.open(scratch.image(`inline-hostile-${name}`, content), { readOnly: true }) });
+    const h = harness(blk, {}, 16 << 20);
+    const [q] = h.drv.start(ring | bit(VIRTIO_RING_F_EVENT_IDX), [256]);
+    const sectors = randomSectors(32);
+    const before = sectors.slice(0, 16).map((s) => postRead(h, q!, s));
+    const hdr = h.heap.alloc(16);
+    h.mem.write(hdr, VirtioBlkOuthdrLayout.encode({ type: VIRTIO_BLK_T_IN, ioprio: 0, sector: 0n }));
+    q!.add([
+      { addr: hdr, len: 16, writable: false },
+      { addr: 0x10000 + (16 << 20) - 2048, len: 4096, writable: true },
+      { addr: h.heap.alloc(1), len: 1, writable: true },
+    ]);
+    const after = sectors.slice(16).map((s) => postRead(h, q!, s));
+    h.drv.kick(0);
+    expect(h.errors.map((e) => e.code)).toEqual(["VIRTQ_BUFFER_OUT_OF_RANGE"]);
+    expect(h.drv.status & VIRTIO_CONFIG_S_NEEDS_RESET).toBe(VIRTIO_CONFIG_S_NEEDS_RESET);
+    expect(blk.inFlight).toBe(0);
+    for (const r of before) {
+      expect(h.mem.readU8(r.status)).toBe(VIRTIO_BLK_S_OK);
+      expect(h.mem.read(r.data, 4096).equals(content.subarray(r.sector * 512, r.sector * 512 + 4096))).toBe(true);
+    }
+    for (const r of after) {
+      expect(h.mem.read(r.data, 4096).equals(Buffer.alloc(4096, 0xcd))).toBe(true);
+      expect(h.mem.readU8(r.status)).toBe(0xee);
+    }
+    expect(q!.takeUsed()).toHaveLength(16);
+    expect(blk.stats).toMatchObject({ ok: 16, dropped: 0 });
+  });
+
+  it("inline: a slow read turns inline reads off (the next ones go to the pool); reads over inlineReadMaxBytes always do", async () => {
+    const content = randomBytes(DISK);
+    // Every read counts as slow (over -1 ms).
+    const backend = RawFileBackend.open(scratch.image(`inline-slow-${name}`, content), { readOnly: true, inlineReadSlowMs: -1 });
+    const blk = new VirtioBlk({ backend });
+    const h = harness(blk, {}, 16 << 20);
+    const [q] = h.drv.start(ring | bit(VIRTIO_RING_F_EVENT_IDX), [256]);
+    const reqs = randomSectors(8).map((s) => postRead(h, q!, s));
+    h.drv.kick(0);
+    expect(backend.inlineStats).toEqual({ done: 1, declined: 7, slow: 1 });
+    expect(blk.inFlight).toBe(7);
+    await blk.idle();
+    expect(q!.takeUsed()).toHaveLength(8);
+    for (const r of reqs) expect(h.mem.read(r.data, 4096).equals(content.subarray(r.sector * 512, r.sector * 512 + 4096))).toBe(true);
+
+    const big = RawFileBackend.open(scratch.image(`inline-big-${name}`, content), { readOnly: true, inlineReadMaxBytes: 2048 });
+    const blk2 = new VirtioBlk({ backend: big });
+    const h2 = harness(blk2, {}, 16 << 20);
+    const [q2] = h2.drv.start(ring | bit(VIRTIO_RING_F_EVENT_IDX), [256]);
+    postRead(h2, q2!, 0);
+    h2.drv.kick(0);
+    expect(blk2.inFlight).toBe(1);
+    expect(big.inlineStats.done).toBe(0);
+    await blk2.idle();
+    expect(q2!.takeUsed()).toHaveLength(1);
   });
 });
