@@ -84,11 +84,15 @@ describe.each(FORMATS)("chain elements over several regions (%#)", (features) =>
         const src = Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + 1) & 0xff));
         const put = c.copyIn(src, skip);
         const after = mem.regions.map((r) => Buffer.from(r.buffer));
-        mem.regions.forEach((r, i) => r.buffer.set(before[i]!));
+        mem.regions.forEach((r, i) => {
+          r.buffer.set(before[i]!);
+        });
         const w = c.writer();
         w.views(skip);
         expect(put).toBe(w.writeSome(src));
-        mem.regions.forEach((r, i) => expect(r.buffer.equals(after[i]!)).toBe(true));
+        mem.regions.forEach((r, i) => {
+          expect(r.buffer.equals(after[i]!)).toBe(true);
+        });
 
         const pos = skip % (c.writableLength + 2);
         const ok = c.setWritableByte(pos, 0x5a);

@@ -1,5 +1,5 @@
-import { endianness } from "node:os";
 import { close, closeSync, fdatasync, fstatSync, openSync, read, readSync, readv, write, writev } from "node:fs";
+import { endianness } from "node:os";
 import {
   bit,
   VIRTIO_BLK_F_BLK_SIZE,
