@@ -3,7 +3,7 @@ import type { GuestMemory, KvmRegs, KvmSegment, KvmSregs, KvmVcpuEvents } from "
 import type { MmioBus } from "@tsvmm/devices";
 import { PagingTables, TableAllocator } from "@tsvmm/ept";
 import { GuestRam, type Vcpu } from "@tsvmm/kvm-backend";
-import type { AccessKind, DescriptorTable, InjectedEvent, PageFault, SegmentName, SegmentState, X86Cpu, XsaveLayout } from "@tsvmm/x86";
+import { type AccessKind, type DescriptorTable, type InjectedEvent, type PageFault, type PagingMemory, type SegmentName, type SegmentState, walkPaging, type X86Cpu, type XsaveLayout } from "@tsvmm/x86";
 import { deliverByHand } from "./deliver.js";
 import { EmulationError } from "./errors.js";
 
@@ -31,6 +31,8 @@ const GPR_NAMES = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8",
 type GprName = (typeof GPR_NAMES)[number];
 
 const CR0_WP = 1n << 16n;
+const CR4_PSE = 1n << 4n;
+const CR4_PAE = 1n << 5n;
 const CR4_LA57 = 1n << 12n;
 const CR4_SMEP = 1n << 20n;
 const CR4_SMAP = 1n << 21n;
@@ -81,8 +83,30 @@ export class KvmCpu implements X86Cpu {
   private byHand: InjectedEvent | undefined;
   private xsaveOriginal: Buffer | undefined;
   private readonly walkers = new Map<string, PagingTables>();
+  /** MAXPHYADDR the guest's CPUID reports: the reserved address bits of PAE entries and PSE-36's reach. */
+  readonly maxPhyAddr: number;
+  private readonly pagingMemory: PagingMemory;
 
-  constructor(options: { vcpu: Vcpu; memory: GuestMemory; mmio?: MmioBus; index?: number; layout: XsaveLayout; delivery?: DeliveryPolicy; syncRegs?: boolean }) {
+  constructor(options: {
+    vcpu: Vcpu;
+    memory: GuestMemory;
+    mmio?: MmioBus;
+    index?: number;
+    layout: XsaveLayout;
+    delivery?: DeliveryPolicy;
+    syncRegs?: boolean;
+    /** CPUID 0x80000008 EAX[7:0]; default 36 (the architectural value without that leaf). */
+    maxPhyAddr?: number;
+  }) {
+    this.maxPhyAddr = options.maxPhyAddr ?? 36;
+    this.pagingMemory = {
+      readEntry: (gpa, size) => {
+        // A table outside RAM (in MMIO) is something the emulation cannot read safely: stop.
+        if (!this.memory.contains(gpa, size)) throw new EmulationError("EMULATION_UNSUPPORTED", `guest paging structure at 0x${gpa.toString(16)} is outside RAM`);
+        return size === 4 ? BigInt(this.memory.readU32(gpa)) : this.memory.readU64(gpa);
+      },
+      setEntryBits: (gpa, _size, bits) => this.orEntry(gpa, bits),
+    };
     this.vcpu = options.vcpu;
     this.memory = options.memory;
     this.mmio = options.mmio;
@@ -262,7 +286,7 @@ export class KvmCpu implements X86Cpu {
    */
   translate(linear: bigint, access: AccessKind, cpl: number): bigint | PageFault {
     const s = this.kvmSregs;
-    if ((s.efer & EFER_LMA) === 0n) throw new EmulationError("EMULATION_UNSUPPORTED", "emulating with 32-bit or PAE paging (only IA-32e paging is walked)");
+    if ((s.efer & EFER_LMA) === 0n) return this.translateLegacy(linear, access, cpl);
     const root = Number(s.cr3 & CR3_ROOT_MASK);
     const levels = (s.cr4 & CR4_LA57) !== 0n ? 5 : 4;
     const nxe = (s.efer & EFER_NXE) !== 0n;
@@ -298,6 +322,47 @@ export class KvmCpu implements X86Cpu {
     return { kind: "page-fault", errorCode: code | p | (reason === "reserved" ? PF_RSVD : 0), cr2: linear };
   }
 
+  /**
+   * 32-bit and PAE paging through @tsvmm/x86's walker, with the guest's CR0.WP, CR4.PSE/SMEP/SMAP,
+   * EFER.NXE and RFLAGS.AC. PAE's PDPTEs are read at CR3 (kvm-backend has no KVM_GET_SREGS2 for the
+   * registers the processor loaded): the same unless the guest rewrote its PDPT without reloading CR3.
+   */
+  private translateLegacy(linear: bigint, access: AccessKind, cpl: number): bigint | PageFault {
+    const s = this.kvmSregs;
+    const r = walkPaging(
+      {
+        mode: (s.cr4 & CR4_PAE) !== 0n ? "pae" : "32-bit",
+        cr3: s.cr3,
+        pse: (s.cr4 & CR4_PSE) !== 0n,
+        wp: (s.cr0 & CR0_WP) !== 0n,
+        nxe: (s.efer & EFER_NXE) !== 0n,
+        smep: (s.cr4 & CR4_SMEP) !== 0n,
+        smap: (s.cr4 & CR4_SMAP) !== 0n,
+        ac: (this.kvmRegs.rflags & RFLAGS_AC) !== 0n,
+        maxPhyAddr: this.maxPhyAddr,
+      },
+      linear,
+      access,
+      cpl,
+      this.pagingMemory,
+    );
+    return r.ok ? r.physical : r.fault;
+  }
+
+  /** Set Accessed/Dirty bits as the processor does, with a locked OR: other vCPUs may be writing the same entry. */
+  private orEntry(gpa: bigint, bits: bigint): void {
+    const base = gpa & ~7n;
+    const shifted = bits << ((gpa - base) * 8n);
+    const view = this.memory.slice(base, 8);
+    let cur = view.readBigUInt64LE(0);
+    for (;;) {
+      if ((cur | shifted) === cur) return;
+      const r = GuestRam.compareExchangeAt(view, 0, le64(cur), le64(cur | shifted));
+      if (r.swapped) return;
+      cur = Buffer.from(r.old).readBigUInt64LE(0);
+    }
+  }
+
   inject(e: InjectedEvent): void {
     const software = e.kind !== "exception";
     const path = software ? this.delivery.software : this.delivery.exception;
@@ -327,6 +392,12 @@ export class KvmCpu implements X86Cpu {
   readTsc(): bigint {
     return this.vcpu.getMsrs([0x10])[0]?.data ?? 0n;
   }
+}
+
+function le64(v: bigint): Uint8Array {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(v);
+  return b;
 }
 
 export function segmentState(k: KvmSegment): SegmentState {

@@ -90,7 +90,17 @@ export class VcpuEmulation {
     options?: EmulationOptions;
   }) {
     const options = o.options ?? {};
-    this.cpu = new KvmCpu({ vcpu: o.vcpu, memory: o.memory, mmio: o.mmio, index: o.index, layout: xsaveLayoutFromCpuid(o.cpuid), delivery: options.delivery ?? DEFAULT_DELIVERY, syncRegs: options.syncRegs });
+    const addressSizes = o.cpuid.find((e) => e.function === 0x80000008 && e.index === 0);
+    this.cpu = new KvmCpu({
+      vcpu: o.vcpu,
+      memory: o.memory,
+      mmio: o.mmio,
+      index: o.index,
+      layout: xsaveLayoutFromCpuid(o.cpuid),
+      delivery: options.delivery ?? DEFAULT_DELIVERY,
+      syncRegs: options.syncRegs,
+      maxPhyAddr: addressSizes === undefined ? undefined : addressSizes.eax & 0xff,
+    });
     // The processor's MXCSR_MASK (legacy XSAVE region, byte 28); 0 there means the SDM default 0xFFBF.
     let mxcsrMask = 0xffbf;
     try {
