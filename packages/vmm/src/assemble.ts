@@ -6,13 +6,13 @@ import {
   FwCfg, HypercallDevice, I8042, type IoInterceptPolicy, MmioBus, PcTestDev, PcTestDevIomem, PioBus, PmDevice, POST_PORT, Port92, PostCodePort, TraceRecorder,
   Uart16550,
 } from "@tsvmm/devices";
-import type { BootCpuState } from "@tsvmm/elf-loader";
+import type { BootCpuState, ElfFile } from "@tsvmm/elf-loader";
 import { type EventFd, type GuestRam, Kvm, type Vcpu, type Vm } from "@tsvmm/kvm-backend";
 import { MsrPolicy, toKvmMsrFilter } from "@tsvmm/msr-io-bitmaps";
 import { attachGdb, type GdbOptions } from "./debug/attach.js";
 import type { EmulationOptions } from "./emulation/index.js";
 import { VmmBuildError, type VmmBuildStep } from "./errors.js";
-import { type BootPlan, bootKernel, type KernelFormat } from "./kernel.js";
+import { type BootPlan, type KernelFormat, loadKernel } from "./kernel.js";
 import { type FirmwarePlatformDevice, planFirmware, writeFirmware } from "./platform.js";
 import { attachVirtio, type VirtioDeviceSpec, virtioCmdline, virtioSlot } from "./virtio.js";
 import { type CpuidRecord, type MsrHandler, Vmm } from "./vmm.js";
@@ -198,13 +198,14 @@ export function assemble(spec: VmmSpec): Vmm {
         devices: [...spec.platformDevices, ...spec.virtio.map((_, i) => ({ kind: "virtio-mmio" as const, ...virtioSlot(i) }))],
       }),
     );
-    const boot: BootPlan = step("load-kernel", () =>
+    const loaded = step("load-kernel", (): { plan: BootPlan; elf?: ElfFile } =>
       spec.kernel !== undefined
-        ? bootKernel(v.memory, spec.kernel, spec.format, { cmdline, initrd: spec.initrd, rsdpAddress: firmware.rsdpAddress })
-        : { format: "state", cpu: spec.cpuState!, secondaries: "wait-for-sipi", description: "CPU state given by the caller" },
+        ? loadKernel(v.memory, spec.kernel, spec.format, { cmdline, initrd: spec.initrd, rsdpAddress: firmware.rsdpAddress })
+        : { plan: { format: "state", cpu: spec.cpuState!, secondaries: "wait-for-sipi", description: "CPU state given by the caller" } },
     );
+    const boot = loaded.plan;
     // Memory restored from a snapshot holds the tables already (as the guest left them).
-    if (spec.fromSnapshot !== true) step("firmware", () => writeFirmware(v.memory, firmware, spec.kernel));
+    if (spec.fromSnapshot !== true) step("firmware", () => writeFirmware(v.memory, firmware, spec.kernel, loaded.elf));
     const override = step("prepare", () => spec.prepare?.({ vm: v, boot }));
     const regs: KvmRegs = { ...boot.cpu.regs, ...override?.regs };
     const sregs: KvmSregs = { ...boot.cpu.sregs, ...override?.sregs };

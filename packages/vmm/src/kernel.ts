@@ -49,17 +49,22 @@ export interface BootOptions {
 
 /** Recognize a kernel image by its bytes. */
 export function detectFormat(bytes: Uint8Array): KernelFormat {
+  return detect(bytes).format;
+}
+
+/** The format, and the ELF parsed on the way when it is one (a build parses the image once). */
+function detect(bytes: Uint8Array): { format: KernelFormat; elf?: ElfFile } {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-  if (looksLikeBzImage(b)) return "bzimage";
+  if (looksLikeBzImage(b)) return { format: "bzimage" };
   if (b.length >= 4 && b.readUInt32BE(0) === 0x7f454c46) {
     const elf = parseElf(bytes);
-    if (tsvmmMode(elf) !== undefined) return "tsvmm";
-    if (findPvhEntry(elf) !== undefined) return "pvh";
-    if (findMultibootHeader(bytes) !== undefined) return "multiboot";
-    return "elf";
+    if (tsvmmMode(elf) !== undefined) return { format: "tsvmm", elf };
+    if (findPvhEntry(elf) !== undefined) return { format: "pvh", elf };
+    if (findMultibootHeader(bytes) !== undefined) return { format: "multiboot", elf };
+    return { format: "elf", elf };
   }
-  if (findMultibootHeader(bytes) !== undefined) return "multiboot";
-  return "flat";
+  if (findMultibootHeader(bytes) !== undefined) return { format: "multiboot" };
+  return { format: "flat" };
 }
 
 /**
@@ -107,10 +112,32 @@ function bootReserved(memory: GuestMemory, long: boolean): { address: number; si
  * Nothing is written unless the image is valid for that format; errors are typed.
  */
 export function bootKernel(memory: GuestMemory, bytes: Uint8Array, format: KernelFormat | "auto", options: BootOptions = {}): BootPlan {
+  return loadKernel(memory, bytes, format, options).plan;
+}
+
+/**
+ * bootKernel, also handing back the ELF it parsed (undefined when it parsed none), for a caller
+ * that needs it again (writeFirmware's overlap check): the image is parsed once per build.
+ */
+export function loadKernel(memory: GuestMemory, bytes: Uint8Array, format: KernelFormat | "auto", options: BootOptions = {}): { plan: BootPlan; elf: ElfFile | undefined } {
   // Loader errors (ElfError, LoadError, BootError) pass through: their codes already say what is wrong.
   if (bytes.length === 0) throw new VmmError("VMM_KERNEL_FORMAT", "the kernel image is empty");
-  const fmt = format === "auto" ? detectFormat(bytes) : format;
-  if (format === "auto" && fmt === "flat") refuseText(bytes);
+  let fmt: KernelFormat;
+  let elf: ElfFile | undefined;
+  if (format === "auto") {
+    ({ format: fmt, elf } = detect(bytes));
+    if (fmt === "flat") refuseText(bytes);
+  } else {
+    fmt = format;
+  }
+  const plan = boot(memory, bytes, fmt, options, () => {
+    elf ??= parseElf(bytes);
+    return elf;
+  });
+  return { plan, elf };
+}
+
+function boot(memory: GuestMemory, bytes: Uint8Array, fmt: KernelFormat, options: BootOptions, parsed: () => ElfFile): BootPlan {
   switch (fmt) {
     case "bzimage":
       return bootBzImage(memory, bytes, options);
@@ -127,7 +154,7 @@ export function bootKernel(memory: GuestMemory, bytes: Uint8Array, format: Kerne
       return { format: fmt, cpu: b.cpu, secondaries: "wait-for-sipi", description: `Multiboot entry 0x${b.entry.toString(16)}` };
     }
     case "tsvmm": {
-      const elf = parseElf(bytes);
+      const elf = parsed();
       const mode = tsvmmMode(elf);
       const load = loadElf(memory, elf, { reserved: mode === TsvmmBootMode.real16 ? [] : bootReserved(memory, mode === TsvmmBootMode.long64) });
       if (mode === TsvmmBootMode.real16) {
@@ -145,7 +172,7 @@ export function bootKernel(memory: GuestMemory, bytes: Uint8Array, format: Kerne
       throw new VmmError("VMM_KERNEL_FORMAT", `tsvmm note: unknown boot mode ${String(mode)}`);
     }
     case "elf": {
-      const elf = parseElf(bytes);
+      const elf = parsed();
       const load = loadElf(memory, elf, { reserved: bootReserved(memory, elf.header.class === 64) });
       if (elf.header.class === 64) {
         memory.write(GDT, bootGdt(true));

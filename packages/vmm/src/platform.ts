@@ -3,7 +3,7 @@ import {
   type AcpiPlatform, type AcpiTables, BIOS_RSDP_AREA_END, BIOS_RSDP_AREA_START, buildAcpiTables, buildMpTable, DEFAULT_PM_PORTS,
   DEFAULT_S5_SLEEP_TYPE, type MpTable, type PlatformDevice,
 } from "@tsvmm/acpi";
-import { parseElf } from "@tsvmm/elf-loader";
+import { type ElfFile, parseElf } from "@tsvmm/elf-loader";
 import { VmmError } from "./errors.js";
 
 // The firmware tables every VM gets: ACPI (RSDP, XSDT, RSDT, FADT, FACS, DSDT, MADT) and the MP
@@ -112,10 +112,11 @@ function overlaps(a: number, alen: number, b: number, blen: number): boolean {
  * Write the planned tables, after the kernel was loaded. Refuses (VmmError VMM_BUILD_INVALID,
  * nothing written) when the loaded image reaches into a table's range: an ELF segment (file bytes
  * or zero-filled bss) over it, or any non-zero byte the loader left there (boot data, modules).
+ * `parsed` is `kernel` already parsed as ELF (loadKernel hands it back), so as not to parse it again.
  */
-export function writeFirmware(memory: GuestMemory, plan: FirmwarePlan, kernel: Uint8Array | undefined): void {
+export function writeFirmware(memory: GuestMemory, plan: FirmwarePlan, kernel: Uint8Array | undefined, parsed?: ElfFile): void {
   if (kernel !== undefined && kernel.length >= 4 && Buffer.from(kernel.buffer, kernel.byteOffset, 4).readUInt32BE(0) === 0x7f454c46) {
-    const elf = parseElf(kernel);
+    const elf = parsed ?? parseElf(kernel);
     for (const ph of elf.programHeaders) {
       if (ph.type !== 1 || ph.memsz === 0n) continue;
       const start = Number(ph.paddr);
