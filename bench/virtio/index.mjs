@@ -10,6 +10,10 @@
 //  - virtio-blk-seq: 64 KiB sequential reads the same way; MB/s; ratio = tsvmm MB/s ÷ raw MB/s (goal >= 0.8).
 //  - virtio-vsock-stream: host Unix socket -> guest rx queue MB/s, beside a plain Unix-socket copy.
 // Rounds are interleaved and the median round (by ratio) is reported: the machine may be shared.
+// Small reads are done inline by default (RawFileBackend.readInline: pread on the event loop while
+// the data is in the page cache); TSVMM_BENCH_VIRTIO_INLINE=0 puts every read on the libuv pool
+// (inlineReadMaxBytes 0). The baseline is the same either way; readSyncUs (readSync of the same
+// blocks) is reported beside it, so value - readSyncUs is the VMM's own cost with inline reads.
 // TSVMM_BENCH_VIRTIO_DIRECT=1 runs blk with VirtioBlkOptions.directReads (no bounce copy),
 // TSVMM_BENCH_VIRTIO_MERGE=BYTES with VirtioBlkOptions.maxMergeBytes;
 // TSVMM_BENCH_VIRTIO_ONLY=blk-4k|blk-seq|vsock runs one figure.
@@ -52,7 +56,8 @@ function blkRig(path, depth) {
   const mem = GuestMemoryMap.allocate([{ base: 0x100000, size: ram, name: "ram" }]);
   const heap = new GuestHeap(0x100000, ram);
   const rig = { irqs: 0, onIrq: () => {} };
-  const blk = new VirtioBlk({ backend: RawFileBackend.open(path, { readOnly: true }), queueSize: 256, directReads: process.env.TSVMM_BENCH_VIRTIO_DIRECT === "1", ...(process.env.TSVMM_BENCH_VIRTIO_MERGE ? { maxMergeBytes: Number(process.env.TSVMM_BENCH_VIRTIO_MERGE) } : {}) });
+  const backend = RawFileBackend.open(path, { readOnly: true, ...(process.env.TSVMM_BENCH_VIRTIO_INLINE === "0" ? { inlineReadMaxBytes: 0 } : {}) });
+  const blk = new VirtioBlk({ backend, queueSize: 256, directReads: process.env.TSVMM_BENCH_VIRTIO_DIRECT === "1", ...(process.env.TSVMM_BENCH_VIRTIO_MERGE ? { maxMergeBytes: Number(process.env.TSVMM_BENCH_VIRTIO_MERGE) } : {}) });
   const t = new MmioTransport(blk, {
     mem,
     interrupt: {
@@ -67,7 +72,7 @@ function blkRig(path, depth) {
   // Per-slot request buffers, reused: header, data, status.
   const slots = [];
   for (let i = 0; i < depth; i++) slots.push({ hdr: heap.alloc(16), data: heap.alloc(64 * 1024, 4096), status: heap.alloc(1) });
-  return Object.assign(rig, { mem, blk, drv, q, slots });
+  return Object.assign(rig, { mem, blk, backend, drv, q, slots });
 }
 
 /** Post `sectors.length` (<= depth) reads of `len` bytes, kick, take completions from the interrupt: returns ms. */
@@ -146,6 +151,7 @@ async function blk4k(path) {
     requests: N4K,
     interruptsPerRequest: +(irqs / N4K).toFixed(3),
     readSyncUs: (ts * 1000) / N4K,
+    inlineReads: { ...rig.backend.inlineStats },
     rounds: rounds.map((r) => +(r.tv / r.tr).toFixed(3)),
     loadavg: loadavg().map((x) => +x.toFixed(2)),
   });
