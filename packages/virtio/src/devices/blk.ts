@@ -78,8 +78,9 @@ function rest(bufs: readonly Buffer[], n: number): Buffer[] {
 const EMPTY = Buffer.alloc(0);
 
 /**
- * A raw image file, I/O on the libuv thread pool (fs.read/readv/writev/fdatasync callbacks), so
- * the event loop only ever issues requests and copies results.
+ * A raw image file. I/O goes to the libuv thread pool (fs.read/readv/writev/fdatasync callbacks),
+ * except small reads that find their data in the page cache: those are done inline (see
+ * `readInline`), as the pool hop would cost more than the read.
  */
 export class RawFileBackend implements BlockBackend {
   readonly size: number;
