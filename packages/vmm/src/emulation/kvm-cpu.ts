@@ -312,8 +312,10 @@ export class KvmCpu implements X86Cpu {
       const last = t.steps.length - 1;
       for (let k = 0; k <= last; k++) {
         const st = t.steps[k]!;
-        const want = st.entry | PTE_ACCESSED | (k === last && access === "write" ? PTE_DIRTY : 0n);
-        if (want !== st.entry) this.memory.writeU64(st.entryAddress, want);
+        const bits = (PTE_ACCESSED | (k === last && access === "write" ? PTE_DIRTY : 0n)) & ~st.entry;
+        // A locked OR, not a store of the entry read: another vCPU may be changing it (Linux clears
+        // Accessed bits and rewrites PTEs on other CPUs), and a plain write would undo that.
+        if (bits !== 0n) this.orEntry(st.entryAddress, bits);
       }
       return t.physical;
     }
