@@ -114,6 +114,30 @@ describe("LSL", () => {
   });
 });
 
+describe("LSL in compatibility mode", () => {
+  it("reads a GDT above 4 GiB (GDTR holds a 64-bit base in IA-32e mode, whatever CS.L)", () => {
+    const memory = GuestMemoryMap.allocate([{ base: 0, size: 0x10000 }]);
+    memory.write(Number(CODE), Buffer.from(LSL32.replace(/ /g, ""), "hex"));
+    for (const [i, d] of Object.entries(ENTRIES)) memory.writeU64(Number(GDT) + Number(i) * 8, d);
+    const HIGH = 0xffff_8000_0000_0000n;
+    // Only the code page is mapped low: a GDT address cut to 32 bits would fault.
+    const cpu = new SimpleCpu({
+      memory,
+      mode: "long64",
+      translate: (lin) => (lin >= HIGH ? lin - HIGH : lin < 0x2000n ? lin : { kind: "page-fault", errorCode: 0, cr2: lin }),
+    });
+    cpu.cr0 |= 1n << 31n;
+    cpu.segments.cs = { ...cpu.segments.cs, l: false, db: true };
+    cpu.gdtr = { base: HIGH + GDT, limit: GDT_LIMIT };
+    cpu.rip = CODE;
+    cpu.gpr[RCX] = 0x18n;
+    const emu = new Emulator(cpu);
+    expect(emu.mode()).toBe("protected32");
+    expect(emu.step()).toMatchObject({ kind: "executed" });
+    expect([cpu.gpr[RAX], (cpu.rflags & ZF) !== 0n]).toEqual([0x12345n, true]);
+  });
+});
+
 describe("LAR", () => {
   it("access rights: 32/64-bit forms AND 00FFFF00 of the high dword, the 16-bit form AND FF00", () => {
     const hi = Number(ENTRIES[3]! >> 32n) >>> 0;

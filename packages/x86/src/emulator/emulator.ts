@@ -725,7 +725,8 @@ export class Emulator {
     const offset = selector & 0xfff8;
     if (table === undefined || offset + 7 > table.limit) return undefined;
     const lin = table.base + BigInt(offset);
-    const la = this.mode() === "long64" ? BigInt.asUintN(64, lin) : BigInt.asUintN(32, lin);
+    // In IA-32e mode (compatibility mode too) GDTR and LDTR hold 64-bit bases.
+    const la = (this.cpu.readEfer() & EFER.LMA) !== 0n ? BigInt.asUintN(64, lin) : BigInt.asUintN(32, lin);
     return bytesToBig(this.readLinear(la, 8, "read", 0));
   }
 
