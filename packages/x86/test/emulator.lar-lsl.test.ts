@@ -173,7 +173,7 @@ describe("LAR", () => {
     memory.write(Number(CODE), Buffer.from("0f03c1", "hex"));
     const pf = new SimpleCpu({
       memory,
-      translate: (lin, access, cpl) => (lin >= GDT && lin < GDT + 0x1000n ? { kind: "page-fault", errorCode: 0, cr2: lin } : (void access, void cpl, lin)),
+      translate: (lin) => (lin >= GDT && lin < GDT + 0x1000n ? { kind: "page-fault", errorCode: 0, cr2: lin } : lin),
     });
     pf.cr0 |= 1n << 31n;
     pf.gdtr = { base: GDT, limit: GDT_LIMIT };
