@@ -184,6 +184,15 @@ describe.each([
     expect(q!.takeUsed()).toHaveLength(8);
     for (const r of reqs) expect(h.mem.read(r.data, 4096).equals(content.subarray(r.sector * 512, r.sector * 512 + 4096))).toBe(true);
 
+    // The window asked for must lie in the buffer given.
+    const fresh = RawFileBackend.open(scratch.image(`inline-range-${name}`, content), { readOnly: true });
+    for (const [off, len] of [[-1, 8], [0, 4097], [4090, 8], [0.5, 8]] as const) expect(() => fresh.readInline(0, Buffer.alloc(4096), off, len)).toThrow(RangeError);
+    const into = Buffer.alloc(64, 0x11);
+    expect(fresh.readInline(512, into, 8, 16)).toBe(true);
+    expect(into.subarray(8, 24).equals(content.subarray(512, 528))).toBe(true);
+    expect(into.subarray(0, 8).equals(Buffer.alloc(8, 0x11)) && into.subarray(24).equals(Buffer.alloc(40, 0x11))).toBe(true);
+    await fresh.close();
+
     const big = RawFileBackend.open(scratch.image(`inline-big-${name}`, content), { readOnly: true, inlineReadMaxBytes: 2048 });
     const blk2 = new VirtioBlk({ backend: big });
     const h2 = harness(blk2, {}, 16 << 20);

@@ -94,6 +94,20 @@ describe.each(FORMATS)("chain elements over several regions (%#)", (features) =>
           expect(r.buffer.equals(after[i]!)).toBe(true);
         });
 
+        // fillWritable: the window handed out is the first writable element's own memory, or none.
+        let window: Buffer | undefined;
+        const filled = c.fillWritable(n, (buf, off, len) => {
+          window = Buffer.from(buf.buffer, buf.byteOffset + off, len);
+          return true;
+        });
+        const fw = c.firstWritable;
+        expect(filled).toBe(fw < c.length && c.elementLength(fw) >= n);
+        if (filled) {
+          expect(window!.length).toBe(n);
+          expect(window!.buffer).toBe(c.view(fw).buffer);
+          expect(window!.byteOffset).toBe(c.view(fw).byteOffset);
+        } else expect(window).toBeUndefined();
+
         const pos = skip % (c.writableLength + 2);
         const ok = c.setWritableByte(pos, 0x5a);
         expect(ok).toBe(pos < c.writableLength);

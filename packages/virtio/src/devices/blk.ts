@@ -47,11 +47,11 @@ export interface BlockBackend {
    */
   readv?(position: number, into: readonly Buffer[], done: IoDone): void;
   /**
-   * Optional: fill `into` from `position` at once, when the backend expects that to be quick (a
-   * page-cache hit), and return true; return false to decline (the device then calls `read`).
+   * Optional: fill bytes [offset, offset + length) of `into` from `position` at once, when the
+   * backend expects that to be quick (a page-cache hit), and return true; return false to decline (the device then calls `read`).
    * Throws on an I/O error. The device calls it with one read at a time, never a merged run.
    */
-  readInline?(position: number, into: Buffer): boolean;
+  readInline?(position: number, into: Uint8Array, offset: number, length: number): boolean;
   write(position: number, from: readonly Buffer[], done: IoDone): void;
   /** Make every completed write durable. */
   flush(done: IoDone): void;
@@ -137,9 +137,12 @@ export class RawFileBackend implements BlockBackend {
    * inline reads off for a while, doubling while they stay slow, so an uncached disk, or a guest
    * reading where the cache is cold on purpose, stalls the loop at most once per pause.
    */
-  readInline(position: number, into: Buffer): boolean {
-    const len = into.length;
+  readInline(position: number, into: Uint8Array, offset: number, length: number): boolean {
+    const len = length;
     if (len > this.inlineMax) return false;
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(len) || offset < 0 || len < 0 || offset + len > into.length) {
+      throw new RangeError(`blk: inline read of ${len} bytes at ${offset} of a ${into.length}-byte buffer`);
+    }
     const t0 = performance.now();
     if (t0 < this.inlineOffUntil) {
       this.inlineStats.declined++;
@@ -147,7 +150,7 @@ export class RawFileBackend implements BlockBackend {
     }
     let got = 0;
     while (got < len) {
-      const n = readSync(this.fd, into, got, len - got, position + got);
+      const n = readSync(this.fd, into, offset + got, len - got, position + got);
       if (n === 0) throw new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: short read at ${position + got}`);
       got += n;
     }
@@ -574,10 +577,22 @@ export class VirtioBlk implements VirtioDevice {
     if (run.length === 1) {
       run.pop(); // not `length = 0`: that store is a runtime call
       try {
-        // Inline, the read completes before anything else runs: no reset can come between it and its completion.
-        if (backend.readInline?.(first.position, first.into)) {
-          this.complete(first, null);
-          return;
+        // Inline, the read completes before anything else runs: no reset can come between it and
+        // its completion, so it may land in guest memory directly (when the data is one element).
+        if (backend.readInline !== undefined) {
+          const bounce = first.bounce;
+          first.inlineTried = false;
+          if (bounce !== undefined && first.chain!.fillWritable(bounce.length, first.fillInline)) {
+            first.bounce = undefined;
+            this.giveBounce(bounce);
+            this.complete(first, null);
+            return;
+          }
+          // Declined (first.inlineTried), or the data is split over elements: inline into the bounce buffer.
+          if (!first.inlineTried && backend.readInline(first.position, first.into, 0, first.into.length)) {
+            this.complete(first, null);
+            return;
+          }
         }
         backend.read(first.position, first.into, first.done);
       } catch (e) {
@@ -745,9 +760,16 @@ class BlkRequest {
   position = 0;
   into: Buffer = EMPTY;
   readonly done: IoDone;
+  /** For DescriptorChain.fillWritable: an inline read of this request straight into the guest's window. */
+  readonly fillInline: (buf: Uint8Array, offset: number, length: number) => boolean;
   constructor(owner: VirtioBlk) {
     this.done = (err) => owner.complete(this, err);
+    this.fillInline = (buf, offset, length) => {
+      this.inlineTried = true;
+      return owner.backend.readInline!(this.position, buf, offset, length);
+    };
   }
+  inlineTried = false;
 }
 
 /** Push views of `len` bytes of `chain` starting `skip` bytes into element `from` onwards; zero-length pieces are left out. */

@@ -189,6 +189,17 @@ export class DescriptorChain implements UsedToken {
     return done;
   }
 
+  /**
+   * When the first `length` bytes of the writable part lie in one element, hand that window to
+   * `fill` as (host buffer, offset, length) and return what it returns; else false. `fill` must
+   * write only inside the window (it is guest memory; the rest of the buffer may be too).
+   */
+  fillWritable(length: number, fill: (buf: Uint8Array, offset: number, length: number) => boolean): boolean {
+    const i = this.firstWritable;
+    if (i >= this.length || !(length >= 0) || this.meta[3 * i + 1]! < length) return false;
+    return fill(this.bufs[i]!, this.meta[3 * i]!, length);
+  }
+
   /** Store one byte at byte `pos` of the writable part; false when the part is shorter. */
   setWritableByte(pos: number, value: number): boolean {
     const n = this.length;
