@@ -60,9 +60,10 @@ describe.runIf(requireKvm())("compareExchangeAt against a running vCPU", () => {
     const { kvm, vm } = openTestVm();
     try {
       const GUEST_ADDS = 60_000;
-      const HOST_ADDS = 60_000;
+      const MIN_HOST_ADDS = 20_000;
       const COUNTER = 0x2000;
-      vm.memory.write(0x1000, assemble(`mov ecx, ${GUEST_ADDS}\n1: lock add dword ptr [${COUNTER}], 1\n dec ecx\n jnz 1b\n hlt`, 16, 0x1000));
+      const DONE = 0x2100;
+      vm.memory.write(0x1000, assemble(`mov ecx, ${GUEST_ADDS}\n1: lock add dword ptr [${COUNTER}], 1\n dec ecx\n jnz 1b\n mov byte ptr [${DONE}], 1\n hlt`, 16, 0x1000));
       const vcpu = vm.createVcpu(0);
       enterRealMode(vcpu, 0x1000);
       const slot = vm.memory.slice(0, 1 << 20);
@@ -71,7 +72,10 @@ describe.runIf(requireKvm())("compareExchangeAt against a running vCPU", () => {
       const t0 = Date.now();
       while (vm.memory.readU32(COUNTER) === 0 && Date.now() - t0 < 5000);
       let movedUnderUs = 0;
-      for (let i = 0; i < HOST_ADDS; i++) {
+      // Add until the guest has finished (and at least MIN_HOST_ADDS times), so the loops overlap
+      // however the two threads are scheduled.
+      let hostAdds = 0;
+      for (let i = 0; i < MIN_HOST_ADDS || vm.memory.readU8(DONE) === 0; i++, hostAdds++) {
         const size = i % 2 === 0 ? 8 : 16;
         // A copy: Buffer#slice would be a live view of guest memory.
         let cur: Uint8Array = Uint8Array.from(slot.subarray(COUNTER, COUNTER + size));
@@ -86,7 +90,7 @@ describe.runIf(requireKvm())("compareExchangeAt against a running vCPU", () => {
       expect(exit.kind).toBe("hlt");
       // The guest wrote between our read and our exchange: the loops really ran at the same time.
       expect(movedUnderUs).toBeGreaterThan(0);
-      expect(vm.memory.readU32(COUNTER)).toBe(GUEST_ADDS + HOST_ADDS);
+      expect(vm.memory.readU32(COUNTER)).toBe(GUEST_ADDS + hostAdds);
     } finally {
       closeTestVm(kvm, vm);
     }
