@@ -1,15 +1,4 @@
-import {
-  s32 as bl_s32,
-  struct as bl_struct,
-  u8 as bl_u8,
-  u16 as bl_u16,
-  u32 as bl_u32,
-  blob,
-  Layout,
-  type Structure,
-  seq,
-  uint8ArrayToBuffer,
-} from "@solana/buffer-layout";
+import { struct as bl_struct, blob, Layout, type Structure, seq, uint8ArrayToBuffer } from "@solana/buffer-layout";
 import { LayoutError } from "./errors.js";
 
 /**
@@ -18,19 +7,49 @@ import { LayoutError } from "./errors.js";
  * every offset without a second hand-kept list.
  */
 
+/**
+ * The Buffer over `b`: `b` itself when it is one. buffer-layout's own integers make a new Buffer
+ * view of the bytes for every field they read or write, which a struct decode pays per field (the
+ * garbage of a start-up's ioctls and CPUID tables); the leaves below call the same Buffer methods
+ * on the same bytes, so values, bytes and errors are buffer-layout's.
+ */
+const asBuffer = (b: Uint8Array): Buffer => (b instanceof Buffer ? b : uint8ArrayToBuffer(b));
+
+/** Unsigned little-endian integer of 1..6 bytes, as buffer-layout's UInt (and named so: tests derive arbitraries from the class). */
+class UInt extends Layout<number> {
+  override decode(b: Uint8Array, offset = 0): number {
+    return asBuffer(b).readUIntLE(offset, this.span);
+  }
+  override encode(src: number, b: Uint8Array, offset = 0): number {
+    asBuffer(b).writeUIntLE(src, offset, this.span);
+    return this.span;
+  }
+}
+
+/** Signed little-endian integer of 1..6 bytes, as buffer-layout's Int. */
+class Int extends Layout<number> {
+  override decode(b: Uint8Array, offset = 0): number {
+    return asBuffer(b).readIntLE(offset, this.span);
+  }
+  override encode(src: number, b: Uint8Array, offset = 0): number {
+    asBuffer(b).writeIntLE(src, offset, this.span);
+    return this.span;
+  }
+}
+
 /** 64-bit integers are bigint: the kernel's u64 values do not fit a double. */
 class U64 extends Layout<bigint> {
   constructor(property?: string) {
     super(8, property);
   }
   override decode(b: Uint8Array, offset = 0): bigint {
-    return uint8ArrayToBuffer(b).readBigUInt64LE(offset);
+    return asBuffer(b).readBigUInt64LE(offset);
   }
   override encode(src: bigint, b: Uint8Array, offset = 0): number {
     if (typeof src !== "bigint" || src < 0n || src > 0xffffffffffffffffn) {
       throw new LayoutError("LAYOUT_VALUE_OUT_OF_RANGE", `${this.property || "u64"}: ${String(src)} is not a u64 bigint`);
     }
-    uint8ArrayToBuffer(b).writeBigUInt64LE(src, offset);
+    asBuffer(b).writeBigUInt64LE(src, offset);
     return 8;
   }
 }
@@ -40,13 +59,13 @@ class S64 extends Layout<bigint> {
     super(8, property);
   }
   override decode(b: Uint8Array, offset = 0): bigint {
-    return uint8ArrayToBuffer(b).readBigInt64LE(offset);
+    return asBuffer(b).readBigInt64LE(offset);
   }
   override encode(src: bigint, b: Uint8Array, offset = 0): number {
     if (typeof src !== "bigint" || src < -(2n ** 63n) || src >= 2n ** 63n) {
       throw new LayoutError("LAYOUT_VALUE_OUT_OF_RANGE", `${this.property || "s64"}: ${String(src)} is not an s64 bigint`);
     }
-    uint8ArrayToBuffer(b).writeBigInt64LE(src, offset);
+    asBuffer(b).writeBigInt64LE(src, offset);
     return 8;
   }
 }
@@ -70,10 +89,10 @@ class Bytes extends Layout<Buffer> {
 export type AnyLayout = Layout<unknown>;
 const any = <T>(l: Layout<T>): AnyLayout => l as unknown as AnyLayout;
 
-export const u8 = (p: string): AnyLayout => any(bl_u8(p));
-export const u16 = (p: string): AnyLayout => any(bl_u16(p));
-export const u32 = (p: string): AnyLayout => any(bl_u32(p));
-export const s32 = (p: string): AnyLayout => any(bl_s32(p));
+export const u8 = (p: string): AnyLayout => any(new UInt(1, p));
+export const u16 = (p: string): AnyLayout => any(new UInt(2, p));
+export const u32 = (p: string): AnyLayout => any(new UInt(4, p));
+export const s32 = (p: string): AnyLayout => any(new Int(4, p));
 export const u64 = (p: string): AnyLayout => any(new U64(p));
 export const s64 = (p: string): AnyLayout => any(new S64(p));
 export const bytes = (n: number, p: string): AnyLayout => any(new Bytes(n, p));
@@ -140,7 +159,7 @@ export function defineStruct<T>(cType: string, members: AnyLayout[], cNames: Rec
         if (e instanceof LayoutError) throw e;
         throw new LayoutError("LAYOUT_VALUE_OUT_OF_RANGE", `${cType}: ${(e as Error).message}`, { cause: e });
       }
-      return uint8ArrayToBuffer(out);
+      return asBuffer(out);
     },
     fields() {
       const out: Array<{ path: string; c: string; offset: number }> = [];
