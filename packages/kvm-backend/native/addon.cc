@@ -127,6 +127,9 @@ Napi::Value CompareExchange(const Napi::CallbackInfo& info) {
   uint8_t *view, *exp, *des;
   size_t len, elen, dlen;
   if (!BytesOf(info[0], &view, &len) || !BytesOf(info[2], &exp, &elen) || !BytesOf(info[3], &des, &dlen)) return Napi::Number::New(env, -EFAULT);
+  // A view N-API cannot resolve (one over a SharedArrayBuffer) leaves an exception pending and no
+  // valid pointer: never touch memory then.
+  if (env.IsExceptionPending()) return env.Undefined();
   double off = info[1].As<Napi::Number>().DoubleValue();
   if (elen != dlen || (elen != 8 && elen != 16)) return Napi::Number::New(env, -EINVAL);
   if (!(off >= 0) || off > static_cast<double>(len) || static_cast<double>(static_cast<size_t>(off)) != off || static_cast<size_t>(off) > len - elen || len < elen) return Napi::Number::New(env, -EFAULT);

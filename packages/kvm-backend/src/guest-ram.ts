@@ -23,6 +23,10 @@ export function compareExchange(view: Uint8Array, offset: number, expected: Uint
   if ((size !== 8 && size !== 16) || desired.length !== size) {
     throw new KvmError("KVM_INVALID_ARGUMENT", `compareExchange takes 8 or 16 bytes (got ${expected.length} expected, ${desired.length} desired)`);
   }
+  // N-API cannot hand the addon a pointer into a SharedArrayBuffer (guest RAM is never one).
+  if (typeof SharedArrayBuffer !== "undefined" && view.buffer instanceof SharedArrayBuffer) {
+    throw new KvmError("KVM_INVALID_ARGUMENT", "compareExchange takes a view of mapped memory, not of a SharedArrayBuffer");
+  }
   if (!Number.isSafeInteger(offset) || offset < 0 || offset + size > view.length) {
     throw new KvmError("KVM_INVALID_ARGUMENT", `compareExchange at ${String(offset)}+${size} is outside the ${view.length}-byte view`);
   }

@@ -47,6 +47,7 @@ describe("compareExchangeAt", () => {
       bad(() => GuestRam.compareExchangeAt(v, -8, le(0n, 8), le(1n, 8)));
       bad(() => GuestRam.compareExchangeAt(v, 0, le(0n, 4), le(1n, 4)));
       bad(() => GuestRam.compareExchangeAt(v, 0, le(0n, 8), le(1n, 16)));
+      bad(() => GuestRam.compareExchangeAt(new Uint8Array(new SharedArrayBuffer(16)), 0, le(0n, 8), le(1n, 8)));
       // The misaligned attempts stored nothing.
       expect(v.subarray(0, 0x20).every((b) => b === 0)).toBe(true);
     } finally {
