@@ -48,8 +48,9 @@ export interface BlockBackend {
   readv?(position: number, into: readonly Buffer[], done: IoDone): void;
   /**
    * Optional: fill bytes [offset, offset + length) of `into` from `position` at once, when the
-   * backend expects that to be quick (a page-cache hit), and return true; return false to decline (the device then calls `read`).
-   * Throws on an I/O error. The device calls it with one read at a time, never a merged run.
+   * backend expects that to be quick (a page-cache hit), and return true; return false to
+   * decline (the device then calls `read`). Throws on an I/O error. The device calls it for one
+   * read at a time, never a merged run, and completes the request before it takes the next chain.
    */
   readInline?(position: number, into: Uint8Array, offset: number, length: number): boolean;
   write(position: number, from: readonly Buffer[], done: IoDone): void;
@@ -137,8 +138,7 @@ export class RawFileBackend implements BlockBackend {
    * inline reads off for a while, doubling while they stay slow, so an uncached disk, or a guest
    * reading where the cache is cold on purpose, stalls the loop at most once per pause.
    */
-  readInline(position: number, into: Uint8Array, offset: number, length: number): boolean {
-    const len = length;
+  readInline(position: number, into: Uint8Array, offset: number, len: number): boolean {
     if (len > this.inlineMax) return false;
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(len) || offset < 0 || len < 0 || offset + len > into.length) {
       throw new RangeError(`blk: inline read of ${len} bytes at ${offset} of a ${into.length}-byte buffer`);
