@@ -50,7 +50,7 @@ export interface BlockBackend {
    * Optional: fill bytes [offset, offset + length) of `into` from `position` at once, when the
    * backend expects that to be quick (a page-cache hit), and return true; return false to
    * decline (the device then calls `read`). Throws on an I/O error. The device calls it for one
-   * read at a time, never a merged run, and completes the request before it takes the next chain.
+   * read at a time, never a merged run, and completes the request at once, before the drain goes on.
    */
   readInline?(position: number, into: Uint8Array, offset: number, length: number): boolean;
   write(position: number, from: readonly Buffer[], done: IoDone): void;
