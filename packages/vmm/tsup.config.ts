@@ -9,9 +9,10 @@ type EsbuildPlugin = NonNullable<Options["esbuildPlugins"]>[number];
 const BIN_INLINE = [/^@tsvmm\/(acpi|cpuid|devices|elf-loader|ept|gdbstub|msr-io-bitmaps|virtio|x86)(\/|$)/];
 
 // Node built-ins the bin loads only when a feature uses them: node:crypto (snapshots, virtio-rng,
-// the emulator), node:net (gdb stub, API socket, vsock), node:perf_hooks (Performance is global).
-// Required at start-up they cost ~5 ms of every `tsvmm run`.
-const LAZY_BUILTINS = ["crypto", "net", "perf_hooks"];
+// the emulator), node:net (gdb stub, API socket, vsock), node:perf_hooks (Performance is global),
+// node:tty (itself loads node:net; asked only before loading a large kernel). Required at
+// start-up they cost ~5 ms of every `tsvmm run`.
+const LAZY_BUILTINS = ["crypto", "net", "perf_hooks", "tty"];
 
 /**
  * Each lazy built-in becomes a module of getters, one per export the built-in has (listed at build
