@@ -1,8 +1,9 @@
 // vmm benchmarks, measured as users meet them:
 //  - tsvmm-run-hello: a whole `tsvmm run` process booting the bundled hello guest, against
 //    `node -e 0` (the floor any Node CLI pays), median of alternating runs; beside it, where the
-//    time goes (bench/vmm/phases.cjs, medians: Node's own start, loading the bundles, config,
-//    build, run, close).
+//    time goes (bench/vmm/phases.cjs, medians: Node's own start, loading the bin's bundle, build,
+//    run, close). The discarded first pair also fills the bin's V8 code cache (~/.cache/tsvmm), as
+//    a user's first run does.
 //  - linux-first-line: seconds from process start until Debian's cloud vmlinux prints
 //    `Linux version` on the console, for `tsvmm run` (PVH) and for QEMU's microvm (also PVH) on the
 //    same kernel, in the same run, alternating. QEMU comes from Debian (installed here if missing).

@@ -11,6 +11,7 @@ const Module = require("node:module");
 const { join, dirname, basename } = require("node:path");
 
 const bundle = join(__dirname, "..", "dist", "tsvmm-bin.cjs");
+const mainModule = require.main;
 
 /**
  * The user's own cache directory for this tsvmm version and this Node, below XDG_CACHE_HOME or
@@ -45,7 +46,7 @@ class CachedCompiler {
   /** The module wrapper function for `source` (a string or the file's bytes). */
   compile(source, filename) {
     const bytes = typeof source === "string" ? Buffer.from(source, "utf8") : source;
-    const text = typeof source === "string" ? source : require("node:buffer").isAscii(bytes) ? bytes.latin1Slice() : bytes.toString("utf8");
+    const text = typeof source === "string" ? source : require("node:buffer").isAscii(bytes) ? bytes.toString("latin1") : bytes.toString("utf8");
     // V8 checks only the source's length against a cache: the content's CRC and length name it.
     const file = `${basename(filename).replace(/[^\w.-]/g, "_")}-${crc32(bytes).toString(16).padStart(8, "0")}-${bytes.length}.v8`;
     this.used.add(file);
@@ -124,7 +125,7 @@ function makeRequire(mod) {
   };
   require.resolve = (request, options) => Module._resolveFilename(request, mod, false, options);
   require.resolve.paths = (request) => Module._resolveLookupPaths(request, mod);
-  require.main = process.mainModule;
+  require.main = mainModule;
   require.extensions = Module._extensions;
   require.cache = Module._cache;
   return require;
