@@ -73,8 +73,14 @@ class CachedCompiler {
     const { top, dir } = this.where;
     try {
       makeDirs(fs, top, dir);
-      // Other builds of the same version (a work tree being edited) would only pile up.
-      for (const f of fs.readdirSync(dir)) if (f.endsWith(".v8") && !this.used.has(f)) fs.rmSync(join(dir, f), { force: true });
+      // Caches of other builds of this version (a work tree being edited) would pile up: those
+      // not written for a day go. Not sooner: two builds run in turn must not evict each other.
+      const dayAgo = Date.now() - 86_400_000;
+      for (const f of fs.readdirSync(dir)) {
+        if (!f.endsWith(".v8") || this.used.has(f)) continue;
+        const at = join(dir, f);
+        if (fs.statSync(at, { throwIfNoEntry: false })?.mtimeMs < dayAgo) fs.rmSync(at, { force: true });
+      }
       for (const { script, file } of this.toWrite) {
         const data = script.createCachedData();
         const head = Buffer.alloc(4);
