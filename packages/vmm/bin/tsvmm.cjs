@@ -137,28 +137,38 @@ function makeRequire(mod) {
   return require;
 }
 
+/** The bundle as Node loads it; dist/cli.cjs when a build made none (a build before the bin bundle). */
+function plain() {
+  try {
+    return require(bundle);
+  } catch (e) {
+    if (e?.code !== "MODULE_NOT_FOUND" || require("node:fs").existsSync(bundle)) throw e;
+    return require("../dist/cli.cjs");
+  }
+}
+
 function load() {
   const env = process.env;
-  if (env.TSVMM_NO_CODE_CACHE === "1" || env.NODE_DISABLE_COMPILE_CACHE === "1") return require(bundle);
+  if (env.TSVMM_NO_CODE_CACHE === "1" || env.NODE_DISABLE_COMPILE_CACHE === "1") return plain();
   // A policy manifest (Node 20's --experimental-policy) checks what Node compiles: leave it to Node.
-  if (`${process.execArgv.join(" ")} ${env.NODE_OPTIONS ?? ""}`.includes("policy")) return require(bundle);
+  if (`${process.execArgv.join(" ")} ${env.NODE_OPTIONS ?? ""}`.includes("policy")) return plain();
   if (typeof Module.enableCompileCache === "function") {
     try {
       const where = cacheDir(require("node:fs"));
       if (where !== undefined) Module.enableCompileCache(where.dir);
     } catch {}
-    return require(bundle);
+    return plain();
   }
   let compiler;
   let fn;
   try {
     const fs = require("node:fs");
     const where = cacheDir(fs);
-    if (where === undefined) return require(bundle);
+    if (where === undefined) return plain();
     compiler = new CachedCompiler(fs, where);
     fn = compiler.compile(fs.readFileSync(bundle), bundle);
   } catch {
-    return require(bundle);
+    return plain();
   }
   // From here on the bundle runs: an error is the bundle's own and is not retried.
   const mod = new Module(bundle, module);
