@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import { build, defineConfig, type Options } from "tsup";
 
 type EsbuildPlugin = NonNullable<Options["esbuildPlugins"]>[number];
@@ -45,6 +47,33 @@ Object.defineProperty(exports, "default", { enumerable: false, get: load });
   };
 }
 
+/**
+ * Fails the build if a package the bin bundle requires at run time depends on one it carries
+ * inside: that package would then exist twice in the bin's process (two TsvmmError classes, two
+ * of every layout), which `instanceof` and the CLI's error handling do not survive.
+ */
+function checkOneCopy(bundlePath: string): void {
+  const req = createRequire(import.meta.url);
+  const text = readFileSync(bundlePath, "utf8");
+  const external = new Set([...text.matchAll(/require\("(@tsvmm\/[\w-]+)"\)/g)].map((m) => m[1]!));
+  for (const id of external) {
+    let dir = dirname(req.resolve(id));
+    while (!safeExists(join(dir, "package.json"))) dir = dirname(dir);
+    const deps = Object.keys((JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { dependencies?: Record<string, string> }).dependencies ?? {});
+    const twice = deps.filter((d) => BIN_INLINE.some((r) => r.test(d)));
+    if (twice.length > 0) throw new Error(`tsvmm-bin.cjs requires ${id}, which depends on ${twice.join(", ")}, bundled into tsvmm-bin.cjs too: inline ${id} or keep them external`);
+  }
+}
+
+function safeExists(p: string): boolean {
+  try {
+    readFileSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export default defineConfig((cli) => {
   const outDir = cli.outDir ?? "dist";
   const common: Options = {
@@ -83,6 +112,7 @@ export default defineConfig((cli) => {
         // Less to read, hash and (on a cache miss) compile; names stay, and the source map maps back.
         minifyWhitespace: true,
       });
+      checkOneCopy(join(outDir, "tsvmm-bin.cjs"));
     },
   };
 });
