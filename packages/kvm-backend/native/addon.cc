@@ -1,6 +1,6 @@
 // tsvmm kvm-backend native addon: system calls only. Every function returns -errno instead of
 // throwing, so TypeScript decides what an error means and which typed error to raise.
-// Mechanisms here: open/close, ioctl, mmap/munmap (zero-copy ArrayBuffers), eventfd, read/write,
+// Mechanisms here: open/close, ioctl, mmap/munmap (zero-copy ArrayBuffers), eventfd, read/write, preadv2,
 // TAP devices (open + TUNSETIFF, vnet header size, offloads),
 // the address of a buffer (for kernel structs that carry pointers), an 8/16-byte locked
 // compare-exchange on a mapping (guest RAM other vCPUs write natively), and a per-vCPU runner thread
@@ -19,6 +19,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -173,6 +174,25 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
   size_t len;
   if (!BytesOf(info[1], &data, &len)) return Napi::Number::New(info.Env(), -EFAULT);
   return Ret(info.Env(), write(fd, data, len));
+}
+
+// preadv2(fd, view, position, flags): one preadv2 into the whole of `view` (its bounds are the
+// view's own), bytes read or -errno. With RWF_NOWAIT a buffered read returns what the page cache
+// holds and fails with EAGAIN instead of waiting for the disk, so it may run on the event loop.
+// EINTR is returned, not retried: the caller's fallback (the thread pool) handles it.
+Napi::Value Preadv2(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  uint8_t* data;
+  size_t len;
+  if (!BytesOf(info[1], &data, &len)) return Napi::Number::New(env, -EFAULT);
+  // A view N-API cannot resolve (one over a SharedArrayBuffer) leaves an exception pending.
+  if (env.IsExceptionPending()) return env.Undefined();
+  double pos = info[2].As<Napi::Number>().DoubleValue();
+  if (!(pos >= 0) || pos > 9007199254740991.0 || static_cast<double>(static_cast<off_t>(pos)) != pos) return Napi::Number::New(env, -EINVAL);
+  int flags = info[3].As<Napi::Number>().Int32Value();
+  struct iovec iov = {data, len};
+  return Ret(env, preadv2(fd, &iov, 1, static_cast<off_t>(pos), flags));
 }
 
 // ---- TAP devices ------------------------------------------------------------------------------
@@ -731,6 +751,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("eventfd", Napi::Function::New(env, EventFd));
   exports.Set("read", Napi::Function::New(env, Read));
   exports.Set("write", Napi::Function::New(env, Write));
+  exports.Set("preadv2", Napi::Function::New(env, Preadv2));
   exports.Set("mmap", Napi::Function::New(env, Mmap));
   exports.Set("munmap", Napi::Function::New(env, Munmap));
   exports.Set("setRunRequest", Napi::Function::New(env, SetRunRequest));
@@ -753,6 +774,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("MAP_NORESERVE", static_cast<int>(MAP_NORESERVE));
   c.Set("EFD_NONBLOCK", static_cast<int>(EFD_NONBLOCK));
   c.Set("EFD_SEMAPHORE", static_cast<int>(EFD_SEMAPHORE));
+  c.Set("RWF_NOWAIT", static_cast<int>(RWF_NOWAIT));
   c.Set("SIGRTMIN", static_cast<int>(g_kick_signal));
   exports.Set("constants", c);
   return exports;
