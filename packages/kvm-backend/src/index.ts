@@ -15,6 +15,7 @@ export {
   type MsiMessage, X86_DELIVERY_MODE, type X86MsiTarget, x86DefaultGsiRoutes, x86Msi,
 } from "./irq.js";
 export { Kvm, permissionAdvice } from "./kvm.js";
+export { readNoWait } from "./read-nowait.js";
 export { type ExitHandlers, type RunLoopOptions, type RunLoopResult, runLoop, runLoopAsync } from "./run-loop.js";
 export { IFF, IFNAMSIZ, Tap, TapError, type TapErrorCode, type TapOptions, TUN_F } from "./tap.js";
 export { encodeCpuid2, Vcpu } from "./vcpu.js";

@@ -26,6 +26,8 @@ export interface NativeAddon {
   eventfd(initval: number, flags: number): number;
   read(fd: number, buf: Uint8Array): number;
   write(fd: number, buf: Uint8Array): number;
+  /** preadv2 into the whole of `buf` at `position` with `flags` (RWF_*): bytes read or -errno. */
+  preadv2(fd: number, buf: Uint8Array, position: number, flags: number): number;
   mmap(fd: number, length: number, prot: number, flags: number, offset: number): ArrayBuffer | number;
   munmap(buffer: ArrayBuffer): number;
   /** The ioctl number the runner threads issue (KVM_RUN, from abi). */
@@ -49,7 +51,7 @@ export interface NativeAddon {
   constants: {
     O_RDWR: number; O_NONBLOCK: number; PROT_READ: number; PROT_WRITE: number; MAP_SHARED: number;
     MAP_PRIVATE: number; MAP_ANONYMOUS: number; MAP_NORESERVE: number; EFD_NONBLOCK: number;
-    EFD_SEMAPHORE: number; SIGRTMIN: number;
+    EFD_SEMAPHORE: number; RWF_NOWAIT: number; SIGRTMIN: number;
   };
 }
 
