@@ -61,19 +61,30 @@ describe.runIf(requireKvm())("host probe and Linux command line", () => {
       expect(r).toBeUndefined();
       return;
     }
-    const blacklist = "ftrace_check_for_weak_functions,trace_eval_init,tracer_init_tracefs";
+    const tracing = "ftrace_check_for_weak_functions,trace_eval_init,tracer_init_tracefs";
+    const selftests = "blake2s_mod_init,crypto_kdf108_init";
+    const btf = "cubictcp_register,bpf_rstat_kfunc_init,bpf_key_sig_kfuncs_init,kfunc_init,bpf_prog_test_run_init,bpf_tcp_ca_kfunc_init";
+    const blacklist = `${tracing},${selftests},${btf}`;
     const rest = `mitigations=off cryptomgr.notests=1 initcall_blacklist=${blacklist} init_on_alloc=0 nowatchdog`;
     expect(r?.cmdline).toBe(`console=ttyS0 clearcpuid=1,137,141,151,297,308,580 noxsave ${rest}`);
     expect(linuxEmulationCmdline(bz, "noxsave")?.cmdline).toBe(`noxsave clearcpuid=137,141,151,297,308,580 ${rest}`);
-    expect(r?.note).toMatch(new RegExp(`added to the kernel command line: noxsave clearcpuid\\+=137,141,151,297,308,580 ${rest} \\(`));
+    // The note names each addition once, with the entries that joined a list shown as `+=`.
+    const shown = `mitigations=off cryptomgr.notests=1 initcall_blacklist=${tracing} initcall_blacklist\\+=${selftests} initcall_blacklist\\+=${btf} init_on_alloc=0 nowatchdog`;
+    expect(r?.note).toMatch(new RegExp(`added to the kernel command line: noxsave clearcpuid\\+=137,141,151,297,308,580 ${shown} \\(`));
     // A list the user gave is extended, not replaced; an argument the user set by name is left alone.
     const u = linuxEmulationCmdline(bz, "initcall_blacklist=foo_init,trace_eval_init init_on_alloc=1 clearcpuid=297");
     expect(u?.cmdline).toBe(
-      "initcall_blacklist=foo_init,trace_eval_init,ftrace_check_for_weak_functions,tracer_init_tracefs init_on_alloc=1 clearcpuid=297,137,141,151,308,580 noxsave mitigations=off cryptomgr.notests=1 nowatchdog",
+      `initcall_blacklist=foo_init,trace_eval_init,ftrace_check_for_weak_functions,tracer_init_tracefs,${selftests},${btf} init_on_alloc=1 clearcpuid=297,137,141,151,308,580 noxsave mitigations=off cryptomgr.notests=1 nowatchdog`,
     );
     expect(linuxEmulationCmdline(bz, "initcall_blacklist=foo_init")?.cmdline).toContain(`initcall_blacklist=foo_init,${blacklist} `);
-    // Asking for boot-time tracing keeps the tracing core's initcalls.
-    expect(linuxEmulationCmdline(bz, "trace_event=sched:*")?.cmdline).not.toContain("initcall_blacklist");
+    // Asking for boot-time tracing keeps the tracing core's initcalls, not the others.
+    const traced = linuxEmulationCmdline(bz, "trace_event=sched:*")?.cmdline ?? "";
+    expect(traced).toContain(`initcall_blacklist=${selftests},${btf} `);
+    expect(traced).not.toContain("trace_eval_init");
+    // Choosing TCP's congestion control keeps CUBIC, and with it the BTF parse at boot.
+    const tcp = linuxEmulationCmdline(bz, "sysctl.net.ipv4.tcp_congestion_control=cubic")?.cmdline ?? "";
+    expect(tcp).toContain(`initcall_blacklist=${tracing},${selftests} `);
+    expect(tcp).not.toContain("cubictcp_register");
     expect(linuxEmulationCmdline(new Uint8Array(0x400), "console=ttyS0")).toBeUndefined();
   });
 });

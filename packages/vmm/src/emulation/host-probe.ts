@@ -47,6 +47,9 @@ export function probeHostEmulation(): HostEmulationFacts {
  * exits, an instruction family the VMM's emulator covers only in part, or kernel work that costs
  * ~1-3 us per instruction here (every CPL0 instruction goes through KVM's emulator).
  */
+/** Built-in initcalls of Linux 6.1 that use the kernel's BTF (each registers BPF kfuncs): the first one run parses all of it. */
+const BTF_AT_BOOT = ["cubictcp_register", "bpf_rstat_kfunc_init", "bpf_key_sig_kfuncs_init", "kfunc_init", "bpf_prog_test_run_init", "bpf_tcp_ca_kfunc_init"];
+
 export const LINUX_ON_EMULATING_HOST: ReadonlyArray<{
   readonly arg: string;
   readonly why: string;
@@ -89,6 +92,26 @@ export const LINUX_ON_EMULATING_HOST: ReadonlyArray<{
     why: "no boot-time kallsyms scan of every ftrace record, no enum rewriting and tracefs files for every trace event (the two longest phases of the boot here)",
     unless: ["ftrace", "ftrace_filter", "ftrace_notrace", "ftrace_graph_filter", "trace_event", "trace_options", "trace_buf_size", "trace_instance", "trace_trigger", "kprobe_event", "tp_printk", "traceoff_on_warning", "ftrace_dump_on_oops", "alloc_snapshot"],
   },
+  // Initcalls that only run a self-test (cryptomgr.notests does not reach the library ones):
+  // blake2s_mod_init is BLAKE2s's selftest and nothing else (7.6 s of a quiet boot here),
+  // crypto_kdf108_init the SP800-108 KDF's (1.0 s). The algorithms stay available.
+  {
+    arg: "initcall_blacklist=blake2s_mod_init,crypto_kdf108_init",
+    why: "no boot-time self-tests of BLAKE2s and the SP800-108 KDF (those initcalls run nothing else)",
+  },
+  // The first user of the kernel's own BTF makes it parse and check all of it (~5 MB, every type):
+  // 75 s of a quiet boot here (initcall_debug: cubictcp_register 74.9 s; with it blacklisted the
+  // parse moved to bpf_rstat_kfunc_init, then to bpf_key_sig_kfuncs_init; the other three of the
+  // list register kfuncs the same way later in the boot). The users at boot are initcalls that
+  // register BPF kfuncs; without them the parse happens when something needs BTF (the first module
+  // load, the first BPF program with BTF), not at every boot. What is lost: those kfuncs for BPF
+  // programs, and CUBIC — the same initcall registers it, so TCP's default congestion control is
+  // Reno. A command line that sets tcp_congestion_control through sysctl keeps them all.
+  {
+    arg: `initcall_blacklist=${BTF_AT_BOOT.join(",")}`,
+    why: "the kernel's BTF is not parsed at boot (its first users are initcalls registering BPF kfuncs, CUBIC's among them: TCP then defaults to Reno); a module load or BPF program parses it when it needs it",
+    unless: ["sysctl.net.ipv4.tcp_congestion_control"],
+  },
   // Debian turns on zeroing of every page and slab allocation (CONFIG_INIT_ON_ALLOC_DEFAULT_ON):
   // each page zeroed is ~500 emulated iterations even with `rep stosq`. Allocations that need
   // zeroes (__GFP_ZERO, kzalloc) still get them; this is the hardening default of upstream Linux.
@@ -118,29 +141,35 @@ export function linuxEmulationCmdline(image: Uint8Array, cmdline: string): { cmd
   if (!isLinuxImage(image) || !probeHostEmulation().cpl0Emulated) return undefined;
   const words = cmdline.split(/\s+/).filter((w) => w.length > 0);
   const given = new Set(words.map((w) => w.split("=")[0]));
+  const ours: string[] = [];
   const added: Array<{ arg: string; why: string }> = [];
   for (const a of LINUX_ON_EMULATING_HOST) {
     const name = a.arg.split("=")[0]!;
     if (a.unless?.some((u) => given.has(u)) === true) continue;
-    if (!given.has(name)) added.push(a);
-    else if (LIST_ARGS.has(name)) {
-      // The kernel reads one list: the user's entries and ours go into it together.
-      const k = words.findIndex((w) => w.startsWith(`${name}=`));
-      if (k < 0) continue;
-      const theirs = words[k]!.slice(name.length + 1).split(",").filter((x) => x.length > 0);
-      const ours = a.arg.slice(name.length + 1).split(",").filter((x) => !theirs.includes(x));
-      if (ours.length > 0) {
-        words[k] = `${name}=${[...theirs, ...ours].join(",")}`;
-        added.push({ arg: `${name}+=${ours.join(",")}`, why: a.why });
+    if (LIST_ARGS.has(name)) {
+      // The kernel reads one list: the user's entries, or an earlier entry of ours, and these go into it together.
+      const inTheirs = words.findIndex((w) => w.startsWith(`${name}=`));
+      const list = inTheirs >= 0 ? words : ours;
+      const k = inTheirs >= 0 ? inTheirs : ours.findIndex((w) => w.startsWith(`${name}=`));
+      if (k >= 0) {
+        const before = list[k]!.slice(name.length + 1).split(",").filter((x) => x.length > 0);
+        const more = a.arg.slice(name.length + 1).split(",").filter((x) => !before.includes(x));
+        if (more.length > 0) {
+          list[k] = `${name}=${[...before, ...more].join(",")}`;
+          added.push({ arg: `${name}+=${more.join(",")}`, why: a.why });
+        }
+        continue;
       }
+    }
+    if (!given.has(name)) {
+      ours.push(a.arg);
+      added.push(a);
     }
   }
   if (added.length === 0) return undefined;
-  const base = words.join(" ");
-  const args = added.filter((a) => !a.arg.split("=")[0]!.endsWith("+")).map((a) => a.arg).join(" ");
   const shown = added.map((a) => a.arg).join(" ");
   return {
-    cmdline: `${base} ${args}`.trim(),
+    cmdline: [...words, ...ours].join(" "),
     note: `this host's KVM emulates guest kernel code and cannot run some of its instructions (measured): added to the kernel command line: ${shown} (${added.map((a) => a.why).join("; ")})`,
   };
 }
