@@ -10,30 +10,63 @@ import { LayoutError } from "./errors.js";
 /**
  * The Buffer over `b`: `b` itself when it is one. buffer-layout's own integers make a new Buffer
  * view of the bytes for every field they read or write, which a struct decode pays per field (the
- * garbage of a start-up's ioctls and CPUID tables); the leaves below call the same Buffer methods
- * on the same bytes, so values, bytes and errors are buffer-layout's.
+ * garbage of a start-up's ioctls and CPUID tables).
  */
 const asBuffer = (b: Uint8Array): Buffer => (b instanceof Buffer ? b : uint8ArrayToBuffer(b));
+
+/** Whether `span` bytes at `offset` are inside `b` (else Buffer's own method says why not). */
+const fits = (b: Uint8Array, offset: number, span: number): boolean => b instanceof Uint8Array && Number.isInteger(offset) && offset >= 0 && offset + span <= b.length;
+
+// The leaves read and write 1, 2 and 4 bytes themselves when the offset is in bounds and the value
+// an in-range integer, with the arithmetic of Node's own readUInt32LE & co.; anything else goes to
+// those Buffer methods, so values, bytes and errors are buffer-layout's in every case.
 
 /** Unsigned little-endian integer of 1..6 bytes, as buffer-layout's UInt (and named so: tests derive arbitraries from the class). */
 class UInt extends Layout<number> {
   override decode(b: Uint8Array, offset = 0): number {
-    return asBuffer(b).readUIntLE(offset, this.span);
+    const span = this.span;
+    if (fits(b, offset, span)) {
+      if (span === 1) return b[offset]!;
+      if (span === 2) return b[offset]! + b[offset + 1]! * 2 ** 8;
+      if (span === 4) return b[offset]! + b[offset + 1]! * 2 ** 8 + b[offset + 2]! * 2 ** 16 + b[offset + 3]! * 2 ** 24;
+    }
+    return asBuffer(b).readUIntLE(offset, span);
   }
   override encode(src: number, b: Uint8Array, offset = 0): number {
-    asBuffer(b).writeUIntLE(src, offset, this.span);
-    return this.span;
+    const span = this.span;
+    if ((span === 1 || span === 2 || span === 4) && Number.isInteger(src) && src >= 0 && src < 2 ** (8 * span) && fits(b, offset, span)) {
+      for (let i = 0, v = src; i < span; i++, v = Math.floor(v / 256)) b[offset + i] = v & 0xff;
+      return span;
+    }
+    asBuffer(b).writeUIntLE(src, offset, span);
+    return span;
   }
 }
 
 /** Signed little-endian integer of 1..6 bytes, as buffer-layout's Int. */
 class Int extends Layout<number> {
   override decode(b: Uint8Array, offset = 0): number {
-    return asBuffer(b).readIntLE(offset, this.span);
+    const span = this.span;
+    if (fits(b, offset, span)) {
+      if (span === 1) return b[offset]! | ((b[offset]! & 0x80) * 0x1fffffe);
+      if (span === 2) {
+        const v = b[offset]! + b[offset + 1]! * 2 ** 8;
+        return v | ((v & 0x8000) * 0x1fffe);
+      }
+      if (span === 4) return b[offset]! + b[offset + 1]! * 2 ** 8 + b[offset + 2]! * 2 ** 16 + (b[offset + 3]! << 24);
+    }
+    return asBuffer(b).readIntLE(offset, span);
   }
   override encode(src: number, b: Uint8Array, offset = 0): number {
-    asBuffer(b).writeIntLE(src, offset, this.span);
-    return this.span;
+    const span = this.span;
+    const half = 2 ** (8 * span - 1);
+    if ((span === 1 || span === 2 || span === 4) && Number.isInteger(src) && src >= -half && src < half && fits(b, offset, span)) {
+      // Two's complement in `span` bytes: the low bytes of the value as an unsigned 32-bit integer.
+      for (let i = 0, v = src >>> 0; i < span; i++, v >>>= 8) b[offset + i] = v & 0xff;
+      return span;
+    }
+    asBuffer(b).writeIntLE(src, offset, span);
+    return span;
   }
 }
 
