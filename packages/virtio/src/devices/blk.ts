@@ -1,4 +1,4 @@
-import { close, closeSync, fdatasync, fstatSync, openSync, read, readSync, readv, write, writev } from "node:fs";
+import { close, closeSync, fdatasync, fstatSync, openSync, read, readv, write, writev } from "node:fs";
 import { endianness } from "node:os";
 import {
   bit,
@@ -47,10 +47,11 @@ export interface BlockBackend {
    */
   readv?(position: number, into: readonly Buffer[], done: IoDone): void;
   /**
-   * Optional: fill bytes [offset, offset + length) of `into` from `position` at once, when the
-   * backend expects that to be quick (a page-cache hit), and return true; return false to
-   * decline (the device then calls `read`). Throws on an I/O error. The device calls it for one
-   * read at a time, never a merged run, and completes the request at once, before the drain goes on.
+   * Optional: fill bytes [offset, offset + length) of `into` from `position` at once, without
+   * waiting for I/O (the data is at hand, e.g. in the page cache), and return true; return false
+   * to decline (the device then calls `read`, which reports any error; a declined read may have
+   * written part of the window). It may throw, which fails the request. The device calls it for
+   * one read at a time, never a merged run, and completes the request at once, before the drain goes on.
    */
   readInline?(position: number, into: Uint8Array, offset: number, length: number): boolean;
   write(position: number, from: readonly Buffer[], done: IoDone): void;
@@ -79,21 +80,28 @@ function rest(bufs: readonly Buffer[], n: number): Buffer[] {
 const EMPTY = Buffer.alloc(0);
 
 /**
+ * Reads up to `target.length` bytes of `fd` at `position` into `target` without ever waiting for
+ * I/O: the byte count when the data is at hand (the page cache), "again" when it is not (or
+ * throws). On Linux, `preadv2(RWF_NOWAIT)`: `readNoWait` of @tsvmm/kvm-backend.
+ */
+export type ReadNoWait = (fd: number, target: Uint8Array, position: number) => number | "again";
+
+/**
  * A raw image file. I/O goes to the libuv thread pool (fs.read/readv/writev/fdatasync callbacks),
- * except small reads that find their data in the page cache: those are done inline (see
- * `readInline`), as the pool hop would cost more than the read.
+ * except small reads whose data is in the page cache when a `readNoWait` is given: those are done
+ * inline (see `readInline`), as the pool hop would cost more than the read.
  */
 export class RawFileBackend implements BlockBackend {
   readonly size: number;
   readonly readOnly: boolean;
   private fd: number;
   private readonly inlineMax: number;
-  private readonly inlineSlowMs: number;
-  /** Inline reads are off until this time (performance.now()) after a slow one; the pause doubles while they stay slow. */
-  private inlineOffUntil = 0;
-  private inlineBackoffMs = INLINE_BACKOFF_MIN_MS;
-  /** Reads done inline and reads declined, for observability. */
-  readonly inlineStats = { done: 0, declined: 0, slow: 0 };
+  private readonly readNoWait: ReadNoWait | undefined;
+  /**
+   * For observability: reads done inline (`done`), tried inline but not all at hand ("again" or
+   * short: `again`), tried and thrown (`failed`); each of the last two then went to the pool.
+   */
+  readonly inlineStats = { done: 0, again: 0, failed: 0 };
 
   private constructor(fd: number, size: number, readOnly: boolean, opts: RawFileBackendOptions) {
     this.fd = fd;
@@ -101,7 +109,10 @@ export class RawFileBackend implements BlockBackend {
     this.readOnly = readOnly;
     const max = opts.inlineReadMaxBytes ?? DEFAULT_INLINE_MAX;
     this.inlineMax = Number.isSafeInteger(max) && max > 0 ? max : 0;
-    this.inlineSlowMs = opts.inlineReadSlowMs ?? DEFAULT_INLINE_SLOW_MS;
+    this.readNoWait = opts.readNoWait;
+    // Absent (not a method that always declines) when nothing may be inline: the device then skips
+    // the attempt and every read goes straight to the pool.
+    this.readInline = this.readNoWait !== undefined && this.inlineMax > 0 ? this.readInlineNoWait : undefined;
   }
 
   /** Open `path` (O_RDWR, or O_RDONLY with readOnly). Throws VirtioDeviceError when it cannot. */
@@ -132,36 +143,34 @@ export class RawFileBackend implements BlockBackend {
   }
 
   /**
-   * A small read done with pread on the event loop itself: from the page cache that costs about
-   * what the thread-pool hop alone costs (queue the job, wake a worker, wake the loop, run the
-   * callback). A read that turns out slow (over `inlineReadSlowMs`: the data was not cached) turns
-   * inline reads off for a while, doubling while they stay slow, so an uncached disk, or a guest
-   * reading where the cache is cold on purpose, stalls the loop at most once per pause.
+   * A small read done on the event loop itself with `readNoWait`, which never waits for the disk:
+   * from the page cache that costs about what the thread-pool hop alone costs (queue the job,
+   * wake a worker, wake the loop, run the callback). Data not at hand ("again", a short read, or
+   * an error, which the pool read then reports) declines, and the device hands the request to the
+   * pool, so a cold disk or a guest reading cold blocks on purpose never stalls the loop (a plain
+   * pread here would, for a whole disk read). Undefined without `readNoWait` or with
+   * `inlineReadMaxBytes: 0`. Throws RangeError for a window outside `into`.
    */
-  readInline(position: number, into: Uint8Array, offset: number, len: number): boolean {
+  readonly readInline: ((position: number, into: Uint8Array, offset: number, len: number) => boolean) | undefined;
+  private readInlineNoWait(position: number, into: Uint8Array, offset: number, len: number): boolean {
+    const rnw = this.readNoWait!;
     if (len > this.inlineMax) return false;
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(len) || offset < 0 || len < 0 || offset + len > into.length) {
       throw new RangeError(`blk: inline read of ${len} bytes at ${offset} of a ${into.length}-byte buffer`);
     }
-    const t0 = performance.now();
-    if (t0 < this.inlineOffUntil) {
-      this.inlineStats.declined++;
+    let n: number | "again";
+    try {
+      n = rnw(this.fd, offset === 0 && len === into.length ? into : into.subarray(offset, offset + len), position);
+    } catch {
+      this.inlineStats.failed++;
       return false;
     }
-    let got = 0;
-    while (got < len) {
-      const n = readSync(this.fd, into, offset + got, len - got, position + got);
-      if (n === 0) throw new VirtioDeviceError("VIRTIO_DEVICE_BACKEND", `blk: short read at ${position + got}`);
-      got += n;
+    if (n === len) {
+      this.inlineStats.done++;
+      return true;
     }
-    const t1 = performance.now();
-    this.inlineStats.done++;
-    if (t1 - t0 > this.inlineSlowMs) {
-      this.inlineStats.slow++;
-      this.inlineOffUntil = t1 + this.inlineBackoffMs;
-      this.inlineBackoffMs = Math.min(this.inlineBackoffMs * 2, INLINE_BACKOFF_MAX_MS);
-    } else if (t1 > this.inlineOffUntil + INLINE_BACKOFF_MAX_MS) this.inlineBackoffMs = INLINE_BACKOFF_MIN_MS;
-    return true;
+    this.inlineStats.again++;
+    return false;
   }
 
   /** Reused pread states, each with its callback bound once: a read allocates no closure of ours. */
@@ -252,18 +261,18 @@ export class RawFileBackend implements BlockBackend {
 export interface RawFileBackendOptions {
   readOnly?: boolean;
   /**
-   * Reads up to this many bytes may be done inline (pread on the event loop, see
-   * `RawFileBackend.readInline`); default 16 KiB, 0 turns inline reads off. Merged runs never are.
+   * Lets small reads be done inline, on the event loop, when their data is in the page cache
+   * (see `RawFileBackend.readInline`); without it every read goes to the libuv pool.
+   */
+  readNoWait?: ReadNoWait;
+  /**
+   * Reads up to this many bytes may be done inline (with `readNoWait`); default 16 KiB, 0 turns
+   * inline reads off. Merged runs never are.
    */
   inlineReadMaxBytes?: number;
-  /** An inline read slower than this (ms, default 1) pauses inline reads (100 ms, doubling to 10 s). */
-  inlineReadSlowMs?: number;
 }
 
 const DEFAULT_INLINE_MAX = 16 * 1024;
-const DEFAULT_INLINE_SLOW_MS = 1;
-const INLINE_BACKOFF_MIN_MS = 100;
-const INLINE_BACKOFF_MAX_MS = 10_000;
 
 /** One RawFileBackend.read: a pread for what is left of `into`; a short read carries on from where it stopped. */
 class ReadOp {
