@@ -1,6 +1,6 @@
 import type { GuestMemory } from "@tsvmm/abi";
 import type { MmioBus } from "@tsvmm/devices";
-import { EventFd, FdWatch, Tap, type Vm } from "@tsvmm/kvm-backend";
+import { EventFd, FdWatch, readNoWait, Tap, type Vm } from "@tsvmm/kvm-backend";
 import {
   MmioTransport, type NetBackend, RawFileBackend, VIRTIO_MMIO_WINDOW_SIZE, VirtioBlk, VirtioConsole, type VirtioDevice, VirtioNet, VirtioRng,
   VirtioVsock,
@@ -163,7 +163,8 @@ export function attachVirtio(
 function makeDevice(spec: VirtioDeviceSpec, o: VirtioAttachOptions, closers: Array<() => void | Promise<void>>, ready: Promise<void>[]): VirtioDevice {
   switch (spec.kind) {
     case "blk": {
-      const backend = RawFileBackend.open(spec.path, { readOnly: spec.readOnly ?? false });
+      // Small reads whose data is in the page cache are done inline; RWF_NOWAIT keeps a miss off the event loop.
+      const backend = RawFileBackend.open(spec.path, { readOnly: spec.readOnly ?? false, readNoWait });
       closers.push(() => backend.close());
       return new VirtioBlk({ backend, id: spec.path.slice(-20) });
     }
