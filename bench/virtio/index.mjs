@@ -10,10 +10,12 @@
 //  - virtio-blk-seq: 64 KiB sequential reads the same way; MB/s; ratio = tsvmm MB/s ÷ raw MB/s (goal >= 0.8).
 //  - virtio-vsock-stream: host Unix socket -> guest rx queue MB/s, beside a plain Unix-socket copy.
 // Rounds are interleaved and the median round (by ratio) is reported: the machine may be shared.
-// Small reads are done inline by default (RawFileBackend.readInline: pread on the event loop while
-// the data is in the page cache); TSVMM_BENCH_VIRTIO_INLINE=0 puts every read on the libuv pool
-// (inlineReadMaxBytes 0). The baseline is the same either way; readSyncUs (readSync of the same
-// blocks) is reported beside it, so value - readSyncUs is the VMM's own cost with inline reads.
+// The disk is opened as the VMM opens it (packages/vmm/src/virtio.ts): with kvm-backend's
+// readNoWait, so small reads whose data is in the page cache are done inline on the event loop
+// (preadv2 RWF_NOWAIT: never waits for the disk; a miss goes to the pool);
+// TSVMM_BENCH_VIRTIO_INLINE=0 opens it without readNoWait: every read on the libuv pool. The
+// baseline is the same either way; readSyncUs (readSync of the same blocks) is reported beside it,
+// so value - readSyncUs is the VMM's own cost with inline reads. Needs kvm-backend's dist and addon built.
 // TSVMM_BENCH_VIRTIO_DIRECT=1 runs blk with VirtioBlkOptions.directReads (no bounce copy),
 // TSVMM_BENCH_VIRTIO_MERGE=BYTES with VirtioBlkOptions.maxMergeBytes;
 // TSVMM_BENCH_VIRTIO_ONLY=blk-4k|blk-seq|vsock runs one figure.
@@ -23,6 +25,7 @@ import { connect, createServer } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { GuestMemoryMap } from "@tsvmm/abi";
+import { readNoWait } from "@tsvmm/kvm-backend";
 import {
   bit,
   GuestHeap,
@@ -56,7 +59,7 @@ function blkRig(path, depth) {
   const mem = GuestMemoryMap.allocate([{ base: 0x100000, size: ram, name: "ram" }]);
   const heap = new GuestHeap(0x100000, ram);
   const rig = { irqs: 0, onIrq: () => {} };
-  const backend = RawFileBackend.open(path, { readOnly: true, ...(process.env.TSVMM_BENCH_VIRTIO_INLINE === "0" ? { inlineReadMaxBytes: 0 } : {}) });
+  const backend = RawFileBackend.open(path, { readOnly: true, ...(process.env.TSVMM_BENCH_VIRTIO_INLINE === "0" ? {} : { readNoWait }) });
   const blk = new VirtioBlk({ backend, queueSize: 256, directReads: process.env.TSVMM_BENCH_VIRTIO_DIRECT === "1", ...(process.env.TSVMM_BENCH_VIRTIO_MERGE ? { maxMergeBytes: Number(process.env.TSVMM_BENCH_VIRTIO_MERGE) } : {}) });
   const t = new MmioTransport(blk, {
     mem,
