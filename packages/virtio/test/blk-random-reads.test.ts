@@ -1,6 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { readSync } from "node:fs";
-import { bit, type DriverQueue, RawFileBackend, type ReadNoWait, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN, VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_RING_PACKED, VIRTIO_RING_F_EVENT_IDX, VirtioBlk, VirtioBlkOuthdrLayout } from "@tsvmm/virtio";
+import {
+  bit,
+  type DriverQueue,
+  INLINE_MISS_STREAK,
+  INLINE_SKIP_MAX,
+  INLINE_SKIP_MIN,
+  RawFileBackend,
+  type ReadNoWait, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN, VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_RING_PACKED, VIRTIO_RING_F_EVENT_IDX, VirtioBlk, VirtioBlkOuthdrLayout } from "@tsvmm/virtio";
 import { describe, expect, it } from "vitest";
 import { harness, until } from "./helpers/harness.js";
 import { imageDir } from "./helpers/images.js";
@@ -108,7 +115,7 @@ describe.each([
       await blk.idle();
       expect(q!.takeUsed()).toHaveLength(32);
       for (const r of reqs) expect(h.mem.read(r.data, 4096).equals(content.subarray(r.sector * 512, r.sector * 512 + 4096))).toBe(true);
-      expect(backend.inlineStats).toEqual({ done: 0, again: 0, failed: 0 });
+      expect(backend.inlineStats).toEqual({ done: 0, again: 0, failed: 0, skipped: 0 });
     }
   });
 
@@ -174,7 +181,7 @@ describe.each([
       expect(h.irq.raised - irqs).toBe(1);
       expect(q!.takeUsed().map((u) => u.len)).toEqual(new Array(32).fill(4097));
       for (const r of reqs) expect(h.mem.read(r.data, 4096).equals(content.subarray(r.sector * 512, r.sector * 512 + 4096))).toBe(true);
-      expect(backend.inlineStats).toEqual({ done: 32, again: 0, failed: 0 });
+      expect(backend.inlineStats).toEqual({ done: 32, again: 0, failed: 0, skipped: 0 });
     }
   });
 
@@ -225,7 +232,7 @@ describe.each([
     // Every third read's data split over two descriptors (inline into the bounce buffer then).
     const reqs = sectors.map((s, i) => postRead(h, q!, s, i % 3 === 0 ? 512 : undefined));
     h.drv.kick(0);
-    expect(backend.inlineStats).toEqual({ done: 8, again: 16, failed: 8 });
+    expect(backend.inlineStats).toEqual({ done: 8, again: 16, failed: 8, skipped: 0 });
     expect(blk.inFlight).toBe(24);
     // The inline ones are complete already: status and data.
     for (const [i, r] of reqs.entries()) {
@@ -268,6 +275,42 @@ describe.each([
       }
     }
     expect(blk.stats).toMatchObject({ ok: 8, dropped: 8 });
+  });
+
+  it("inline: misses in a row (a cold scan) pause the tries for INLINE_SKIP_MIN reads, doubling while the probe after a pause misses; a hit ends it", async () => {
+    const content = randomBytes(DISK);
+    let answer: Answer = "again";
+    const nw = noWait(() => answer);
+    const backend = RawFileBackend.open(scratch.image(`inline-skip-${name}`, content), { readOnly: true, readNoWait: nw.fn });
+    const readInline = backend.readInline!.bind(backend);
+    const buf = Buffer.alloc(4096);
+    const tries = (reads: number) => {
+      const before = nw.calls.n;
+      for (let i = 0; i < reads; i++) readInline(i * 4096, buf, 0, 4096);
+      return nw.calls.n - before;
+    };
+    // Misses (answered "again" or thrown) up to the streak are all tried; then a pause, a probe, a longer pause...
+    answer = "throw";
+    expect(tries(INLINE_MISS_STREAK - 1)).toBe(INLINE_MISS_STREAK - 1);
+    answer = "again";
+    expect(tries(1)).toBe(1);
+    expect(tries(INLINE_SKIP_MIN)).toBe(0);
+    expect(tries(1 + 2 * INLINE_SKIP_MIN)).toBe(1);
+    expect(tries(1 + 4 * INLINE_SKIP_MIN)).toBe(1);
+    expect(backend.inlineStats).toEqual({ done: 0, again: 3, failed: INLINE_MISS_STREAK - 1, skipped: 7 * INLINE_SKIP_MIN });
+    // The pause stops growing at INLINE_SKIP_MAX (12 more missed probes).
+    for (let i = 0; i < 12; i++) while (tries(1) === 0);
+    expect(tries(INLINE_SKIP_MAX)).toBe(0);
+    expect(tries(1)).toBe(1);
+    // Data at hand again: the probe after the pause reads it inline, and every read after it is tried.
+    answer = "data";
+    expect(tries(INLINE_SKIP_MAX)).toBe(0);
+    expect(tries(101)).toBe(101);
+    expect(backend.inlineStats.done).toBe(101);
+    // A new run of misses starts from the shortest pause.
+    answer = "again";
+    expect(tries(INLINE_MISS_STREAK + INLINE_SKIP_MIN + 1)).toBe(INLINE_MISS_STREAK + 1);
+    await backend.close();
   });
 
   it("inline: readInline checks its window; reads over inlineReadMaxBytes go to the pool", async () => {
