@@ -33,7 +33,15 @@ describe.each(leaves)("$name", ({ l, read, write }) => {
     fc.assert(fc.property(values, offsets, (v, o) => {
       const mine = Buffer.alloc(8, 0xaa);
       const theirs = Buffer.alloc(8, 0xaa);
-      expect(outcome(() => (l.encode(v, mine, o), "ok"))).toEqual(outcome(() => (write(theirs, v, o), "ok")));
+      const encoded = outcome(() => {
+        l.encode(v, mine, o);
+        return "ok";
+      });
+      const written = outcome(() => {
+        write(theirs, v, o);
+        return "ok";
+      });
+      expect(encoded).toEqual(written);
       expect(mine.equals(theirs)).toBe(true);
     }), { numRuns: 1000 });
   });

@@ -1,10 +1,10 @@
-import { buildIdentityMap } from "@tsvmm/ept";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, type KvmSegment, type KvmSregs } from "@tsvmm/abi";
+import { buildIdentityMap } from "@tsvmm/ept";
 import { encodeIoapicRedirection, Kvm, type Vcpu, type Vm } from "@tsvmm/kvm-backend";
 
 const cacheDir = join(tmpdir(), "tsvmm-kvm-backend-asm");
