@@ -117,7 +117,8 @@ export function planElfLoad(memory: GuestMemory, elf: ElfFile, options: LoadOpti
     }
   }
   for (const r of checkReserved(options.reserved)) {
-    const s = segments.find((x) => x.memorySize > 0 && x.guestAddress < r.address + r.size && r.address < x.guestAddress + x.memorySize);
+    // A range of no bytes keeps nothing for the VMM, wherever it points.
+    const s = r.size === 0 ? undefined : segments.find((x) => x.memorySize > 0 && x.guestAddress < r.address + r.size && r.address < x.guestAddress + x.memorySize);
     if (s !== undefined) {
       throw new LoadError(
         "LOAD_OVERLAPS_RESERVED",

@@ -56,6 +56,14 @@ describe("segments over ranges the VMM reserves", () => {
     );
   });
 
+  it("a reserved range of no bytes keeps nothing, even when it points inside a segment (seed -1147817780 of the property above)", () => {
+    const elf = buildElf({ class: 64, entry: 0x10000n, segments: [{ vaddr: 0x10000n, data: code }] });
+    mem.reset();
+    expect(loadElf(mem, elf, { reserved: [{ address: 0x10001, size: 0, what: "r0" }] }).segments.length).toBe(1);
+    mem.reset();
+    refused(() => loadElf(mem, elf, { reserved: [{ address: 0x10001, size: 1, what: "r0" }] }), "LOAD_OVERLAPS_RESERVED", mem);
+  });
+
   it("malformed reserved ranges are LOAD_BAD_OPTION", () => {
     const elf = buildElf({ class: 64, entry: 0x10000n, segments: [{ vaddr: 0x10000n, data: code }] });
     for (const bad of [[{ address: Number.NaN, size: 1, what: "x" }], [{ address: 0, size: -1, what: "x" }], "no" as unknown as []]) {
