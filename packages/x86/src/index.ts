@@ -9,4 +9,4 @@ export { AC, AF, CF, DF, IF, OF, PF, SF, STATUS, TF, ZF } from "./emulator/flags
 export { DEFAULT_XSAVE_LAYOUT, SimpleCpu, type SimpleCpuInit } from "./emulator/simple-cpu.js";
 export { compactedOffsets } from "./emulator/xsave.js";
 export { type FxsaveLegacy, FxsaveLegacyLayout, type XsaveHeader, XsaveHeaderLayout } from "./emulator/xsave-layout.js";
-export { type PagingControl, type PagingMemory, type PagingMode, type WalkEntry, type WalkResult, walkPaging } from "./paging/walk.js";
+export { type PagingControl, type PagingMemory, type PagingMode, PF_ERROR, type WalkEntry, type WalkResult, walkPaging } from "./paging/walk.js";

@@ -3,7 +3,7 @@ import type { GuestMemory, KvmRegs, KvmSegment, KvmSregs, KvmVcpuEvents } from "
 import type { MmioBus } from "@tsvmm/devices";
 import { PagingTables, TableAllocator } from "@tsvmm/ept";
 import { GuestRam, type Vcpu } from "@tsvmm/kvm-backend";
-import { type AccessKind, type DescriptorTable, type InjectedEvent, type PageFault, type PagingMemory, type SegmentName, type SegmentState, walkPaging, type X86Cpu, type XsaveLayout } from "@tsvmm/x86";
+import { type AccessKind, type DescriptorTable, type InjectedEvent, type PageFault, type PagingMemory, PF_ERROR, type SegmentName, type SegmentState, walkPaging, type X86Cpu, type XsaveLayout } from "@tsvmm/x86";
 import { deliverByHand } from "./deliver.js";
 import { EmulationError } from "./errors.js";
 
@@ -41,11 +41,7 @@ const EFER_LMA = 1n << 10n;
 const RFLAGS_AC = 1n << 18n;
 const PTE_ACCESSED = 0x20n;
 const PTE_DIRTY = 0x40n;
-const PF_P = 1;
-const PF_W = 2;
-const PF_U = 4;
-const PF_RSVD = 8;
-const PF_ID = 16;
+const { P: PF_P, W: PF_W, U: PF_U, RSVD: PF_RSVD, ID: PF_ID } = PF_ERROR;
 const MAX_WALKERS = 32;
 const CR3_ROOT_MASK = 0x000ffffffffff000n;
 

@@ -51,12 +51,9 @@ export type WalkResult =
   | { readonly ok: true; readonly physical: bigint; readonly pageSize: number; readonly entries: readonly WalkEntry[] }
   | { readonly ok: false; readonly fault: PageFault; readonly entries: readonly WalkEntry[] };
 
-// #PF error code bits (SDM vol. 3A 4.7).
-const PF_P = 1;
-const PF_W = 2;
-const PF_U = 4;
-const PF_RSVD = 8;
-const PF_ID = 16;
+/** #PF error code bits (SDM vol. 3A 4.7). */
+export const PF_ERROR = { P: 1, W: 2, U: 4, RSVD: 8, ID: 16 } as const;
+const { P: PF_P, W: PF_W, U: PF_U, RSVD: PF_RSVD, ID: PF_ID } = PF_ERROR;
 
 const P = 1n;
 const RW = 2n;
