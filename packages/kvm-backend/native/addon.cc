@@ -16,9 +16,11 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -346,13 +348,23 @@ Napi::Value Munmap(const Napi::CallbackInfo& info) {
 //    uv_async); the JavaScript callback's return value says whether to re-enter KVM_RUN at once
 //    (CONTINUE) or to wait for the next run() (STOP): one hop per exit, no request in between;
 //  - once woken, the JavaScript thread keeps draining for a short while: after handling an exit
-//    it polls the ready list for kDrainSpinMicros, so an exit that follows within that time is
-//    taken without any wake-up. It returns to the event loop after kDrainSliceMicros at most, so
-//    timers and I/O keep their turn, and it spins only while exits keep coming;
-//  - the runner polls for its next go-ahead for kRunnerSpinMicros before sleeping on a condition
-//    variable, which saves the futex wake-up in the other direction.
-// Signal handling, kick() and close() are as before: SIGRTMIN without SA_RESTART makes KVM_RUN
-// return EINTR, and immediate_exit (set by TypeScript) covers a kick that lands just before it.
+//    it polls the ready list for g_drain_spin µs, so an exit that follows within that time is
+//    taken without any wake-up. It returns to the event loop after g_slice µs at most, so timers
+//    and I/O keep their turn, and it spins only while exits keep coming;
+//  - the runner polls for its next go-ahead for g_runner_spin µs before sleeping on a condition
+//    variable, which saves the futex wake-up in the other direction;
+//  - one vCPU that exits back to back (kInlineAfterShortRuns runs in a row, each under
+//    kShortRunMicros) has its KVM_RUN issued by the JavaScript thread itself while it drains (the
+//    "inline" vCPU): the thread would only wait for that exit otherwise, and on a machine with as
+//    many busy vCPUs as cores a third busy thread costs every vCPU its share. KVM lets any thread
+//    of the process issue KVM_RUN (measured here: alternating threads every exit costs ~1 µs);
+//    a per-thread timer (timer_create, SIGEV_THREAD_ID) signals this thread kLongRunMicros after
+//    the slice, so an inline KVM_RUN whose guest stops exiting ends with EINTR and the vCPU goes
+//    back to its runner thread. At the end of a slice the inline vCPU waits for the next turn of
+//    the loop, which is posted at once.
+// kick() and close() come from the JavaScript thread, so never while it is inside an inline
+// KVM_RUN: they signal the runner thread as before, and immediate_exit (set by TypeScript) covers
+// a kick that lands before KVM_RUN, whichever thread issues it.
 
 void NoopSignal(int) {}
 
@@ -364,7 +376,10 @@ void InstallKickSignal() {
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = NoopSignal;
   sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
+  // SA_RESTART: KVM_RUN returns -EINTR itself (never -ERESTARTSYS), so it still ends on the signal,
+  // while any other system call the signal lands in is restarted. That matters since the
+  // JavaScript thread runs a vCPU too (below) and a slice timer may fire just after it left KVM_RUN.
+  sa.sa_flags = SA_RESTART;
   sigaction(g_kick_signal, &sa, nullptr);
 }
 
@@ -378,6 +393,15 @@ int g_drain_spin = EnvInt("TSVMM_DRAIN_SPIN_US", 30);
 int g_runner_spin = EnvInt("TSVMM_RUNNER_SPIN_US", 60);
 int g_slice = EnvInt("TSVMM_SLICE_US", 400);
 int g_yield = EnvInt("TSVMM_YIELD", 1);
+int g_inline = EnvInt("TSVMM_INLINE_VCPU", 1);
+
+// A vCPU runs on the JavaScript thread only after this many KVM_RUNs in a row each shorter than
+// kShortRunMicros: one that computes for long stretches would hold every other vCPU's exits.
+constexpr int kInlineAfterShortRuns = 4;
+constexpr int kShortRunMicros = 50;
+// An inline KVM_RUN still in the guest this long after its slice ended is interrupted, and the vCPU
+// goes back to its runner thread.
+constexpr int kLongRunMicros = 200;
 
 inline void CpuRelax() {
   if (g_yield) sched_yield();
@@ -392,10 +416,7 @@ constexpr int kContinue = 0;  // re-enter KVM_RUN now
 
 class Dispatcher {
  public:
-  static constexpr int kDrainSpinMicros = 60;
-  static constexpr int kDrainSliceMicros = 400;
-
-  explicit Dispatcher(napi_env env) : env_(env) {
+  explicit Dispatcher(napi_env env) : env_(env), tid_(static_cast<pid_t>(syscall(SYS_gettid))) {
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
     uv_async_init(loop, &async_, [](uv_async_t* a) { static_cast<Dispatcher*>(a->data)->Drain(); });
@@ -406,7 +427,7 @@ class Dispatcher {
 
   static Dispatcher* For(napi_env env);
 
-  // Runner thread: an exit is ready.
+  // Runner thread (or the JavaScript thread after an inline KVM_RUN): an exit is ready.
   void Post(Runner* r) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -430,6 +451,8 @@ class Dispatcher {
       }
     }
     for (auto*& x : batch_) if (x == r) x = nullptr;
+    if (inline_ == r) inline_ = nullptr;
+    if (sticky_ == r) sticky_ = nullptr;
     runners_.erase(r);
   }
 
@@ -447,8 +470,14 @@ class Dispatcher {
 
  private:
   void Teardown();
+  // The slice timer: SIGRTMIN to this thread while it runs a vCPU, so a KVM_RUN on the JavaScript
+  // thread ends with the slice even if the guest never exits. Periodic after the first expiry, in
+  // case one lands just before KVM_RUN is entered.
+  bool ArmSliceTimer(Clock::time_point slice_end);
+  void DisarmSliceTimer();
 
   napi_env env_;
+  pid_t tid_;
   uv_async_t async_;
   std::mutex mu_;
   std::vector<Runner*> ready_;
@@ -456,6 +485,11 @@ class Dispatcher {
   std::atomic<int> count_{0};
   std::atomic<bool> hot_{false};
   std::unordered_set<Runner*> runners_;
+  Runner* inline_ = nullptr;  // the runner whose next KVM_RUN this thread issues itself
+  Runner* sticky_ = nullptr;  // the last one it did: preferred, so two vCPUs do not trade places
+  timer_t timer_{};
+  bool has_timer_ = false;
+  bool timer_failed_ = false;
   int active_ = 0;
   bool draining_ = false;
 };
@@ -471,6 +505,16 @@ class Runner : public Napi::ObjectWrap<Runner> {
   explicit Runner(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Runner>(info) {
     fd_ = info[0].As<Napi::Number>().Int32Value();
     callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+    // The vCPU's kvm_run mapping and the offset of immediate_exit in it (from TypeScript's layout):
+    // without them this vCPU never runs on the JavaScript thread.
+    if (info.Length() >= 4 && info[2].IsTypedArray() && info[3].IsNumber()) {
+      Napi::Uint8Array run = info[2].As<Napi::Uint8Array>();
+      int64_t off = info[3].As<Napi::Number>().Int64Value();
+      if (off >= 0 && static_cast<size_t>(off) < run.ByteLength()) {
+        immediate_exit_ = reinterpret_cast<volatile uint8_t*>(run.Data() + off);
+        run_ref_ = Napi::Persistent(info[2].As<Napi::Object>());
+      }
+    }
     dispatcher_ = Dispatcher::For(info.Env());
     dispatcher_->Register(this);
     // Not waited for: a thread start takes milliseconds on a loaded host, and nothing here needs
@@ -484,11 +528,12 @@ class Runner : public Napi::ObjectWrap<Runner> {
 
   ~Runner() override { Stop(); }
 
-  // JavaScript thread, from Dispatcher::Drain: hand the exit to JavaScript, then either re-enter
-  // KVM_RUN at once or end the run.
-  void Deliver(Napi::Env env) {
+  // JavaScript thread, from Dispatcher::Drain: hand the exit to JavaScript. True when the run goes
+  // on (the caller then re-enters KVM_RUN, on the runner thread or its own); false when it ended.
+  bool Deliver(Napi::Env env) {
     Napi::HandleScope scope(env);
     Ref();  // the callback may close this runner and drop the last JavaScript reference to it
+    bool more = false;
     {
       // Microtasks (a resolved run's awaiters) run when this scope closes: after the run has been
       // marked ended, so they may start the next run().
@@ -504,7 +549,7 @@ class Runner : public Napi::ObjectWrap<Runner> {
       }
       if (!quit_) {
         if (code == kContinue) {
-          Go();
+          more = true;
         } else {
           inflight_ = false;
           dispatcher_->Active(-1);
@@ -512,9 +557,49 @@ class Runner : public Napi::ObjectWrap<Runner> {
       }
     }
     Unref();
+    return more && !quit_;
   }
 
-  // Runner thread entry: post the finished KVM_RUN.
+  // JavaScript thread: let the runner thread issue the next KVM_RUN.
+  void Go() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      go_ = true;
+      poke_.store(true, std::memory_order_release);
+    }
+    if (sleeping_.load(std::memory_order_acquire)) cv_.notify_one();
+  }
+
+  // Whether the JavaScript thread may issue this vCPU's next KVM_RUN: it has exited quickly again
+  // and again (a guest talking to its devices), so this thread would wait for it anyway.
+  bool Inlinable() const {
+    return g_inline && immediate_exit_ != nullptr && short_runs_.load(std::memory_order_relaxed) >= kInlineAfterShortRuns;
+  }
+
+  enum class Inline { kExit, kHandBack, kGone };
+
+  // JavaScript thread, from Dispatcher::Drain, while the runner thread waits for its go-ahead:
+  // KVM_RUN here. An exit is posted like the runner thread's; an EINTR nobody asked for (the
+  // slice timer, or any other signal) hands the vCPU back to its runner without a word to
+  // JavaScript, since re-entering is what JavaScript would have asked for.
+  Inline RunHere() {
+    if (quit_) return Inline::kGone;
+    // immediate_exit is only written on this thread (kick() from JavaScript): set before the
+    // call, the EINTR is the kick's and JavaScript must see it.
+    bool kicked = *immediate_exit_ != 0;
+    auto t0 = Clock::now();
+    long r = ioctl(fd_, g_kvm_run.load(std::memory_order_relaxed), 0);
+    long result = r < 0 ? -errno : r;
+    Note(Clock::now() - t0, result);
+    if (result == -EINTR && !kicked) {
+      short_runs_.store(0, std::memory_order_relaxed);
+      return Inline::kHandBack;
+    }
+    result_ = result;
+    dispatcher_->Post(this);
+    return Inline::kExit;
+  }
+
   long result_ = 0;
 
  private:
@@ -523,13 +608,13 @@ class Runner : public Napi::ObjectWrap<Runner> {
     return *ctx_;
   }
 
-  void Go() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      go_ = true;
-      poke_.store(true, std::memory_order_release);
+  void Note(Clock::duration took, long result) {
+    if (result >= 0 && took < std::chrono::microseconds(kShortRunMicros)) {
+      int n = short_runs_.load(std::memory_order_relaxed);
+      if (n < kInlineAfterShortRuns) short_runs_.store(n + 1, std::memory_order_relaxed);
+    } else {
+      short_runs_.store(0, std::memory_order_relaxed);
     }
-    if (sleeping_.load(std::memory_order_acquire)) cv_.notify_one();
   }
 
   void Loop() {
@@ -552,8 +637,10 @@ class Runner : public Napi::ObjectWrap<Runner> {
         go_ = false;
         running_ = true;
       }
+      auto t0 = Clock::now();
       long r = ioctl(fd_, g_kvm_run.load(std::memory_order_relaxed), 0);
       long result = r < 0 ? -errno : r;
+      Note(Clock::now() - t0, result);
       {
         std::lock_guard<std::mutex> lock(mu_);
         running_ = false;
@@ -573,6 +660,8 @@ class Runner : public Napi::ObjectWrap<Runner> {
     return Napi::Boolean::New(info.Env(), true);
   }
 
+  // Only ever called on the JavaScript thread, so never while that thread is inside an inline
+  // KVM_RUN of this vCPU: the runner thread is the one to signal (immediate_exit does the rest).
   Napi::Value Kick(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!started_ || quit_) return Napi::Number::New(info.Env(), -ESRCH);
@@ -613,12 +702,15 @@ class Runner : public Napi::ObjectWrap<Runner> {
     }
     inflight_ = false;
     callback_.Reset();
+    run_ref_.Reset();
     ctx_.reset();
   }
 
  private:
   int fd_ = -1;
   Napi::FunctionReference callback_;
+  Napi::ObjectReference run_ref_;  // keeps the kvm_run view alive while immediate_exit_ points into it
+  volatile uint8_t* immediate_exit_ = nullptr;
   std::unique_ptr<Napi::AsyncContext> ctx_;
   Dispatcher* dispatcher_ = nullptr;
   std::thread thread_;
@@ -632,7 +724,7 @@ class Runner : public Napi::ObjectWrap<Runner> {
   bool quit_ = false;
   std::atomic<bool> poke_{false};
   std::atomic<bool> sleeping_{false};
-  static constexpr int kRunnerSpinMicros = 60;
+  std::atomic<int> short_runs_{0};
 };
 
 Dispatcher* Dispatcher::For(napi_env env) {
@@ -646,12 +738,44 @@ Dispatcher* Dispatcher::For(napi_env env) {
   return d;
 }
 
+bool Dispatcher::ArmSliceTimer(Clock::time_point slice_end) {
+  if (timer_failed_) return false;
+  if (!has_timer_) {
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_THREAD_ID;
+    ev.sigev_signo = g_kick_signal;
+    ev._sigev_un._tid = tid_;
+    if (timer_create(CLOCK_MONOTONIC, &ev, &timer_) != 0) {
+      timer_failed_ = true;  // then no vCPU runs on this thread: nothing could bound its KVM_RUN
+      return false;
+    }
+    has_timer_ = true;
+  }
+  auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(slice_end - Clock::now()).count();
+  if (left < 1000) left = 1000;
+  struct itimerspec it;
+  it.it_value.tv_sec = left / 1000000000;
+  it.it_value.tv_nsec = left % 1000000000;
+  it.it_interval.tv_sec = 0;
+  it.it_interval.tv_nsec = 100000;
+  return timer_settime(timer_, 0, &it, nullptr) == 0;
+}
+
+void Dispatcher::DisarmSliceTimer() {
+  struct itimerspec it;
+  memset(&it, 0, sizeof it);
+  timer_settime(timer_, 0, &it, nullptr);
+}
+
 void Dispatcher::Drain() {
   if (draining_) return;  // a callback re-entered the loop; the outer drain goes on
   draining_ = true;
   Napi::Env env(env_);
   auto start = Clock::now();
   auto slice_end = start + std::chrono::microseconds(g_slice);
+  bool armed = false;
+  bool parked = false;
   hot_.store(true, std::memory_order_seq_cst);
   for (;;) {
     {
@@ -659,20 +783,58 @@ void Dispatcher::Drain() {
       batch_.swap(ready_);
       count_.store(0, std::memory_order_relaxed);
     }
+    // Each exit to JavaScript in the order posted. A run that goes on re-enters KVM_RUN on its
+    // runner thread at once, except one vCPU that exits back to back: this thread runs that one
+    // itself (it would only wait for its next exit otherwise), so two vCPUs keep two cores busy
+    // with two threads instead of three.
     for (size_t i = 0; i < batch_.size(); i++) {
       Runner* r = batch_[i];
-      if (r != nullptr) r->Deliver(env);
+      if (r == nullptr) continue;
+      bool more = r->Deliver(env);
+      if (batch_[i] == nullptr) continue;  // closed by a callback meanwhile
+      if (!more || !r->Inlinable()) {
+        if (sticky_ == r) sticky_ = nullptr;
+        if (more) r->Go();
+        continue;
+      }
+      if (inline_ == nullptr && (sticky_ == nullptr || sticky_ == r)) {
+        inline_ = r;
+        sticky_ = r;
+      } else {
+        r->Go();
+      }
     }
     batch_.clear();
     auto now = Clock::now();
+    if (inline_ != nullptr) {
+      Runner* r = inline_;
+      if (now >= slice_end) {
+        // Left for the next turn of the loop, which comes at once: waking the runner thread and
+        // then this one would cost more here than the turn.
+        parked = true;
+        break;
+      }
+      inline_ = nullptr;
+      // The timer is for a KVM_RUN that does not come back by itself: it fires a while after the
+      // slice, which otherwise ends between two exits.
+      if (!armed && !(armed = ArmSliceTimer(slice_end + std::chrono::microseconds(kLongRunMicros)))) {
+        r->Go();
+        break;
+      }
+      Runner::Inline how = r->RunHere();
+      if (how == Runner::Inline::kHandBack) r->Go();
+      if (how == Runner::Inline::kExit) continue;
+      now = Clock::now();
+    }
     if (now >= slice_end) break;
     auto spin_end = std::min(slice_end, now + std::chrono::microseconds(g_drain_spin));
     while (count_.load(std::memory_order_acquire) == 0 && Clock::now() < spin_end) CpuRelax();
     if (count_.load(std::memory_order_acquire) == 0) break;
   }
+  if (armed) DisarmSliceTimer();
   hot_.store(false, std::memory_order_seq_cst);
   // Exits posted while we were leaving, or left for the next turn of the loop.
-  if (count_.load(std::memory_order_seq_cst) != 0) uv_async_send(&async_);
+  if (parked || count_.load(std::memory_order_seq_cst) != 0) uv_async_send(&async_);
   draining_ = false;
 }
 
@@ -680,6 +842,7 @@ void Dispatcher::Teardown() {
   if (forget_) forget_();
   std::vector<Runner*> all(runners_.begin(), runners_.end());
   for (Runner* r : all) r->Stop();
+  if (has_timer_) timer_delete(timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), [](uv_handle_t* h) { delete static_cast<Dispatcher*>(h->data); });
 }
 

@@ -45,9 +45,10 @@ export interface NativeAddon {
   /**
    * A runner thread for one vCPU fd. `callback` gets each KVM_RUN result (>= 0 or -errno) on this
    * thread and returns RUNNER_CONTINUE to re-enter KVM_RUN at once, anything else to stop until
-   * the next run().
+   * the next run(). With the vCPU's kvm_run mapping and the offset of `immediate_exit` in it, the
+   * JavaScript thread may issue this vCPU's KVM_RUN itself while it exits back to back.
    */
-  Runner: new (fd: number, callback: (result: number) => number) => NativeRunner;
+  Runner: new (fd: number, callback: (result: number) => number, run?: Uint8Array, immediateExitOffset?: number) => NativeRunner;
   constants: {
     O_RDWR: number; O_NONBLOCK: number; PROT_READ: number; PROT_WRITE: number; MAP_SHARED: number;
     MAP_PRIVATE: number; MAP_ANONYMOUS: number; MAP_NORESERVE: number; EFD_NONBLOCK: number;

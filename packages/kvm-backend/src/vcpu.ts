@@ -428,7 +428,7 @@ export class Vcpu {
       return;
     }
     if (this.runner === undefined) {
-      this.runner = new this.n.Runner(fd, (result: number) => this.delivered(result));
+      this.runner = new this.n.Runner(fd, (result: number) => this.delivered(result), this.runBuffer, RUN_IMMEDIATE_EXIT);
     }
     this.pending = p;
     this.syncFresh = this.syncWritable = false;
