@@ -5,10 +5,18 @@
  * below 2^64 so the low half carries into the high half. With an atomic emulation the final value
  * is the start plus both counts; a read-compare-write in the VMM loses the native vCPU's increments
  * that land between its read and its write.
+ *
+ * An emulated attempt takes tens of microseconds from its read (the failed compare before it) to
+ * its exchange, while the native loop increments every few nanoseconds: against a native loop that
+ * never stops, every emulated attempt fails until the loop ends (seen when nothing preempts the
+ * native vCPU). So the native side adds in bursts with a pause between them, and the emulated
+ * side's successes land in those pauses, while the native vCPU is still inside its loop.
  */
 #include "tsvmm.h"
 
-#define USER_ADDS 30000000ull
+#define USER_ADDS 3000000ull
+#define USER_BURST 4096
+#define USER_PAUSE 4000
 #define KERNEL_ADDS 200ull
 #define START_LO (~0ull - 999)
 
@@ -39,7 +47,11 @@ static u64 add_one(void) {
 static u64 user(u64 n) {
     u64 tries = 0;
     user_started = 1;
-    for (u64 i = 0; i < n; i++) tries += add_one();
+    for (u64 i = 0; i < n; i++) {
+        tries += add_one();
+        if (i % USER_BURST == USER_BURST - 1)
+            for (int k = 0; k < USER_PAUSE; k++) __asm__ volatile("pause");
+    }
     user_done = 1;
     return tries;
 }
