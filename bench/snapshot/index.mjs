@@ -219,13 +219,13 @@ export default async function bench() {
         runs: ROUNDS,
         measure: "Vmm.restore until the restored vCPU's first exit (KVM_RUN result on the JS thread)",
         mode: "memory mapped MAP_PRIVATE from memory.bin, header+state checksummed, memory checksum skipped",
-        baseline: "C: KVM_CREATE_VM, KVM_CREATE_IRQCHIP + KVM_CREATE_PIT2, mmap MAP_PRIVATE, KVM_SET_USER_MEMORY_REGION (128 MiB), KVM_CREATE_VCPU, KVM_SET_SREGS/REGS, KVM_RUN to the first exit",
+        baseline: "C: KVM_CREATE_VM, mmap MAP_PRIVATE, KVM_SET_USER_MEMORY_REGION (128 MiB), KVM_CREATE_IRQCHIP + KVM_CREATE_PIT2, KVM_CREATE_VCPU, KVM_SET_SREGS/REGS, KVM_RUN to the first exit",
         cFloorStepsMs: floor,
         cBareMs: floor.bare,
         // A VM made before the snapshot is chosen: the memory file mapped MAP_FIXED over its slot, registers, KVM_RUN.
         cPreparedVmMs: floor.prepared,
         floorNote:
-          "KVM_SET_USER_MEMORY_REGION costs a fixed ~8 ms here whatever the size (2 MiB to 512 MiB measured), and KVM_CREATE_PIT2/IRQCHIP 0.05-8 ms: a cold restore cannot go under ~8-11 ms on this host; a VM prepared ahead restores in C in well under 1 ms",
+          "A slot registered after KVM_CREATE_IRQCHIP costs 4-8 ms here whatever its size, before it ~0.1 ms: both sides register memory first (tsvmm since 2026-12-06; the earlier 8-11 ms floor was that order). Closing a VM with a PIT costs 15-25 ms of kernel time (not in the restore figure)",
         tsvmmStepsMs: tsvmmSteps,
         untilFirstReportMs: median(reports),
         // Vmm.prepareRestore built the VM before the clock starts; finish() (written pages copied in, state applied) + run to the first exit.

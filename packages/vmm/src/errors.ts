@@ -21,7 +21,7 @@ export class VmmError extends TsvmmError<VmmErrorCode> {}
 
 /** The named steps of assembling a VM (see `assemble`). */
 export type VmmBuildStep =
-  | "open-kvm" | "create-vm" | "irqchip" | "memory" | "load-kernel" | "firmware" | "prepare" | "cpuid" | "vcpus" | "msr-filter" | "devices" | "trace";
+  | "open-kvm" | "create-vm" | "memory" | "irqchip" | "load-kernel" | "firmware" | "prepare" | "cpuid" | "vcpus" | "msr-filter" | "devices" | "trace";
 
 /** One code per build step: `VMM_BUILD_LOAD_KERNEL` for "load-kernel", and so on. */
 export type VmmBuildErrorCode =
