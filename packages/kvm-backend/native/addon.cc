@@ -466,6 +466,9 @@ class Dispatcher {
   }
 
   void Drain();
+  // JavaScript cannot run in this environment any more (it is being torn down): no exit is
+  // delivered or run inline from now on; the cleanup hook stops the runners.
+  void Abandon() { abandoned_ = true; }
   std::function<void()> forget_;
 
  private:
@@ -492,6 +495,7 @@ class Dispatcher {
   bool timer_failed_ = false;
   int active_ = 0;
   bool draining_ = false;
+  bool abandoned_ = false;
 };
 
 class Runner : public Napi::ObjectWrap<Runner> {
@@ -538,14 +542,28 @@ class Runner : public Napi::ObjectWrap<Runner> {
       // Microtasks (a resolved run's awaiters) run when this scope closes: after the run has been
       // marked ended, so they may start the next run().
       Napi::CallbackScope cb(env, context());
-      Napi::Value ret = callback_.Call(Value(), {Napi::Number::New(env, static_cast<double>(result_))});
+      // The C call, not FunctionReference::Call: that one answers a failed call by throwing, and
+      // in an environment that can no longer run JavaScript (a worker being terminated) the throw
+      // fails too and aborts the whole process (seen: terminating a worker while its vCPU ran).
+      napi_value arg = Napi::Number::New(env, static_cast<double>(result_));
+      napi_value ret = nullptr;
+      napi_status st = napi_call_function(env, Value(), callback_.Value(), 1, &arg, &ret);
       int code = 1;
-      if (env.IsExceptionPending()) {
+      if (st != napi_ok) {
         // The TypeScript side never throws here; if it did, end the run and report it as uncaught.
-        Napi::Error e = env.GetAndClearPendingException();
-        napi_fatal_exception(env, e.Value());
-      } else if (ret.IsNumber()) {
-        code = ret.As<Napi::Number>().Int32Value();
+        // Nothing thrown (or no Error) means JavaScript cannot run here any more: stop draining.
+        bool pending = false;
+        napi_value e = nullptr;
+        bool isError = false;
+        if (napi_is_exception_pending(env, &pending) == napi_ok && pending && napi_get_and_clear_last_exception(env, &e) == napi_ok) {
+          napi_is_error(env, e, &isError);
+        }
+        if (isError) napi_fatal_exception(env, e);
+        else dispatcher_->Abandon();
+      } else {
+        napi_valuetype type;
+        int32_t value;
+        if (napi_typeof(env, ret, &type) == napi_ok && type == napi_number && napi_get_value_int32(env, ret, &value) == napi_ok) code = value;
       }
       if (!quit_) {
         if (code == kContinue) {
@@ -769,7 +787,7 @@ void Dispatcher::DisarmSliceTimer() {
 }
 
 void Dispatcher::Drain() {
-  if (draining_) return;  // a callback re-entered the loop; the outer drain goes on
+  if (draining_ || abandoned_) return;  // a callback re-entered the loop: the outer drain goes on
   draining_ = true;
   Napi::Env env(env_);
   auto start = Clock::now();
@@ -789,9 +807,9 @@ void Dispatcher::Drain() {
     // with two threads instead of three.
     for (size_t i = 0; i < batch_.size(); i++) {
       Runner* r = batch_[i];
-      if (r == nullptr) continue;
+      if (r == nullptr || abandoned_) continue;
       bool more = r->Deliver(env);
-      if (batch_[i] == nullptr) continue;  // closed by a callback meanwhile
+      if (batch_[i] == nullptr || abandoned_) continue;  // closed by a callback meanwhile
       if (!more || !r->Inlinable()) {
         if (sticky_ == r) sticky_ = nullptr;
         if (more) r->Go();
@@ -805,6 +823,7 @@ void Dispatcher::Drain() {
       }
     }
     batch_.clear();
+    if (abandoned_) break;
     auto now = Clock::now();
     if (inline_ != nullptr) {
       Runner* r = inline_;
@@ -834,7 +853,7 @@ void Dispatcher::Drain() {
   if (armed) DisarmSliceTimer();
   hot_.store(false, std::memory_order_seq_cst);
   // Exits posted while we were leaving, or left for the next turn of the loop.
-  if (parked || count_.load(std::memory_order_seq_cst) != 0) uv_async_send(&async_);
+  if (!abandoned_ && (parked || count_.load(std::memory_order_seq_cst) != 0)) uv_async_send(&async_);
   draining_ = false;
 }
 

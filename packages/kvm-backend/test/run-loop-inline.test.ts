@@ -165,3 +165,75 @@ describe.runIf(hasKvm)("runLoopAsync: a vCPU exiting back to back runs on the Ja
     expect(countThreads()).toBe(threads0);
   });
 });
+
+describe.runIf(hasKvm)("runLoopAsync in a worker thread (its own dispatcher, its own slice timer)", () => {
+  // The built package: a worker does not go through the test runner's module aliases.
+  const dist = new URL("../dist/index.cjs", import.meta.url).pathname;
+  const guestOuts = assemble("mov ecx, 30000\n1: out 0x10, al\n dec ecx\n jnz 1b\n2: jmp 2b", 16, 0x1000);
+  const workerSource = `
+    const { parentPort, workerData } = require("node:worker_threads");
+    const { Kvm, runLoopAsync } = require(workerData.dist);
+    const kvm = Kvm.open();
+    const vm = kvm.createVm();
+    vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 0x10000 });
+    vm.memory.write(0x1000, Buffer.from(workerData.code));
+    const v = vm.createVcpu(0);
+    const s = v.getSregs();
+    for (const k of ["cs", "ds", "es", "fs", "gs", "ss"]) { s[k].base = 0n; s[k].selector = 0; }
+    v.setSregs(s);
+    v.setRegs({ ...v.getRegs(), rip: 0x1000n, rflags: 2n });
+    let outs = 0;
+    const done = runLoopAsync(v, { io: () => { if (++outs === 30000) parentPort.postMessage({ outs }); return false; }, interrupted: () => true });
+    // Timers of this thread keep firing while its vCPU spins (taken back by its runner thread).
+    let ticks = 0;
+    const timer = setInterval(() => { ticks++; }, 1);
+    parentPort.on("message", (m) => {
+      if (m === "kick") v.kick();
+    });
+    done.then((r) => {
+      clearInterval(timer);
+      parentPort.postMessage({ end: r.exit?.kind, exits: r.exits, ticks });
+      if (workerData.close) { vm.close(); kvm.close(); parentPort.close(); }
+    });
+  `;
+
+  it("a vCPU exits back to back, then spins: the worker's timers keep firing and a kick stops it", async () => {
+    const { Worker } = await import("node:worker_threads");
+    const w = new Worker(workerSource, { eval: true, workerData: { dist, code: guestOuts, close: true } });
+    const messages: Array<Record<string, unknown>> = [];
+    const ended = new Promise<void>((resolve, reject) => {
+      w.on("message", (m: Record<string, unknown>) => {
+        messages.push(m);
+        if (m.outs !== undefined) setTimeout(() => w.postMessage("kick"), 100);
+        if (m.end !== undefined) resolve();
+      });
+      w.on("error", reject);
+    });
+    await ended;
+    await new Promise((r) => w.once("exit", r));
+    expect(messages[0]).toEqual({ outs: 30000 });
+    expect(messages[1]).toMatchObject({ end: "interrupted", exits: 30001 });
+    expect(messages[1]!.ticks as number).toBeGreaterThan(10);
+  });
+
+  it("a worker terminated while its vCPU runs takes its threads with it, and this process goes on", async () => {
+    const { Worker } = await import("node:worker_threads");
+    const before = [...threadCpu().values()].filter((t) => t.comm === "tsvmm-vcpu").length;
+    for (let i = 0; i < 3; i++) {
+      const w = new Worker(workerSource, { eval: true, workerData: { dist, code: guestOuts, close: false } });
+      // Terminated mid-run: once while it exits back to back, once while it spins.
+      await new Promise<void>((resolve, reject) => {
+        w.on("message", (m: Record<string, unknown>) => {
+          if (i === 0 && m.outs === undefined) return;
+          resolve();
+        });
+        w.on("error", reject);
+        if (i > 0) setTimeout(resolve, i === 1 ? 20 : 150);
+      });
+      await w.terminate();
+    }
+    const until = Date.now() + 5000;
+    while ([...threadCpu().values()].filter((t) => t.comm === "tsvmm-vcpu").length > before && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    expect([...threadCpu().values()].filter((t) => t.comm === "tsvmm-vcpu").length).toBe(before);
+  });
+});
