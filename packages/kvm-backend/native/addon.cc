@@ -885,7 +885,19 @@ void OnFdReadable(uv_poll_t* handle, int status, int /*events*/) {
   auto* w = static_cast<FdWatch*>(handle->data);
   Napi::Env env(w->env);
   Napi::HandleScope scope(env);
-  w->callback.MakeCallback(env.Global(), {Napi::Number::New(env, status)});
+  // The C call, for the reason Runner::Deliver gives: a worker being terminated must not abort
+  // the process from here.
+  napi_value arg = Napi::Number::New(env, status);
+  napi_value ret = nullptr;
+  if (napi_make_callback(env, nullptr, env.Global(), w->callback.Value(), 1, &arg, &ret) != napi_ok) {
+    bool pending = false;
+    napi_value e = nullptr;
+    bool isError = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending && napi_get_and_clear_last_exception(env, &e) == napi_ok) {
+      napi_is_error(env, e, &isError);
+    }
+    if (isError) napi_fatal_exception(env, e);
+  }
 }
 
 // watchFd(fd, callback(status)) -> External handle, or -errno.
