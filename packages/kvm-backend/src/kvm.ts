@@ -92,8 +92,10 @@ export class Kvm {
     return this.cpuidList(IOC.KVM_GET_EMULATED_CPUID);
   }
   private cpuidList(request: number): KvmCpuidEntry2[] {
-    // KVM answers E2BIG until the buffer is large enough; grow until it fits.
-    for (let max = 64; max <= 4096; max *= 2) {
+    // KVM answers E2BIG until the buffer is large enough; grow until it fits. It builds the whole
+    // list before it says so, so a first try that is too small costs a second full build: hosts
+    // here answer 75-100 entries, and 256 (10 KiB) fits them in one call.
+    for (let max = 256; max <= 4096; max *= 2) {
       const buf = Buffer.alloc(KvmCpuid2Layout.size + max * KvmCpuidEntry2Layout.size);
       KvmCpuid2Layout.encode({ nent: max }, buf);
       const r = this.n.ioctlBuf(this.fd, request, buf);
