@@ -366,6 +366,20 @@ Napi::Value Munmap(const Napi::CallbackInfo& info) {
 // KVM_RUN: they signal the runner thread as before, and immediate_exit (set by TypeScript) covers
 // a kick that lands before KVM_RUN, whichever thread issues it.
 
+// After a call into JavaScript failed: an Error it threw is reported as uncaught (true); nothing
+// thrown, or no Error, means the environment can no longer run JavaScript (a worker being
+// terminated), and there is nobody to report to (false).
+bool ReportThrown(napi_env env) {
+  bool pending = false;
+  napi_value e = nullptr;
+  bool isError = false;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending && napi_get_and_clear_last_exception(env, &e) == napi_ok) {
+    napi_is_error(env, e, &isError);
+  }
+  if (isError) napi_fatal_exception(env, e);
+  return isError;
+}
+
 void NoopSignal(int) {}
 
 int g_kick_signal = 0;
@@ -552,14 +566,7 @@ class Runner : public Napi::ObjectWrap<Runner> {
       if (st != napi_ok) {
         // The TypeScript side never throws here; if it did, end the run and report it as uncaught.
         // Nothing thrown (or no Error) means JavaScript cannot run here any more: stop draining.
-        bool pending = false;
-        napi_value e = nullptr;
-        bool isError = false;
-        if (napi_is_exception_pending(env, &pending) == napi_ok && pending && napi_get_and_clear_last_exception(env, &e) == napi_ok) {
-          napi_is_error(env, e, &isError);
-        }
-        if (isError) napi_fatal_exception(env, e);
-        else dispatcher_->Abandon();
+        if (!ReportThrown(env)) dispatcher_->Abandon();
       } else {
         napi_valuetype type;
         int32_t value;
@@ -889,15 +896,7 @@ void OnFdReadable(uv_poll_t* handle, int status, int /*events*/) {
   // the process from here.
   napi_value arg = Napi::Number::New(env, status);
   napi_value ret = nullptr;
-  if (napi_make_callback(env, nullptr, env.Global(), w->callback.Value(), 1, &arg, &ret) != napi_ok) {
-    bool pending = false;
-    napi_value e = nullptr;
-    bool isError = false;
-    if (napi_is_exception_pending(env, &pending) == napi_ok && pending && napi_get_and_clear_last_exception(env, &e) == napi_ok) {
-      napi_is_error(env, e, &isError);
-    }
-    if (isError) napi_fatal_exception(env, e);
-  }
+  if (napi_make_callback(env, nullptr, env.Global(), w->callback.Value(), 1, &arg, &ret) != napi_ok) ReportThrown(env);
 }
 
 // watchFd(fd, callback(status)) -> External handle, or -errno.
