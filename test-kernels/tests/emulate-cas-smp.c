@@ -23,7 +23,7 @@
 extern u64 gdt64[];
 
 static volatile u64 counter[2] __attribute__((aligned(16))) = {START_LO, 0};
-static volatile u64 user_started, user_done, kernel_done;
+static volatile u64 user_started, user_done, kernel_started, kernel_done;
 
 static int cx16(u64 *lo, u64 *hi, u64 nlo, u64 nhi) {
     u8 zf;
@@ -49,8 +49,12 @@ static u64 user(u64 n) {
     user_started = 1;
     for (u64 i = 0; i < n; i++) {
         tries += add_one();
-        if (i % USER_BURST == USER_BURST - 1)
+        if (i % USER_BURST == USER_BURST - 1) {
             for (int k = 0; k < USER_PAUSE; k++) __asm__ volatile("pause");
+            /* The emulated side may start late (it runs its first instructions emulated, and the
+               host decides when): the first burst waits for it, so the rest always overlaps. */
+            while (!kernel_started) __asm__ volatile("pause");
+        }
     }
     user_done = 1;
     return tries;
@@ -72,6 +76,7 @@ int test_main(void) {
     } else {
         while (!user_started) __asm__ volatile("pause");
         u64 tries = 0, overlapped = 0;
+        kernel_started = 1;
         for (u64 i = 0; i < KERNEL_ADDS; i++) {
             u64 t = add_one();
             tries += t;
