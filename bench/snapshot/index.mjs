@@ -6,7 +6,7 @@
 //    in, the time to the guest's first report, and what each step of the restore cost (the
 //    kvm-backend calls timed by wrapping them). Median of interleaved rounds. Goal from the issue:
 //    <= 5 ms (Firecracker: 3-8.5 ms). `c` is the C floor (baseline.c): the same KVM calls a restore
-//    of this VM cannot do without (VM, irqchip + PIT, MAP_PRIVATE mapping, memory slot, vCPU,
+//    of this VM cannot do without (VM, irqchip, MAP_PRIVATE mapping, memory slot, vCPU,
 //    registers, KVM_RUN to the first exit), timed step by step in C in the same run; and what a
 //    VM made ahead of time (a pool) costs per restore in C: the memory file mapped MAP_FIXED over
 //    its slot, registers, KVM_RUN (cPreparedVmMs), beside tsvmm's prepareRestore + finish()
@@ -219,13 +219,13 @@ export default async function bench() {
         runs: ROUNDS,
         measure: "Vmm.restore until the restored vCPU's first exit (KVM_RUN result on the JS thread)",
         mode: "memory mapped MAP_PRIVATE from memory.bin, header+state checksummed, memory checksum skipped",
-        baseline: "C: KVM_CREATE_VM, mmap MAP_PRIVATE, KVM_SET_USER_MEMORY_REGION (128 MiB), KVM_CREATE_IRQCHIP + KVM_CREATE_PIT2, KVM_CREATE_VCPU, KVM_SET_SREGS/REGS, KVM_RUN to the first exit",
+        baseline: "C: KVM_CREATE_VM, mmap MAP_PRIVATE, KVM_SET_USER_MEMORY_REGION (128 MiB), KVM_CREATE_IRQCHIP (no PIT: the saved guest never touched one), KVM_CREATE_VCPU, KVM_SET_SREGS/REGS, KVM_RUN to the first exit",
         cFloorStepsMs: floor,
         cBareMs: floor.bare,
         // A VM made before the snapshot is chosen: the memory file mapped MAP_FIXED over its slot, registers, KVM_RUN.
         cPreparedVmMs: floor.prepared,
         floorNote:
-          "A slot registered after KVM_CREATE_IRQCHIP costs 4-8 ms here whatever its size, before it ~0.1 ms: both sides register memory first (tsvmm since 2026-12-06; the earlier 8-11 ms floor was that order). Closing a VM with a PIT costs 15-25 ms of kernel time (not in the restore figure)",
+          "A slot registered after KVM_CREATE_IRQCHIP costs 4-8 ms here whatever its size, before it ~0.1 ms: both sides register memory first (tsvmm since 2026-12-06; the earlier 8-11 ms floor was that order). Closing a VM with a PIT costs 1-25 ms of kernel time (not in the restore figure); since 2026-12-06 neither side makes one for a guest that never touched it",
         tsvmmStepsMs: tsvmmSteps,
         untilFirstReportMs: median(reports),
         // Vmm.prepareRestore built the VM before the clock starts; finish() (written pages copied in, state applied) + run to the first exit.

@@ -2,7 +2,7 @@ import {
   HC_SIGNATURE, HcStatus, KVM_MSR_FILTER_DEFAULT_ALLOW, KVM_MSR_FILTER_READ, KVM_MSR_FILTER_WRITE, type KvmCpuidEntry2,
 } from "@tsvmm/abi";
 import { BOOT_CS, BOOT_PAGE_TABLES_ADDR } from "@tsvmm/elf-loader";
-import { EventFd, kvmAvailable, x86DefaultGsiRoutes, x86Msi } from "@tsvmm/kvm-backend";
+import { EventFd, kvmAvailable, type Vm, x86DefaultGsiRoutes, x86Msi } from "@tsvmm/kvm-backend";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BootMode } from "../harness/elf.js";
 import { fibMod32, gcd, randomU32, randomU64, s64, vendorRegs, xorshiftSum } from "../harness/expect.js";
@@ -377,6 +377,42 @@ describe("test-kernels on /dev/kvm", () => {
     const ms = woke.at - start.at;
     expect(ms).toBeGreaterThanOrEqual(Number(start.value) / 1e6 * 0.9);
     expect(ms).toBeLessThan(2000);
+  });
+
+  it("pit-timer: the PIT appears at the first access to its ports, and counts and interrupts as KVM's i8254", async () => {
+    let atBuild: boolean | undefined;
+    let vmRef: Vm | undefined;
+    const r = await runGuest({
+      name: "pit-timer",
+      irqchip: true,
+      prepare: ({ vm }) => {
+        atBuild = vm.hasPit2;
+        vmRef = vm;
+        return undefined;
+      },
+    });
+    expectCleanExit(r);
+    expect(atBuild).toBe(false);
+    expect(vmRef?.hasPit2).toBe(true);
+    // Whichever IOAPIC pin KVM's routing feeds counted the ten periods.
+    expect(Math.max(Number(r.value("pit.pin0")), Number(r.value("pit.pin2")))).toBeGreaterThanOrEqual(10);
+    const armed = r.values.find((v) => v.name === "pit.armed")!;
+    const done = r.values.find((v) => v.name === "pit.pin0")!;
+    // Ten periods of 1193 counts at 1.193182 MHz on one pin: at least nine whole milliseconds.
+    expect(done.at - armed.at).toBeGreaterThanOrEqual(9 * 0.9);
+    expect(r.value("pit.count")).toBeLessThanOrEqual(armed.value);
+    // No access reached the port bus: KVM's PIT answered every one (the first replayed into it).
+    expect(r.io.filter((a) => (a.port >= 0x40 && a.port <= 0x43) || a.port === 0x61)).toEqual([]);
+  });
+
+  it("pit-timer on two vCPUs: both touch the absent PIT at once; one PIT is created and both writes reach it", async () => {
+    const r = await runGuest({ name: "pit-timer", irqchip: true, vcpus: 2 });
+    expect(r.end).toEqual({ kind: "exit" });
+    expect([...r.exitCodes.entries()].sort()).toEqual([[0, 0], [1, 0]]);
+    for (const id of [0, 1]) expect(r.value("pit.first", id)).toBe(1n);
+    // Counter 1 as vCPU 1's first write set it: low/high byte (bits 5-4) and mode 2 (bits 3-1).
+    expect(r.value("pit.status1", 1) & 0x3fn).toBe(0x34n);
+    expect(r.io.filter((a) => (a.port >= 0x40 && a.port <= 0x43) || a.port === 0x61)).toEqual([]);
   });
 
   it("smp-two-vcpus: both vCPUs run and report their APIC ids", async () => {

@@ -77,6 +77,7 @@ export class Vm {
   private coalescedPage: number | undefined;
   private coalescedPio: boolean | undefined;
   private ring: CoalescedRing | undefined;
+  private pit = false;
 
   /** @internal Created by Kvm.createVm. */
   constructor(
@@ -289,8 +290,14 @@ export class Vm {
   createSplitIrqchip(pins = 24): void {
     this.enableCap(KVM_CAP.SPLIT_IRQCHIP, [BigInt(pins)]);
   }
+  /** KVM_CREATE_PIT2: the in-kernel i8254 on ports 0x40-0x43 and 0x61 (needs the irqchip). */
   createPit2(flags = 0): void {
     this.ioctlStruct(IOC.KVM_CREATE_PIT2, KvmPitConfigLayout, { flags });
+    this.pit = true;
+  }
+  /** True once createPit2() succeeded: KVM has no call that tells. */
+  get hasPit2(): boolean {
+    return this.pit;
   }
   /** KVM_GET_PIT2: the in-kernel i8254's three counters and flags (KVM_PIT_FLAGS_*). */
   getPit2(): KvmPitState2 {

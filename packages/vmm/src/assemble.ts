@@ -69,6 +69,8 @@ export interface VmmSpec {
   readonly debugExit: { readonly port: number; readonly convention: "qemu" | "raw" };
   /** In-kernel PIC/IOAPIC/LAPIC and PIT. Without it HLT exits to the VMM and interrupts go through KVM_INTERRUPT. */
   readonly irqchip: boolean;
+  /** With the irqchip: the in-kernel PIT at build ("eager") or at the guest's first access to its ports ("lazy", the default; see lazy-pit.ts). */
+  readonly pit?: "lazy" | "eager";
   /** ACPI tables (RSDP at 0xE0000, also handed to PVH and bzImage kernels) and the PM device their FADT declares. */
   readonly acpi: boolean;
   /** The MP table (MP spec 1.4) at 0xF0000, for guests without ACPI. */
@@ -183,7 +185,7 @@ export function assemble(spec: VmmSpec): Vmm {
       step("irqchip", () => {
         v.createIrqchip();
         programPicsLikeBios(v);
-        v.createPit2();
+        if (spec.pit === "eager") v.createPit2();
       });
     }
     // Kernels built with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES find the devices here; others through ACPI.

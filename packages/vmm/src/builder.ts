@@ -54,6 +54,7 @@ export class VmmBuilder {
   private serialCfg: { port: number; irq: number } = { ...VM_LIMITS.serial };
   private debugExitCfg: { port: number; convention: "qemu" | "raw" } = { ...VM_LIMITS.debugExit };
   private withIrqchip = true;
+  private pitMode: "lazy" | "eager" = "lazy";
   private withAcpi = true;
   private withMpTable = true;
   private readonly firmwareDevs: FirmwarePlatformDevice[] = [];
@@ -178,6 +179,15 @@ export class VmmBuilder {
   /** The in-kernel irqchip and PIT (default on). Off: HLT exits to the VMM, interrupts only through KVM_INTERRUPT. */
   irqchip(on: boolean): this {
     this.withIrqchip = on;
+    return this;
+  }
+  /**
+   * When the in-kernel PIT is created: at the guest's first access to ports 0x40-0x43
+   * ("lazy", the default: a VM with a PIT is milliseconds slower to close, and a PIT nobody
+   * programmed raises nothing), or at build ("eager": `vm.getPit2()` answers before the guest runs).
+   */
+  pit(mode: "lazy" | "eager"): this {
+    this.pitMode = mode;
     return this;
   }
   /**
@@ -398,6 +408,7 @@ export class VmmBuilder {
       coalesceSerial: this.coalesceSerialOn,
       debugExit: this.debugExitCfg,
       irqchip: this.withIrqchip,
+      pit: this.pitMode,
       acpi: this.withAcpi,
       mpTable: this.withMpTable,
       platformDevices: [...this.firmwareDevs],

@@ -9,6 +9,7 @@ import type { VcpuDebugHook } from "./debug/hook.js";
 import { type EmulationOptions, EmulationStats, VcpuEmulation } from "./emulation/index.js";
 import { VmmError } from "./errors.js";
 import type { BootPlan } from "./kernel.js";
+import { LazyPit } from "./lazy-pit.js";
 import { PauseGate } from "./pause.js";
 // Snapshots are loaded when used: a plain run does not evaluate them (bench tsvmm-run-hello).
 import type { RestoreOptions } from "./snapshot/restore.js";
@@ -144,6 +145,7 @@ export class Vmm {
   private state: "ready" | "running" | "done" = "ready";
   private readonly gate = new PauseGate();
   private readonly coalesced: CoalescedSerial | undefined;
+  private readonly lazyPit: LazyPit | undefined;
   /** Counts of instructions emulated by the VMM, all vCPUs together. */
   readonly emulationStats = new EmulationStats();
 
@@ -166,6 +168,7 @@ export class Vmm {
     const port = parts.pio.entries().find((e) => e.device === parts.uart)?.base;
     const coalesce = parts.spec?.coalesceSerial !== false && parts.trace === undefined && parts.pio.observer === null && port !== undefined;
     this.coalesced = coalesce && CoalescedSerial.offered(parts.vm) ? new CoalescedSerial(parts.vm, parts.uart, port, parts.pio, parts.mmio) : undefined;
+    this.lazyPit = parts.irqchip && !parts.vm.hasPit2 ? new LazyPit(parts.vm) : undefined;
   }
 
   /** True while the UART's THR writes go through KVM's coalesced ring (see coalesced-serial.ts). */
@@ -339,10 +342,12 @@ export class Vmm {
       return true;
     };
     const emulation = this.emulationFor(index);
+    const lazyPit = this.lazyPit;
     const handlers: ExitHandlers = {
-      io: (exit) => {
+      io: (exit, v) => {
         const port = exit.port;
         const size = exit.size;
+        if (lazyPit !== undefined && size === 1 && LazyPit.claims(port) && lazyPit.take(v, index, port)) return false;
         const data = exit.data;
         const isIn = exit.direction === "in";
         if (data.length === size) {
@@ -366,9 +371,10 @@ export class Vmm {
       },
       rdmsr: (exit) => this.msr(exit, index),
       wrmsr: (exit) => this.msr(exit, index),
-      interrupted: () => {
+      interrupted: (_exit, v) => {
         // KVM_RUN returned at once (immediate_exit) after finishing any half-done I/O: a point
         // where the vCPU's state is whole, so a pause parks here.
+        lazyPit?.replay(v, index);
         if (this.gate.requested || this.parts.debug?.holds(index) === true) return true;
         if (this.haltCheck) this.checkHalted(index);
         return this.stop !== undefined;

@@ -217,6 +217,44 @@ describe.runIf(hasKvm)("snapshot and restore", () => {
     }
   }, 60_000);
 
+  it("a PIT the guest never touched is neither saved nor made by restore; one it programmed is restored and keeps interrupting", async () => {
+    const untouched = new VmmBuilder().kernelFile(guest("hello")).memoryMiB(8).build();
+    const quiet = fresh();
+    await untouched.snapshot(quiet);
+    await untouched.close();
+    expect(checkSnapshot(quiet).state.vm.pit2).toBeNull();
+    const q = await restoreSnapshot(quiet);
+    expect(q.vm.hasPit2).toBe(false);
+    expect(await q.run()).toMatchObject({ reason: "guest-exit", exitCode: 0 });
+
+    // pit-timer programs counter 0 (rate generator, 1193) and reports "pit.armed": saved there.
+    let vmm: Vmm | undefined;
+    let saved: Promise<unknown> | undefined;
+    const dir = fresh();
+    vmm = new VmmBuilder()
+      .kernelFile(guest("pit-timer"))
+      .memoryMiB(8)
+      .onValue((name) => {
+        if (name === "pit.armed") saved = vmm!.snapshot(dir, { resume: false }).then(() => vmm!.kill("saved", "stopped"));
+      })
+      .build();
+    await vmm.run();
+    await saved;
+    const pit = checkSnapshot(dir).state.vm.pit2;
+    expect(pit?.channels[0]).toMatchObject({ mode: 2, count: 1193 });
+    const values: Record<string, bigint> = {};
+    const r = await restoreSnapshot(dir, {
+      onValue: (name, value) => {
+        values[name] = value;
+      },
+    });
+    expect(r.vm.hasPit2).toBe(true);
+    expect(await r.run()).toMatchObject({ reason: "guest-exit", exitCode: 0 });
+    expect((values["pit.pin0"] ?? 0n) + (values["pit.pin2"] ?? 0n)).toBeGreaterThanOrEqual(10n);
+    rmSync(quiet, { recursive: true });
+    rmSync(dir, { recursive: true });
+  }, 60_000);
+
   it("every piece of vCPU state set before a save reads back the same after a restore (property, on KVM)", async () => {
     const u64 = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n });
     const canonical = fc.bigInt({ min: 0n, max: 2n ** 47n - 1n });
@@ -234,7 +272,7 @@ describe.runIf(hasKvm)("snapshot and restore", () => {
           cr2: canonical,
         }),
         async (s) => {
-          const vmm = new VmmBuilder().kernelFile(guest("hello")).memoryMiB(8).build();
+          const vmm = new VmmBuilder().kernelFile(guest("hello")).memoryMiB(8).pit("eager").build();
           const v = vmm.vcpus[0]!;
           const names = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"] as const;
           const regs = { ...v.getRegs(), rip: s.rip };

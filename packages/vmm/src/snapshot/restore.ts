@@ -153,6 +153,8 @@ function buildLike(check: SnapshotCheck, options: RestoreOptions, mode: MemoryMo
     cpuidEdit: (_entries, i) => state.vcpus[i]!.cpuid.set,
     ramFile: mode === "map" && fd !== undefined ? { fd, offset: ram.fileOffset } : undefined,
     fromSnapshot: true,
+    // The snapshot, not the recorded configuration, says whether there is a PIT (applyState).
+    pit: "lazy",
   };
   return assemble(spec);
 }
@@ -207,7 +209,10 @@ function applyState(vmm: Vmm, check: SnapshotCheck): void {
       vm.setIrqchip({ chipId: KVM_IRQCHIP_PIC_SLAVE, chip: state.vm.irqchip.picSlave });
       vm.setIrqchip({ chipId: KVM_IRQCHIP_IOAPIC, chip: state.vm.irqchip.ioapic });
     }
-    if (state.vm.pit2 !== null) vm.setPit2(state.vm.pit2);
+    if (state.vm.pit2 !== null) {
+      if (!vm.hasPit2) vm.createPit2();
+      vm.setPit2(state.vm.pit2);
+    }
     for (const [i, v] of parts.vcpus.entries()) restoreVcpu(v, state.vcpus[i]!);
     if (state.vm.clock !== null) vm.setClock({ ...state.vm.clock, flags: 0 });
   } catch (e) {

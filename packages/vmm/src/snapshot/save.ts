@@ -83,7 +83,8 @@ export async function saveSnapshot(vmm: Vmm, dir: string, options: SnapshotOptio
     irqchip: parts.irqchip
       ? { picMaster: vm.getIrqchip(KVM_IRQCHIP_PIC_MASTER).chip, picSlave: vm.getIrqchip(KVM_IRQCHIP_PIC_SLAVE).chip, ioapic: vm.getIrqchip(KVM_IRQCHIP_IOAPIC).chip }
       : null,
-    pit2: parts.irqchip ? vm.getPit2() : null,
+    // A lazy PIT the guest has not touched yet is not there to save; restore leaves it lazy too.
+    pit2: parts.irqchip && vm.hasPit2 ? vm.getPit2() : null,
     clock: (host.caps.ADJUST_CLOCK ?? 0) > 0 ? vm.getClock() : null,
   };
   let fileOffset = 0;
