@@ -12,7 +12,7 @@ export { FdWatch } from "./fd-watch.js";
 export { GuestRam } from "./guest-ram.js";
 export {
   decodeIoapicRedirection, encodeIoapicRedirection, type GsiRoute, type IoapicRedirection, ioapicRedirectionToMsi,
-  type MsiMessage, X86_DELIVERY_MODE, type X86MsiTarget, x86DefaultGsiRoutes, x86Msi,
+  type MsiMessage, X86_DELIVERY_MODE, type X86MsiTarget, x86DefaultGsiRoutes, x86Msi, x86PcGsiRoutes,
 } from "./irq.js";
 export { Kvm, permissionAdvice } from "./kvm.js";
 export { readNoWait } from "./read-nowait.js";

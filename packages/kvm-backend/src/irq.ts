@@ -128,3 +128,15 @@ export function x86DefaultGsiRoutes(): GsiRoute[] {
   }
   return out;
 }
+
+/**
+ * The PC's wiring as firmware tables describe it (the MADT's and MP table's override ISA IRQ 0 ->
+ * GSI 2): KVM's default table, but GSI 0 (what KVM's PIT raises) reaches IOAPIC pin 2 besides PIC
+ * pin 0, and GSI 2 (the PICs' cascade) reaches nothing. With the default table the PIT's
+ * interrupts arrive at pin 0, where a guest that follows its tables never looks.
+ */
+export function x86PcGsiRoutes(): GsiRoute[] {
+  return x86DefaultGsiRoutes()
+    .filter((r) => r.gsi !== 2)
+    .map((r) => (r.gsi === 0 && r.type === "irqchip" && r.irqchip === KVM_IRQCHIP_IOAPIC ? { ...r, pin: 2 } : r));
+}

@@ -1,7 +1,7 @@
 import { KVM_CAP } from "@tsvmm/abi";
 import {
-  decodeIoapicRedirection, EventFd, encodeIoapicRedirection, ioapicRedirectionToMsi, type Kvm, requireKvm, type Vm,
-  X86_DELIVERY_MODE, x86DefaultGsiRoutes, x86Msi,
+  decodeIoapicRedirection, EventFd, encodeIoapicRedirection, type GsiRoute, ioapicRedirectionToMsi, type Kvm, requireKvm, type Vm,
+  X86_DELIVERY_MODE, x86DefaultGsiRoutes, x86Msi, x86PcGsiRoutes,
 } from "@tsvmm/kvm-backend";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -46,6 +46,14 @@ describe("MSI and IOAPIC encodings (SDM vol. 3 11.11, 82093AA IOREDTBL)", () => 
     expect(routes.filter((r) => r.type === "irqchip" && r.irqchip !== 2).map((r) => r.type === "irqchip" && [r.gsi, r.irqchip, r.pin])).toEqual(
       [...Array(16).keys()].map((g) => [g, g < 8 ? 0 : 1, g % 8]),
     );
+  });
+
+  it("the PC table differs from it only where the tables' IRQ0 -> GSI 2 override says: GSI 0 to IOAPIC pin 2, GSI 2 nowhere", () => {
+    const key = (r: GsiRoute) => (r.type === "irqchip" ? `${r.gsi}:${r.irqchip}:${r.pin}` : "msi");
+    const pc = new Set(x86PcGsiRoutes().map(key));
+    const def = new Set(x86DefaultGsiRoutes().map(key));
+    expect([...pc].filter((k) => !def.has(k))).toEqual(["0:2:2"]);
+    expect([...def].filter((k) => !pc.has(k)).sort()).toEqual(["0:2:0", "2:0:2", "2:2:2"]);
   });
 });
 

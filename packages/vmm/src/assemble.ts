@@ -13,6 +13,7 @@ import { attachGdb, type GdbOptions } from "./debug/attach.js";
 import type { EmulationOptions } from "./emulation/index.js";
 import { VmmBuildError, type VmmBuildStep } from "./errors.js";
 import { type BootPlan, type KernelFormat, loadKernel } from "./kernel.js";
+import { createPit } from "./lazy-pit.js";
 import { type FirmwarePlatformDevice, planFirmware, writeFirmware } from "./platform.js";
 import { attachVirtio, type VirtioDeviceSpec, virtioCmdline, virtioSlot } from "./virtio.js";
 import { type CpuidRecord, type MsrHandler, Vmm } from "./vmm.js";
@@ -185,7 +186,7 @@ export function assemble(spec: VmmSpec): Vmm {
       step("irqchip", () => {
         v.createIrqchip();
         programPicsLikeBios(v);
-        if (spec.pit === "eager") v.createPit2();
+        if (spec.pit === "eager") createPit(v);
       });
     }
     // Kernels built with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES find the devices here; others through ACPI.

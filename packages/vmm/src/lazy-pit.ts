@@ -1,5 +1,5 @@
 import type { GuestMemory, KvmRegs } from "@tsvmm/abi";
-import type { Vcpu, Vm } from "@tsvmm/kvm-backend";
+import { type Vcpu, type Vm, x86PcGsiRoutes } from "@tsvmm/kvm-backend";
 import { LinearTranslator, readLinear } from "./debug/translate.js";
 
 const EFER_LMA = 1n << 10n;
@@ -27,6 +27,15 @@ const EFER_LMA = 1n << 10n;
  * A vCPU whose exit on these ports was already on its way when another created the PIT is
  * replayed the same way.
  */
+/**
+ * KVM's PIT, wired as the firmware tables say: they give ISA IRQ 0 as GSI 2 (the PC override), and
+ * KVM's default routing would deliver the PIT's GSI 0 to IOAPIC pin 0 instead.
+ */
+export function createPit(vm: Vm): void {
+  vm.createPit2();
+  vm.setGsiRouting(x86PcGsiRoutes());
+}
+
 export class LazyPit {
   private readonly saved: Array<{ regs: KvmRegs; port: number } | undefined> = [];
   private readonly replayed = new Set<number>();
@@ -51,7 +60,7 @@ export class LazyPit {
   take(vcpu: Vcpu, index: number, port: number): boolean {
     if (this.replayed.has(index)) return false;
     const regs = vcpu.getRegs();
-    if (!this.vm.hasPit2) this.vm.createPit2();
+    if (!this.vm.hasPit2) createPit(this.vm);
     this.saved[index] = { regs, port };
     this.replayed.add(index);
     vcpu.kick();

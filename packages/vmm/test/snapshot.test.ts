@@ -250,7 +250,9 @@ describe.runIf(hasKvm)("snapshot and restore", () => {
     });
     expect(r.vm.hasPit2).toBe(true);
     expect(await r.run()).toMatchObject({ reason: "guest-exit", exitCode: 0 });
-    expect((values["pit.pin0"] ?? 0n) + (values["pit.pin2"] ?? 0n)).toBeGreaterThanOrEqual(10n);
+    // The restored PIT is wired as the tables say (GSI 2) again: KVM's routing is not in the snapshot.
+    expect(values["pit.pin2"]).toBeGreaterThanOrEqual(10n);
+    expect(values["pit.pin0"]).toBe(0n);
     rmSync(quiet, { recursive: true });
     rmSync(dir, { recursive: true });
   }, 60_000);

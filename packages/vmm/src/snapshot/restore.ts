@@ -5,6 +5,7 @@ import { Kvm } from "@tsvmm/kvm-backend";
 import { assemble, type ConsoleSink, type ExtraSlot, type VmmSpec } from "../assemble.js";
 import { VmmBuilder } from "../builder.js";
 import type { BootPlan } from "../kernel.js";
+import { createPit } from "../lazy-pit.js";
 import type { Vmm } from "../vmm.js";
 import type { WatchdogOptions } from "../watchdog.js";
 import { restoreDevices } from "./devices.js";
@@ -210,7 +211,7 @@ function applyState(vmm: Vmm, check: SnapshotCheck): void {
       vm.setIrqchip({ chipId: KVM_IRQCHIP_IOAPIC, chip: state.vm.irqchip.ioapic });
     }
     if (state.vm.pit2 !== null) {
-      if (!vm.hasPit2) vm.createPit2();
+      if (!vm.hasPit2) createPit(vm);
       vm.setPit2(state.vm.pit2);
     }
     for (const [i, v] of parts.vcpus.entries()) restoreVcpu(v, state.vcpus[i]!);
