@@ -290,7 +290,7 @@ export class Vm {
   createSplitIrqchip(pins = 24): void {
     this.enableCap(KVM_CAP.SPLIT_IRQCHIP, [BigInt(pins)]);
   }
-  /** KVM_CREATE_PIT2: the in-kernel i8254 on ports 0x40-0x43 and 0x61 (needs the irqchip). */
+  /** KVM_CREATE_PIT2: the in-kernel i8254 on ports 0x40-0x43, and 0x61 only with KVM_PIT_SPEAKER_DUMMY (needs the irqchip). */
   createPit2(flags = 0): void {
     this.ioctlStruct(IOC.KVM_CREATE_PIT2, KvmPitConfigLayout, { flags });
     this.pit = true;

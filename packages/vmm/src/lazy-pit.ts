@@ -1,8 +1,15 @@
 import type { GuestMemory, KvmRegs } from "@tsvmm/abi";
 import { type Vcpu, type Vm, x86PcGsiRoutes } from "@tsvmm/kvm-backend";
-import { LinearTranslator, readLinear } from "./debug/translate.js";
+import { byteBeforeIp } from "./debug/translate.js";
 
-const EFER_LMA = 1n << 10n;
+/**
+ * KVM's PIT, wired as the firmware tables say: they give ISA IRQ 0 as GSI 2 (the PC override), and
+ * KVM's default routing would deliver the PIT's GSI 0 to IOAPIC pin 0 instead.
+ */
+export function createPit(vm: Vm): void {
+  vm.createPit2();
+  vm.setGsiRouting(x86PcGsiRoutes());
+}
 
 /**
  * The in-kernel i8254, created at the guest's first touch of its ports instead of at build.
@@ -27,15 +34,6 @@ const EFER_LMA = 1n << 10n;
  * A vCPU whose exit on these ports was already on its way when another created the PIT is
  * replayed the same way.
  */
-/**
- * KVM's PIT, wired as the firmware tables say: they give ISA IRQ 0 as GSI 2 (the PC override), and
- * KVM's default routing would deliver the PIT's GSI 0 to IOAPIC pin 0 instead.
- */
-export function createPit(vm: Vm): void {
-  vm.createPit2();
-  vm.setGsiRouting(x86PcGsiRoutes());
-}
-
 export class LazyPit {
   private readonly saved: Array<{ regs: KvmRegs; port: number } | undefined> = [];
   private readonly replayed = new Set<number>();
@@ -91,13 +89,9 @@ export class LazyPit {
 
 /** 2 for `E6 port`, 1 for `EE` with DX = port, ending just before RIP; 0 when neither is there. */
 function retiredOutLength(vcpu: Vcpu, memory: GuestMemory, regs: KvmRegs, port: number): number {
-  const sregs = vcpu.getSregs();
-  const long = (sregs.efer & EFER_LMA) !== 0n && sregs.cs.l === 1;
-  const linear = (rip: bigint) => (long ? BigInt.asUintN(64, rip) : BigInt.asUintN(32, sregs.cs.base + rip));
-  const t = new LinearTranslator(memory, sregs);
-  const byteAt = (rip: bigint): number | undefined => readLinear(memory, t, linear(rip), 1)[0];
-  const last = byteAt(regs.rip - 1n);
-  if (last === port && byteAt(regs.rip - 2n) === 0xe6) return 2;
+  const byteAt = byteBeforeIp(memory, regs.rip, vcpu.getSregs());
+  const last = byteAt(1n);
+  if (last === port && byteAt(2n) === 0xe6) return 2;
   if (last === 0xee && Number(regs.rdx & 0xffffn) === port) return 1;
   return 0;
 }

@@ -1,4 +1,4 @@
-import type { GuestMemory } from "@tsvmm/abi";
+import type { GuestMemory, KvmSregs } from "@tsvmm/abi";
 import { PagingTables, TableAllocator } from "@tsvmm/ept";
 
 /** How a vCPU turns a linear address into a physical one, from CR0/CR4/EFER (SDM Vol. 3A 4.1.1). */
@@ -123,6 +123,30 @@ export class LinearTranslator {
     if (pte === undefined || (pte & P) === 0n) return undefined;
     return (pte & ADDR_52) | (la & 0xfffn);
   }
+}
+
+/**
+ * The code byte `back` bytes before the instruction pointer `rip`, through the vCPU's own tables
+ * (outside 64-bit code the pointer is an offset in CS, 16/32 bits wide); undefined when it is
+ * before the segment's start, unmapped, or outside guest memory. For recognising the instruction
+ * a vCPU has just retired.
+ */
+export function byteBeforeIp(
+  memory: GuestMemory,
+  rip: bigint,
+  sregs: Pick<KvmSregs, "cs" | "cr0" | "cr3" | "cr4" | "efer">,
+): (back: bigint) => number | undefined {
+  const long = (sregs.efer & EFER_LMA) !== 0n && sregs.cs.l !== 0;
+  const ip = long ? rip : rip & 0xffff_ffffn;
+  const t = new LinearTranslator(memory, sregs);
+  return (back) => {
+    if (ip < back) return undefined;
+    const a = (long ? 0n : sregs.cs.base) + ip - back;
+    const pa = t.translate(long ? BigInt.asUintN(64, a) : a & 0xffff_ffffn);
+    if (pa === undefined || pa > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
+    const n = Number(pa);
+    return memory.contains(n, 1) ? memory.readU8(n) : undefined;
+  };
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { GuestMemory, KvmRegs, KvmSregs, KvmVcpuEvents } from "@tsvmm/abi";
 import type { Vcpu } from "@tsvmm/kvm-backend";
-import { LinearTranslator } from "../debug/translate.js";
+import { byteBeforeIp } from "../debug/translate.js";
 import type { Vmm } from "../vmm.js";
 import { SnapshotError } from "./errors.js";
 
@@ -9,7 +9,6 @@ const INTO = 0xce;
 const INT_N = 0xcd;
 const VECTOR_BP = 3;
 const VECTOR_OF = 4;
-const EFER_LMA = 1n << 10n;
 
 /** What a vCPU's registers and events say, enough to tell whether a software event is in flight. */
 export interface SoftEventView {
@@ -33,21 +32,7 @@ export function softEventInFlight(view: SoftEventView, memory: GuestMemory): str
   const wantBp = events.exception.nr === VECTOR_BP;
   const wantOf = events.exception.nr === VECTOR_OF;
   const intN = events.interrupt.nr;
-  const long = (sregs.efer & EFER_LMA) !== 0n && sregs.cs.l !== 0;
-  // Outside 64-bit code the instruction pointer is an offset in CS (a 16/32-bit one).
-  const ip = long ? regs.rip : regs.rip & 0xffff_ffffn;
-  const linear = (back: bigint): bigint => {
-    const a = (long ? 0n : sregs.cs.base) + ip - back;
-    return long ? BigInt.asUintN(64, a) : a & 0xffff_ffffn;
-  };
-  const t = new LinearTranslator(memory, sregs);
-  const byteAt = (back: bigint): number | undefined => {
-    if (ip < back) return undefined;
-    const pa = t.translate(linear(back));
-    if (pa === undefined || pa > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
-    const a = Number(pa);
-    return memory.contains(a, 1) ? memory.readU8(a) : undefined;
-  };
+  const byteAt = byteBeforeIp(memory, regs.rip, sregs);
   const before = byteAt(1n);
   if (wantBp && before === INT3) return `a #BP from the int3 before RIP 0x${regs.rip.toString(16)}`;
   if (wantOf && before === INTO) return `a #OF from the into before RIP 0x${regs.rip.toString(16)}`;
