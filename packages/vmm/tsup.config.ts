@@ -8,7 +8,13 @@ type EsbuildPlugin = NonNullable<Options["esbuildPlugins"]>[number];
 // The pure @tsvmm packages the bin bundle carries inside itself. @tsvmm/abi and
 // @tsvmm/kvm-backend stay outside: kvm-backend finds its native addon beside its own files, and
 // abi is the one copy both share (TsvmmError and the layouts must not exist twice in a process).
-const BIN_INLINE = [/^@tsvmm\/(acpi|cpuid|devices|elf-loader|ept|gdbstub|msr-io-bitmaps|virtio|x86)(\/|$)/];
+const BIN_INLINE = [/^@tsvmm\/(acpi|cpuid|devices|elf-loader|ept|msr-io-bitmaps)(\/|$)/];
+// The pure packages only some runs use stay outside too, required on first use (lazyModules):
+// the gdb stub (--gdb), virtio (a disk, net, vsock, rng or virtio console) and the x86 decoder
+// and emulator (--emulate). Inlined, their ~180 KB were compiled or deserialised, and their
+// module top-levels run, on every `tsvmm run` (~5 ms of the hello run, bench tsvmm-run-hello).
+// The one-copy rule holds: each depends on @tsvmm/abi alone (checkOneCopy).
+const LAZY_PACKAGES = ["@tsvmm/gdbstub", "@tsvmm/virtio", "@tsvmm/x86"];
 
 // Node built-ins the bin loads only when a feature uses them: node:crypto (snapshots, virtio-rng,
 // the emulator), node:net (gdb stub, API socket, vsock), node:perf_hooks (Performance is global),
@@ -17,27 +23,29 @@ const BIN_INLINE = [/^@tsvmm\/(acpi|cpuid|devices|elf-loader|ept|gdbstub|msr-io-
 const LAZY_BUILTINS = ["crypto", "net", "perf_hooks", "tty"];
 
 /**
- * Each lazy built-in becomes a module of getters, one per export the built-in has (listed at build
- * time), that require it on first use. Importers read `ns.name` at each use (esbuild's CommonJS
- * interop copies getters, never values), so nothing loads it before a feature does.
+ * Each lazy module (a built-in, or a package kept out of the bundle) becomes a module of getters,
+ * one per export it has (listed at build time), that require it on first use. Importers read
+ * `ns.name` at each use (esbuild's CommonJS interop copies getters, never values), so nothing
+ * loads it before a feature does.
  */
-function lazyBuiltins(names: readonly string[]): EsbuildPlugin {
+function lazyModules(builtins: readonly string[], packages: readonly string[]): EsbuildPlugin {
   const req = createRequire(import.meta.url);
-  const filter = new RegExp(`^(node:)?(${names.join("|")})$`);
+  const esc = (s: string) => s.replace(/[/\\^$.*+?()[\]{}|-]/g, "\\$&");
+  const filter = new RegExp(`^((node:)?(${builtins.join("|")})|${packages.map(esc).join("|")})$`);
   return {
-    name: "tsvmm-lazy-builtins",
+    name: "tsvmm-lazy-modules",
     setup(b) {
       b.onResolve({ filter }, (a) =>
-        // The getters' own require is the real built-in.
-        a.namespace === "tsvmm-lazy-builtin" ? { path: a.path, external: true } : { path: a.path.replace(/^node:/, ""), namespace: "tsvmm-lazy-builtin" },
+        // The getters' own require is the real module.
+        a.namespace === "tsvmm-lazy" ? { path: a.path, external: true } : { path: a.path.startsWith("@") ? a.path : `node:${a.path.replace(/^node:/, "")}`, namespace: "tsvmm-lazy" },
       );
-      b.onLoad({ filter: /.*/, namespace: "tsvmm-lazy-builtin" }, (a) => {
-        const keys = Object.keys(req(`node:${a.path}`) as object).filter((k) => k !== "default");
+      b.onLoad({ filter: /.*/, namespace: "tsvmm-lazy" }, (a) => {
+        const keys = Object.keys(req(a.path) as object).filter((k) => k !== "default" && k !== "__esModule");
         return {
           loader: "js",
           contents: `"use strict";
 let m;
-const load = () => (m ??= require(${JSON.stringify(`node:${a.path}`)}));
+const load = () => (m ??= require(${JSON.stringify(a.path)}));
 for (const k of ${JSON.stringify(keys)}) Object.defineProperty(exports, k, { enumerable: true, get: () => load()[k] });
 Object.defineProperty(exports, "default", { enumerable: false, get: load });
 `,
@@ -105,8 +113,8 @@ export default defineConfig((cli) => {
         outDir,
         clean: false,
         dts: false,
-        noExternal: ["zod", ...BIN_INLINE],
-        esbuildPlugins: [lazyBuiltins(LAZY_BUILTINS)],
+        noExternal: ["zod", ...BIN_INLINE, ...LAZY_PACKAGES],
+        esbuildPlugins: [lazyModules(LAZY_BUILTINS, LAZY_PACKAGES)],
         // tsup's own handling of `node:` imports would claim them before the plugin sees them.
         removeNodeProtocol: false,
         // Less to read, hash and (on a cache miss) compile; names stay, and the source map maps back.

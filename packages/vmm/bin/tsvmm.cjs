@@ -175,8 +175,10 @@ function load() {
   mod.filename = bundle;
   mod.paths = Module._nodeModulePaths(dirname(bundle));
   Module._cache[bundle] = mod;
-  // The CommonJS packages the bundle requires at load (abi, kvm-backend, buffer-layout) go
-  // through the cache too; anything the hook does not know how to wrap compiles as Node does.
+  // The CommonJS packages the bundle requires go through the cache too: those it requires at load
+  // (abi, kvm-backend, buffer-layout) and those it loads when a feature first needs them (gdbstub,
+  // virtio, x86: see tsup.config.ts), so the hook stays for the process's life. Anything it does
+  // not know how to wrap compiles as Node does.
   const compile = Module.prototype._compile;
   Module.prototype._compile = function (content, filename, format) {
     if ((format !== undefined && format !== "commonjs") || typeof content !== "string" || content.startsWith("#!")) {
@@ -194,9 +196,8 @@ function load() {
     fn.call(mod.exports, mod.exports, makeRequire(mod), mod, bundle, dirname(bundle));
   } catch (e) {
     delete Module._cache[bundle];
-    throw e;
-  } finally {
     Module.prototype._compile = compile;
+    throw e;
   }
   mod.loaded = true;
   process.once("exit", () => compiler.save());

@@ -41,7 +41,6 @@ const EFER_LMA = 1n << 10n;
 const RFLAGS_AC = 1n << 18n;
 const PTE_ACCESSED = 0x20n;
 const PTE_DIRTY = 0x40n;
-const { P: PF_P, W: PF_W, U: PF_U, RSVD: PF_RSVD, ID: PF_ID } = PF_ERROR;
 const MAX_WALKERS = 32;
 const CR3_ROOT_MASK = 0x000ffffffffff000n;
 
@@ -290,7 +289,9 @@ export class KvmCpu implements X86Cpu {
     const smep = (s.cr4 & CR4_SMEP) !== 0n;
     const smap = (s.cr4 & CR4_SMAP) !== 0n && (this.kvmRegs.rflags & RFLAGS_AC) === 0n;
     const user = cpl === 3;
-    const code = (access === "write" ? PF_W : 0) | (user ? PF_U : 0) | (access === "fetch" && (nxe || smep) ? PF_ID : 0);
+    // PF_ERROR read here, not destructured at module load: the tsvmm bin loads @tsvmm/x86 only
+    // when a VM emulates (packages/vmm/tsup.config.ts).
+    const code = (access === "write" ? PF_ERROR.W : 0) | (user ? PF_ERROR.U : 0) | (access === "fetch" && (nxe || smep) ? PF_ERROR.ID : 0);
     const key = `${root}/${levels}/${+nxe}${+wp}${+smep}${+smap}`;
     let tables = this.walkers.get(key);
     if (tables === undefined) {
@@ -316,8 +317,8 @@ export class KvmCpu implements X86Cpu {
       return t.physical;
     }
     const reason = t.fault?.reason;
-    const p = reason === "permission" || reason === "reserved" ? PF_P : 0;
-    return { kind: "page-fault", errorCode: code | p | (reason === "reserved" ? PF_RSVD : 0), cr2: linear };
+    const p = reason === "permission" || reason === "reserved" ? PF_ERROR.P : 0;
+    return { kind: "page-fault", errorCode: code | p | (reason === "reserved" ? PF_ERROR.RSVD : 0), cr2: linear };
   }
 
   /**
