@@ -1,4 +1,3 @@
-import { performance } from "node:perf_hooks";
 import { KVM_INTERNAL_ERROR, KVM_MP_STATE, type KvmCpuidEntry2 } from "@tsvmm/abi";
 import type { HypercallDevice, MmioBus, PioBus, TraceRecorder, Uart16550 } from "@tsvmm/devices";
 import { type ExitHandlers, type Kvm, runLoopAsync, type Vcpu, type VcpuExit, type Vm } from "@tsvmm/kvm-backend";
@@ -15,7 +14,7 @@ import { PauseGate } from "./pause.js";
 import type { RestoreOptions } from "./snapshot/restore.js";
 import type { SnapshotInfo, SnapshotOptions } from "./snapshot/save.js";
 import type { AttachedVirtio } from "./virtio.js";
-import { Watchdog, type WatchdogOptions } from "./watchdog.js";
+import { monotonicMs, Watchdog, type WatchdogOptions } from "./watchdog.js";
 
 /** Why a VM stopped, and the process exit status that stands for it. */
 export type StopReason =
@@ -140,7 +139,8 @@ export class Vmm {
   private readonly exitCodes = new Map<number, number>();
   private readonly running: Set<number>;
   private exitCount = 0;
-  private lastExitAt = 0;
+  /** Returns from a pause or the debugger: progress that is not an exit (see progress()). */
+  private resumes = 0;
   private haltCheck = false;
   private state: "ready" | "running" | "done" = "ready";
   private readonly gate = new PauseGate();
@@ -226,20 +226,27 @@ export class Vmm {
       await this.close().catch(() => {});
       throw new VmmError("VMM_STATE", `a device could not start: ${(e as Error).message}`, { cause: e });
     }
-    const t0 = performance.now();
-    this.lastExitAt = t0;
+    const t0 = monotonicMs();
     this.coalesced?.start();
+    const progress = (): number => this.exitCount + this.resumes;
+    // A paused VM takes no exits by design: that is not a stall.
+    const resting = (): boolean => this.gate.requested || this.parts.debug?.holding === true;
     const dog = new Watchdog(this.parts.watchdog, {
       timeout: (ms) => this.requestStop("timeout", EXIT_STATUS.timeout, `watchdog: the VM ran past its ${ms} ms budget`, { kind: "watchdog" }),
       stalled: (ms) => this.requestStop("timeout", EXIT_STATUS.timeout, `watchdog: no vCPU exited for ${ms} ms`, { kind: "watchdog" }),
-      // A paused VM takes no exits by design: that is not a stall.
-      lastExitAt: () => (this.gate.requested || this.parts.debug?.holding === true ? performance.now() : this.lastExitAt),
+      progress,
+      resting,
     });
     // With the in-kernel irqchip KVM sleeps through HLT without exiting: look at quiet vCPUs now and
-    // then, so a guest halted with interrupts off ends instead of hanging.
+    // then (no exit in a whole period), so a guest halted with interrupts off ends instead of hanging.
+    let seen = progress();
     const halts = this.parts.irqchip
       ? setInterval(() => {
-          if (this.gate.requested || this.parts.debug?.holding === true || performance.now() - this.lastExitAt < HALT_CHECK_MS) return;
+          const p = progress();
+          if (resting() || p !== seen) {
+            seen = p;
+            return;
+          }
           this.haltCheck = true;
           for (const i of this.running) this.vcpus[i]!.kick();
         }, HALT_CHECK_MS)
@@ -267,7 +274,7 @@ export class Vmm {
       exitCodes: new Map(this.exitCodes),
       vcpuRips: rips,
       exits: this.exitCount,
-      durationMs: performance.now() - t0,
+      durationMs: monotonicMs() - t0,
       emulated: this.emulationStats.toRecord(),
     };
     if (options.close !== false) {
@@ -297,7 +304,6 @@ export class Vmm {
             coalesced?.drain();
             kind = exit.kind;
             this.exitCount++;
-            this.lastExitAt = performance.now();
           },
           unhandled: (exit) => {
             this.requestStop("guest-error", EXIT_STATUS["guest-error"], `vCPU ${index}: unexpected exit ${exit.kind}`, {
@@ -311,13 +317,13 @@ export class Vmm {
         // Held by a debugger (all-stop): wait here until it lets this vCPU run.
         if (this.stop === undefined && this.parts.debug?.holds(index) === true) {
           await this.parts.debug.park(index);
-          this.lastExitAt = performance.now();
+          this.resumes++;
           continue;
         }
         // Left for a pause (an interrupted exit while one is requested): wait here, then go on.
         if (this.stop !== undefined || !this.gate.requested) break;
         await this.gate.park(index);
-        this.lastExitAt = performance.now();
+        this.resumes++;
       }
     } catch (e) {
       // Devices and buses isolate their own faults; anything still thrown here means the guest
