@@ -30,8 +30,22 @@ function cacheDir(fs) {
   return { top, dir: join(base, "tsvmm", `code-cache-${version}`, `node-${process.version}-${process.arch}`) };
 }
 
-// CRC-32 (zlib's, Node >= 20.15): node:crypto alone took longer to load than hashing saves.
-const crc32 = (bytes) => require("node:zlib").crc32(bytes) >>> 0;
+/**
+ * FNV-1a over the bytes as little-endian 32-bit words (then the tail bytes): names a source by its
+ * content and checks a stored cache. Not zlib's CRC-32: node:zlib loads node:stream with it,
+ * ~2 ms of every start-up, nor node:crypto, slower still to load. Each step is a bijection of the
+ * state, so a change confined to one word always changes the hash; any other change is missed
+ * with odds of 2^-32, as with a CRC.
+ */
+function hash32(bytes) {
+  const n = bytes.length >>> 2;
+  const words = (bytes.byteOffset & 3) === 0 ? new Int32Array(bytes.buffer, bytes.byteOffset, n) : new Int32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + n * 4));
+  let h = 0x811c9dc5 | 0;
+  // Words are read in the host's order: x86-64 only (KVM's x86 API), so little-endian.
+  for (let i = 0; i < n; i++) h = Math.imul(h ^ words[i], 0x01000193);
+  for (let i = n * 4; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
+  return h >>> 0;
+}
 
 /** Compiles CommonJS sources as Node does, with a code cache per source in `where.dir`. */
 class CachedCompiler {
@@ -47,15 +61,15 @@ class CachedCompiler {
   compile(source, filename) {
     const bytes = typeof source === "string" ? Buffer.from(source, "utf8") : source;
     const text = typeof source === "string" ? source : require("node:buffer").isAscii(bytes) ? bytes.toString("latin1") : bytes.toString("utf8");
-    // V8 checks only the source's length against a cache: the content's CRC and length name it.
-    const file = `${basename(filename).replace(/[^\w.-]/g, "_")}-${crc32(bytes).toString(16).padStart(8, "0")}-${bytes.length}.v8`;
+    // V8 checks only the source's length against a cache: the content's hash and length name it.
+    const file = `${basename(filename).replace(/[^\w.-]/g, "_")}-${hash32(bytes).toString(16).padStart(8, "0")}-${bytes.length}.v8`;
     this.used.add(file);
     let cachedData;
     try {
-      // [CRC-32 of the data, LE][data]: V8 (Node 20) does not checksum a code cache, and a damaged
-      // one can abort the process, so only data whose CRC matches reaches V8.
+      // [hash32 of the data, LE][data]: V8 (Node 20) does not checksum a code cache, and a damaged
+      // one can abort the process, so only data whose hash matches reaches V8.
       const stored = this.fs.readFileSync(join(this.where.dir, file));
-      if (stored.length > 4 && stored.readUInt32LE(0) === crc32(stored.subarray(4))) cachedData = stored.subarray(4);
+      if (stored.length > 4 && stored.readUInt32LE(0) === hash32(stored.subarray(4))) cachedData = stored.subarray(4);
     } catch {}
     const script = new this.vm.Script(Module.wrap(text), {
       filename,
@@ -84,7 +98,7 @@ class CachedCompiler {
       for (const { script, file } of this.toWrite) {
         const data = script.createCachedData();
         const head = Buffer.alloc(4);
-        head.writeUInt32LE(crc32(data));
+        head.writeUInt32LE(hash32(data));
         const tmp = join(dir, `${file}.${process.pid}.tmp`);
         fs.writeFileSync(tmp, Buffer.concat([head, data]), { mode: 0o600 });
         fs.renameSync(tmp, join(dir, file));
