@@ -27,4 +27,4 @@ export {
 } from "./snapshot/index.js";
 export { type AttachedVirtio, attachVirtio, VIRTIO_GSI_BASE, VIRTIO_MAX_DEVICES, VIRTIO_MMIO_BASE, type VirtioDeviceSpec, virtioCmdline, virtioSlot } from "./virtio.js";
 export { type CpuidRecord, EXIT_STATUS, type MsrHandler, type StopDetail, type StopReason, Vmm, type VmmParts, type VmmResult } from "./vmm.js";
-export { longTimeout, MAX_TIMER_MS, monotonicMs, Watchdog, type WatchdogHooks, type WatchdogOptions } from "./watchdog.js";
+export { longTimeout, MAX_TIMER_MS, Watchdog, type WatchdogHooks, type WatchdogOptions } from "./watchdog.js";

@@ -1,10 +1,11 @@
 // The stall check on its own: progress is a counter the VMM bumps (no clock per exit), and the
 // watchdog notes when it saw it move. A stall is reported after stallMs without a move, never
 // before, and never while the VM rests (paused, held by a debugger).
-import { monotonicMs, Watchdog } from "@tsvmm/vmm";
+import { Watchdog } from "@tsvmm/vmm";
 import { describe, expect, it } from "vitest";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const monotonicMs = () => Number(process.hrtime.bigint()) / 1e6;
 
 describe("Watchdog stall check", () => {
   it("no stall while progress moves or the VM rests; a stall once it stops, not before stallMs", async () => {
@@ -35,13 +36,5 @@ describe("Watchdog stall check", () => {
     } finally {
       dog.stop();
     }
-  });
-
-  it("monotonicMs moves forward in milliseconds", async () => {
-    const a = monotonicMs();
-    await sleep(20);
-    const b = monotonicMs();
-    expect(b - a).toBeGreaterThanOrEqual(19);
-    expect(b - a).toBeLessThan(5000);
   });
 });
