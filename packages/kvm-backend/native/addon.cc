@@ -380,7 +380,32 @@ bool ReportThrown(napi_env env) {
   return isError;
 }
 
-void NoopSignal(int) {}
+// The slice timer of one JavaScript thread (Dispatcher below), as its signal handler sees it:
+// si_value points here. Never freed: a signal the timer queued may be delivered after
+// timer_delete, and there is one per JavaScript environment.
+struct SliceTimer {
+  timer_t timer{};
+  volatile sig_atomic_t in_run = 0;  // the thread is inside an inline KVM_RUN (or about to enter it)
+  volatile sig_atomic_t fired = 0;   // the timer has expired since it was last armed
+};
+
+// SIGRTMIN: a kick (pthread_kill) only has to make KVM_RUN return EINTR. A slice timer's expiry
+// outside KVM_RUN has nothing to end: the timer is stopped here, or, periodic, it would go on
+// interrupting whatever the thread runs next every 100 µs until the drain ends — and a run's
+// awaiters run inside the drain: a blocking call there (spawnSync, a sync read) took ~10k signals
+// a second, ~17% of a core, and slowed the C program spawnSync ran by 20–35% (measured).
+void KickOrSliceSignal(int, siginfo_t* info, void*) {
+  if (info == nullptr || info->si_code != SI_TIMER) return;
+  auto* t = static_cast<SliceTimer*>(info->si_value.sival_ptr);
+  if (t == nullptr) return;
+  t->fired = 1;
+  if (t->in_run == 0) {
+    int saved = errno;
+    struct itimerspec off = {};
+    timer_settime(t->timer, 0, &off, nullptr);  // async-signal-safe (POSIX)
+    errno = saved;
+  }
+}
 
 int g_kick_signal = 0;
 
@@ -388,12 +413,12 @@ void InstallKickSignal() {
   g_kick_signal = SIGRTMIN;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = NoopSignal;
+  sa.sa_sigaction = KickOrSliceSignal;
   sigemptyset(&sa.sa_mask);
   // SA_RESTART: KVM_RUN returns -EINTR itself (never -ERESTARTSYS), so it still ends on the signal,
   // while any other system call the signal lands in is restarted. That matters since the
   // JavaScript thread runs a vCPU too (below) and a slice timer may fire just after it left KVM_RUN.
-  sa.sa_flags = SA_RESTART;
+  sa.sa_flags = SA_RESTART | SA_SIGINFO;
   sigaction(g_kick_signal, &sa, nullptr);
 }
 
@@ -480,6 +505,8 @@ class Dispatcher {
   }
 
   void Drain();
+  // The slice timer's shared state; set once the timer exists (RunHere runs only after that).
+  SliceTimer* Slice() const { return slice_; }
   // JavaScript cannot run in this environment any more (it is being torn down): no exit is
   // delivered or run inline from now on; the cleanup hook stops the runners.
   void Abandon() { abandoned_ = true; }
@@ -489,7 +516,8 @@ class Dispatcher {
   void Teardown();
   // The slice timer: SIGRTMIN to this thread while it runs a vCPU, so a KVM_RUN on the JavaScript
   // thread ends with the slice even if the guest never exits. Periodic after the first expiry, in
-  // case one lands just before KVM_RUN is entered.
+  // case one lands just before KVM_RUN is entered; an expiry outside KVM_RUN stops it
+  // (KickOrSliceSignal), and RunHere does not enter KVM_RUN once it has fired.
   bool ArmSliceTimer(Clock::time_point slice_end);
   void DisarmSliceTimer();
 
@@ -504,7 +532,7 @@ class Dispatcher {
   std::unordered_set<Runner*> runners_;
   Runner* inline_ = nullptr;  // the runner whose next KVM_RUN this thread issues itself
   Runner* sticky_ = nullptr;  // the last one it did: preferred, so two vCPUs do not trade places
-  timer_t timer_{};
+  SliceTimer* slice_ = nullptr;
   bool has_timer_ = false;
   bool timer_failed_ = false;
   int active_ = 0;
@@ -612,9 +640,21 @@ class Runner : public Napi::ObjectWrap<Runner> {
     // immediate_exit is only written on this thread (kick() from JavaScript): set before the
     // call, the EINTR is the kick's and JavaScript must see it.
     bool kicked = *immediate_exit_ != 0;
+    SliceTimer* slice = dispatcher_->Slice();
+    // in_run before fired is read: an expiry after the check finds in_run set and leaves the
+    // periodic timer armed, so its next expiry ends the KVM_RUN below. One before it stopped the
+    // timer: the slice is over, the runner thread takes this KVM_RUN.
+    slice->in_run = 1;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    if (slice->fired != 0) {
+      slice->in_run = 0;
+      return Inline::kHandBack;
+    }
     auto t0 = Clock::now();
     long r = ioctl(fd_, g_kvm_run.load(std::memory_order_relaxed), 0);
     long result = r < 0 ? -errno : r;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    slice->in_run = 0;
     Note(Clock::now() - t0, result);
     if (result == -EINTR && !kicked) {
       short_runs_.store(0, std::memory_order_relaxed);
@@ -766,17 +806,20 @@ Dispatcher* Dispatcher::For(napi_env env) {
 bool Dispatcher::ArmSliceTimer(Clock::time_point slice_end) {
   if (timer_failed_) return false;
   if (!has_timer_) {
+    if (slice_ == nullptr) slice_ = new SliceTimer();
     struct sigevent ev;
     memset(&ev, 0, sizeof ev);
     ev.sigev_notify = SIGEV_THREAD_ID;
     ev.sigev_signo = g_kick_signal;
+    ev.sigev_value.sival_ptr = slice_;
     ev._sigev_un._tid = tid_;
-    if (timer_create(CLOCK_MONOTONIC, &ev, &timer_) != 0) {
+    if (timer_create(CLOCK_MONOTONIC, &ev, &slice_->timer) != 0) {
       timer_failed_ = true;  // then no vCPU runs on this thread: nothing could bound its KVM_RUN
       return false;
     }
     has_timer_ = true;
   }
+  slice_->fired = 0;
   auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(slice_end - Clock::now()).count();
   if (left < 1000) left = 1000;
   struct itimerspec it;
@@ -784,13 +827,13 @@ bool Dispatcher::ArmSliceTimer(Clock::time_point slice_end) {
   it.it_value.tv_nsec = left % 1000000000;
   it.it_interval.tv_sec = 0;
   it.it_interval.tv_nsec = 100000;
-  return timer_settime(timer_, 0, &it, nullptr) == 0;
+  return timer_settime(slice_->timer, 0, &it, nullptr) == 0;
 }
 
 void Dispatcher::DisarmSliceTimer() {
   struct itimerspec it;
   memset(&it, 0, sizeof it);
-  timer_settime(timer_, 0, &it, nullptr);
+  timer_settime(slice_->timer, 0, &it, nullptr);
 }
 
 void Dispatcher::Drain() {
@@ -868,7 +911,7 @@ void Dispatcher::Teardown() {
   if (forget_) forget_();
   std::vector<Runner*> all(runners_.begin(), runners_.end());
   for (Runner* r : all) r->Stop();
-  if (has_timer_) timer_delete(timer_);
+  if (has_timer_) timer_delete(slice_->timer);  // slice_ itself stays (SliceTimer)
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), [](uv_handle_t* h) { delete static_cast<Dispatcher*>(h->data); });
 }
 

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { Kvm, requireKvm, runLoopAsync, type Vcpu } from "@tsvmm/kvm-backend";
 import { describe, expect, it } from "vitest";
@@ -124,6 +125,29 @@ describe.runIf(hasKvm)("runLoopAsync: a vCPU exiting back to back runs on the Ja
         const next = await runLoopAsync(v, { io: () => true });
         expect(next.exit?.kind).toBe("io");
       }
+    } finally {
+      vm.close();
+      kvm.close();
+    }
+  });
+
+  it("the JavaScript that follows a run is not interrupted by its slice timer: a blocking call there sleeps", async () => {
+    const kvm = Kvm.open();
+    const { vm, vcpus } = vmWith(kvm, ["mov ecx, 20000\n1: out 0x10, al\n dec ecx\n jnz 1b\n hlt"]);
+    try {
+      const r = await runLoopAsync(vcpus[0]!, { io: () => false, hlt: () => true });
+      // Straight on from the resolution (a run's awaiters run inside the dispatcher's drain, which
+      // armed the slice timer for the inline vCPU): block for 300 ms, as spawnSync or a sync read
+      // would, and count how often this thread was woken meanwhile. While the timer went on firing
+      // every 100 µs it was woken ~2,000-3,000 times (and took ~17% of a core); the one expiry that
+      // lands outside KVM_RUN now stops it.
+      const switches = () => Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync("/proc/thread-self/status", "utf8"))![1]);
+      const before = switches();
+      const slept = spawnSync("sleep", ["0.3"]);
+      const woken = switches() - before;
+      expect(r.exit?.kind).toBe("hlt");
+      expect(slept.status).toBe(0);
+      expect(woken).toBeLessThan(100);
     } finally {
       vm.close();
       kvm.close();
