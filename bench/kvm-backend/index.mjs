@@ -4,7 +4,8 @@
 //  - pio-exit-roundtrip-async: the path Vmm uses (runLoopAsync: KVM_RUN on the vCPU's runner thread,
 //    each exit dispatched to a handler on the JavaScript thread), µs per PIO exit.
 //  - exits-2vcpu: aggregate exits/s of one VM with two vCPUs on runLoopAsync; ratio = 2-vCPU ÷
-//    1-vCPU exits/s (the C program's own 2-thread figure is recorded beside it for context).
+//    1-vCPU exits/s (the C program's own 2-thread figure is recorded beside it for context, and
+//    how far the other vCPU had got when the first halted: 1 = both level).
 //  - event-loop-p99: while both vCPUs exit as fast as they can, how long a setTimeout(1 ms) takes to
 //    fire, 99th percentile (the event loop must stay free: goal ≤ 2 ms).
 //  - kick-to-stop-p99: from vcpu.kick() to runLoopAsync settling, for a vCPU taking exits back to
@@ -120,6 +121,7 @@ export default async function bench() {
   const tsOne = [];
   const tsTwo = [];
   const timers = [];
+  const fairness = [];
   for (let round = 0; round < ROUNDS; round++) {
     cPio.push(runJson(exe, ["pio", pioBin, "1"]).usPerExit);
     {
@@ -159,9 +161,27 @@ export default async function bench() {
       let finished = false;
       const t0 = process.hrtime.bigint();
       const timerSamples = sampleTimers(() => finished);
-      const rs = await Promise.all(vcpus.map((v) => runLoopAsync(v, pioHandlers(state))));
+      // Fairness: how far the other vCPU had got when the first one halted (1 = level).
+      const n = [0, 0];
+      let atFirstHlt;
+      const rs = await Promise.all(
+        vcpus.map((v, i) => {
+          const h = pioHandlers(state);
+          return runLoopAsync(v, {
+            io: (e) => {
+              n[i]++;
+              return h.io(e);
+            },
+            hlt: () => {
+              atFirstHlt ??= n[1 - i] / EXITS;
+              return true;
+            },
+          });
+        }),
+      );
       const us = Number(process.hrtime.bigint() - t0) / 1000;
       finished = true;
+      fairness.push(atFirstHlt);
       timers.push(...(await timerSamples));
       tsTwo.push((rs[0].exits + rs[1].exits) / (us / 1e6));
       vm.close();
@@ -177,6 +197,7 @@ export default async function bench() {
       goal: "ratio >= 1.6 (ratio = 2-vCPU ÷ 1-vCPU exits/s, both runLoopAsync)",
       cTwoVcpuExitsPerSec: median(cTwo),
       cOneVcpuExitsPerSec: 1e6 / c,
+      otherVcpuProgressAtFirstHlt: fairness.map((x) => Number(x.toFixed(3))),
       ...machine,
     }),
   );

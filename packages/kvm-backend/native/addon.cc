@@ -433,6 +433,7 @@ int g_runner_spin = EnvInt("TSVMM_RUNNER_SPIN_US", 60);
 int g_slice = EnvInt("TSVMM_SLICE_US", 400);
 int g_yield = EnvInt("TSVMM_YIELD", 1);
 int g_inline = EnvInt("TSVMM_INLINE_VCPU", 1);
+int g_rotate = EnvInt("TSVMM_INLINE_ROTATE", 8);
 
 // A vCPU runs on the JavaScript thread only after this many KVM_RUNs in a row each shorter than
 // kShortRunMicros: one that computes for long stretches would hold every other vCPU's exits.
@@ -492,6 +493,7 @@ class Dispatcher {
     for (auto*& x : batch_) if (x == r) x = nullptr;
     if (inline_ == r) inline_ = nullptr;
     if (sticky_ == r) sticky_ = nullptr;
+    if (other_ == r) other_ = nullptr;
     runners_.erase(r);
   }
 
@@ -532,6 +534,8 @@ class Dispatcher {
   std::unordered_set<Runner*> runners_;
   Runner* inline_ = nullptr;  // the runner whose next KVM_RUN this thread issues itself
   Runner* sticky_ = nullptr;  // the last one it did: preferred, so two vCPUs do not trade places
+  Runner* other_ = nullptr;   // this slice: another vCPU exiting back to back, next slice's inline one
+  int inline_slices_ = 0;     // slices in a row the inline vCPU has ended as the inline one
   SliceTimer* slice_ = nullptr;
   bool has_timer_ = false;
   bool timer_failed_ = false;
@@ -862,6 +866,7 @@ void Dispatcher::Drain() {
       if (batch_[i] == nullptr || abandoned_) continue;  // closed by a callback meanwhile
       if (!more || !r->Inlinable()) {
         if (sticky_ == r) sticky_ = nullptr;
+        if (other_ == r) other_ = nullptr;
         if (more) r->Go();
         continue;
       }
@@ -869,6 +874,7 @@ void Dispatcher::Drain() {
         inline_ = r;
         sticky_ = r;
       } else {
+        other_ = r;
         r->Go();
       }
     }
@@ -878,6 +884,19 @@ void Dispatcher::Drain() {
     if (inline_ != nullptr) {
       Runner* r = inline_;
       if (now >= slice_end) {
+        if (g_rotate > 0 && ++inline_slices_ >= g_rotate && other_ != nullptr && other_ != r) {
+          // Another vCPU exited back to back on its runner this slice: it is the inline one next
+          // slice. A vCPU on its runner waits for this thread to finish the inline KVM_RUN before
+          // its exit is handled, so a fixed inline vCPU ran ahead: two vCPUs of 100k exits each
+          // ended 90-375 ms apart in 1.2 s, and the aggregate fell to one vCPU's rate for the rest.
+          // One trade a slice costs a runner wake-up and ~1 µs of moving the vCPU.
+          sticky_ = other_;
+          other_ = nullptr;
+          inline_slices_ = 0;
+          inline_ = nullptr;
+          r->Go();
+          break;
+        }
         // Left for the next turn of the loop, which comes at once: waking the runner thread and
         // then this one would cost more here than the turn.
         parked = true;

@@ -154,6 +154,38 @@ describe.runIf(hasKvm)("runLoopAsync: a vCPU exiting back to back runs on the Ja
     }
   });
 
+  it("two vCPUs exiting back to back both progress: the inline role passes between them, neither is starved", async () => {
+    const kvm = Kvm.open();
+    const loop = "mov ecx, 30000\n1: out 0x10, al\n dec ecx\n jnz 1b\n hlt";
+    const { vm, vcpus } = vmWith(kvm, [loop, loop]);
+    try {
+      const n = [0, 0];
+      let atFirstHlt: number | undefined;
+      const rs = await Promise.all(
+        vcpus.map((v, i) =>
+          runLoopAsync(v, {
+            io: () => {
+              n[i]!++;
+              return false;
+            },
+            hlt: () => {
+              atFirstHlt ??= n[1 - i]!;
+              return true;
+            },
+          }),
+        ),
+      );
+      expect(rs.map((r) => r.exit?.kind)).toEqual(["hlt", "hlt"]);
+      expect(n).toEqual([30000, 30000]);
+      // Level within a few percent in the bench (otherVcpuProgressAtFirstHlt); a vCPU kept off the
+      // JavaScript thread behind an inline one that never yields would be far behind.
+      expect(atFirstHlt).toBeGreaterThan(15000);
+    } finally {
+      vm.close();
+      kvm.close();
+    }
+  });
+
   it("two vCPUs: one closed from the other's handler ends with KVM_CLOSED, the other runs on to HLT, and no thread is left", async () => {
     const countThreads = () => [...threadCpu().values()].filter((t) => t.comm === "tsvmm-vcpu").length;
     const kvm = Kvm.open();
