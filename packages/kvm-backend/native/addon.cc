@@ -534,7 +534,7 @@ class Dispatcher {
   std::unordered_set<Runner*> runners_;
   Runner* inline_ = nullptr;  // the runner whose next KVM_RUN this thread issues itself
   Runner* sticky_ = nullptr;  // the last one it did: preferred, so two vCPUs do not trade places
-  Runner* other_ = nullptr;   // this slice: another vCPU exiting back to back, next slice's inline one
+  Runner* other_ = nullptr;   // this slice: another vCPU exiting back to back (the next inline one)
   int inline_slices_ = 0;     // slices in a row the inline vCPU has ended as the inline one
   SliceTimer* slice_ = nullptr;
   bool has_timer_ = false;
@@ -848,6 +848,10 @@ void Dispatcher::Drain() {
   auto slice_end = start + std::chrono::microseconds(g_slice);
   bool armed = false;
   bool parked = false;
+  // Preferences hold for one slice: a vCPU that exited in none of it (halted in the kernel, say)
+  // must not keep the inline role from one that is exiting.
+  bool sticky_seen = false;
+  other_ = nullptr;
   hot_.store(true, std::memory_order_seq_cst);
   for (;;) {
     {
@@ -862,6 +866,7 @@ void Dispatcher::Drain() {
     for (size_t i = 0; i < batch_.size(); i++) {
       Runner* r = batch_[i];
       if (r == nullptr || abandoned_) continue;
+      if (r == sticky_) sticky_seen = true;
       bool more = r->Deliver(env);
       if (batch_[i] == nullptr || abandoned_) continue;  // closed by a callback meanwhile
       if (!more || !r->Inlinable()) {
@@ -871,6 +876,7 @@ void Dispatcher::Drain() {
         continue;
       }
       if (inline_ == nullptr && (sticky_ == nullptr || sticky_ == r)) {
+        if (sticky_ != r) inline_slices_ = 0;
         inline_ = r;
         sticky_ = r;
       } else {
@@ -891,6 +897,7 @@ void Dispatcher::Drain() {
           // ended 90-375 ms apart in 1.2 s, and the aggregate fell to one vCPU's rate for the rest.
           // One trade a slice costs a runner wake-up and ~1 µs of moving the vCPU.
           sticky_ = other_;
+          sticky_seen = true;
           other_ = nullptr;
           inline_slices_ = 0;
           inline_ = nullptr;
@@ -920,6 +927,7 @@ void Dispatcher::Drain() {
     if (count_.load(std::memory_order_acquire) == 0) break;
   }
   if (armed) DisarmSliceTimer();
+  if (!sticky_seen && sticky_ != inline_) sticky_ = nullptr;
   hot_.store(false, std::memory_order_seq_cst);
   // Exits posted while we were leaving, or left for the next turn of the loop.
   if (!abandoned_ && (parked || count_.load(std::memory_order_seq_cst) != 0)) uv_async_send(&async_);
