@@ -22,6 +22,7 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { Kvm, runLoopAsync } from "@tsvmm/kvm-backend";
 import { benchRoot, compileC, median, outDir, quantile, result, runJson } from "../lib.mjs";
+import { makeVm, runPioSync } from "./guest-vm.mjs";
 
 const EXITS = 100_000;
 const ROUNDS = Number(process.env.TSVMM_BENCH_KVM_ROUNDS ?? 5);
@@ -35,30 +36,6 @@ function assemble16(name, src) {
   execFileSync("as", ["--64", "-o", o, s]);
   execFileSync("ld", ["-m", "elf_x86_64", "-Ttext", "0", "--oformat", "binary", "-e", "0", "-o", bin, o]);
   return bin;
-}
-
-/** One VM with 2 MiB and `n` vCPUs, all in real mode at 0:0x1000 (the code needs no stack). */
-function makeVm(kvm, code, n = 1) {
-  const vm = kvm.createVm();
-  vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 2 << 20 });
-  vm.memory.write(0x1000, code);
-  const vcpus = [];
-  for (let i = 0; i < n; i++) {
-    const vcpu = vm.createVcpu(i);
-    const s = vcpu.getSregs();
-    for (const k of ["cs", "ds", "es", "fs", "gs", "ss"]) {
-      s[k].base = 0n;
-      s[k].selector = 0;
-    }
-    vcpu.setSregs(s);
-    const r = vcpu.getRegs();
-    r.rip = 0x1000n;
-    r.rflags = 2n;
-    r.rsp = 0x7000n;
-    vcpu.setRegs(r);
-    vcpus.push(vcpu);
-  }
-  return { vm, vcpu: vcpus[0], vcpus };
 }
 
 /** Aggregate exits/s of `n` workers, each running its own 1-vCPU VM of `guest` synchronously. */
@@ -153,19 +130,8 @@ export default async function bench() {
     cPio.push(runJson(exe, ["pio", pioBin, "1"]).usPerExit);
     {
       const { vm, vcpu } = makeVm(kvm, pioCode);
-      let sink = 0;
-      let exits = 0;
       const t0 = process.hrtime.bigint();
-      for (;;) {
-        const e = vcpu.run();
-        exits++;
-        if (e.kind === "io") {
-          sink += e.port + e.value;
-          continue;
-        }
-        if (e.kind === "hlt") break;
-        throw new Error(`unexpected exit ${e.kind}`);
-      }
+      const { exits, sink } = runPioSync(vcpu);
       tsPio.push(Number(process.hrtime.bigint() - t0) / 1000 / exits);
       vm.close();
       if (sink < 0) throw new Error("unreachable");

@@ -5,42 +5,18 @@
 import { readFileSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import { Kvm } from "@tsvmm/kvm-backend";
+import { makeVm, runPioSync } from "./guest-vm.mjs";
 
 const { guest, words } = workerData;
 const flags = new Int32Array(words);
 const kvm = Kvm.open();
-const vm = kvm.createVm();
+const { vm, vcpu } = makeVm(kvm, readFileSync(guest));
 try {
-  vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 2 << 20 });
-  vm.memory.write(0x1000, readFileSync(guest));
-  const vcpu = vm.createVcpu(0);
-  const s = vcpu.getSregs();
-  for (const k of ["cs", "ds", "es", "fs", "gs", "ss"]) {
-    s[k].base = 0n;
-    s[k].selector = 0;
-  }
-  vcpu.setSregs(s);
-  const r = vcpu.getRegs();
-  r.rip = 0x1000n;
-  r.rflags = 2n;
-  r.rsp = 0x7000n;
-  vcpu.setRegs(r);
   Atomics.add(flags, 0, 1);
   Atomics.notify(flags, 0);
   Atomics.wait(flags, 1, 0);
-  let exits = 0;
-  let sink = 0;
   const t0 = process.hrtime.bigint();
-  for (;;) {
-    const e = vcpu.run();
-    exits++;
-    if (e.kind === "io") {
-      sink += e.port + e.value;
-      continue;
-    }
-    if (e.kind === "hlt") break;
-    throw new Error(`unexpected exit ${e.kind}`);
-  }
+  const { exits, sink } = runPioSync(vcpu);
   const us = Number(process.hrtime.bigint() - t0) / 1000;
   parentPort.postMessage({ exits, us, sink });
 } finally {
