@@ -949,6 +949,24 @@ Napi::Value SetRunRequest(const Napi::CallbackInfo& info) {
 }
 
 
+// ---- a vCPU run by a worker thread -------------------------------------------------------------
+// A worker issues its vCPU's KVM_RUN synchronously on its own thread (VcpuWorker): the thread that
+// kicks it needs that thread's id, and a signal to it alone.
+
+// threadId(): gettid() of the calling thread.
+Napi::Value ThreadId(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(syscall(SYS_gettid)));
+}
+
+// signalThread(tid): the kick signal to thread `tid` of this process (tgkill, so a tid reused by
+// another process is never hit): 0 or -errno. The handler does nothing for a kick but end KVM_RUN.
+Napi::Value SignalThread(const Napi::CallbackInfo& info) {
+  pid_t tid = static_cast<pid_t>(info[0].As<Napi::Number>().Int32Value());
+  if (tid <= 0) return Napi::Number::New(info.Env(), -EINVAL);
+  long r = syscall(SYS_tgkill, getpid(), tid, g_kick_signal);
+  return Napi::Number::New(info.Env(), r < 0 ? -errno : 0);
+}
+
 // ---- fd readiness ------------------------------------------------------------------------------
 // A uv_poll on the JavaScript thread's loop: the callback runs there when the fd is readable (an
 // ioeventfd signalled by a guest doorbell, a TAP device with a frame). No read is done here.
@@ -1019,6 +1037,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mmap", Napi::Function::New(env, Mmap));
   exports.Set("munmap", Napi::Function::New(env, Munmap));
   exports.Set("setRunRequest", Napi::Function::New(env, SetRunRequest));
+  exports.Set("threadId", Napi::Function::New(env, ThreadId));
+  exports.Set("signalThread", Napi::Function::New(env, SignalThread));
   exports.Set("openTap", Napi::Function::New(env, OpenTap));
   exports.Set("tapGetIff", Napi::Function::New(env, TapGetIff));
   exports.Set("tapSetVnetHdrSize", Napi::Function::New(env, TapSetVnetHdrSize));

@@ -30,6 +30,10 @@ export interface NativeAddon {
   preadv2(fd: number, buf: Uint8Array, position: number, flags: number): number;
   mmap(fd: number, length: number, prot: number, flags: number, offset: number): ArrayBuffer | number;
   munmap(buffer: ArrayBuffer): number;
+  /** gettid() of the calling thread. */
+  threadId(): number;
+  /** The kick signal to thread `tid` of this process (tgkill): 0 or -errno. */
+  signalThread(tid: number): number;
   /** The ioctl number the runner threads issue (KVM_RUN, from abi). */
   setRunRequest(request: number): void;
   /** Open /dev/net/tun (non-blocking) and TUNSETIFF with `flags`; the fd is closed on failure. */
