@@ -20,6 +20,8 @@ export type KvmErrorCode =
   | "KVM_INVALID_ARGUMENT"
   /** runAsync() while a run of the same vCPU is in flight, or run() during runAsync(). */
   | "KVM_VCPU_BUSY"
+  /** A VcpuWorker's thread could not start, load its handlers module, or died. */
+  | "KVM_WORKER_FAILED"
   /** The native addon is not built. */
   | "KVM_NATIVE_MISSING";
 

@@ -28,8 +28,8 @@ export interface RunLoopResult {
   readonly exits: number;
 }
 
-/** The dispatch of one exit: true when the loop must stop. Shared by both loops. */
-function dispatch(exit: VcpuExit, vcpu: Vcpu, handlers: ExitHandlers, o: RunLoopOptions): boolean {
+/** @internal The dispatch of one exit: true when the loop must stop. Shared by both loops and VcpuWorker. */
+export function dispatch(exit: VcpuExit, vcpu: Vcpu, handlers: ExitHandlers, o: RunLoopOptions): boolean {
   o.onExit?.(exit, vcpu);
   const h = handlers[exit.kind] as ((e: VcpuExit, v: Vcpu) => unknown) | undefined;
   if (h !== undefined) return h(exit, vcpu) === true;

@@ -84,20 +84,26 @@ export class Vcpu {
   /** This vCPU's dirty ring, when the VM enabled one before creating it (Vm.enableDirtyRing). */
   readonly dirtyRing: DirtyRing | undefined;
   private readonly ringAb: ArrayBuffer | undefined;
+  // Lent to a VcpuWorker: its thread issues KVM_RUN, this object only decodes forwarded exits.
+  private lease: VcpuLease | undefined;
 
-  /** @internal Created by Vm.createVcpu. */
+  /**
+   * @internal Created by Vm.createVcpu, or by a VcpuWorker's thread over the fd its owner lent
+   * (`owned` false: close() unmaps this thread's kvm_run and leaves the fd to its owner).
+   */
   constructor(
     fd: number,
     readonly id: number,
-    mmapSize: number,
+    private readonly mmapSize: number,
     private readonly onClose: (v: Vcpu) => void,
     dirtyRingBytes = 0,
+    private readonly owned = true,
   ) {
     this.n = native();
     const c = this.n.constants;
     const ab = this.n.mmap(fd, mmapSize, c.PROT_READ | c.PROT_WRITE, c.MAP_SHARED, 0);
     if (typeof ab === "number") {
-      this.n.close(fd);
+      if (owned) this.n.close(fd);
       throw syscallError("mmap", ab, "kvm_run");
     }
     if (dirtyRingBytes > 0) {
@@ -105,7 +111,7 @@ export class Vcpu {
       const ring = this.n.mmap(fd, dirtyRingBytes, c.PROT_READ | c.PROT_WRITE, c.MAP_SHARED, KVM_DIRTY_LOG_PAGE_OFFSET * 4096);
       if (typeof ring === "number") {
         this.n.munmap(ab);
-        this.n.close(fd);
+        if (owned) this.n.close(fd);
         throw syscallError("mmap", ring, "dirty ring");
       }
       this.ringAb = ring;
@@ -378,6 +384,7 @@ export class Vcpu {
    */
   run(): VcpuExit {
     const fd = this.live();
+    if (this.lease !== undefined) throw new KvmError("KVM_VCPU_BUSY", `vCPU ${this.id} is lent to a worker thread`);
     if (this.pending !== undefined) throw new KvmError("KVM_VCPU_BUSY", `vCPU ${this.id} is running on its thread`);
     this.syncRunning = true;
     this.syncFresh = this.syncWritable = false;
@@ -423,8 +430,8 @@ export class Vcpu {
       refuse(e);
       return;
     }
-    if (this.pending !== undefined || this.syncRunning) {
-      refuse(new KvmError("KVM_VCPU_BUSY", `vCPU ${this.id} is already running`));
+    if (this.pending !== undefined || this.syncRunning || this.lease !== undefined) {
+      refuse(new KvmError("KVM_VCPU_BUSY", `vCPU ${this.id} is ${this.lease === undefined ? "already running" : "lent to a worker thread"}`));
       return;
     }
     if (this.runner === undefined) {
@@ -487,6 +494,39 @@ export class Vcpu {
     if (this.fd < 0) return;
     this.runBuffer[RUN_IMMEDIATE_EXIT] = 1;
     this.runner?.kick();
+    this.lease?.kick();
+  }
+
+  /**
+   * @internal VcpuWorker: hand KVM_RUN to another thread. Until endLease(), run()/runAsync() refuse,
+   * kick() reaches that thread, and close() first has the lease give the vCPU back.
+   */
+  lend(lease: VcpuLease): { fd: number; mmapSize: number } {
+    const fd = this.live();
+    if (this.pending !== undefined || this.syncRunning || this.lease !== undefined) {
+      throw new KvmError("KVM_VCPU_BUSY", `vCPU ${this.id} is ${this.lease === undefined ? "running" : "already lent to a worker thread"}`);
+    }
+    this.dropSync();
+    this.lease = lease;
+    return { fd, mmapSize: this.mmapSize };
+  }
+  /** @internal */
+  endLease(): void {
+    this.lease = undefined;
+    this.syncFresh = this.syncWritable = false;
+  }
+  /**
+   * @internal The exit the borrowing thread's KVM_RUN left in kvm_run (this mapping shows the same
+   * page), for a handler on this thread; valid until exitHandled().
+   */
+  lentExit(interrupted: boolean): VcpuExit {
+    this.syncFresh = this.syncKinds !== 0;
+    this.syncWritable = !interrupted && this.syncFresh;
+    return interrupted ? this.decoder.interrupted : this.decoder.decode();
+  }
+  /** @internal The borrowing thread is about to re-enter KVM_RUN: the sync copy goes stale. */
+  lentExitHandled(): void {
+    this.syncFresh = this.syncWritable = false;
   }
 
   /** True while runAsync() has a KVM_RUN in flight. */
@@ -497,6 +537,9 @@ export class Vcpu {
   /** Stop the runner thread (kicking a running guest), unmap kvm_run and close the fd. Idempotent. */
   close(): void {
     if (this.fd < 0) return;
+    // The borrowing thread must be out of KVM_RUN and its loop before the fd number can be reused.
+    this.lease?.reclaim();
+    this.lease = undefined;
     this.runBuffer[RUN_IMMEDIATE_EXIT] = 1;
     if (this.runner !== undefined) {
       this.runner.close();
@@ -507,7 +550,7 @@ export class Vcpu {
     p?.onEnd(new KvmError("KVM_CLOSED", `vCPU ${this.id} was closed while running`));
     this.n.munmap(this.runAb);
     if (this.ringAb !== undefined) this.n.munmap(this.ringAb);
-    this.n.close(this.fd);
+    if (this.owned) this.n.close(this.fd);
     this.fd = -1;
     this.onClose(this);
   }
@@ -515,6 +558,14 @@ export class Vcpu {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** @internal What a vCPU lent to a worker thread needs from the borrower. */
+export interface VcpuLease {
+  /** Make the borrower's KVM_RUN in flight (or its next) return `interrupted`. */
+  kick(): void;
+  /** Synchronously: have the borrower leave KVM_RUN and its loop for good (the vCPU is closing). */
+  reclaim(): void;
 }
 
 /** A run in flight on the runner thread: who gets its exits, and who hears how it ended. */
