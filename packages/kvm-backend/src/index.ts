@@ -19,4 +19,7 @@ export { readNoWait } from "./read-nowait.js";
 export { type ExitHandlers, type RunLoopOptions, type RunLoopResult, runLoop, runLoopAsync } from "./run-loop.js";
 export { IFF, IFNAMSIZ, Tap, TapError, type TapErrorCode, type TapOptions, TUN_F } from "./tap.js";
 export { encodeCpuid2, Vcpu } from "./vcpu.js";
+export {
+  VcpuWorker, type VcpuWorkerContext, type VcpuWorkerHandlersFactory, type VcpuWorkerOptions, type VcpuWorkerRunOptions,
+} from "./vcpu-worker.js";
 export { type IoeventfdOptions, type MemorySlot, type MemorySlotOptions, Vm } from "./vm.js";

@@ -1,0 +1,98 @@
+// The thread of a VcpuWorker: it maps the lent vCPU's kvm_run, loads the handlers module, and on
+// each "run" message issues KVM_RUN synchronously here, dispatching each exit to the module's
+// handlers; an exit they do not take goes to the owner's thread (forward) while this one waits.
+import { type MessagePort, parentPort, workerData } from "node:worker_threads";
+import { RUN_IMMEDIATE_EXIT, type VcpuExit } from "./exits.js";
+import { native } from "./native.js";
+import type { ExitHandlers } from "./run-loop.js";
+import { Vcpu } from "./vcpu.js";
+import type { VcpuWorkerContext } from "./vcpu-worker.js";
+import { CTL, errorShape, FORWARD_REPLY, type ToOwner, type ToWorker, type VcpuWorkerData, WORKER_STATE } from "./vcpu-worker-protocol.js";
+
+if (parentPort === null) throw new Error("vcpu-worker-thread runs as a worker thread only");
+const port: MessagePort = parentPort;
+const wd = workerData as VcpuWorkerData;
+const ctl = new Int32Array(wd.ctl);
+const post = (m: ToOwner): void => port.postMessage(m);
+
+function setState(s: number): void {
+  Atomics.store(ctl, CTL.STATE, s);
+  Atomics.notify(ctl, CTL.STATE);
+}
+
+/** Hand `exit` to the owner's handlers and block until they answer: true ends the loop. */
+function forward(exit: VcpuExit): boolean {
+  const seq = (Atomics.load(ctl, CTL.REQ_SEQ) + 1) | 0;
+  Atomics.store(ctl, CTL.REQ_SEQ, seq);
+  setState(WORKER_STATE.FORWARDING);
+  post({ t: "forward", seq, interrupted: exit.kind === "interrupted" });
+  for (;;) {
+    const answered = Atomics.load(ctl, CTL.REPLY_SEQ);
+    if (answered === seq) break;
+    Atomics.wait(ctl, CTL.REPLY_SEQ, answered);
+  }
+  setState(WORKER_STATE.RUNNING);
+  return Atomics.load(ctl, CTL.REPLY) !== FORWARD_REPLY.CONTINUE;
+}
+
+async function main(): Promise<void> {
+  Atomics.store(ctl, CTL.TID, native().threadId());
+  let vcpu: Vcpu;
+  let handlers: ExitHandlers;
+  try {
+    vcpu = new Vcpu(wd.fd, wd.id, wd.mmapSize, () => {}, 0, false);
+    const mod = (await import(wd.module)) as { default?: unknown };
+    if (typeof mod.default !== "function") throw new TypeError(`${wd.module} has no default export making exit handlers`);
+    const ctx: VcpuWorkerContext = { vcpu, data: wd.data, forward };
+    const made: unknown = await (mod.default as (c: VcpuWorkerContext) => unknown)(ctx);
+    if (typeof made !== "object" || made === null) throw new TypeError(`${wd.module}'s default export returned no exit handlers`);
+    handlers = made as ExitHandlers;
+  } catch (e) {
+    post({ t: "failed", error: errorShape(e) });
+    return;
+  }
+
+  const run = (maxExits: number): void => {
+    setState(WORKER_STATE.RUNNING);
+    let n = 0;
+    let last: "exit" | "interrupted" | null = null;
+    try {
+      for (;;) {
+        if (Atomics.load(ctl, CTL.STOP) !== 0) {
+          // A stop consumes its kick: the next run starts clean.
+          vcpu.runBuffer[RUN_IMMEDIATE_EXIT] = 0;
+          break;
+        }
+        const exit = vcpu.run();
+        n++;
+        if (exit.kind === "interrupted" && Atomics.load(ctl, CTL.STOP) !== 0) {
+          last = "interrupted";
+          break;
+        }
+        const h = handlers[exit.kind] as ((e: VcpuExit, v: Vcpu) => unknown) | undefined;
+        const stop = h === undefined ? forward(exit) : h(exit, vcpu) === true;
+        if (stop || n >= maxExits) {
+          last = exit.kind === "interrupted" ? "interrupted" : "exit";
+          break;
+        }
+      }
+    } catch (e) {
+      setState(WORKER_STATE.IDLE);
+      post({ t: "error", exits: n, error: errorShape(e) });
+      return;
+    }
+    setState(WORKER_STATE.IDLE);
+    post({ t: "end", exits: n, last });
+  };
+
+  port.on("message", (m: ToWorker) => {
+    if (m.t === "run") run(m.maxExits);
+    else {
+      vcpu.close();
+      port.close();
+    }
+  });
+  post({ t: "ready" });
+}
+
+void main();

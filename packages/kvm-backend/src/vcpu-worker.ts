@@ -1,0 +1,285 @@
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+import { KvmError, type KvmErrorCode } from "./errors.js";
+import { RUN_IMMEDIATE_EXIT, type VcpuExit } from "./exits.js";
+import { native } from "./native.js";
+import { dispatch, type ExitHandlers, type RunLoopResult } from "./run-loop.js";
+import type { Vcpu } from "./vcpu.js";
+import {
+  CTL, CTL_WORDS, FORWARD_REPLY, type ToOwner, type ToWorker, type VcpuWorkerData, WORKER_STATE, type WorkerErrorShape,
+} from "./vcpu-worker-protocol.js";
+
+/** What the handlers module's default export gets, on the worker thread. */
+export interface VcpuWorkerContext<D = unknown> {
+  /** The worker thread's view of the vCPU (same fd, its own kvm_run mapping); it is not closed by the module. */
+  readonly vcpu: Vcpu;
+  /** VcpuWorkerOptions.data, structured-cloned: SharedArrayBuffers in it are shared with the owner. */
+  readonly data: D;
+  /**
+   * Hand this exit to the owner's handlers (VcpuWorker.run's) and block this thread until they have
+   * run: true when they ended the loop. Exits of a kind the module has no handler for go this way
+   * by themselves.
+   */
+  forward(exit: VcpuExit): boolean;
+}
+
+/**
+ * The type of the handlers module's default export: it makes the exit handlers run on the
+ * worker thread (synchronously, once per exit; return true to end the loop, as with runLoop).
+ */
+export type VcpuWorkerHandlersFactory<D = unknown> = (ctx: VcpuWorkerContext<D>) => ExitHandlers | Promise<ExitHandlers>;
+
+export interface VcpuWorkerOptions {
+  /** URL (file:, data:) or path of an ES module whose default export is a VcpuWorkerHandlersFactory. */
+  module: string | URL;
+  /** Passed to the factory (structured clone: share device state as SharedArrayBuffers). */
+  data?: unknown;
+}
+
+export interface VcpuWorkerRunOptions {
+  /** Stop after this many exits (the last one included), counted on the worker thread. */
+  maxExits?: number;
+  /** For forwarded exits no handler of run() takes; return true to stop (the default when absent). */
+  unhandled?: (exit: VcpuExit, vcpu: Vcpu) => unknown;
+}
+
+// The thread's entry, built beside this package's index (tsup entry `vcpu-worker-thread`). From
+// source (src/) and from dist/ alike the package root is one up.
+function threadEntry(): string {
+  const here = typeof __dirname === "string" ? __dirname : dirname(fileURLToPath(import.meta.url));
+  return join(here, "..", "dist", "vcpu-worker-thread.js");
+}
+
+function fromWorker(e: WorkerErrorShape, id: number, where: string): KvmError {
+  const cause = Object.assign(new Error(e.message), { name: e.name, stack: e.stack, code: e.code });
+  if (e.name === "KvmError" && e.code !== undefined) {
+    const err = new KvmError(e.code as KvmErrorCode, e.message, { errno: e.errno, ioctl: e.ioctl, cause });
+    return err;
+  }
+  return new KvmError("KVM_WORKER_FAILED", `vCPU ${id}'s worker thread: ${where}: ${e.name}: ${e.message}`, { cause });
+}
+
+/** How long close() waits for the thread to leave KVM_RUN (a spinning guest sees the signal at a host tick). */
+const RECLAIM_MS = 2000;
+
+/**
+ * One vCPU whose run loop runs synchronously on a worker thread of its own, with exit handlers that
+ * live there (a handlers module: devices whose state is in SharedArrayBuffers, reached with
+ * Atomics), and every exit they do not take handed to handlers on this thread — the slow path —
+ * while the worker waits. The event loop here stays free; vCPUs of one VM run truly in parallel,
+ * each at the synchronous loop's speed.
+ *
+ * While the worker holds it, the Vcpu refuses run()/runAsync(), its kick() reaches the worker, and
+ * its close() (or its VM's) first takes it back. Handlers here get the exit and this thread's Vcpu,
+ * as with runLoop: state ioctls and the exit's data work as usual.
+ */
+export class VcpuWorker {
+  private readonly ctl: Int32Array;
+  private readonly worker: Worker;
+  private current: { resolve: (r: RunLoopResult) => void; reject: (e: unknown) => void; handlers: ExitHandlers; options: VcpuWorkerRunOptions; failure?: unknown } | undefined;
+  private state: "starting" | "ready" | "closed" | "dead" = "starting";
+  private readonly ready: Promise<void>;
+  private readonly exited: Promise<void>;
+
+  private constructor(
+    readonly vcpu: Vcpu,
+    options: VcpuWorkerOptions,
+  ) {
+    const entry = threadEntry();
+    if (!existsSync(entry)) {
+      throw new KvmError("KVM_WORKER_FAILED", `the vCPU worker's entry ${entry} is missing; build @tsvmm/kvm-backend (npm run build)`);
+    }
+    // A URL (file:, data:) as given; anything else is a path.
+    const module = options.module instanceof URL ? options.module.href : /^[a-z][a-z0-9+.-]+:/i.test(options.module) ? options.module : pathToFileURL(options.module).href;
+    this.ctl = new Int32Array(new SharedArrayBuffer(CTL_WORDS * 4));
+    const lent = vcpu.lend({ kick: () => this.signal(), reclaim: () => this.reclaim() });
+    const data: VcpuWorkerData = { fd: lent.fd, id: vcpu.id, mmapSize: lent.mmapSize, module, data: options.data, ctl: this.ctl.buffer as SharedArrayBuffer };
+    try {
+      this.worker = new Worker(entry, { workerData: data, name: `tsvmm-vcpu-${vcpu.id}` });
+    } catch (e) {
+      vcpu.endLease();
+      throw new KvmError("KVM_WORKER_FAILED", `vCPU ${vcpu.id}'s worker thread did not start`, { cause: e });
+    }
+    this.exited = new Promise((resolve) => this.worker.once("exit", () => resolve()));
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.worker.on("message", (m: ToOwner) => {
+        if (m.t === "ready") {
+          this.state = "ready";
+          this.worker.unref();
+          resolve();
+        } else if (m.t === "failed") {
+          this.die();
+          reject(fromWorker(m.error, vcpu.id, `loading ${module}`));
+        } else this.onMessage(m);
+      });
+      const lost = (e: unknown): void => {
+        const was = this.state;
+        this.die();
+        const err = new KvmError("KVM_WORKER_FAILED", `vCPU ${vcpu.id}'s worker thread ${e === undefined ? "exited" : "failed"}`, { cause: e });
+        if (was === "starting") reject(err);
+        this.settle(err);
+      };
+      this.worker.on("error", lost);
+      this.worker.on("exit", () => {
+        if (this.state !== "closed" && this.state !== "dead") lost(undefined);
+      });
+    });
+  }
+
+  /**
+   * Start a worker thread for `vcpu`, load `options.module` there and make its handlers. Rejects
+   * with KVM_WORKER_FAILED if the thread or the module fails, KVM_VCPU_BUSY if the vCPU is running.
+   */
+  static async start(vcpu: Vcpu, options: VcpuWorkerOptions): Promise<VcpuWorker> {
+    const w = new VcpuWorker(vcpu, options);
+    try {
+      await w.ready;
+    } catch (e) {
+      await w.close();
+      throw e;
+    }
+    return w;
+  }
+
+  /** True while a run() is in flight. */
+  get running(): boolean {
+    return this.current !== undefined;
+  }
+
+  /**
+   * Run the vCPU on the worker until a handler (the worker's or one here) returns true, maxExits
+   * is reached, or stop(). Resolves with the exit that ended it, decoded from kvm_run on this
+   * thread (undefined when stop() ended it before a KVM_RUN) and the number of exits taken.
+   */
+  run(handlers: ExitHandlers = {}, options: VcpuWorkerRunOptions = {}): Promise<RunLoopResult> {
+    if (this.state === "closed" || this.state === "dead") return Promise.reject(new KvmError("KVM_CLOSED", `vCPU ${this.vcpu.id}'s worker is closed`));
+    if (this.current !== undefined) return Promise.reject(new KvmError("KVM_VCPU_BUSY", `vCPU ${this.vcpu.id} is already running on its worker`));
+    const maxExits = options.maxExits ?? Number.POSITIVE_INFINITY;
+    if (!(maxExits >= 1)) return Promise.reject(new KvmError("KVM_INVALID_ARGUMENT", `maxExits must be at least 1, not ${maxExits}`));
+    return new Promise<RunLoopResult>((resolve, reject) => {
+      this.current = { resolve, reject, handlers, options };
+      Atomics.store(this.ctl, CTL.STOP, 0);
+      this.worker.ref();
+      this.send({ t: "run", maxExits });
+    });
+  }
+
+  /** End the run: before the worker's next KVM_RUN, or the one in flight as an `interrupted` exit (not dispatched). */
+  stop(): void {
+    if (this.state !== "ready") return;
+    Atomics.store(this.ctl, CTL.STOP, 1);
+    this.vcpu.runBuffer[RUN_IMMEDIATE_EXIT] = 1;
+    this.signal();
+  }
+
+  /** Make the worker's KVM_RUN in flight, or its next, return an `interrupted` exit (Vcpu.kick). */
+  kick(): void {
+    this.vcpu.kick();
+  }
+
+  /**
+   * Stop the run (a run in flight rejects with KVM_CLOSED), end the thread and give the vCPU back
+   * to its owner: run()/runAsync() work on it again. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.state !== "closed" && this.state !== "dead") {
+      this.reclaim();
+      this.vcpu.endLease();
+    }
+    await this.exited;
+  }
+
+  private send(m: ToWorker): void {
+    this.worker.postMessage(m);
+  }
+
+  private signal(): void {
+    const s = Atomics.load(this.ctl, CTL.STATE);
+    const tid = Atomics.load(this.ctl, CTL.TID);
+    if (s === WORKER_STATE.RUNNING && tid > 0) native().signalThread(tid);
+  }
+
+  private onMessage(m: ToOwner): void {
+    const cur = this.current;
+    if (m.t === "forward") {
+      if (cur === undefined || cur.failure !== undefined) {
+        this.reply(m.seq, FORWARD_REPLY.STOP);
+        return;
+      }
+      let stop: unknown;
+      try {
+        const exit = this.vcpu.lentExit(m.interrupted);
+        stop = dispatch(exit, this.vcpu, cur.handlers, cur.options);
+      } catch (e) {
+        cur.failure = e;
+        stop = true;
+      }
+      this.reply(m.seq, stop === true ? FORWARD_REPLY.STOP : FORWARD_REPLY.CONTINUE);
+      return;
+    }
+    if (m.t !== "end" && m.t !== "error") return;
+    this.current = undefined;
+    if (this.state === "ready") this.worker.unref();
+    if (cur === undefined) return;
+    if (cur.failure !== undefined) cur.reject(cur.failure);
+    else if (m.t === "error") cur.reject(fromWorker(m.error, this.vcpu.id, "in the run loop"));
+    else {
+      const exit = m.last === null ? undefined : this.vcpu.lentExit(m.last === "interrupted");
+      cur.resolve({ exit, exits: m.exits });
+    }
+  }
+
+  private reply(seq: number, value: number): void {
+    this.vcpu.lentExitHandled();
+    Atomics.store(this.ctl, CTL.REPLY, value);
+    Atomics.store(this.ctl, CTL.REPLY_SEQ, seq);
+    Atomics.notify(this.ctl, CTL.REPLY_SEQ);
+  }
+
+  /**
+   * Synchronously: the worker out of KVM_RUN and its loop for good (the vCPU or its VM is closing,
+   * and the fd number must not be reused under a KVM_RUN of the worker's). A forwarded exit waiting
+   * for an answer gets "closed".
+   */
+  private reclaim(): void {
+    if (this.state === "closed" || this.state === "dead") return;
+    const wasStarting = this.state === "starting";
+    this.state = "closed";
+    Atomics.store(this.ctl, CTL.STOP, 1);
+    this.vcpu.runBuffer[RUN_IMMEDIATE_EXIT] = 1;
+    const until = Date.now() + RECLAIM_MS;
+    for (;;) {
+      const s = Atomics.load(this.ctl, CTL.STATE);
+      if (s === WORKER_STATE.IDLE) {
+        // Out of its loop for good (STOP stays set): the kick is spent, the owner starts clean.
+        this.vcpu.runBuffer[RUN_IMMEDIATE_EXIT] = 0;
+        break;
+      }
+      if (s === WORKER_STATE.FORWARDING) this.reply(Atomics.load(this.ctl, CTL.REQ_SEQ), FORWARD_REPLY.CLOSED);
+      else this.signal();
+      if (Date.now() >= until) break;
+      Atomics.wait(this.ctl, CTL.STATE, s, 5);
+    }
+    const cur = this.current;
+    this.current = undefined;
+    cur?.reject(new KvmError("KVM_CLOSED", `vCPU ${this.vcpu.id}'s worker was closed while running`));
+    if (!wasStarting) this.send({ t: "close" });
+    void this.worker.terminate();
+  }
+
+  /** The thread is gone or unusable: give the vCPU back. */
+  private die(): void {
+    if (this.state === "closed" || this.state === "dead") return;
+    this.state = "dead";
+    this.vcpu.endLease();
+    void this.worker.terminate();
+  }
+
+  private settle(e: unknown): void {
+    const cur = this.current;
+    this.current = undefined;
+    cur?.reject(e);
+  }
+}

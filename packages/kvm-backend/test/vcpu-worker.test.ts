@@ -1,0 +1,233 @@
+import { readdirSync } from "node:fs";
+import { type IoExit, Kvm, KvmError, requireKvm, type Vcpu, VcpuWorker, type Vm } from "@tsvmm/kvm-backend";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { assemble, enterRealMode } from "./helpers.js";
+
+// The thread's entry is the built package (a worker does not go through the test runner), and so
+// is the handlers module: plain JavaScript.
+const devices = new URL("./fixtures/vcpu-worker-devices.mjs", import.meta.url);
+const hasKvm = requireKvm();
+
+const openFds = (): number => readdirSync("/proc/self/fd").length;
+const tasks = (): number => readdirSync("/proc/self/task").length;
+
+interface Shared {
+  tickets: SharedArrayBuffer;
+  counts: SharedArrayBuffer;
+  hltHere?: boolean;
+  failToLoad?: boolean;
+}
+const shared = (extra: Partial<Shared> = {}): Shared => ({ tickets: new SharedArrayBuffer(4), counts: new SharedArrayBuffer(64), ...extra });
+
+/** A VM of `code` (real mode, at 0x1000 + i*0x100 for vCPU i) with `n` vCPUs. */
+function vmOf(kvm: Kvm, codes: Buffer[]): { vm: Vm; vcpus: Vcpu[] } {
+  const vm = kvm.createVm();
+  vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 1 << 20 });
+  const vcpus = codes.map((code, i) => {
+    vm.memory.write(0x1000 + i * 0x100, code);
+    const v = vm.createVcpu(i);
+    enterRealMode(v, 0x1000 + i * 0x100);
+    return v;
+  });
+  return { vm, vcpus };
+}
+
+/** Wait until `cond()` or fail after `ms`. */
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+describe.runIf(hasKvm)("VcpuWorker: a vCPU's loop on its own thread, its devices in shared memory", () => {
+  it("vCPUs of one VM on workers hammer one shared-memory device: every ticket handed out exactly once, in each vCPU's order", async () => {
+    const kvm = Kvm.open();
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 2, max: 3 }), fc.array(fc.integer({ min: 1, max: 3000 }), { minLength: 3, maxLength: 3 }), async (nv, counts) => {
+          const codes = Array.from({ length: nv }, (_, i) =>
+            assemble(`mov ecx, ${counts[i]}\n mov di, ${0x2000 + i * 0x4000}\n1: in eax, 0x10\n mov [di], eax\n add di, 4\n dec ecx\n jnz 1b\n hlt`, 16, 0x1000 + i * 0x100),
+          );
+          const { vm, vcpus } = vmOf(kvm, codes);
+          const data = shared();
+          const workers: VcpuWorker[] = [];
+          try {
+            for (const v of vcpus) workers.push(await VcpuWorker.start(v, { module: devices, data }));
+            // HLT has no handler on the worker: it comes here, decoded from the same kvm_run.
+            const halted: number[] = [];
+            const results = await Promise.all(workers.map((w) => w.run({ hlt: (_e, v) => halted.push(v.id) > 0 })));
+            const total = counts.slice(0, nv).reduce((a, b) => a + b, 0);
+            expect(new Int32Array(data.tickets)[0]).toBe(total);
+            expect(halted.sort()).toEqual(vcpus.map((v) => v.id));
+            const seen: number[] = [];
+            for (let i = 0; i < nv; i++) {
+              expect(results[i]!.exit?.kind).toBe("hlt");
+              expect(results[i]!.exits).toBe(counts[i]! + 1);
+              const mine: number[] = [];
+              for (let k = 0; k < counts[i]!; k++) mine.push(vm.memory.readU32(0x2000 + i * 0x4000 + k * 4));
+              for (let k = 1; k < mine.length; k++) expect(mine[k]!).toBeGreaterThan(mine[k - 1]!);
+              seen.push(...mine);
+            }
+            seen.sort((a, b) => a - b);
+            expect(seen).toEqual(Array.from({ length: total }, (_, k) => k));
+          } finally {
+            for (const w of workers) await w.close();
+            vm.close();
+          }
+        }),
+        { numRuns: 6 },
+      );
+    } finally {
+      kvm.close();
+    }
+  });
+
+  it("exits the worker does not take reach this thread's handlers with the exit, the vCPU's state and the answer to an IN", async () => {
+    const kvm = Kvm.open();
+    // OUT 0x12 three times (forwarded), OUT 0x11 (taken on the worker), IN 0x12 (answered here), stored at 0x3000.
+    const code = assemble("mov ax, 0x41\n out 0x12, ax\n inc ax\n out 0x12, ax\n out 0x11, al\n inc ax\n out 0x12, ax\n in ax, 0x12\n mov [0x3000], ax\n hlt", 16, 0x1000);
+    const { vm, vcpus } = vmOf(kvm, [code]);
+    const data = shared();
+    const w = await VcpuWorker.start(vcpus[0]!, { module: devices, data });
+    try {
+      const outs: Array<{ value: number; rip: bigint }> = [];
+      const r = await w.run({
+        io: (e: IoExit, v) => {
+          if (e.direction === "in") e.setValue(0xbeef);
+          else outs.push({ value: e.value, rip: v.getRegs().rip });
+          return false;
+        },
+        hlt: () => true,
+      });
+      expect(outs.map((o) => o.value)).toEqual([0x41, 0x42, 0x43]);
+      // KVM completed each OUT before exiting: RIP is past it (a 2-byte `out imm8, ax` in 16-bit code).
+      expect(outs[0]!.rip).toBe(0x1005n);
+      expect(new Int32Array(data.counts)[0]).toBe(1);
+      expect(vm.memory.readU16(0x3000)).toBe(0xbeef);
+      expect(r).toMatchObject({ exits: 6 });
+      expect(r.exit?.kind).toBe("hlt");
+    } finally {
+      await w.close();
+      vm.close();
+      kvm.close();
+    }
+  });
+
+  it("stop() ends a run exiting back to back, kick() one spinning without exits; the event loop stays free; run() goes on after", async () => {
+    const kvm = Kvm.open();
+    const exiting = assemble("1: out 0x11, al\n jmp 1b", 16, 0x1000);
+    const spinning = assemble("mov ecx, 2000\n1: out 0x11, al\n dec ecx\n jnz 1b\n2: jmp 2b", 16, 0x1100);
+    const { vm, vcpus } = vmOf(kvm, [exiting, spinning]);
+    const data = shared();
+    const [a, b] = [await VcpuWorker.start(vcpus[0]!, { module: devices, data }), await VcpuWorker.start(vcpus[1]!, { module: devices, data })];
+    try {
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 1);
+      const ra = a.run();
+      const rb = b.run({ interrupted: () => true });
+      const counts = new Int32Array(data.counts);
+      await until(() => counts[0]! > 10_000 && counts[1]! >= 2000 && ticks > 20);
+      expect(a.running).toBe(true);
+      a.stop();
+      const ea = await ra;
+      // Either the KVM_RUN in flight was cut short, or the loop saw the stop between two exits.
+      expect(ea.exit === undefined || ea.exit.kind === "interrupted").toBe(true);
+      expect(ea.exits).toBeGreaterThan(10_000);
+      b.kick();
+      const eb = await rb;
+      expect(eb.exit?.kind).toBe("interrupted");
+      expect(eb.exits).toBe(2001);
+      clearInterval(timer);
+      expect(ticks).toBeGreaterThan(20);
+      // The same worker runs the vCPU again from where it stopped.
+      const before = counts[0]!;
+      const again = await a.run({}, { maxExits: 500 });
+      expect(again.exits).toBe(500);
+      expect(counts[0]! - before).toBe(500);
+    } finally {
+      await a.close();
+      await b.close();
+      vm.close();
+      kvm.close();
+    }
+  });
+
+  it("while lent, the vCPU refuses to run elsewhere; after close() it is its owner's again", async () => {
+    const kvm = Kvm.open();
+    const code = assemble("out 0x11, al\n hlt", 16, 0x1000);
+    const { vm, vcpus } = vmOf(kvm, [code]);
+    const v = vcpus[0]!;
+    const w = await VcpuWorker.start(v, { module: devices, data: shared() });
+    try {
+      expect(() => v.run()).toThrow(expect.objectContaining({ code: "KVM_VCPU_BUSY" }));
+      await expect(v.runAsync()).rejects.toMatchObject({ code: "KVM_VCPU_BUSY" });
+      await expect(VcpuWorker.start(v, { module: devices, data: shared() })).rejects.toMatchObject({ code: "KVM_VCPU_BUSY" });
+      const first = w.run({}, { maxExits: 1 });
+      await expect(w.run()).rejects.toMatchObject({ code: "KVM_VCPU_BUSY" });
+      expect((await first).exit?.kind).toBe("io");
+      await expect(w.run({}, { maxExits: 0 })).rejects.toMatchObject({ code: "KVM_INVALID_ARGUMENT" });
+    } finally {
+      await w.close();
+    }
+    await expect(w.run()).rejects.toMatchObject({ code: "KVM_CLOSED" });
+    // Back with its owner: the next exit is the HLT after the OUT the worker took.
+    expect(v.run().kind).toBe("hlt");
+    vm.close();
+    kvm.close();
+  });
+
+  it("a failing module, worker handler or owner handler rejects with a typed error and gives the vCPU back", async () => {
+    const kvm = Kvm.open();
+    const code = assemble("mov ax, 7\n out 0x13, ax\n out 0x12, ax\n hlt", 16, 0x1000);
+    const { vm, vcpus } = vmOf(kvm, [code]);
+    const v = vcpus[0]!;
+    try {
+      const missing = new URL("./fixtures/no-such-module.mjs", import.meta.url);
+      const e1 = await VcpuWorker.start(v, { module: missing }).catch((e: unknown) => e);
+      expect(e1).toBeInstanceOf(KvmError);
+      expect(e1).toMatchObject({ code: "KVM_WORKER_FAILED", message: expect.stringContaining("no-such-module.mjs") });
+      await expect(VcpuWorker.start(v, { module: devices, data: shared({ failToLoad: true }) })).rejects.toMatchObject({
+        code: "KVM_WORKER_FAILED",
+        message: expect.stringContaining("refuses to load"),
+      });
+      // Data that cannot cross to the thread.
+      await expect(VcpuWorker.start(v, { module: devices, data: { f: () => 1 } })).rejects.toMatchObject({ code: "KVM_WORKER_FAILED" });
+
+      const w = await VcpuWorker.start(v, { module: devices, data: shared() });
+      await expect(w.run()).rejects.toMatchObject({ code: "KVM_WORKER_FAILED", message: expect.stringContaining("device 0x13 rejects 7") });
+      // The thread survived its handler's throw: the next exit (OUT 0x12) is forwarded, and a
+      // throwing handler here rejects the run with its own error.
+      const mine = new Error("owner's device failed");
+      await expect(w.run({ io: () => { throw mine; } })).rejects.toBe(mine);
+      await w.close();
+      expect(v.run().kind).toBe("hlt");
+    } finally {
+      vm.close();
+      kvm.close();
+    }
+  });
+
+  it("closing the VM while workers run takes the vCPUs back first; threads and fds are released", async () => {
+    const kvm = Kvm.open();
+    const fds0 = openFds();
+    const tasks0 = tasks();
+    for (const guest of ["1: out 0x11, al\n jmp 1b", "1: jmp 1b", "1: out 0x12, al\n jmp 1b"]) {
+      const code = assemble(guest, 16, 0x1000);
+      const { vm, vcpus } = vmOf(kvm, [code, code]);
+      const workers = await Promise.all(vcpus.map((v) => VcpuWorker.start(v, { module: devices, data: shared() })));
+      // The third guest's exits are forwarded here: a worker is mostly waiting for this thread,
+      // which is busy closing the VM, and must be told.
+      const runs = workers.map((w) => w.run({ io: () => false }).catch((e: unknown) => e));
+      await new Promise((r) => setTimeout(r, 30));
+      vm.close();
+      for (const e of await Promise.all(runs)) expect(e).toMatchObject({ code: "KVM_CLOSED" });
+      for (const w of workers) await w.close();
+    }
+    await until(() => tasks() <= tasks0);
+    expect(openFds()).toBe(fds0);
+    kvm.close();
+  });
+});
