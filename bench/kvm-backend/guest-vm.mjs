@@ -1,5 +1,4 @@
-// The VM every kvm-backend figure runs its guest in, and the synchronous PIO loop, shared by
-// index.mjs and sync-worker.mjs (a worker builds its own VM with the same helpers).
+// The VM every kvm-backend figure runs its guest in, and the synchronous PIO loop.
 
 /** One VM with 2 MiB and `n` vCPUs, all in real mode at 0:0x1000 (the code needs no stack). */
 export function makeVm(kvm, code, n = 1) {

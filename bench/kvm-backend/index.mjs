@@ -5,13 +5,14 @@
 //    each exit dispatched to a handler on the JavaScript thread), µs per PIO exit.
 //  - exits-2vcpu: aggregate exits/s of one VM with two vCPUs on runLoopAsync; ratio = 2-vCPU ÷
 //    1-vCPU exits/s (the C program's own 2-thread figure is recorded beside it for context, and
-//    how far the other vCPU had got when the first halted: 1 = both level). Beside it too, for the
-//    design argument in the kvm-backend README: the same guest in 1 and 2 worker threads, each a
-//    1-vCPU VM run synchronously with its handler in the worker (sync-worker.mjs).
+//    how far the other vCPU had got when the first halted: 1 = both level).
+//  - exits-2vcpu-worker: the same VM with each vCPU on a VcpuWorker (its loop synchronous on a
+//    thread of its own, the PIO handler there: pio-worker-handlers.mjs); ratio = 2-vCPU ÷ 1-vCPU
+//    exits/s, both on VcpuWorker.
 //  - event-loop-p99: while both vCPUs exit as fast as they can, how long a setTimeout(1 ms) takes to
 //    fire, 99th percentile (the event loop must stay free: goal ≤ 2 ms).
 //  - kick-to-stop-p99: from vcpu.kick() to runLoopAsync settling, for a vCPU taking exits back to
-//    back (goal ≤ 1 ms); kick-to-stop-spinning-p99: the same for a guest spinning without exits,
+//    back (goal ≤ 1 ms; beside it, VcpuWorker.stop() and .kick() to its run settling); kick-to-stop-spinning-p99: the same for a guest spinning without exits,
 //    beside C signalling its KVM_RUN thread (the host only sees that signal at a scheduler tick).
 //  - vm-create-to-hlt: create a VM with memory and one vCPU, run it to HLT, close it.
 // C and TypeScript runs alternate so both see the same machine; figures are medians of rounds.
@@ -19,8 +20,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import { Worker } from "node:worker_threads";
-import { Kvm, runLoopAsync } from "@tsvmm/kvm-backend";
+import { Kvm, runLoopAsync, VcpuWorker } from "@tsvmm/kvm-backend";
 import { benchRoot, compileC, median, outDir, quantile, result, runJson } from "../lib.mjs";
 import { makeVm, runPioSync } from "./guest-vm.mjs";
 
@@ -38,26 +38,50 @@ function assemble16(name, src) {
   return bin;
 }
 
-/** Aggregate exits/s of `n` workers, each running its own 1-vCPU VM of `guest` synchronously. */
-async function syncWorkers(guest, n) {
-  const words = new SharedArrayBuffer(8);
-  const flags = new Int32Array(words);
-  const workers = Array.from({ length: n }, () => new Worker(new URL("./sync-worker.mjs", import.meta.url), { workerData: { guest, words } }));
+const workerHandlers = new URL("./pio-worker-handlers.mjs", import.meta.url);
+
+/** Aggregate exits/s of one VM of `code` with `n` vCPUs, each on a VcpuWorker (started before the clock). */
+async function vcpuWorkers(kvm, code, n) {
+  const { vm, vcpus } = makeVm(kvm, code, n);
+  const workers = [];
   try {
-    const done = workers.map((w) => new Promise((resolve, reject) => {
-      w.once("message", resolve);
-      w.once("error", reject);
-    }));
-    while (Atomics.load(flags, 0) < n) await new Promise((r) => setTimeout(r, 1));
+    for (const v of vcpus) workers.push(await VcpuWorker.start(v, { module: workerHandlers }));
     const t0 = process.hrtime.bigint();
-    Atomics.store(flags, 1, 1);
-    Atomics.notify(flags, 1);
-    const rs = await Promise.all(done);
+    const rs = await Promise.all(workers.map((w) => w.run({ hlt: () => true })));
     const us = Number(process.hrtime.bigint() - t0) / 1000;
+    for (const r of rs) if (r.exit?.kind !== "hlt") throw new Error(`unexpected exit ${r.exit?.kind}`);
     return rs.reduce((sum, r) => sum + r.exits, 0) / (us / 1e6);
   } finally {
-    await Promise.all(workers.map((w) => w.terminate()));
+    for (const w of workers) await w.close();
+    vm.close();
   }
+}
+
+/**
+ * For one VcpuWorker whose guest exits back to back: stop() to run() settling (the worker ends its
+ * loop itself: one hop to this thread), or kick() to run() settling (the `interrupted` exit has no
+ * handler on the worker, so it is forwarded here and answered: two hops).
+ */
+async function workerStopLatencies(kvm, code, rounds, how) {
+  const { vm, vcpu } = makeVm(kvm, code);
+  const w = await VcpuWorker.start(vcpu, { module: workerHandlers });
+  const out = [];
+  try {
+    for (let i = 0; i < rounds; i++) {
+      const done = w.run({ interrupted: () => true });
+      await new Promise((r) => setTimeout(r, 3));
+      const t0 = performance.now();
+      if (how === "stop") w.stop();
+      else w.kick();
+      const { exit } = await done;
+      out.push(performance.now() - t0);
+      if (how === "kick" ? exit?.kind !== "interrupted" : exit !== undefined && exit.kind !== "interrupted") throw new Error(`${how}: worker run ended on ${exit?.kind}`);
+    }
+  } finally {
+    await w.close();
+    vm.close();
+  }
+  return out;
 }
 
 /** The handlers the async figures use: the same work as the C loop (read port and data). */
@@ -179,8 +203,8 @@ export default async function bench() {
       tsTwo.push((rs[0].exits + rs[1].exits) / (us / 1e6));
       vm.close();
     }
-    workersOne.push(await syncWorkers(pioBin, 1));
-    workersTwo.push(await syncWorkers(pioBin, 2));
+    workersOne.push(await vcpuWorkers(kvm, pioCode, 1));
+    workersTwo.push(await vcpuWorkers(kvm, pioCode, 2));
     load.push(loadavg()[0]);
   }
   const c = median(cPio);
@@ -193,8 +217,14 @@ export default async function bench() {
       cTwoVcpuExitsPerSec: median(cTwo),
       cOneVcpuExitsPerSec: 1e6 / c,
       otherVcpuProgressAtFirstHlt: fairness.map((x) => Number(x.toFixed(3))),
-      syncWorkerOneExitsPerSec: median(workersOne),
-      syncWorkersTwoExitsPerSec: median(workersTwo),
+      ...machine,
+    }),
+  );
+  rows.push(
+    result("exits-2vcpu-worker", median(workersTwo), "exits/s", median(workersOne), {
+      goal: "ratio >= 1.6 (ratio = 2-vCPU ÷ 1-vCPU exits/s, both VcpuWorker: handler on the vCPU's thread)",
+      perRound: workersTwo.map((two, i) => Number((two / workersOne[i]).toFixed(3))),
+      cTwoVcpuExitsPerSec: median(cTwo),
       ...machine,
     }),
   );
@@ -214,12 +244,18 @@ export default async function bench() {
   // on this host that signal is only seen at a scheduler tick, for C as for us.
   const kicksExiting = await kickLatencies(kvm, readFileSync(outLoopBin), 50);
   const kicksSpinning = await kickLatencies(kvm, readFileSync(spinBin), 50);
+  const stopsWorker = await workerStopLatencies(kvm, readFileSync(outLoopBin), 50, "stop");
+  const kicksWorker = await workerStopLatencies(kvm, readFileSync(outLoopBin), 50, "kick");
   const cKick = runJson(exe, ["kick", spinBin, "50"]);
   rows.push(
     result("kick-to-stop-p99", quantile(kicksExiting, 0.99), "ms", null, {
       goal: "<= 1 (kick() to runLoopAsync settled, guest exiting back to back)",
       samples: kicksExiting.length,
       median: median(kicksExiting),
+      vcpuWorkerStopP99: quantile(stopsWorker, 0.99),
+      vcpuWorkerStopMedian: median(stopsWorker),
+      vcpuWorkerKickP99: quantile(kicksWorker, 0.99),
+      vcpuWorkerKickMedian: median(kicksWorker),
     }),
   );
   rows.push(

@@ -19,8 +19,8 @@ async function runBlock(code: string): Promise<string[]> {
 }
 
 describe.runIf(requireKvm())("README examples", () => {
-  it("has the three examples", () => {
-    expect(blocks).toHaveLength(3);
+  it("has the four examples", () => {
+    expect(blocks).toHaveLength(4);
   });
   it("10 bytes of real-mode code print what the README says", async () => {
     expect(await runBlock(blocks[0]!)).toEqual(["out 0x10 <- 0x42", "out 0x10 <- 0x43", "hlt"]);
@@ -30,6 +30,9 @@ describe.runIf(requireKvm())("README examples", () => {
   });
   it("two OUTs to a coalesced port come out of the ring before the HLT, without exits of their own", async () => {
     // This host offers KVM_CAP_COALESCED_PIO (measured by the coalesced tests); elsewhere the OUTs would exit first.
-    expect(await runBlock(blocks[2]!)).toEqual(["0x3f8 <- h", "0x3f8 <- i", "hlt"]);
+    expect(await runBlock(blocks[3]!)).toEqual(["0x3f8 <- h", "0x3f8 <- i", "hlt"]);
+  });
+  it("two vCPUs on their own threads add to one shared-memory counter, and each HLT comes back here", async () => {
+    expect(await runBlock(blocks[2]!)).toEqual(["hlt after 1001 exits, hlt after 1001 exits", "2000"]);
   });
 });
