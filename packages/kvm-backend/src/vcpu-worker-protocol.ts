@@ -16,6 +16,8 @@ export const CTL = {
   REPLY_SEQ: 4,
   /** FORWARD_REPLY: the answer. */
   REPLY: 5,
+  /** Exits taken so far in the current run, written before each forward. */
+  EXITS: 6,
 } as const;
 export const CTL_WORDS = 8;
 
@@ -54,12 +56,13 @@ export interface WorkerErrorShape {
 export type ToOwner =
   | { t: "ready" }
   | { t: "failed"; error: WorkerErrorShape }
-  | { t: "forward"; seq: number; interrupted: boolean }
+  | { t: "forward"; run: number; seq: number; interrupted: boolean }
   /** `last`: how the loop ended — "exit" (the exit in kvm_run), "interrupted", or null (stopped before a KVM_RUN). */
-  | { t: "end"; exits: number; last: "exit" | "interrupted" | null }
-  | { t: "error"; exits: number; error: WorkerErrorShape };
+  | { t: "end"; run: number; exits: number; last: "exit" | "interrupted" | null }
+  | { t: "error"; run: number; exits: number; error: WorkerErrorShape };
 
-export type ToWorker = { t: "run"; maxExits: number } | { t: "close" };
+/** `run` numbers the runs, so the owner can tell a run's messages from an earlier one's. */
+export type ToWorker = { t: "run"; run: number; maxExits: number } | { t: "close" };
 
 export function errorShape(e: unknown): WorkerErrorShape {
   const o = (typeof e === "object" && e !== null ? e : {}) as Record<string, unknown>;

@@ -20,12 +20,17 @@ function setState(s: number): void {
   Atomics.notify(ctl, CTL.STATE);
 }
 
+// The run in progress (its number, and its exits so far): a forward carries both.
+let runId = 0;
+let runExits = 0;
+
 /** Hand `exit` to the owner's handlers and block until they answer: true ends the loop. */
 function forward(exit: VcpuExit): boolean {
   const seq = (Atomics.load(ctl, CTL.REQ_SEQ) + 1) | 0;
   Atomics.store(ctl, CTL.REQ_SEQ, seq);
+  Atomics.store(ctl, CTL.EXITS, runExits);
   setState(WORKER_STATE.FORWARDING);
-  post({ t: "forward", seq, interrupted: exit.kind === "interrupted" });
+  post({ t: "forward", run: runId, seq, interrupted: exit.kind === "interrupted" });
   for (;;) {
     const answered = Atomics.load(ctl, CTL.REPLY_SEQ);
     if (answered === seq) break;
@@ -52,8 +57,9 @@ async function main(): Promise<void> {
     return;
   }
 
-  const run = (maxExits: number): void => {
+  const run = (id: number, maxExits: number): void => {
     setState(WORKER_STATE.RUNNING);
+    runId = id;
     let n = 0;
     let last: "exit" | "interrupted" | null = null;
     try {
@@ -64,7 +70,7 @@ async function main(): Promise<void> {
           break;
         }
         const exit = vcpu.run();
-        n++;
+        runExits = ++n;
         if (exit.kind === "interrupted" && Atomics.load(ctl, CTL.STOP) !== 0) {
           last = "interrupted";
           break;
@@ -78,15 +84,15 @@ async function main(): Promise<void> {
       }
     } catch (e) {
       setState(WORKER_STATE.IDLE);
-      post({ t: "error", exits: n, error: errorShape(e) });
+      post({ t: "error", run: id, exits: n, error: errorShape(e) });
       return;
     }
     setState(WORKER_STATE.IDLE);
-    post({ t: "end", exits: n, last });
+    post({ t: "end", run: id, exits: n, last });
   };
 
   port.on("message", (m: ToWorker) => {
-    if (m.t === "run") run(m.maxExits);
+    if (m.t === "run") run(m.run, m.maxExits);
     else {
       vcpu.close();
       port.close();

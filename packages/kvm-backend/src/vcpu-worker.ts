@@ -78,7 +78,8 @@ const RECLAIM_MS = 2000;
 export class VcpuWorker {
   private readonly ctl: Int32Array;
   private readonly worker: Worker;
-  private current: { resolve: (r: RunLoopResult) => void; reject: (e: unknown) => void; handlers: ExitHandlers; options: VcpuWorkerRunOptions; failure?: unknown } | undefined;
+  private current: { id: number; resolve: (r: RunLoopResult) => void; reject: (e: unknown) => void; handlers: ExitHandlers; options: VcpuWorkerRunOptions } | undefined;
+  private runs = 0;
   private state: "starting" | "ready" | "closed" | "dead" = "starting";
   private readonly ready: Promise<void>;
   private readonly exited: Promise<void>;
@@ -159,10 +160,11 @@ export class VcpuWorker {
     const maxExits = options.maxExits ?? Number.POSITIVE_INFINITY;
     if (!(maxExits >= 1)) return Promise.reject(new KvmError("KVM_INVALID_ARGUMENT", `maxExits must be at least 1, not ${maxExits}`));
     return new Promise<RunLoopResult>((resolve, reject) => {
-      this.current = { resolve, reject, handlers, options };
+      const id = ++this.runs;
+      this.current = { id, resolve, reject, handlers, options };
       Atomics.store(this.ctl, CTL.STOP, 0);
       this.worker.ref();
-      this.send({ t: "run", maxExits });
+      this.send({ t: "run", run: id, maxExits });
     });
   }
 
@@ -204,31 +206,43 @@ export class VcpuWorker {
   private onMessage(m: ToOwner): void {
     const cur = this.current;
     if (m.t === "forward") {
-      if (cur === undefined || cur.failure !== undefined) {
+      if (cur === undefined || cur.id !== m.run) {
         this.reply(m.seq, FORWARD_REPLY.STOP);
         return;
       }
-      let stop: unknown;
+      let exit: VcpuExit | undefined;
+      let stop: boolean;
+      let failure: unknown;
       try {
-        const exit = this.vcpu.lentExit(m.interrupted);
+        exit = this.vcpu.lentExit(m.interrupted);
         stop = dispatch(exit, this.vcpu, cur.handlers, cur.options);
       } catch (e) {
-        cur.failure = e;
+        failure = e;
         stop = true;
       }
-      this.reply(m.seq, stop === true ? FORWARD_REPLY.STOP : FORWARD_REPLY.CONTINUE);
+      this.reply(m.seq, stop ? FORWARD_REPLY.STOP : FORWARD_REPLY.CONTINUE);
+      if (!stop) return;
+      // The run ends here: the worker re-enters nothing after a "stop" answer, so it settles now
+      // instead of a hop later, when the worker's end arrives (a kick's `interrupted` exit, a
+      // pause). The exit stays valid in kvm_run until the next run.
+      this.finish();
+      if (failure !== undefined) cur.reject(failure);
+      else cur.resolve({ exit, exits: Atomics.load(this.ctl, CTL.EXITS) });
       return;
     }
     if (m.t !== "end" && m.t !== "error") return;
-    this.current = undefined;
-    if (this.state === "ready") this.worker.unref();
-    if (cur === undefined) return;
-    if (cur.failure !== undefined) cur.reject(cur.failure);
-    else if (m.t === "error") cur.reject(fromWorker(m.error, this.vcpu.id, "in the run loop"));
+    if (cur === undefined || cur.id !== m.run) return;
+    this.finish();
+    if (m.t === "error") cur.reject(fromWorker(m.error, this.vcpu.id, "in the run loop"));
     else {
       const exit = m.last === null ? undefined : this.vcpu.lentExit(m.last === "interrupted");
       cur.resolve({ exit, exits: m.exits });
     }
+  }
+
+  private finish(): void {
+    this.current = undefined;
+    if (this.state === "ready") this.worker.unref();
   }
 
   private reply(seq: number, value: number): void {

@@ -540,7 +540,9 @@ export class Vcpu {
     // The borrowing thread must be out of KVM_RUN and its loop before the fd number can be reused.
     this.lease?.reclaim();
     this.lease = undefined;
-    this.runBuffer[RUN_IMMEDIATE_EXIT] = 1;
+    // A borrowed view closes with its loop ended, and kvm_run is the owner's page: a kick left
+    // there would cut the owner's next KVM_RUN short.
+    if (this.owned) this.runBuffer[RUN_IMMEDIATE_EXIT] = 1;
     if (this.runner !== undefined) {
       this.runner.close();
       this.runner = undefined;

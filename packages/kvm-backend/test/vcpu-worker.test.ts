@@ -140,6 +140,16 @@ describe.runIf(hasKvm)("VcpuWorker: a vCPU's loop on its own thread, its devices
       const eb = await rb;
       expect(eb.exit?.kind).toBe("interrupted");
       expect(eb.exits).toBe(2001);
+      // That run settled when this thread answered "stop", before the worker's own end arrived: a
+      // run started at once must not be taken for it, nor ended by it.
+      const rb2 = b.run();
+      expect(b.running).toBe(true);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(b.running).toBe(true);
+      b.stop();
+      const eb2 = await rb2;
+      expect(eb2.exit === undefined || eb2.exit.kind === "interrupted").toBe(true);
+      expect(b.running).toBe(false);
       clearInterval(timer);
       expect(ticks).toBeGreaterThan(20);
       // The same worker runs the vCPU again from where it stopped.
