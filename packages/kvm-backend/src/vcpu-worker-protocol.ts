@@ -41,6 +41,8 @@ export interface VcpuWorkerData {
   module: string;
   data: unknown;
   ctl: SharedArrayBuffer;
+  /** One float64: every exit the thread's loop has taken, all runs (a plain aligned store per exit). */
+  total: SharedArrayBuffer;
 }
 
 /** An error thrown in the thread, as it crosses (structured clone drops a KvmError's fields). */

@@ -13,6 +13,7 @@ if (parentPort === null) throw new Error("vcpu-worker-thread runs as a worker th
 const port: MessagePort = parentPort;
 const wd = workerData as VcpuWorkerData;
 const ctl = new Int32Array(wd.ctl);
+const total = new Float64Array(wd.total);
 const post = (m: ToOwner): void => port.postMessage(m);
 
 function setState(s: number): void {
@@ -23,6 +24,7 @@ function setState(s: number): void {
 // The run in progress (its number, and its exits so far): a forward carries both.
 let runId = 0;
 let runExits = 0;
+let totalExits = 0;
 
 /** Hand `exit` to the owner's handlers and block until they answer: true ends the loop. */
 function forward(exit: VcpuExit): boolean {
@@ -71,6 +73,7 @@ async function main(): Promise<void> {
         }
         const exit = vcpu.run();
         runExits = ++n;
+        total[0] = ++totalExits;
         if (exit.kind === "interrupted" && Atomics.load(ctl, CTL.STOP) !== 0) {
           last = "interrupted";
           break;

@@ -43,6 +43,13 @@ export interface VcpuWorkerRunOptions {
   maxExits?: number;
   /** For forwarded exits no handler of run() takes; return true to stop (the default when absent). */
   unhandled?: (exit: VcpuExit, vcpu: Vcpu) => unknown;
+  /** Called with each forwarded exit before its handler (exits taken on the worker: `VcpuWorker.exits`). */
+  onExit?: (exit: VcpuExit, vcpu: Vcpu) => void;
+  /**
+   * Checked before the run starts and after each forwarded exit: true ends the run. The worker's
+   * own exits do not come here; `kick()` makes one that does.
+   */
+  shouldStop?: () => boolean;
 }
 
 // The thread's entry, built beside this package's index (tsup entry `vcpu-worker-thread`). From
@@ -77,6 +84,7 @@ const RECLAIM_MS = 2000;
  */
 export class VcpuWorker {
   private readonly ctl: Int32Array;
+  private readonly total: Float64Array;
   private readonly worker: Worker;
   private current: { id: number; resolve: (r: RunLoopResult) => void; reject: (e: unknown) => void; handlers: ExitHandlers; options: VcpuWorkerRunOptions } | undefined;
   private runs = 0;
@@ -95,8 +103,9 @@ export class VcpuWorker {
     // A URL (file:, data:) as given; anything else is a path.
     const module = options.module instanceof URL ? options.module.href : /^[a-z][a-z0-9+.-]+:/i.test(options.module) ? options.module : pathToFileURL(options.module).href;
     this.ctl = new Int32Array(new SharedArrayBuffer(CTL_WORDS * 4));
+    this.total = new Float64Array(new SharedArrayBuffer(8));
     const lent = vcpu.lend({ kick: () => this.signal(), reclaim: () => this.reclaim() });
-    const data: VcpuWorkerData = { fd: lent.fd, id: vcpu.id, mmapSize: lent.mmapSize, module, data: options.data, ctl: this.ctl.buffer as SharedArrayBuffer };
+    const data: VcpuWorkerData = { fd: lent.fd, id: vcpu.id, mmapSize: lent.mmapSize, module, data: options.data, ctl: this.ctl.buffer as SharedArrayBuffer, total: this.total.buffer as SharedArrayBuffer };
     try {
       this.worker = new Worker(entry, { workerData: data, name: `tsvmm-vcpu-${vcpu.id}` });
     } catch (e) {
@@ -144,6 +153,11 @@ export class VcpuWorker {
     return w;
   }
 
+  /** Exits the worker's loop has taken, all runs together (forwarded ones included). */
+  get exits(): number {
+    return this.total[0]!;
+  }
+
   /** True while a run() is in flight. */
   get running(): boolean {
     return this.current !== undefined;
@@ -159,6 +173,11 @@ export class VcpuWorker {
     if (this.current !== undefined) return Promise.reject(new KvmError("KVM_VCPU_BUSY", `vCPU ${this.vcpu.id} is already running on its worker`));
     const maxExits = options.maxExits ?? Number.POSITIVE_INFINITY;
     if (!(maxExits >= 1)) return Promise.reject(new KvmError("KVM_INVALID_ARGUMENT", `maxExits must be at least 1, not ${maxExits}`));
+    try {
+      if (options.shouldStop?.() === true) return Promise.resolve({ exit: undefined, exits: 0 });
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return new Promise<RunLoopResult>((resolve, reject) => {
       const id = ++this.runs;
       this.current = { id, resolve, reject, handlers, options };
@@ -216,6 +235,11 @@ export class VcpuWorker {
       try {
         exit = this.vcpu.lentExit(m.interrupted);
         stop = dispatch(exit, this.vcpu, cur.handlers, cur.options);
+        // As with runLoopAsync: a run ended by shouldStop ended before a KVM_RUN, not at an exit.
+        if (!stop && cur.options.shouldStop?.() === true) {
+          stop = true;
+          exit = undefined;
+        }
       } catch (e) {
         failure = e;
         stop = true;

@@ -94,20 +94,26 @@ describe.runIf(hasKvm)("VcpuWorker: a vCPU's loop on its own thread, its devices
     const w = await VcpuWorker.start(vcpus[0]!, { module: devices, data });
     try {
       const outs: Array<{ value: number; rip: bigint }> = [];
-      const r = await w.run({
-        io: (e: IoExit, v) => {
-          if (e.direction === "in") e.setValue(0xbeef);
-          else outs.push({ value: e.value, rip: v.getRegs().rip });
-          return false;
-        },
-        hlt: () => true,
-      });
+      const seen: string[] = [];
+      const io = (e: IoExit, v: Vcpu): boolean => {
+        if (e.direction === "in") e.setValue(0xbeef);
+        else outs.push({ value: e.value, rip: v.getRegs().rip });
+        return false;
+      };
+      // shouldStop, looked at before the run and after each forwarded exit, ends it after the second.
+      const first = await w.run({ io }, { onExit: (e) => seen.push(e.kind), shouldStop: () => outs.length === 2 });
+      expect(first).toEqual({ exit: undefined, exits: 2 });
+      expect(await w.run({ io }, { shouldStop: () => true })).toEqual({ exit: undefined, exits: 0 });
+      const r = await w.run({ io, hlt: () => true }, { onExit: (e) => seen.push(e.kind) });
+      // Forwarded exits reach onExit; the one the worker took (OUT 0x11) does not, but counts in exits.
+      expect(seen).toEqual(["io", "io", "io", "io", "hlt"]);
+      expect(w.exits).toBe(6);
       expect(outs.map((o) => o.value)).toEqual([0x41, 0x42, 0x43]);
       // KVM completed each OUT before exiting: RIP is past it (a 2-byte `out imm8, ax` in 16-bit code).
       expect(outs[0]!.rip).toBe(0x1005n);
       expect(new Int32Array(data.counts)[0]).toBe(1);
       expect(vm.memory.readU16(0x3000)).toBe(0xbeef);
-      expect(r).toMatchObject({ exits: 6 });
+      expect(r).toMatchObject({ exits: 4 });
       expect(r.exit?.kind).toBe("hlt");
     } finally {
       await w.close();
