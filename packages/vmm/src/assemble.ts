@@ -7,7 +7,7 @@ import {
   Uart16550,
 } from "@tsvmm/devices";
 import type { BootCpuState, ElfFile } from "@tsvmm/elf-loader";
-import { type EventFd, type GuestRam, Kvm, type Vcpu, type Vm } from "@tsvmm/kvm-backend";
+import { type EventFd, type GuestRam, Kvm, type Vcpu, type VcpuWorkerOptions, type Vm } from "@tsvmm/kvm-backend";
 import { MsrPolicy, toKvmMsrFilter } from "@tsvmm/msr-io-bitmaps";
 import { attachGdb, type GdbOptions } from "./debug/attach.js";
 import type { EmulationOptions } from "./emulation/index.js";
@@ -110,6 +110,8 @@ export interface VmmSpec {
   readonly emulate?: EmulationOptions;
   /** A gdb stub for this VM (debug/): where it listens, whether the vCPUs wait for it. */
   readonly gdb?: GdbOptions;
+  /** Each vCPU's loop on a worker thread with these exit handlers (VmmBuilder.vcpuWorkers); undefined: all on this thread. */
+  readonly vcpuWorker?: VcpuWorkerOptions;
 }
 
 /** The steps of `assemble`, in order: each failure names its step. */
@@ -345,6 +347,7 @@ export function assemble(spec: VmmSpec): Vmm {
       spec,
       closers,
       emulation: spec.emulate,
+      vcpuWorker: spec.vcpuWorker,
     });
     return vmm;
   } catch (e) {

@@ -5,7 +5,7 @@ import type { KvmCpuidEntry2, KvmMsrFilter } from "@tsvmm/abi";
 import { type CpuidTemplate, loadTemplate, parseTemplate } from "@tsvmm/cpuid";
 import type { BusObserver, DefaultHandler, Device, IoInterceptPolicy } from "@tsvmm/devices";
 import type { BootCpuState } from "@tsvmm/elf-loader";
-import type { EventFd, GuestRam } from "@tsvmm/kvm-backend";
+import type { EventFd, GuestRam, VcpuWorkerOptions } from "@tsvmm/kvm-backend";
 import { assemble, type BootOverride, type ConsoleSink, type ExtraSlot, type PrepareContext, type VmmSpec } from "./assemble.js";
 import { VM_LIMITS, type VmConfig } from "./config.js";
 import { checkGdbAddress, type GdbOptions } from "./debug/attach.js";
@@ -82,6 +82,7 @@ export class VmmBuilder {
   private deviceErrorCb: ((e: unknown) => void) | undefined;
   private hypercallCb: ((outcome: { vcpu: number; status: number; call: number | undefined }) => void) | undefined;
   private emulateOpts: EmulationOptions | undefined;
+  private vcpuWorkerOpts: VcpuWorkerOptions | undefined;
   private hostNote: string | undefined;
   private gdbOpts: GdbOptions | undefined;
   private coalesceSerialOn = true;
@@ -389,6 +390,19 @@ export class VmmBuilder {
     return this;
   }
 
+  /**
+   * Run each vCPU's loop synchronously on a worker thread of its own (kvm-backend's VcpuWorker),
+   * with the exit handlers `options.module` makes there: devices whose state lives in the
+   * SharedArrayBuffers of `options.data` answer their exits at the synchronous loop's speed, and
+   * vCPUs scale as in C. Every exit the module does not take — the Vmm's own devices, pauses, the
+   * watchdog's and the debugger's kicks — comes to this thread as usual, at the cost of two
+   * thread hops. Not recorded in snapshots (a restored VM runs its vCPUs here).
+   */
+  vcpuWorkers(options: VcpuWorkerOptions): this {
+    this.vcpuWorkerOpts = { ...options };
+    return this;
+  }
+
   /** The full description of the VM this builder makes. */
   spec(): VmmSpec {
     if (this.kernelBytes === undefined && this.startState === undefined) throw new VmmError("VMM_BUILD_INVALID", "no kernel: call kernel(), kernelFile() or cpuState()");
@@ -437,6 +451,7 @@ export class VmmBuilder {
       onDeviceError: this.deviceErrorCb,
       emulate: this.emulateOpts,
       gdb: this.gdbOpts,
+      vcpuWorker: this.vcpuWorkerOpts,
     };
   }
 

@@ -1,6 +1,6 @@
 import { KVM_INTERNAL_ERROR, KVM_MP_STATE, type KvmCpuidEntry2 } from "@tsvmm/abi";
 import type { HypercallDevice, MmioBus, PioBus, TraceRecorder, Uart16550 } from "@tsvmm/devices";
-import { type ExitHandlers, type Kvm, runLoopAsync, type Vcpu, type VcpuExit, type Vm } from "@tsvmm/kvm-backend";
+import { type ExitHandlers, type Kvm, runLoopAsync, type Vcpu, type VcpuExit, VcpuWorker, type VcpuWorkerOptions, type Vm } from "@tsvmm/kvm-backend";
 import { VirtioConsole } from "@tsvmm/virtio";
 import type { VmmSpec } from "./assemble.js";
 import { CoalescedSerial } from "./coalesced-serial.js";
@@ -113,6 +113,8 @@ export interface VmmParts {
   readonly debug?: VcpuDebugHook;
   /** Finish instructions KVM cannot emulate in the VMM (`--emulate`); undefined: off. */
   readonly emulation?: EmulationOptions;
+  /** Each vCPU's loop on a worker thread with these exit handlers; undefined: all on this thread. */
+  readonly vcpuWorker?: VcpuWorkerOptions;
 }
 
 const HALT_CHECK_MS = 1000;
@@ -146,6 +148,8 @@ export class Vmm {
   private readonly gate = new PauseGate();
   private readonly coalesced: CoalescedSerial | undefined;
   private readonly lazyPit: LazyPit | undefined;
+  /** The vCPUs' worker threads (VmmBuilder.vcpuWorkers), from run() on; undefined: runLoopAsync here. */
+  private workers: VcpuWorker[] | undefined;
   /** Counts of instructions emulated by the VMM, all vCPUs together. */
   readonly emulationStats = new EmulationStats();
 
@@ -176,9 +180,11 @@ export class Vmm {
     return this.coalesced?.active === true;
   }
 
-  /** Exits taken so far by all vCPUs. */
+  /** Exits taken so far by all vCPUs (on their worker threads too). */
   get exits(): number {
-    return this.exitCount;
+    let n = this.exitCount;
+    if (this.workers !== undefined) for (const w of this.workers) n += w.exits;
+    return n;
   }
 
   /** True once the VM has been asked to stop (by the guest, the watchdog or the caller). */
@@ -226,9 +232,20 @@ export class Vmm {
       await this.close().catch(() => {});
       throw new VmmError("VMM_STATE", `a device could not start: ${(e as Error).message}`, { cause: e });
     }
+    const workerOptions = this.parts.vcpuWorker;
+    if (workerOptions !== undefined) {
+      const started = await Promise.allSettled(this.vcpus.map((v) => VcpuWorker.start(v, workerOptions)));
+      this.workers = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+      const failed = started.find((r) => r.status === "rejected");
+      if (failed !== undefined) {
+        await this.close().catch(() => {});
+        const e: unknown = failed.reason;
+        throw new VmmError("VMM_STATE", `a vCPU worker could not start: ${(e as Error).message}`, { cause: e });
+      }
+    }
     const t0 = monotonicMs();
     this.coalesced?.start();
-    const progress = (): number => this.exitCount + this.resumes;
+    const progress = (): number => this.exits + this.resumes;
     // A paused VM takes no exits by design: that is not a stall.
     const resting = (): boolean => this.gate.requested || this.parts.debug?.holding === true;
     const dog = new Watchdog(this.parts.watchdog, {
@@ -273,7 +290,7 @@ export class Vmm {
       detail: s.detail,
       exitCodes: new Map(this.exitCodes),
       vcpuRips: rips,
-      exits: this.exitCount,
+      exits: this.exits,
       durationMs: monotonicMs() - t0,
       emulated: this.emulationStats.toRecord(),
     };
@@ -292,28 +309,43 @@ export class Vmm {
   private async loop(vcpu: Vcpu, index: number): Promise<void> {
     const handlers = this.handlers(index);
     const coalesced = this.coalesced;
+    const worker = this.workers?.[index];
     let kind = "";
+    const shouldStop = (): boolean => this.stop !== undefined || (this.exitCodes.has(index) && !this.running.has(index));
+    const unhandled = (exit: VcpuExit): true => {
+      this.requestStop("guest-error", EXIT_STATUS["guest-error"], `vCPU ${index}: unexpected exit ${exit.kind}`, {
+        kind: "unexpected-exit",
+        vcpu: index,
+        exit: JSON.stringify(exit.toJSON()),
+      });
+      return true;
+    };
     this.gate.enter(index);
     this.parts.debug?.enter(index);
     try {
       for (;;) {
-        await runLoopAsync(vcpu, handlers, {
-          shouldStop: () => this.stop !== undefined || (this.exitCodes.has(index) && !this.running.has(index)),
-          onExit: (exit) => {
-            // THR writes KVM queued (by any vCPU) happened before this exit: the devices see them first.
-            coalesced?.drain();
-            kind = exit.kind;
-            this.exitCount++;
-          },
-          unhandled: (exit) => {
-            this.requestStop("guest-error", EXIT_STATUS["guest-error"], `vCPU ${index}: unexpected exit ${exit.kind}`, {
-              kind: "unexpected-exit",
-              vcpu: index,
-              exit: JSON.stringify(exit.toJSON()),
-            });
-            return true;
-          },
-        });
+        if (worker === undefined) {
+          await runLoopAsync(vcpu, handlers, {
+            shouldStop,
+            onExit: (exit) => {
+              // THR writes KVM queued (by any vCPU) happened before this exit: the devices see them first.
+              coalesced?.drain();
+              kind = exit.kind;
+              this.exitCount++;
+            },
+            unhandled,
+          });
+        } else {
+          // The exits the worker's module does not take come here; the worker counts them all.
+          await worker.run(handlers, {
+            shouldStop,
+            onExit: (exit) => {
+              coalesced?.drain();
+              kind = exit.kind;
+            },
+            unhandled,
+          });
+        }
         // Held by a debugger (all-stop): wait here until it lets this vCPU run.
         if (this.stop === undefined && this.parts.debug?.holds(index) === true) {
           await this.parts.debug.park(index);
@@ -546,6 +578,8 @@ export class Vmm {
   async close(): Promise<void> {
     if (this.state === "done") return;
     this.state = "done";
+    // The worker threads leave KVM_RUN and give the vCPUs back before anything is closed.
+    await Promise.all((this.workers ?? []).map((w) => w.close()));
     this.coalesced?.close();
     this.uart.flush();
     this.vm.close();

@@ -1,0 +1,156 @@
+// VmmBuilder.vcpuWorkers: each vCPU's loop on a thread of its own, a device of the user's there
+// (its state in SharedArrayBuffers), and everything else — the Vmm's devices, hypercalls, pauses,
+// the watchdog — on the main thread as before.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { requireKvm } from "@tsvmm/kvm-backend";
+import { Vmm, VmmBuilder, VmmError } from "@tsvmm/vmm";
+import { beforeAll, describe, expect, it } from "vitest";
+
+const hasKvm = requireKvm();
+const root = join(__dirname, "..", "..", "..");
+const guest = (name: string) => join(root, "test-kernels", "out", `${name}.elf`);
+const ticketDevice = new URL("./fixtures/ticket-device.mjs", import.meta.url);
+const openFds = (): number => readdirSync("/proc/self/fd").length;
+const tasks = (): number => readdirSync("/proc/self/task").length;
+
+beforeAll(() => {
+  execFileSync("flock", ["/tmp/tsvmm-test-kernels.lock", "make", "-s", "-C", join(root, "test-kernels")]);
+});
+
+describe.runIf(hasKvm)("Vmm with vCPU workers", () => {
+  it("two vCPUs take 100k tickets from a device on their own threads; hypercalls and EXIT still reach the Vmm; the watchdog sees the worker's exits", async () => {
+    const next = new SharedArrayBuffer(4);
+    const sums = new SharedArrayBuffer(16);
+    const values = new Map<string, bigint>();
+    const tasks0 = tasks();
+    const vmm = new VmmBuilder()
+      .kernelFile(guest("vcpu-worker-device"))
+      .memoryMiB(16)
+      .vcpus(2)
+      .irqchip(true)
+      .vcpuWorkers({ module: ticketDevice, data: { next, sums } })
+      .onValue((name, value, vcpu) => values.set(`${name}.${vcpu}`, value))
+      // The tickets come with no exit on the main thread at all: a stall check that did not count
+      // the workers' exits would end this run (it takes well over 300 ms here).
+      .watchdog({ timeoutMs: 60_000, stallMs: 300 })
+      .build();
+    const result = await vmm.run();
+    expect(result).toMatchObject({ reason: "guest-exit", exitCode: 0 });
+    expect(result.durationMs).toBeGreaterThan(300);
+    const total = 2 * 50_000;
+    expect(new Int32Array(next)[0]).toBe(total);
+    for (const v of [0, 1]) {
+      expect(values.get(`tickets.${v}`)).toBe(50_000n);
+      expect(values.get(`rising.${v}`)).toBe(1n);
+    }
+    // Every ticket handed back once, whichever vCPU took it.
+    const s = new Float64Array(sums);
+    expect(s[0]! + s[1]!).toBe((total * (total - 1)) / 2);
+    expect(result.exits).toBeGreaterThanOrEqual(2 * total);
+    const until = Date.now() + 5000;
+    while (tasks() > tasks0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    expect(tasks()).toBeLessThanOrEqual(tasks0);
+  }, 60_000);
+
+  it("a two-vCPU guest whose every exit is forwarded is paused and resumed 200 times without its counts drifting", async () => {
+    const counts = new Map<number, bigint[]>([[0, []], [1, []]]);
+    const finals = new Map<string, bigint>();
+    let stopAddr: number | undefined;
+    let ready: () => void = () => {};
+    const started = new Promise<void>((r) => {
+      ready = r;
+    });
+    const vmm = new VmmBuilder()
+      .kernelFile(guest("pause-count"))
+      .memoryMiB(16)
+      .vcpus(2)
+      .vcpuWorkers({ module: ticketDevice })
+      .onValue((name, value, vcpu) => {
+        if (name === "stop.addr") stopAddr = Number(value);
+        else if (name === "count") {
+          counts.get(vcpu)!.push(value);
+          if (vcpu === 1 && counts.get(0)!.length > 0) ready();
+        } else finals.set(`${name}.${vcpu}`, value);
+      })
+      .watchdog({ timeoutMs: 60_000, stallMs: 10_000 })
+      .build();
+    const run = vmm.run();
+    await started;
+    let still = 0;
+    for (let i = 0; i < 200; i++) {
+      await vmm.pause();
+      const n = counts.get(0)!.length + counts.get(1)!.length;
+      if (i % 20 === 0) {
+        await new Promise((r) => setTimeout(r, 2));
+        if (counts.get(0)!.length + counts.get(1)!.length === n) still++;
+      }
+      vmm.resume();
+    }
+    await vmm.pause();
+    vmm.vm.memory.writeU32(stopAddr!, 1);
+    vmm.resume();
+    const result = await run;
+    expect(still).toBe(10);
+    expect(result).toMatchObject({ reason: "guest-exit", exitCode: 0 });
+    for (const vcpu of [0, 1]) {
+      const per = finals.get(`chunk.${vcpu}`)!;
+      const list = counts.get(vcpu)!;
+      expect(BigInt(list.length)).toBe(finals.get(`steps.${vcpu}`)!);
+      expect(list).toEqual(list.map((_, i) => BigInt(i + 1) * per));
+    }
+  }, 60_000);
+
+  it("a snapshot taken while the vCPUs are on workers restores onto workers, and the device's shared state carries the count on", async () => {
+    const next = new SharedArrayBuffer(4);
+    const sums = new SharedArrayBuffer(16);
+    const data = { next, sums };
+    const values = new Map<string, bigint>();
+    const onValue = (name: string, value: bigint, vcpu: number) => values.set(`${name}.${vcpu}`, value);
+    const vmm = new VmmBuilder()
+      .kernelFile(guest("vcpu-worker-device"))
+      .memoryMiB(16)
+      .vcpus(2)
+      .irqchip(true)
+      .vcpuWorkers({ module: ticketDevice, data })
+      .onValue(onValue)
+      .build();
+    const done = vmm.run();
+    const taken = new Int32Array(next);
+    while (Atomics.load(taken, 0) < 20_000) await new Promise((r) => setTimeout(r, 2));
+    const dir = join(mkdtempSync(join(tmpdir(), "tsvmm-workers-")), "snap");
+    try {
+      await vmm.snapshot(dir, { resume: false });
+      const atSnapshot = Atomics.load(taken, 0);
+      vmm.kill("snapshot taken", "stopped");
+      expect((await done).reason).toBe("stopped");
+      expect(atSnapshot).toBeLessThan(100_000);
+      // The device's state is the user's (SharedArrayBuffers): restore is given the same.
+      const restored = await Vmm.restore(dir, { onValue, spec: { vcpuWorker: { module: ticketDevice, data } } });
+      const result = await restored.run();
+      expect(result).toMatchObject({ reason: "guest-exit", exitCode: 0 });
+      expect(result.exits).toBeGreaterThanOrEqual(2 * (100_000 - atSnapshot));
+    } finally {
+      rmSync(dirname(dir), { recursive: true, force: true });
+    }
+    expect(taken[0]).toBe(100_000);
+    for (const v of [0, 1]) expect(values.get(`rising.${v}`)).toBe(1n);
+    const s = new Float64Array(sums);
+    expect(s[0]! + s[1]!).toBe((100_000 * 99_999) / 2);
+  }, 60_000);
+
+  it("a handlers module that cannot load fails run() with VMM_STATE and leaves nothing open", async () => {
+    const fds0 = openFds();
+    const vmm = new VmmBuilder()
+      .kernelFile(guest("hello"))
+      .memoryMiB(8)
+      .vcpuWorkers({ module: new URL("./fixtures/no-such-device.mjs", import.meta.url) })
+      .build();
+    const e = await vmm.run().catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(VmmError);
+    expect(e).toMatchObject({ code: "VMM_STATE", message: expect.stringContaining("no-such-device.mjs") });
+    expect(openFds()).toBe(fds0);
+  });
+});
