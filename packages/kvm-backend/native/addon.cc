@@ -958,6 +958,13 @@ Napi::Value ThreadId(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(syscall(SYS_gettid)));
 }
 
+// nameThread(name): the calling thread's name as ps/top show it (15 bytes at most): 0 or -errno.
+Napi::Value NameThread(const Napi::CallbackInfo& info) {
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  if (name.size() > 15) name.resize(15);
+  return Napi::Number::New(info.Env(), -pthread_setname_np(pthread_self(), name.c_str()));
+}
+
 // signalThread(tid): the kick signal to thread `tid` of this process (tgkill, so a tid reused by
 // another process is never hit): 0 or -errno. The handler does nothing for a kick but end KVM_RUN.
 Napi::Value SignalThread(const Napi::CallbackInfo& info) {
@@ -1038,6 +1045,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("munmap", Napi::Function::New(env, Munmap));
   exports.Set("setRunRequest", Napi::Function::New(env, SetRunRequest));
   exports.Set("threadId", Napi::Function::New(env, ThreadId));
+  exports.Set("nameThread", Napi::Function::New(env, NameThread));
   exports.Set("signalThread", Napi::Function::New(env, SignalThread));
   exports.Set("openTap", Napi::Function::New(env, OpenTap));
   exports.Set("tapGetIff", Napi::Function::New(env, TapGetIff));

@@ -32,6 +32,8 @@ export interface NativeAddon {
   munmap(buffer: ArrayBuffer): number;
   /** gettid() of the calling thread. */
   threadId(): number;
+  /** Name the calling thread (pthread_setname_np, 15 bytes at most): 0 or -errno. */
+  nameThread(name: string): number;
   /** The kick signal to thread `tid` of this process (tgkill): 0 or -errno. */
   signalThread(tid: number): number;
   /** The ioctl number the runner threads issue (KVM_RUN, from abi). */

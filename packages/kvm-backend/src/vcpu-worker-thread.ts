@@ -44,6 +44,8 @@ function forward(exit: VcpuExit): boolean {
 
 async function main(): Promise<void> {
   Atomics.store(ctl, CTL.TID, native().threadId());
+  // As ps and top show it, beside the runner threads (tsvmm-vcpu).
+  native().nameThread("tsvmm-vcpu-wkr");
   let vcpu: Vcpu;
   let handlers: ExitHandlers;
   try {

@@ -1,4 +1,4 @@
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { type IoExit, Kvm, KvmError, requireKvm, type Vcpu, VcpuWorker, type Vm } from "@tsvmm/kvm-backend";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -10,7 +10,15 @@ const devices = new URL("./fixtures/vcpu-worker-devices.mjs", import.meta.url);
 const hasKvm = requireKvm();
 
 const openFds = (): number => readdirSync("/proc/self/fd").length;
-const tasks = (): number => readdirSync("/proc/self/task").length;
+/** VcpuWorker threads alive in this process (they name themselves tsvmm-vcpu-wkr). */
+const workerThreads = (): number =>
+  readdirSync("/proc/self/task").filter((t) => {
+    try {
+      return readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim() === "tsvmm-vcpu-wkr";
+    } catch {
+      return false; // the thread ended while we looked
+    }
+  }).length;
 
 interface Shared {
   tickets: SharedArrayBuffer;
@@ -229,7 +237,6 @@ describe.runIf(hasKvm)("VcpuWorker: a vCPU's loop on its own thread, its devices
   it("closing the VM while workers run takes the vCPUs back first; threads and fds are released", async () => {
     const kvm = Kvm.open();
     const fds0 = openFds();
-    const tasks0 = tasks();
     for (const guest of ["1: out 0x11, al\n jmp 1b", "1: jmp 1b", "1: out 0x12, al\n jmp 1b"]) {
       const code = assemble(guest, 16, 0x1000);
       const { vm, vcpus } = vmOf(kvm, [code, code]);
@@ -238,11 +245,12 @@ describe.runIf(hasKvm)("VcpuWorker: a vCPU's loop on its own thread, its devices
       // which is busy closing the VM, and must be told.
       const runs = workers.map((w) => w.run({ io: () => false }).catch((e: unknown) => e));
       await new Promise((r) => setTimeout(r, 30));
+      expect(workerThreads()).toBe(2);
       vm.close();
       for (const e of await Promise.all(runs)) expect(e).toMatchObject({ code: "KVM_CLOSED" });
       for (const w of workers) await w.close();
     }
-    await until(() => tasks() <= tasks0);
+    await until(() => workerThreads() === 0);
     expect(openFds()).toBe(fds0);
     kvm.close();
   });

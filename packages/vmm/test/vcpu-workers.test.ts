@@ -2,7 +2,7 @@
 // (its state in SharedArrayBuffers), and everything else — the Vmm's devices, hypercalls, pauses,
 // the watchdog — on the main thread as before.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { requireKvm } from "@tsvmm/kvm-backend";
@@ -14,7 +14,15 @@ const root = join(__dirname, "..", "..", "..");
 const guest = (name: string) => join(root, "test-kernels", "out", `${name}.elf`);
 const ticketDevice = new URL("./fixtures/ticket-device.mjs", import.meta.url);
 const openFds = (): number => readdirSync("/proc/self/fd").length;
-const tasks = (): number => readdirSync("/proc/self/task").length;
+/** VcpuWorker threads alive in this process (they name themselves tsvmm-vcpu-wkr). */
+const workerThreads = (): number =>
+  readdirSync("/proc/self/task").filter((t) => {
+    try {
+      return readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim() === "tsvmm-vcpu-wkr";
+    } catch {
+      return false; // the thread ended while we looked
+    }
+  }).length;
 
 beforeAll(() => {
   execFileSync("flock", ["/tmp/tsvmm-test-kernels.lock", "make", "-s", "-C", join(root, "test-kernels")]);
@@ -25,7 +33,6 @@ describe.runIf(hasKvm)("Vmm with vCPU workers", () => {
     const next = new SharedArrayBuffer(4);
     const sums = new SharedArrayBuffer(16);
     const values = new Map<string, bigint>();
-    const tasks0 = tasks();
     const vmm = new VmmBuilder()
       .kernelFile(guest("vcpu-worker-device"))
       .memoryMiB(16)
@@ -37,7 +44,9 @@ describe.runIf(hasKvm)("Vmm with vCPU workers", () => {
       // the workers' exits would end this run (it takes well over 300 ms here).
       .watchdog({ timeoutMs: 60_000, stallMs: 300 })
       .build();
-    const result = await vmm.run();
+    let during = 0;
+    const result = await Promise.all([vmm.run(), new Promise((r) => setTimeout(r, 100)).then(() => (during = workerThreads()))]).then(([r]) => r);
+    expect(during).toBe(2);
     expect(result).toMatchObject({ reason: "guest-exit", exitCode: 0 });
     expect(result.durationMs).toBeGreaterThan(300);
     const total = 2 * 50_000;
@@ -51,8 +60,8 @@ describe.runIf(hasKvm)("Vmm with vCPU workers", () => {
     expect(s[0]! + s[1]!).toBe((total * (total - 1)) / 2);
     expect(result.exits).toBeGreaterThanOrEqual(2 * total);
     const until = Date.now() + 5000;
-    while (tasks() > tasks0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
-    expect(tasks()).toBeLessThanOrEqual(tasks0);
+    while (workerThreads() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    expect(workerThreads()).toBe(0);
   }, 60_000);
 
   it("a two-vCPU guest whose every exit is forwarded is paused and resumed 200 times without its counts drifting", async () => {
