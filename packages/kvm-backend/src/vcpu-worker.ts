@@ -61,10 +61,8 @@ function threadEntry(): string {
 
 function fromWorker(e: WorkerErrorShape, id: number, where: string): KvmError {
   const cause = Object.assign(new Error(e.message), { name: e.name, stack: e.stack, code: e.code });
-  if (e.name === "KvmError" && e.code !== undefined) {
-    const err = new KvmError(e.code as KvmErrorCode, e.message, { errno: e.errno, ioctl: e.ioctl, cause });
-    return err;
-  }
+  // A KvmError of the worker's (KVM_RUN failing there) is the same error here, code and errno kept.
+  if (e.name === "KvmError" && e.code !== undefined) return new KvmError(e.code as KvmErrorCode, e.message, { errno: e.errno, ioctl: e.ioctl, cause });
   return new KvmError("KVM_WORKER_FAILED", `vCPU ${id}'s worker thread: ${where}: ${e.name}: ${e.message}`, { cause });
 }
 
