@@ -67,21 +67,31 @@ async function main(): Promise<void> {
     let n = 0;
     let last: "exit" | "interrupted" | null = null;
     try {
+      let stopping = false;
       for (;;) {
-        if (Atomics.load(ctl, CTL.STOP) !== 0) {
-          // A stop consumes its kick: the next run starts clean.
-          vcpu.runBuffer[RUN_IMMEDIATE_EXIT] = 0;
-          break;
+        if (!stopping && Atomics.load(ctl, CTL.STOP) !== 0) {
+          if (n === 0) {
+            // Nothing of this run is waiting in KVM. A stop consumes its kick: the next run starts clean.
+            vcpu.runBuffer[RUN_IMMEDIATE_EXIT] = 0;
+            break;
+          }
+          // Between two exits the last one's I/O may wait in KVM to be completed (an IN's value
+          // goes to RAX at the next KVM_RUN). One more KVM_RUN with immediate_exit completes it and
+          // returns at once, so the vCPU is stopped whole (a pause before a snapshot needs that).
+          // Completing string I/O can exit again: that exit is dispatched and the next run completes.
+          stopping = true;
+          vcpu.runBuffer[RUN_IMMEDIATE_EXIT] = 1;
         }
         const exit = vcpu.run();
         runExits = ++n;
         total[0] = ++totalExits;
-        if (exit.kind === "interrupted" && Atomics.load(ctl, CTL.STOP) !== 0) {
+        if (exit.kind === "interrupted" && (stopping || Atomics.load(ctl, CTL.STOP) !== 0)) {
           last = "interrupted";
           break;
         }
         const h = handlers[exit.kind] as ((e: VcpuExit, v: Vcpu) => unknown) | undefined;
         const stop = h === undefined ? forward(exit) : h(exit, vcpu) === true;
+        if (stopping) vcpu.runBuffer[RUN_IMMEDIATE_EXIT] = 1;
         if (stop || n >= maxExits) {
           last = exit.kind === "interrupted" ? "interrupted" : "exit";
           break;

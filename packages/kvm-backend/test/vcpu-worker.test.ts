@@ -179,6 +179,30 @@ describe.runIf(hasKvm)("VcpuWorker: a vCPU's loop on its own thread, its devices
     }
   });
 
+  it("stop() leaves the vCPU whole: the last IN's value is in RAX, wherever the stop found the loop", async () => {
+    const kvm = Kvm.open();
+    const { vm, vcpus } = vmOf(kvm, [assemble("1: in eax, 0x10\n jmp 1b", 16, 0x1000)]);
+    const data = shared();
+    const w = await VcpuWorker.start(vcpus[0]!, { module: devices, data });
+    const tickets = new Int32Array(data.tickets);
+    try {
+      for (let round = 0; round < 40; round++) {
+        const r = w.run();
+        await new Promise((res) => setTimeout(res, 1 + (round % 3)));
+        w.stop();
+        const { exit } = await r;
+        expect(exit?.kind).toBe("interrupted");
+        // KVM puts an IN's value in RAX when it is next entered: a stop between two exits that
+        // skipped that entry would leave the ticket before the last one there.
+        expect(Number(vcpus[0]!.getRegs().rax & 0xffffffffn)).toBe(Atomics.load(tickets, 0) - 1);
+      }
+    } finally {
+      await w.close();
+      vm.close();
+      kvm.close();
+    }
+  });
+
   it("while lent, the vCPU refuses to run elsewhere; after close() it is its owner's again", async () => {
     const kvm = Kvm.open();
     const code = assemble("out 0x11, al\n hlt", 16, 0x1000);
