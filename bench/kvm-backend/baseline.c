@@ -3,7 +3,9 @@
 //        baseline create <code.bin> <reps> -> {"usPerVm": n}   (median of reps)
 //        baseline pio2 <code.bin> 1   -> {"exitsPerSec": n}  (one VM, two vCPUs in two threads, aggregate)
 //        baseline kick <code.bin> <reps> -> {"p99Ms": n, "medianMs": n}  (immediate_exit + SIGRTMIN to the
-//                                           thread in KVM_RUN, until its KVM_RUN returns; a fresh VM each time)
+//                                           thread running the vCPU, until its KVM_RUN returns EINTR; it
+//                                           re-enters after each PIO exit, so a guest may exit or spin;
+//                                           a fresh VM each time)
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -125,13 +127,14 @@ static double run_two(int kvm, int mmap_size) {
   return (a[0].exits + a[1].exits) / ((t1 - t0) / 1e6);
 }
 
-// kick: a thread runs the guest (which never exits); the main thread, 3 ms later, sets
-// immediate_exit and signals it, and measures until that thread's KVM_RUN has returned.
+// kick: a thread runs the guest (re-entering after each PIO exit); the main thread, 3 ms later,
+// sets immediate_exit and signals it, and measures until that thread's KVM_RUN has returned EINTR.
 static void on_sig(int s) { (void)s; }
-struct kick_arg { int fd; volatile int done; };
+struct kick_arg { int fd; struct kvm_run *run; volatile int done; };
 static void *kick_thread(void *p) {
   struct kick_arg *a = p;
-  int r = ioctl(a->fd, KVM_RUN, 0);
+  int r;
+  while ((r = ioctl(a->fd, KVM_RUN, 0)) >= 0 && a->run->exit_reason == KVM_EXIT_IO) {}
   if (r >= 0 || errno != EINTR) { fprintf(stderr, "kick: KVM_RUN returned %d\n", r); exit(2); }
   __atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
   return NULL;
@@ -155,7 +158,7 @@ static double kick_once(int kvm, int mmap_size) {
   ioctl(fd, KVM_GET_REGS, &regs);
   regs.rip = 0x1000; regs.rflags = 2; regs.rsp = 0x7000;
   ioctl(fd, KVM_SET_REGS, &regs);
-  struct kick_arg a = {fd, 0};
+  struct kick_arg a = {fd, run, 0};
   pthread_t t;
   pthread_create(&t, NULL, kick_thread, &a);
   usleep(3000);

@@ -247,6 +247,7 @@ export default async function bench() {
   const stopsWorker = await workerStopLatencies(kvm, readFileSync(outLoopBin), 50, "stop");
   const kicksWorker = await workerStopLatencies(kvm, readFileSync(outLoopBin), 50, "kick");
   const cKick = runJson(exe, ["kick", spinBin, "50"]);
+  const cKickExiting = runJson(exe, ["kick", outLoopBin, "50"]);
   rows.push(
     result("kick-to-stop-p99", quantile(kicksExiting, 0.99), "ms", null, {
       goal: "<= 1 (kick() to runLoopAsync settled, guest exiting back to back)",
@@ -256,6 +257,10 @@ export default async function bench() {
       vcpuWorkerStopMedian: median(stopsWorker),
       vcpuWorkerKickP99: quantile(kicksWorker, 0.99),
       vcpuWorkerKickMedian: median(kicksWorker),
+      // The same guest's vCPU on a C thread, stopped from another (immediate_exit + SIGRTMIN): what
+      // a vCPU on a thread of its own costs to stop on this host, whatever the language.
+      cOtherThreadP99: cKickExiting.p99Ms,
+      cOtherThreadMedian: cKickExiting.medianMs,
     }),
   );
   rows.push(
