@@ -150,6 +150,22 @@ describe.runIf(hasKvm)("Vmm with vCPU workers", () => {
     expect(s[0]! + s[1]!).toBe((100_000 * 99_999) / 2);
   }, 60_000);
 
+  it("--emulate's internal-error exits are forwarded: POPCNT at CPL0 is emulated for a vCPU on a worker", async () => {
+    const values = new Map<string, bigint>();
+    const vmm = new VmmBuilder()
+      .kernelFile(guest("emulate-popcnt"))
+      .memoryMiB(16)
+      .emulate()
+      .vcpuWorkers({ module: ticketDevice })
+      .onValue((name, value) => values.set(name, value))
+      .build();
+    const result = await vmm.run();
+    expect(result).toMatchObject({ reason: "guest-exit", exitCode: 0 });
+    expect(values.get("popcnt")).toBe(BigInt([...0xf0f0f0f0f0f0f00fn.toString(2)].filter((b) => b === "1").length));
+    expect(values.get("popcnt-zero-zf")).toBe(1n);
+    expect(vmm.emulationStats.counts.get("popcnt")).toBe(2);
+  });
+
   it("a handlers module that cannot load fails run() with VMM_STATE and leaves nothing open", async () => {
     const fds0 = openFds();
     const vmm = new VmmBuilder()
