@@ -63,8 +63,13 @@ function singleStepTrace(start: bigint, n: number): { rips: bigint[]; io: number
 }
 
 describe.runIf(hasKvm)("gdb against a KVM guest (x86-64)", () => {
-  it("break at a C function ($pc = nm), read and write a global by name, a watchpoint stops after the writing instruction", async () => {
-    const vm = await debugVm("gdb-target");
+  // With VmmBuilder.vcpuWorkers too: the debug exits and the stub's kicks reach the Vmm forwarded.
+  const onWorkers = (b: VmmBuilder) => b.vcpuWorkers({ module: new URL("./fixtures/ticket-device.mjs", import.meta.url) });
+  it.each([
+    ["", undefined],
+    [" (the vCPU on a worker thread)", onWorkers],
+  ])("break at a C function ($pc = nm), read and write a global by name, a watchpoint stops after the writing instruction%s", async (_, configure) => {
+    const vm = await debugVm("gdb-target", { configure });
     const { output } = await runGdb(elf, vm.target, [
       "p/x $pc", // $1
       "break gdb_checkpoint",
@@ -93,13 +98,16 @@ describe.runIf(hasKvm)("gdb against a KVM guest (x86-64)", () => {
     expect(vm.values.get("counter")).toEqual([1001n]);
   });
 
-  it("stepi N times gives the RIPs of KVM's own single-step trace, across a port I/O exit to the VMM", async () => {
+  it.each([
+    ["", undefined],
+    [" (the vCPU on a worker thread)", onWorkers],
+  ])("stepi N times gives the RIPs of KVM's own single-step trace, across a port I/O exit to the VMM%s", async (_, configure) => {
     const n = 100;
     const start = nmAddress(elf, "report_value");
     const trace = singleStepTrace(start, n);
     // report_value's OUT to the hypercall doorbell: the steps cross an exit the VMM handles.
     expect(trace.io).toBeGreaterThan(0);
-    const vm = await debugVm("gdb-target");
+    const vm = await debugVm("gdb-target", { configure });
     const cmds = [`break *${hex(start)}`, "continue", "p/x $pc", "delete"];
     for (let i = 0; i < n; i++) cmds.push("stepi", "p/x $pc");
     cmds.push("kill");
