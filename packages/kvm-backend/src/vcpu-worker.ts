@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import { KvmError, type KvmErrorCode } from "./errors.js";
 import { RUN_IMMEDIATE_EXIT, type VcpuExit } from "./exits.js";
 import { native } from "./native.js";
@@ -54,6 +54,12 @@ export interface VcpuWorkerRunOptions {
 
 // The thread's entry, built beside this package's index (tsup entry `vcpu-worker-thread`). From
 // source (src/) and from dist/ alike the package root is one up.
+// node:worker_threads takes ~1.5 ms to load here, and every importer of this package would pay it
+// (the vmm bin's start-up, bench tsvmm-run-hello): only a VcpuWorker loads it.
+function workerThreads(): typeof import("node:worker_threads") {
+  return process.getBuiltinModule("node:worker_threads");
+}
+
 function threadEntry(): string {
   const here = typeof __dirname === "string" ? __dirname : dirname(fileURLToPath(import.meta.url));
   return join(here, "..", "dist", "vcpu-worker-thread.js");
@@ -105,7 +111,7 @@ export class VcpuWorker {
     const lent = vcpu.lend({ kick: () => this.signal(), reclaim: () => this.reclaim() });
     const data: VcpuWorkerData = { fd: lent.fd, id: vcpu.id, mmapSize: lent.mmapSize, module, data: options.data, ctl: this.ctl.buffer as SharedArrayBuffer, total: this.total.buffer as SharedArrayBuffer };
     try {
-      this.worker = new Worker(entry, { workerData: data, name: `tsvmm-vcpu-${vcpu.id}` });
+      this.worker = new (workerThreads().Worker)(entry, { workerData: data, name: `tsvmm-vcpu-${vcpu.id}` });
     } catch (e) {
       vcpu.endLease();
       throw new KvmError("KVM_WORKER_FAILED", `vCPU ${vcpu.id}'s worker thread did not start`, { cause: e });

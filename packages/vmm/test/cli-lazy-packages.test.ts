@@ -23,12 +23,13 @@ const cli = require(${JSON.stringify(bin)}).load();
 const atLoad = lazy();
 let out = "";
 cli.main(JSON.parse(process.argv[2]), { stdout: (s) => { out += s; }, stderr: () => {} }).then((status) => {
-  process.stdout.write(JSON.stringify({ atLoad, atEnd: lazy(), status, out }));
+  const workerThreads = process.moduleLoadList.includes("NativeModule worker_threads");
+  process.stdout.write(JSON.stringify({ atLoad, atEnd: lazy(), status, out, workerThreads }));
 });
 `,
 );
 
-function run(args: string[]): { atLoad: string[]; atEnd: string[]; status: number; out: string } {
+function run(args: string[]): { atLoad: string[]; atEnd: string[]; status: number; out: string; workerThreads: boolean } {
   const r = spawnSync(process.execPath, [driver, JSON.stringify(args)], { encoding: "utf8", timeout: 60_000, env: { ...process.env, XDG_CACHE_HOME: top, TSVMM_NO_CODE_CACHE: "" } });
   expect(r.status, r.stderr).toBe(0);
   return JSON.parse(r.stdout);
@@ -42,6 +43,8 @@ describe("tsvmm bin: packages loaded when used", () => {
       expect(r.out).toContain(HELLO);
       expect(r.atLoad).toEqual([]);
       expect(r.atEnd).toEqual([]);
+      // Only a VcpuWorker needs node:worker_threads (~1.5 ms to load): kvm-backend loads it then.
+      expect(r.workerThreads).toBe(false);
     }
   });
 
