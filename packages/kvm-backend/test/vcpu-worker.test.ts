@@ -191,7 +191,8 @@ describe.runIf(hasKvm)("VcpuWorker: a vCPU's loop on its own thread, its devices
         await new Promise((res) => setTimeout(res, 1 + (round % 3)));
         w.stop();
         const { exit } = await r;
-        expect(exit?.kind).toBe("interrupted");
+        // undefined: the stop came before the run's first KVM_RUN (a loaded host can delay the worker that long).
+        expect(exit === undefined || exit.kind === "interrupted").toBe(true);
         // KVM puts an IN's value in RAX when it is next entered: a stop between two exits that
         // skipped that entry would leave the ticket before the last one there.
         expect(Number(vcpus[0]!.getRegs().rax & 0xffffffffn)).toBe(Atomics.load(tickets, 0) - 1);
