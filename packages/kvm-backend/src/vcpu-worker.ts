@@ -191,9 +191,14 @@ export class VcpuWorker {
     });
   }
 
-  /** End the run: before the worker's next KVM_RUN, or the one in flight as an `interrupted` exit (not dispatched). */
+  /**
+   * End the run in flight with the vCPU whole (see the package README): the KVM_RUN in flight
+   * returns, or one more with immediate_exit completes the last exit's I/O; the run resolves with
+   * an `interrupted` exit that is not dispatched. Does nothing between runs.
+   */
   stop(): void {
-    if (this.state !== "ready") return;
+    // Between runs there is nothing to stop, and a kick left in kvm_run would cut the next run short.
+    if (this.state !== "ready" || this.current === undefined) return;
     Atomics.store(this.ctl, CTL.STOP, 1);
     this.vcpu.runBuffer[RUN_IMMEDIATE_EXIT] = 1;
     this.signal();
