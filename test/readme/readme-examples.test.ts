@@ -78,6 +78,9 @@ const FIXTURES: Record<string, () => Promise<Record<string, string | Buffer>>> =
     vmlinux: join(kernels, "hello.elf"),
     "recv.elf": join(kernels, "shm-recv.elf"),
     "send.elf": join(kernels, "shm-send.elf"),
+    "vcpu-worker-device.elf": join(kernels, "vcpu-worker-device.elf"),
+    // The vCPU-worker example's device module: the one its test uses, shown in the README.
+    "ticket-device.mjs": join(root, "packages", "vmm", "test", "fixtures", "ticket-device.mjs"),
   }),
 };
 
