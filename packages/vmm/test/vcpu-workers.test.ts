@@ -44,8 +44,17 @@ describe.runIf(hasKvm)("Vmm with vCPU workers", () => {
       // the workers' exits would end this run (it takes well over 300 ms here).
       .watchdog({ timeoutMs: 60_000, stallMs: 300 })
       .build();
+    // Once both vCPUs have handed back a ticket (each takes 50k: neither is done yet), both threads run.
+    const sum = new Float64Array(sums);
     let during = 0;
-    const result = await Promise.all([vmm.run(), new Promise((r) => setTimeout(r, 100)).then(() => (during = workerThreads()))]).then(([r]) => r);
+    let ended = false;
+    const watch = (async () => {
+      while (!ended && !(sum[0]! > 0 && sum[1]! > 0)) await new Promise((r) => setTimeout(r, 1));
+      if (!ended) during = workerThreads();
+    })();
+    const result = await vmm.run();
+    ended = true;
+    await watch;
     expect(during).toBe(2);
     expect(result).toMatchObject({ reason: "guest-exit", exitCode: 0 });
     expect(result.durationMs).toBeGreaterThan(300);
