@@ -517,7 +517,7 @@ export class Vcpu {
   }
   /**
    * @internal The exit the borrowing thread's KVM_RUN left in kvm_run (this mapping shows the same
-   * page), for a handler on this thread; valid until exitHandled().
+   * page), for a handler on this thread; valid until lentExitHandled().
    */
   lentExit(interrupted: boolean): VcpuExit {
     this.syncFresh = this.syncKinds !== 0;
