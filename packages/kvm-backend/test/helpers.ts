@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, type KvmSegment, type KvmSregs } from "@tsvmm/abi";
@@ -8,6 +8,23 @@ import { buildIdentityMap } from "@tsvmm/ept";
 import { encodeIoapicRedirection, Kvm, type Vcpu, type Vm } from "@tsvmm/kvm-backend";
 
 const cacheDir = join(tmpdir(), "tsvmm-kvm-backend-asm");
+
+/** File descriptors open in this process. */
+export const openFds = (): number => readdirSync("/proc/self/fd").length;
+
+/**
+ * Threads of this process named `comm`: the addon's runner threads are tsvmm-vcpu, a VcpuWorker's
+ * thread tsvmm-vcpu-wkr.
+ */
+export function threadsNamed(comm: string): number {
+  return readdirSync("/proc/self/task").filter((t) => {
+    try {
+      return readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim() === comm;
+    } catch {
+      return false; // the thread ended while we looked
+    }
+  }).length;
+}
 
 /** Assemble a flat binary with GNU as (the real tool, so guest sources stay readable). */
 export function assemble(source: string, bits: 16 | 32 | 64, origin = 0): Buffer {

@@ -1,21 +1,12 @@
-import { readdirSync, readFileSync } from "node:fs";
 import { Kvm, requireKvm, runLoopAsync, type Vcpu } from "@tsvmm/kvm-backend";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { assemble, enterRealMode } from "./helpers.js";
+import { assemble, enterRealMode, openFds, threadsNamed } from "./helpers.js";
 
 const hasKvm = requireKvm();
 
-const openFds = (): number => readdirSync("/proc/self/fd").length;
-/** Runner threads alive in this process (the addon names them tsvmm-vcpu). */
-const threads = (): number =>
-  readdirSync("/proc/self/task").filter((t) => {
-    try {
-      return readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim() === "tsvmm-vcpu";
-    } catch {
-      return false; // the thread ended while we looked
-    }
-  }).length;
+/** Runner threads alive in this process. */
+const threads = (): number => threadsNamed("tsvmm-vcpu");
 
 /** Real-mode code for vCPU `i`: take `n` tickets with IN from port 0x10, store each at 0x2000 + i*0x1000. */
 function ticketTaker(i: number, n: number): Buffer {

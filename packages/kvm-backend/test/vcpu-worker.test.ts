@@ -1,24 +1,14 @@
-import { readdirSync, readFileSync } from "node:fs";
 import { type IoExit, Kvm, KvmError, requireKvm, type Vcpu, VcpuWorker, type Vm } from "@tsvmm/kvm-backend";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { assemble, enterRealMode } from "./helpers.js";
+import { assemble, enterRealMode, openFds, threadsNamed } from "./helpers.js";
 
 // The thread's entry is the built package (a worker does not go through the test runner), and so
 // is the handlers module: plain JavaScript.
 const devices = new URL("./fixtures/vcpu-worker-devices.mjs", import.meta.url);
 const hasKvm = requireKvm();
 
-const openFds = (): number => readdirSync("/proc/self/fd").length;
-/** VcpuWorker threads alive in this process (they name themselves tsvmm-vcpu-wkr). */
-const workerThreads = (): number =>
-  readdirSync("/proc/self/task").filter((t) => {
-    try {
-      return readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim() === "tsvmm-vcpu-wkr";
-    } catch {
-      return false; // the thread ended while we looked
-    }
-  }).length;
+const workerThreads = (): number => threadsNamed("tsvmm-vcpu-wkr");
 
 interface Shared {
   tickets: SharedArrayBuffer;

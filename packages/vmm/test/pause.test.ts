@@ -13,7 +13,12 @@ beforeAll(() => {
 });
 
 describe.runIf(hasKvm)("pause and resume", () => {
-  it("a two-vCPU guest counting is paused and resumed 1000 times and its counts do not drift", async () => {
+  // With VmmBuilder.vcpuWorkers too, the module taking no exit: every one, pauses included, is forwarded.
+  const onWorkers = (b: VmmBuilder) => b.vcpuWorkers({ module: new URL("./fixtures/ticket-device.mjs", import.meta.url) });
+  it.each([
+    ["", undefined],
+    [" (the vCPUs on worker threads, every exit forwarded)", onWorkers],
+  ])("a two-vCPU guest counting is paused and resumed 1000 times and its counts do not drift%s", async (_, configure) => {
     const counts = new Map<number, bigint[]>([[0, []], [1, []]]);
     const finals = new Map<string, bigint>();
     let stopAddr: number | undefined;
@@ -21,7 +26,7 @@ describe.runIf(hasKvm)("pause and resume", () => {
     const started = new Promise<void>((r) => {
       ready = r;
     });
-    const vmm = new VmmBuilder()
+    const b = new VmmBuilder()
       .kernelFile(guest("pause-count"))
       .memoryMiB(16)
       .vcpus(2)
@@ -32,8 +37,9 @@ describe.runIf(hasKvm)("pause and resume", () => {
           if (vcpu === 1 && counts.get(0)!.length > 0) ready();
         } else finals.set(`${name}.${vcpu}`, value);
       })
-      .watchdog({ timeoutMs: 60_000, stallMs: 10_000 })
-      .build();
+      .watchdog({ timeoutMs: 60_000, stallMs: 10_000 });
+    configure?.(b);
+    const vmm = b.build();
     const run = vmm.run();
     await started;
     let pausedWhileRunning = 0;

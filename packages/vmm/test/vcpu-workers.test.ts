@@ -1,28 +1,21 @@
 // VmmBuilder.vcpuWorkers: each vCPU's loop on a thread of its own, a device of the user's there
 // (its state in SharedArrayBuffers), and everything else — the Vmm's devices, hypercalls, pauses,
-// the watchdog — on the main thread as before.
+// the watchdog — on the main thread as before. pause.test.ts and gdb.test.ts run some of their
+// tests on workers too.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { requireKvm } from "@tsvmm/kvm-backend";
 import { Vmm, VmmBuilder, VmmError } from "@tsvmm/vmm";
 import { beforeAll, describe, expect, it } from "vitest";
+import { openFds, threadsNamed } from "../../kvm-backend/test/helpers.js";
 
 const hasKvm = requireKvm();
 const root = join(__dirname, "..", "..", "..");
 const guest = (name: string) => join(root, "test-kernels", "out", `${name}.elf`);
 const ticketDevice = new URL("./fixtures/ticket-device.mjs", import.meta.url);
-const openFds = (): number => readdirSync("/proc/self/fd").length;
-/** VcpuWorker threads alive in this process (they name themselves tsvmm-vcpu-wkr). */
-const workerThreads = (): number =>
-  readdirSync("/proc/self/task").filter((t) => {
-    try {
-      return readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim() === "tsvmm-vcpu-wkr";
-    } catch {
-      return false; // the thread ended while we looked
-    }
-  }).length;
+const workerThreads = (): number => threadsNamed("tsvmm-vcpu-wkr");
 
 beforeAll(() => {
   execFileSync("flock", ["/tmp/tsvmm-test-kernels.lock", "make", "-s", "-C", join(root, "test-kernels")]);
@@ -71,54 +64,6 @@ describe.runIf(hasKvm)("Vmm with vCPU workers", () => {
     const until = Date.now() + 5000;
     while (workerThreads() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     expect(workerThreads()).toBe(0);
-  }, 60_000);
-
-  it("a two-vCPU guest whose every exit is forwarded is paused and resumed 200 times without its counts drifting", async () => {
-    const counts = new Map<number, bigint[]>([[0, []], [1, []]]);
-    const finals = new Map<string, bigint>();
-    let stopAddr: number | undefined;
-    let ready: () => void = () => {};
-    const started = new Promise<void>((r) => {
-      ready = r;
-    });
-    const vmm = new VmmBuilder()
-      .kernelFile(guest("pause-count"))
-      .memoryMiB(16)
-      .vcpus(2)
-      .vcpuWorkers({ module: ticketDevice })
-      .onValue((name, value, vcpu) => {
-        if (name === "stop.addr") stopAddr = Number(value);
-        else if (name === "count") {
-          counts.get(vcpu)!.push(value);
-          if (vcpu === 1 && counts.get(0)!.length > 0) ready();
-        } else finals.set(`${name}.${vcpu}`, value);
-      })
-      .watchdog({ timeoutMs: 60_000, stallMs: 10_000 })
-      .build();
-    const run = vmm.run();
-    await started;
-    let still = 0;
-    for (let i = 0; i < 200; i++) {
-      await vmm.pause();
-      const n = counts.get(0)!.length + counts.get(1)!.length;
-      if (i % 20 === 0) {
-        await new Promise((r) => setTimeout(r, 2));
-        if (counts.get(0)!.length + counts.get(1)!.length === n) still++;
-      }
-      vmm.resume();
-    }
-    await vmm.pause();
-    vmm.vm.memory.writeU32(stopAddr!, 1);
-    vmm.resume();
-    const result = await run;
-    expect(still).toBe(10);
-    expect(result).toMatchObject({ reason: "guest-exit", exitCode: 0 });
-    for (const vcpu of [0, 1]) {
-      const per = finals.get(`chunk.${vcpu}`)!;
-      const list = counts.get(vcpu)!;
-      expect(BigInt(list.length)).toBe(finals.get(`steps.${vcpu}`)!);
-      expect(list).toEqual(list.map((_, i) => BigInt(i + 1) * per));
-    }
   }, 60_000);
 
   it("a snapshot taken while the vCPUs are on workers restores onto workers, and the device's shared state carries the count on", async () => {
