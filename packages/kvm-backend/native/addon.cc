@@ -267,26 +267,76 @@ Napi::Value TapSetOffload(const Napi::CallbackInfo& info) {
 // VM created or restored pay one or two full GCs of 12-28 ms (measured on this host). V8 leaves
 // backing stores with the empty deleter out of that count.
 
+//
+// A mapping can also be shared with other threads (worker threads' own JavaScript environments):
+// shareMapping() makes a SharedArrayBuffer over it, which cannot be detached. So while any such
+// buffer lives, the owner's munmap (or its finalizer) does not unmap: it replaces the range with
+// fresh anonymous memory (MAP_FIXED), which gives the guest's pages back to the kernel at once and
+// leaves a stale access reading zeros, never a fault; the range is unmapped when the last shared
+// buffer is freed (its backing store's deleter, on whichever thread drops it last).
+
 struct Mapping {
   void* addr;
   size_t len;
-  bool unmapped;
+  bool unmapped;   // the owner let go: munmap() or its finalizer; out of g_maps
+  bool finalized;  // the owner's ArrayBuffer is gone (its finalizer ran)
+  int shares;      // SharedArrayBuffers over it still alive, in any thread
 };
 std::mutex g_maps_mu;
 std::unordered_map<void*, Mapping*> g_maps;
 
+// With g_maps_mu held: the owner lets go of m.
+void ReleaseMapping(Mapping* m) {
+  if (m->unmapped) return;
+  m->unmapped = true;
+  g_maps.erase(m->addr);
+  if (m->shares == 0) {
+    munmap(m->addr, m->len);
+    return;
+  }
+  // If the kernel refuses the replacement the old pages stay until the last share goes: memory
+  // kept longer, still nothing unmapped under a live buffer.
+  mmap(m->addr, m->len, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+}
+
 void FinalizeMapping(napi_env, void* data, void*) {
   auto* m = static_cast<Mapping*>(data);
-  bool unmap = false;
+  std::lock_guard<std::mutex> lock(g_maps_mu);
+  ReleaseMapping(m);
+  m->finalized = true;
+  if (m->shares == 0) delete m;
+}
+
+void ShareDeleter(void*, size_t, void* data) {
+  auto* m = static_cast<Mapping*>(data);
+  std::lock_guard<std::mutex> lock(g_maps_mu);
+  if (--m->shares > 0) return;
+  if (m->unmapped) munmap(m->addr, m->len);
+  if (m->finalized) delete m;
+}
+
+// shareMapping(address: bigint, length): a SharedArrayBuffer over the live mapping that starts at
+// `address` and is exactly `length` bytes long (one this addon made and nobody unmapped), or
+// -EINVAL. Called on the thread that will use it, so its length is counted there (V8 counts a
+// buffer with a real deleter as that isolate's external memory; see above).
+Napi::Value ShareMapping(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBigInt() || !info[1].IsNumber()) return Napi::Number::New(env, -EINVAL);
+  bool lossless = false;
+  uint64_t a = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+  int64_t len = info[1].As<Napi::Number>().Int64Value();
+  void* addr = reinterpret_cast<void*>(static_cast<uintptr_t>(a));
+  Mapping* m = nullptr;
   {
     std::lock_guard<std::mutex> lock(g_maps_mu);
-    if (!m->unmapped) {
-      g_maps.erase(m->addr);
-      unmap = true;
-    }
+    auto it = g_maps.find(addr);
+    if (!lossless || it == g_maps.end() || len <= 0 || it->second->len != static_cast<size_t>(len)) return Napi::Number::New(env, -EINVAL);
+    m = it->second;
+    m->shares++;
   }
-  if (unmap) munmap(m->addr, m->len);
-  delete m;
+  std::shared_ptr<v8::BackingStore> store = v8::SharedArrayBuffer::NewBackingStore(addr, m->len, ShareDeleter, m);
+  v8::Local<v8::SharedArrayBuffer> local = v8::SharedArrayBuffer::New(v8::Isolate::GetCurrent(), store);
+  return Napi::Value(env, reinterpret_cast<napi_value>(*local));
 }
 
 Napi::Value Mmap(const Napi::CallbackInfo& info) {
@@ -299,7 +349,7 @@ Napi::Value Mmap(const Napi::CallbackInfo& info) {
   if (len == 0) return Napi::Number::New(env, -EINVAL);
   void* addr = mmap(nullptr, len, prot, flags, fd, off);
   if (addr == MAP_FAILED) return Napi::Number::New(env, -errno);
-  auto* m = new Mapping{addr, len, false};
+  auto* m = new Mapping{addr, len, false, false, 0};
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   std::shared_ptr<v8::BackingStore> store = v8::ArrayBuffer::NewBackingStore(addr, len, v8::BackingStore::EmptyDeleter, nullptr);
   v8::Local<v8::ArrayBuffer> local = v8::ArrayBuffer::New(isolate, store);
@@ -330,13 +380,18 @@ Napi::Value Munmap(const Napi::CallbackInfo& info) {
     auto it = g_maps.find(addr);
     if (it == g_maps.end() || addr == nullptr) return Napi::Number::New(env, -EINVAL);
     m = it->second;
-    g_maps.erase(it);
-    m->unmapped = true;
+    if (m->shares == 0) {
+      g_maps.erase(it);
+      m->unmapped = true;
+    } else {
+      ReleaseMapping(m);
+      m = nullptr;
+    }
   }
-  size_t len = m->len;
   // Detaching may run the finalizer (which frees m) right here: do not touch m afterwards.
+  size_t len = m == nullptr ? 0 : m->len;
   napi_detach_arraybuffer(env, ab);
-  return Ret(env, munmap(addr, len));
+  return m == nullptr ? Napi::Number::New(env, 0) : Ret(env, munmap(addr, len));
 }
 
 // ---- runner threads ----------------------------------------------------------------------------
@@ -1036,6 +1091,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ioctl", Napi::Function::New(env, Ioctl));
   exports.Set("ioctlBuf", Napi::Function::New(env, IoctlBuf));
   exports.Set("address", Napi::Function::New(env, Address));
+  exports.Set("shareMapping", Napi::Function::New(env, ShareMapping));
   exports.Set("compareExchange", Napi::Function::New(env, CompareExchange));
   exports.Set("eventfd", Napi::Function::New(env, EventFd));
   exports.Set("read", Napi::Function::New(env, Read));

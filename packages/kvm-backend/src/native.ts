@@ -30,6 +30,12 @@ export interface NativeAddon {
   preadv2(fd: number, buf: Uint8Array, position: number, flags: number): number;
   mmap(fd: number, length: number, prot: number, flags: number, offset: number): ArrayBuffer | number;
   munmap(buffer: ArrayBuffer): number;
+  /**
+   * A SharedArrayBuffer over the live mapping made by mmap() that starts at `address` and is
+   * `length` bytes long, for another thread; -EINVAL if there is none. While one lives, munmap()
+   * of the mapping swaps its pages for zeros instead of unmapping (see addon.cc).
+   */
+  shareMapping(address: bigint, length: number): SharedArrayBuffer | number;
   /** gettid() of the calling thread. */
   threadId(): number;
   /** Name the calling thread (pthread_setname_np, 15 bytes at most): 0 or -errno. */

@@ -43,6 +43,8 @@ export interface VcpuWorkerData {
   ctl: SharedArrayBuffer;
   /** One float64: every exit the thread's loop has taken, all runs (a plain aligned store per exit). */
   total: SharedArrayBuffer;
+  /** VcpuWorkerOptions.memory's regions, each by the host address of its mapping. */
+  memory: { base: number; size: number; name: string | undefined; address: bigint }[] | undefined;
 }
 
 /** An error thrown in the thread, as it crosses (structured clone drops a KvmError's fields). */

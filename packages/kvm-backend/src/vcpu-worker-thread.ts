@@ -2,6 +2,8 @@
 // each "run" message issues KVM_RUN synchronously here, dispatching each exit to the module's
 // handlers; an exit they do not take goes to the owner's thread (forward) while this one waits.
 import { type MessagePort, parentPort, workerData } from "node:worker_threads";
+import { GuestMemoryMap } from "@tsvmm/abi";
+import { KvmError } from "./errors.js";
 import { RUN_IMMEDIATE_EXIT, type VcpuExit } from "./exits.js";
 import { native } from "./native.js";
 import type { ExitHandlers } from "./run-loop.js";
@@ -42,6 +44,19 @@ function forward(exit: VcpuExit): boolean {
   return Atomics.load(ctl, CTL.REPLY) !== FORWARD_REPLY.CONTINUE;
 }
 
+/** VcpuWorkerOptions.memory as this thread sees it: the same pages, through SharedArrayBuffers. */
+function sharedMemory(): GuestMemoryMap | undefined {
+  if (wd.memory === undefined) return undefined;
+  return new GuestMemoryMap(
+    wd.memory.map((r) => {
+      const sab = native().shareMapping(r.address, r.size);
+      const what = r.name ?? `at 0x${r.base.toString(16)}`;
+      if (typeof sab === "number") throw new KvmError("KVM_INVALID_ARGUMENT", `memory region ${what} is not a whole mapping of @tsvmm/kvm-backend's (a slot's memory or a GuestRam), or it was unmapped`);
+      return { base: r.base, size: r.size, name: r.name, buffer: Buffer.from(sab) };
+    }),
+  );
+}
+
 async function main(): Promise<void> {
   Atomics.store(ctl, CTL.TID, native().threadId());
   // As ps and top show it, beside the runner threads (tsvmm-vcpu).
@@ -52,7 +67,7 @@ async function main(): Promise<void> {
     vcpu = new Vcpu(wd.fd, wd.id, wd.mmapSize, () => {}, 0, false);
     const mod = (await import(wd.module)) as { default?: unknown };
     if (typeof mod.default !== "function") throw new TypeError(`${wd.module} has no default export making exit handlers`);
-    const ctx: VcpuWorkerContext = { vcpu, data: wd.data, forward };
+    const ctx: VcpuWorkerContext = { vcpu, data: wd.data, memory: sharedMemory(), forward };
     const made: unknown = await (mod.default as (c: VcpuWorkerContext) => unknown)(ctx);
     if (typeof made !== "object" || made === null) throw new TypeError(`${wd.module}'s default export returned no exit handlers`);
     handlers = made as ExitHandlers;

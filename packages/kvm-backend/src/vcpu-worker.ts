@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Worker } from "node:worker_threads";
+import type { GuestMemoryMap } from "@tsvmm/abi";
 import { KvmError, type KvmErrorCode } from "./errors.js";
 import { RUN_IMMEDIATE_EXIT, type VcpuExit } from "./exits.js";
 import { native } from "./native.js";
@@ -17,6 +18,11 @@ export interface VcpuWorkerContext<D = unknown> {
   readonly vcpu: Vcpu;
   /** VcpuWorkerOptions.data, structured-cloned: SharedArrayBuffers in it are shared with the owner. */
   readonly data: D;
+  /**
+   * VcpuWorkerOptions.memory on this thread: the same guest RAM (no copy), with the same regions;
+   * undefined when none was given. After the VM has closed it reads zeros (see VcpuWorkerOptions.memory).
+   */
+  readonly memory: GuestMemoryMap | undefined;
   /**
    * Hand this exit to the owner's handlers (VcpuWorker.run's) and block this thread until they have
    * run: true when they ended the loop. Exits of a kind the module has no handler for go this way
@@ -36,6 +42,15 @@ export interface VcpuWorkerOptions {
   module: string | URL;
   /** Passed to the factory (structured clone: share device state as SharedArrayBuffers). */
   data?: unknown;
+  /**
+   * Guest RAM for the handlers (`ctx.memory`): usually the VM's `vm.memory`, each region of which
+   * must be a whole mapping this package made (a slot's memory, a GuestRam). The worker gets the
+   * same pages, not a copy, as the regions are now (a slot added later is not in it). When the VM
+   * closes while the thread still holds them, their pages go back to the kernel and are replaced
+   * by zeros, so a late access reads 0 instead of faulting; the address range is unmapped when
+   * the thread lets go (its exit).
+   */
+  memory?: GuestMemoryMap;
 }
 
 export interface VcpuWorkerRunOptions {
@@ -70,6 +85,14 @@ function fromWorker(e: WorkerErrorShape, id: number, where: string): KvmError {
   // A KvmError of the worker's (KVM_RUN failing there) is the same error here, code and errno kept.
   if (e.name === "KvmError" && e.code !== undefined) return new KvmError(e.code as KvmErrorCode, e.message, { errno: e.errno, ioctl: e.ioctl, cause });
   return new KvmError("KVM_WORKER_FAILED", `vCPU ${id}'s worker thread: ${where}: ${e.name}: ${e.message}`, { cause });
+}
+
+/** VcpuWorkerOptions.memory's regions for the thread: each by its mapping's address (checked there). */
+function sharedRegions(memory: GuestMemoryMap | undefined): VcpuWorkerData["memory"] {
+  if (memory === undefined) return undefined;
+  const regions: unknown = (memory as { regions?: unknown } | null)?.regions;
+  if (!Array.isArray(regions)) throw new KvmError("KVM_INVALID_ARGUMENT", "memory must be a GuestMemoryMap (vm.memory)");
+  return (regions as GuestMemoryMap["regions"]).map((r) => ({ base: r.base, size: r.size, name: r.name, address: native().address(r.buffer) }));
 }
 
 /** How long close() waits for the thread to leave KVM_RUN (a spinning guest sees the signal at a host tick). */
@@ -108,8 +131,9 @@ export class VcpuWorker {
     const module = options.module instanceof URL ? options.module.href : /^[a-z][a-z0-9+.-]+:/i.test(options.module) ? options.module : pathToFileURL(options.module).href;
     this.ctl = new Int32Array(new SharedArrayBuffer(CTL_WORDS * 4));
     this.total = new Float64Array(new SharedArrayBuffer(8));
+    const memory = sharedRegions(options.memory);
     const lent = vcpu.lend({ kick: () => this.signal(), reclaim: () => this.reclaim() });
-    const data: VcpuWorkerData = { fd: lent.fd, id: vcpu.id, mmapSize: lent.mmapSize, module, data: options.data, ctl: this.ctl.buffer as SharedArrayBuffer, total: this.total.buffer as SharedArrayBuffer };
+    const data: VcpuWorkerData = { fd: lent.fd, id: vcpu.id, mmapSize: lent.mmapSize, module, data: options.data, ctl: this.ctl.buffer as SharedArrayBuffer, total: this.total.buffer as SharedArrayBuffer, memory };
     try {
       this.worker = new (workerThreads().Worker)(entry, { workerData: data, name: `tsvmm-vcpu-${vcpu.id}` });
     } catch (e) {

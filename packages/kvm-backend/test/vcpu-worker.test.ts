@@ -1,11 +1,15 @@
+import { readFileSync } from "node:fs";
+import { GuestMemoryMap } from "@tsvmm/abi";
 import { type IoExit, Kvm, KvmError, requireKvm, type Vcpu, VcpuWorker, type Vm } from "@tsvmm/kvm-backend";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { native } from "../src/native.js";
 import { assemble, enterRealMode, openFds, threadsNamed } from "./helpers.js";
 
 // The thread's entry is the built package (a worker does not go through the test runner), and so
 // is the handlers module: plain JavaScript.
 const devices = new URL("./fixtures/vcpu-worker-devices.mjs", import.meta.url);
+const dma = new URL("./fixtures/vcpu-worker-dma.mjs", import.meta.url);
 const hasKvm = requireKvm();
 
 const workerThreads = (): number => threadsNamed("tsvmm-vcpu-wkr");
@@ -29,6 +33,31 @@ function vmOf(kvm: Kvm, codes: Buffer[]): { vm: Vm; vcpus: Vcpu[] } {
     return v;
   });
   return { vm, vcpus };
+}
+
+/**
+ * [address, address + bytes) in this process's mappings (/proc/self/smaps): how many of its bytes
+ * are mapped, and the resident KiB of the mappings that overlap it. The kernel merges a mapping
+ * with a neighbour of the same kind, so those may be larger than the range: compare Rss before and after.
+ */
+function rangeIn(address: bigint, bytes: number): { mapped: number; rssKiB: number } {
+  const end = address + BigInt(bytes);
+  let mapped = 0n;
+  let rssKiB = 0;
+  let overlaps = false;
+  for (const line of readFileSync("/proc/self/smaps", "utf8").split("\n")) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
+    if (m !== null) {
+      const lo = BigInt(`0x${m[1]}`);
+      const hi = BigInt(`0x${m[2]}`);
+      overlaps = lo < end && address < hi;
+      if (overlaps) mapped += (hi < end ? hi : end) - (lo > address ? lo : address);
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss !== null && overlaps) rssKiB += Number(rss[1]);
+  }
+  return { mapped: Number(mapped), rssKiB };
 }
 
 /** Wait until `cond()` or fail after `ms`. */
@@ -270,5 +299,90 @@ describe.runIf(hasKvm)("VcpuWorker: a vCPU's loop on its own thread, its devices
     await until(() => workerThreads() === 0);
     expect(openFds()).toBe(fds0);
     kvm.close();
+  });
+
+  it("handlers on the worker reach guest RAM (ctx.memory): they read what the owner wrote and the guest reads what they wrote", async () => {
+    const kvm = Kvm.open();
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 4096 }), async (bytes) => {
+          const code = assemble(`mov ax, ${bytes.length}\n out 0x14, ax\n mov eax, [0x4000]\n hlt`, 16, 0x1000);
+          const { vm, vcpus } = vmOf(kvm, [code]);
+          const w = await VcpuWorker.start(vcpus[0]!, { module: dma, data: { probe: new SharedArrayBuffer(8) }, memory: vm.memory });
+          try {
+            vm.memory.write(0x3000, bytes);
+            let rax = -1n;
+            const r = await w.run({ hlt: (_e, v) => { rax = v.getRegs().rax; return true; } });
+            const sum = bytes.reduce((a, b) => a + b, 0);
+            expect(r.exit?.kind).toBe("hlt");
+            expect(vm.memory.readU32(0x4000)).toBe(sum);
+            expect(rax & 0xffffffffn).toBe(BigInt(sum));
+          } finally {
+            await w.close();
+            vm.close();
+          }
+        }),
+        { numRuns: 5 },
+      );
+    } finally {
+      kvm.close();
+    }
+  });
+
+  it("guest RAM a worker still holds when the VM lets it go: its pages are given back and read as zeros there, never a fault; the range is unmapped when the thread ends", async () => {
+    const kvm = Kvm.open();
+    const vm = kvm.createVm();
+    const size = 32 << 20;
+    vm.addMemory({ slot: 0, guestPhysAddr: 0, size });
+    const code = assemble("out 0x15, al\n hlt", 16, 0x1000);
+    vm.memory.write(0x1000, code);
+    const vcpu = vm.createVcpu(0);
+    enterRealMode(vcpu, 0x1000);
+    const address = native().address(vm.memory.regions[0]!.buffer);
+    const probe = new Int32Array(new SharedArrayBuffer(8));
+    const w = await VcpuWorker.start(vcpu, { module: dma, data: { probe: probe.buffer }, memory: vm.memory });
+    try {
+      vm.memory.writeU32(0x6000, 0x600d600d);
+      vm.memory.fill(0x100000, 24 << 20, 0x5a);
+      expect((await w.run({ hlt: () => true })).exit?.kind).toBe("hlt");
+      // The worker's timer now reads guest RAM on its own thread, between runs.
+      await until(() => Atomics.load(probe, 0) > 3 && Atomics.load(probe, 1) === 0x600d600d);
+      const before = rangeIn(address, size);
+      expect(before.mapped).toBe(size);
+      expect(before.rssKiB).toBeGreaterThanOrEqual(24 << 10);
+      vm.removeMemory(0);
+      // The owner's view is gone (detached); the worker's reads zeros from fresh pages, and the
+      // guest's 24 MiB went back to the kernel while the range stays reserved for the worker.
+      expect(vm.memory.regions).toHaveLength(0);
+      const seen = Atomics.load(probe, 0);
+      await until(() => Atomics.load(probe, 0) > seen + 3 && Atomics.load(probe, 1) === 0);
+      const held = rangeIn(address, size);
+      expect(held.mapped).toBe(size);
+      expect(before.rssKiB - held.rssKiB).toBeGreaterThanOrEqual(20 << 10);
+    } finally {
+      await w.close();
+      vm.close();
+      kvm.close();
+    }
+    // Its thread has ended: the last SharedArrayBuffer over the range is gone, and so is the range.
+    await until(() => rangeIn(address, size).mapped < size);
+  });
+
+  it("memory that is not a whole mapping of this package's is refused with a typed error, and the vCPU is its owner's again", async () => {
+    const kvm = Kvm.open();
+    const { vm, vcpus } = vmOf(kvm, [assemble("hlt", 16, 0x1000)]);
+    try {
+      const part = new GuestMemoryMap([{ base: 0, size: 4096, buffer: vm.memory.regions[0]!.buffer.subarray(4096, 8192) }]);
+      const err = await VcpuWorker.start(vcpus[0]!, { module: dma, data: { probe: new SharedArrayBuffer(8) }, memory: part }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(KvmError);
+      expect((err as KvmError).code).toBe("KVM_INVALID_ARGUMENT");
+      expect((err as KvmError).message).toMatch(/not a whole mapping/);
+      const junk = await VcpuWorker.start(vcpus[0]!, { module: dma, memory: {} as GuestMemoryMap }).catch((e: unknown) => e);
+      expect((junk as KvmError).code).toBe("KVM_INVALID_ARGUMENT");
+      expect(vcpus[0]!.run().kind).toBe("hlt");
+    } finally {
+      vm.close();
+      kvm.close();
+    }
   });
 });

@@ -111,7 +111,13 @@ export interface VmmSpec {
   /** A gdb stub for this VM (debug/): where it listens, whether the vCPUs wait for it. */
   readonly gdb?: GdbOptions;
   /** Each vCPU's loop on a worker thread with these exit handlers (VmmBuilder.vcpuWorkers); undefined: all on this thread. */
-  readonly vcpuWorker?: VcpuWorkerOptions;
+  readonly vcpuWorker?: VmmVcpuWorkerOptions;
+}
+
+/** VmmBuilder.vcpuWorkers: kvm-backend's VcpuWorkerOptions, but the Vmm knows the guest's RAM. */
+export interface VmmVcpuWorkerOptions extends Omit<VcpuWorkerOptions, "memory"> {
+  /** Give the handlers the guest's RAM as `ctx.memory` (VcpuWorkerOptions.memory: the same pages, no copy). */
+  shareMemory?: boolean;
 }
 
 /** The steps of `assemble`, in order: each failure names its step. */

@@ -5,8 +5,8 @@ import type { KvmCpuidEntry2, KvmMsrFilter } from "@tsvmm/abi";
 import { type CpuidTemplate, loadTemplate, parseTemplate } from "@tsvmm/cpuid";
 import type { BusObserver, DefaultHandler, Device, IoInterceptPolicy } from "@tsvmm/devices";
 import type { BootCpuState } from "@tsvmm/elf-loader";
-import type { EventFd, GuestRam, VcpuWorkerOptions } from "@tsvmm/kvm-backend";
-import { assemble, type BootOverride, type ConsoleSink, type ExtraSlot, type PrepareContext, type VmmSpec } from "./assemble.js";
+import type { EventFd, GuestRam } from "@tsvmm/kvm-backend";
+import { assemble, type BootOverride, type ConsoleSink, type ExtraSlot, type PrepareContext, type VmmSpec, type VmmVcpuWorkerOptions } from "./assemble.js";
 import { VM_LIMITS, type VmConfig } from "./config.js";
 import { checkGdbAddress, type GdbOptions } from "./debug/attach.js";
 import { type EmulationOptions, linuxEmulationCmdline } from "./emulation/index.js";
@@ -82,7 +82,7 @@ export class VmmBuilder {
   private deviceErrorCb: ((e: unknown) => void) | undefined;
   private hypercallCb: ((outcome: { vcpu: number; status: number; call: number | undefined }) => void) | undefined;
   private emulateOpts: EmulationOptions | undefined;
-  private vcpuWorkerOpts: VcpuWorkerOptions | undefined;
+  private vcpuWorkerOpts: VmmVcpuWorkerOptions | undefined;
   private hostNote: string | undefined;
   private gdbOpts: GdbOptions | undefined;
   private coalesceSerialOn = true;
@@ -396,9 +396,10 @@ export class VmmBuilder {
    * SharedArrayBuffers of `options.data` answer their exits at the synchronous loop's speed, and
    * vCPUs scale as in C. Every exit the module does not take — the Vmm's own devices, pauses, the
    * watchdog's and the debugger's kicks — comes to this thread as usual, at the cost of two
-   * thread hops. Not recorded in snapshots (a restored VM runs its vCPUs here).
+   * thread hops. With `shareMemory` the handlers get the guest's RAM as `ctx.memory` (devices that
+   * read and write guest buffers there, as DMA does).
    */
-  vcpuWorkers(options: VcpuWorkerOptions): this {
+  vcpuWorkers(options: VmmVcpuWorkerOptions): this {
     this.vcpuWorkerOpts = { ...options };
     return this;
   }

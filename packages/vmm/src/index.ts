@@ -1,5 +1,5 @@
 export { API_MAX_LINE, API_OPS, ApiClient, ApiError, type ApiErrorCode, type ApiOp, type ApiRequest, type ApiResponse, ApiServer, type ApiStatus } from "./api/index.js";
-export { assemble, type BootOverride, BUILD_STEPS, type ConsoleSink, type ConsoleSource, type ExtraSlot, type PrepareContext, type VmmSpec } from "./assemble.js";
+export { assemble, type BootOverride, BUILD_STEPS, type ConsoleSink, type ConsoleSource, type ExtraSlot, type PrepareContext, type VmmSpec, type VmmVcpuWorkerOptions } from "./assemble.js";
 export { bundledHelloPath, VmmBuilder } from "./builder.js";
 export { type CliIo, main } from "./cli.js";
 export { loadVmConfig, parseVmConfig, VM_LIMITS, type VmConfig, type VmConfigInput } from "./config.js";

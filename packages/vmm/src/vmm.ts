@@ -2,7 +2,7 @@ import { KVM_INTERNAL_ERROR, KVM_MP_STATE, type KvmCpuidEntry2 } from "@tsvmm/ab
 import type { HypercallDevice, MmioBus, PioBus, TraceRecorder, Uart16550 } from "@tsvmm/devices";
 import { type ExitHandlers, type Kvm, runLoopAsync, type Vcpu, type VcpuExit, VcpuWorker, type VcpuWorkerOptions, type Vm } from "@tsvmm/kvm-backend";
 import { VirtioConsole } from "@tsvmm/virtio";
-import type { VmmSpec } from "./assemble.js";
+import type { VmmSpec, VmmVcpuWorkerOptions } from "./assemble.js";
 import { CoalescedSerial } from "./coalesced-serial.js";
 import type { VcpuDebugHook } from "./debug/hook.js";
 import { type EmulationOptions, EmulationStats, VcpuEmulation } from "./emulation/index.js";
@@ -114,7 +114,7 @@ export interface VmmParts {
   /** Finish instructions KVM cannot emulate in the VMM (`--emulate`); undefined: off. */
   readonly emulation?: EmulationOptions;
   /** Each vCPU's loop on a worker thread with these exit handlers; undefined: all on this thread. */
-  readonly vcpuWorker?: VcpuWorkerOptions;
+  readonly vcpuWorker?: VmmVcpuWorkerOptions;
 }
 
 const HALT_CHECK_MS = 1000;
@@ -232,8 +232,9 @@ export class Vmm {
       await this.close().catch(() => {});
       throw new VmmError("VMM_STATE", `a device could not start: ${(e as Error).message}`, { cause: e });
     }
-    const workerOptions = this.parts.vcpuWorker;
-    if (workerOptions !== undefined) {
+    const w = this.parts.vcpuWorker;
+    if (w !== undefined) {
+      const workerOptions: VcpuWorkerOptions = { module: w.module, data: w.data, memory: w.shareMemory === true ? this.vm.memory : undefined };
       const started = await Promise.allSettled(this.vcpus.map((v) => VcpuWorker.start(v, workerOptions)));
       this.workers = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
       const failed = started.find((r) => r.status === "rejected");

@@ -66,6 +66,24 @@ describe.runIf(hasKvm)("Vmm with vCPU workers", () => {
     expect(workerThreads()).toBe(0);
   }, 60_000);
 
+  it("with shareMemory the device's thread sees the guest's RAM itself: what was written there before the run, at the same addresses", async () => {
+    const next = new SharedArrayBuffer(4);
+    const sums = new SharedArrayBuffer(16);
+    const copy = new SharedArrayBuffer(256);
+    const copyFrom = 12 << 20;
+    const vmm = new VmmBuilder()
+      .kernelFile(guest("vcpu-worker-device"))
+      .memoryMiB(16)
+      .vcpuWorkers({ module: ticketDevice, data: { next, sums, copy, copyFrom }, shareMemory: true })
+      .build();
+    const pattern = Buffer.from(Array.from({ length: 256 }, (_, i) => (i * 37 + 11) & 0xff));
+    vmm.vm.memory.write(copyFrom, pattern);
+    const result = await vmm.run();
+    expect(result).toMatchObject({ reason: "guest-exit", exitCode: 0 });
+    expect(Buffer.from(copy)).toEqual(pattern);
+    expect(new Int32Array(next)[0]).toBe(50_000);
+  }, 60_000);
+
   it("a snapshot taken while the vCPUs are on workers restores onto workers, and the device's shared state carries the count on", async () => {
     const next = new SharedArrayBuffer(4);
     const sums = new SharedArrayBuffer(16);
