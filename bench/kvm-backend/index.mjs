@@ -9,6 +9,9 @@
 //  - exits-2vcpu-worker: the same VM with each vCPU on a VcpuWorker (its loop synchronous on a
 //    thread of its own, the PIO handler there: pio-worker-handlers.mjs); ratio = 2-vCPU ÷ 1-vCPU
 //    exits/s, both on VcpuWorker.
+//  - pio-exit-roundtrip-forwarded: one vCPU on a VcpuWorker whose module takes no exit, so each
+//    is forwarded to a handler on this thread (the path of a Vmm device's exit on workers), µs per
+//    PIO exit beside the same C loop.
 //  - event-loop-p99: while both vCPUs exit as fast as they can, how long a setTimeout(1 ms) takes to
 //    fire, 99th percentile (the event loop must stay free: goal ≤ 2 ms).
 //  - kick-to-stop-p99: from vcpu.kick() to runLoopAsync settling, for a vCPU taking exits back to
@@ -39,6 +42,24 @@ function assemble16(name, src) {
 }
 
 const workerHandlers = new URL("./pio-worker-handlers.mjs", import.meta.url);
+
+const forwardAll = "data:text/javascript,export default () => ({})";
+
+/** µs per exit of one vCPU on a VcpuWorker that forwards every exit to pioHandlers here. */
+async function forwardedExits(kvm, code) {
+  const { vm, vcpu } = makeVm(kvm, code);
+  const w = await VcpuWorker.start(vcpu, { module: forwardAll });
+  try {
+    const t0 = process.hrtime.bigint();
+    const r = await w.run(pioHandlers({ sink: 0 }));
+    const us = Number(process.hrtime.bigint() - t0) / 1000;
+    if (r.exit?.kind !== "hlt") throw new Error(`unexpected exit ${r.exit?.kind}`);
+    return us / r.exits;
+  } finally {
+    await w.close();
+    vm.close();
+  }
+}
 
 /** Aggregate exits/s of one VM of `code` with `n` vCPUs, each on a VcpuWorker (started before the clock). */
 async function vcpuWorkers(kvm, code, n) {
@@ -150,6 +171,7 @@ export default async function bench() {
   const fairness = [];
   const workersOne = [];
   const workersTwo = [];
+  const forwarded = [];
   for (let round = 0; round < ROUNDS; round++) {
     cPio.push(runJson(exe, ["pio", pioBin, "1"]).usPerExit);
     {
@@ -205,12 +227,19 @@ export default async function bench() {
     }
     workersOne.push(await vcpuWorkers(kvm, pioCode, 1));
     workersTwo.push(await vcpuWorkers(kvm, pioCode, 2));
+    forwarded.push(await forwardedExits(kvm, pioCode));
     load.push(loadavg()[0]);
   }
   const c = median(cPio);
   const machine = { loadavg1: load.map((x) => Number(x.toFixed(2))), rounds: ROUNDS };
   rows.push(result("pio-exit-roundtrip", median(tsPio), "us/exit", c, { goal: "ratio <= 1.10", path: "sync", ...machine }));
   rows.push(result("pio-exit-roundtrip-async", median(tsAsync), "us/exit", c, { goal: "ratio <= 1.5", path: "runLoopAsync (runner thread, one hop per exit)", ...machine }));
+  rows.push(
+    result("pio-exit-roundtrip-forwarded", median(forwarded), "us/exit", c, {
+      path: "VcpuWorker, every exit forwarded to a handler on the owner's thread (ForwardPort: one hop each way)",
+      ...machine,
+    }),
+  );
   rows.push(
     result("exits-2vcpu", median(tsTwo), "exits/s", median(tsOne), {
       goal: "ratio >= 1.6 (ratio = 2-vCPU ÷ 1-vCPU exits/s, both runLoopAsync)",

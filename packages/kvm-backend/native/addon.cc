@@ -505,6 +505,15 @@ inline void CpuRelax() {
 
 class Runner;
 
+// What a Dispatcher hands to JavaScript: a runner's exit, or a vCPU worker's forwarded exit.
+class Postable {
+ public:
+  virtual ~Postable() = default;
+  // JavaScript thread, from Dispatcher::Drain: true when a vCPU run goes on (runners only).
+  virtual bool Deliver(Napi::Env env) = 0;
+  virtual Runner* AsRunner() { return nullptr; }
+};
+
 // What the JavaScript callback returns for an exit.
 constexpr int kContinue = 0;  // re-enter KVM_RUN now
 // any other value: stop; the runner waits for run()
@@ -523,7 +532,7 @@ class Dispatcher {
   static Dispatcher* For(napi_env env);
 
   // Runner thread (or the JavaScript thread after an inline KVM_RUN): an exit is ready.
-  void Post(Runner* r) {
+  void Post(Postable* r) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       ready_.push_back(r);
@@ -534,18 +543,19 @@ class Dispatcher {
     if (!hot_.load(std::memory_order_seq_cst)) uv_async_send(&async_);
   }
 
-  // JavaScript thread: a runner closed; drop it from the ready list.
-  void Forget(Runner* r) {
+  // JavaScript thread: a runner (or forward port) closed; drop it from the ready list.
+  void Forget(Postable* p, Runner* r) {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = ready_.begin(); it != ready_.end();) {
-      if (*it == r) {
+      if (*it == p) {
         it = ready_.erase(it);
         count_.fetch_sub(1, std::memory_order_relaxed);
       } else {
         ++it;
       }
     }
-    for (auto*& x : batch_) if (x == r) x = nullptr;
+    for (auto*& x : batch_) if (x == p) x = nullptr;
+    if (r == nullptr) return;
     if (inline_ == r) inline_ = nullptr;
     if (sticky_ == r) sticky_ = nullptr;
     if (other_ == r) other_ = nullptr;
@@ -553,6 +563,9 @@ class Dispatcher {
   }
 
   void Register(Runner* r) { runners_.insert(r); }
+  // Forward ports: cut off from their workers when the environment goes.
+  void RegisterPort(Postable* p, std::function<void()> detach) { ports_[p] = std::move(detach); }
+  void UnregisterPort(Postable* p) { ports_.erase(p); }
 
   // Runners with a KVM_RUN in flight keep the loop (the process) alive.
   void Active(int delta) {
@@ -582,8 +595,9 @@ class Dispatcher {
   pid_t tid_;
   uv_async_t async_;
   std::mutex mu_;
-  std::vector<Runner*> ready_;
-  std::vector<Runner*> batch_;
+  std::vector<Postable*> ready_;
+  std::vector<Postable*> batch_;
+  std::unordered_map<Postable*, std::function<void()>> ports_;
   std::atomic<int> count_{0};
   std::atomic<bool> hot_{false};
   std::unordered_set<Runner*> runners_;
@@ -599,7 +613,7 @@ class Dispatcher {
   bool abandoned_ = false;
 };
 
-class Runner : public Napi::ObjectWrap<Runner> {
+class Runner : public Napi::ObjectWrap<Runner>, public Postable {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "Runner",
@@ -635,7 +649,9 @@ class Runner : public Napi::ObjectWrap<Runner> {
 
   // JavaScript thread, from Dispatcher::Drain: hand the exit to JavaScript. True when the run goes
   // on (the caller then re-enters KVM_RUN, on the runner thread or its own); false when it ended.
-  bool Deliver(Napi::Env env) {
+  Runner* AsRunner() override { return this; }
+
+  bool Deliver(Napi::Env env) override {
     Napi::HandleScope scope(env);
     Ref();  // the callback may close this runner and drop the last JavaScript reference to it
     bool more = false;
@@ -821,7 +837,7 @@ class Runner : public Napi::ObjectWrap<Runner> {
     }
     thread_.join();
     if (dispatcher_ != nullptr) {
-      dispatcher_->Forget(this);
+      dispatcher_->Forget(this, this);
       if (inflight_) dispatcher_->Active(-1);
     }
     inflight_ = false;
@@ -919,8 +935,13 @@ void Dispatcher::Drain() {
     // itself (it would only wait for its next exit otherwise), so two vCPUs keep two cores busy
     // with two threads instead of three.
     for (size_t i = 0; i < batch_.size(); i++) {
-      Runner* r = batch_[i];
-      if (r == nullptr || abandoned_) continue;
+      Postable* p = batch_[i];
+      if (p == nullptr || abandoned_) continue;
+      Runner* r = p->AsRunner();
+      if (r == nullptr) {
+        p->Deliver(env);
+        continue;
+      }
       if (r == sticky_) sticky_seen = true;
       bool more = r->Deliver(env);
       if (batch_[i] == nullptr || abandoned_) continue;  // closed by a callback meanwhile
@@ -992,10 +1013,131 @@ void Dispatcher::Drain() {
 
 void Dispatcher::Teardown() {
   if (forget_) forget_();
+  auto ports = std::move(ports_);
+  for (auto& [p, detach] : ports) detach();
   std::vector<Runner*> all(runners_.begin(), runners_.end());
   for (Runner* r : all) r->Stop();
   if (has_timer_) timer_delete(slice_->timer);  // slice_ itself stays (SliceTimer)
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), [](uv_handle_t* h) { delete static_cast<Dispatcher*>(h->data); });
+}
+
+// ---- forwarded exits of vCPU workers -----------------------------------------------------------
+// A VcpuWorker's thread hands an exit its module does not take to the owner's thread. Through a
+// MessagePort that cost ~75 µs an exit here (the owner's loop woken from epoll, a message event,
+// the worker woken from a futex); through the owner's Dispatcher it is posted like a runner's exit:
+// a JavaScript thread already draining takes it without a wake-up, and the worker polls for the
+// answer briefly before it sleeps (spinWhile below).
+
+class ForwardPort;
+std::mutex g_ports_mu;
+std::unordered_map<int32_t, ForwardPort*> g_ports;
+int32_t g_next_port = 1;
+
+class ForwardPort : public Napi::ObjectWrap<ForwardPort>, public Postable {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "ForwardPort", {InstanceMethod("id", &ForwardPort::Id), InstanceMethod("close", &ForwardPort::Close)});
+  }
+
+  explicit ForwardPort(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ForwardPort>(info) {
+    callback_ = Napi::Persistent(info[0].As<Napi::Function>());
+    dispatcher_ = Dispatcher::For(info.Env());
+    dispatcher_->RegisterPort(this, [this] { Detach(); });
+    std::lock_guard<std::mutex> lock(g_ports_mu);
+    id_ = g_next_port++;
+    g_ports[id_] = this;
+  }
+
+  ~ForwardPort() override { Shut(); }
+
+  // Any thread: the worker has a forwarded exit ready. Coalesced until delivered.
+  static int32_t PostTo(int32_t id) {
+    std::lock_guard<std::mutex> lock(g_ports_mu);
+    auto it = g_ports.find(id);
+    if (it == g_ports.end()) return -ESRCH;
+    ForwardPort* p = it->second;
+    if (!p->queued_.exchange(true, std::memory_order_acq_rel)) p->dispatcher_->Post(p);
+    return 0;
+  }
+
+  bool Deliver(Napi::Env env) override {
+    queued_.store(false, std::memory_order_release);
+    if (callback_.IsEmpty()) return false;
+    Napi::HandleScope scope(env);
+    Ref();  // the callback may close this port
+    {
+      Napi::CallbackScope cb(env, context());
+      napi_value ret = nullptr;
+      // The C call, for the reason Runner::Deliver gives.
+      if (napi_call_function(env, Value(), callback_.Value(), 0, nullptr, &ret) != napi_ok && !ReportThrown(env)) dispatcher_->Abandon();
+    }
+    Unref();
+    return false;
+  }
+
+ private:
+  Napi::AsyncContext& context() {
+    if (!ctx_) ctx_ = std::make_unique<Napi::AsyncContext>(Env(), "tsvmm-vcpu-forward");
+    return *ctx_;
+  }
+
+  // No worker reaches this port any more (closed, or its environment is going).
+  void Detach() {
+    std::lock_guard<std::mutex> lock(g_ports_mu);
+    g_ports.erase(id_);
+  }
+
+  void Shut() {
+    if (dispatcher_ == nullptr) return;
+    Detach();
+    dispatcher_->UnregisterPort(this);
+    dispatcher_->Forget(this, nullptr);
+    dispatcher_ = nullptr;
+    callback_.Reset();
+    ctx_.reset();
+  }
+
+  Napi::Value Id(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), id_); }
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shut();
+    return info.Env().Undefined();
+  }
+
+  Napi::FunctionReference callback_;
+  std::unique_ptr<Napi::AsyncContext> ctx_;
+  Dispatcher* dispatcher_ = nullptr;
+  int32_t id_ = 0;
+  std::atomic<bool> queued_{false};
+};
+
+// postForward(id): from a worker's thread, post to the owner's ForwardPort `id`: 0 or -ESRCH (closed).
+Napi::Value PostForward(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), ForwardPort::PostTo(info[0].As<Napi::Number>().Int32Value()));
+}
+
+// spinWhile(int32Array, index, value, micros): polls int32Array[index] (yielding the CPU between
+// looks) while it holds `value`, for up to `micros`; returns what it holds then. The caller
+// sleeps with Atomics.wait afterwards if it must: an answer that comes within microseconds is
+// taken without a futex sleep and wake-up.
+Napi::Value SpinWhile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray()) return Napi::Number::New(env, -EINVAL);
+  uint32_t index = info[1].As<Napi::Number>().Uint32Value();
+  int32_t value = info[2].As<Napi::Number>().Int32Value();
+  int64_t micros = info[3].As<Napi::Number>().Int64Value();
+  // napi_get_typedarray_info's own data pointer: a view of a SharedArrayBuffer has no ArrayBuffer
+  // for Napi::TypedArray::ArrayBuffer() to give.
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, info[0], &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_int32_array || index >= length || data == nullptr) {
+    return Napi::Number::New(env, -EINVAL);
+  }
+  auto* word = static_cast<int32_t*>(data) + index;
+  auto until = Clock::now() + std::chrono::microseconds(micros);
+  int32_t now;
+  while ((now = __atomic_load_n(word, __ATOMIC_ACQUIRE)) == value && Clock::now() < until) CpuRelax();
+  return Napi::Number::New(env, now);
 }
 
 Napi::Value SetRunRequest(const Napi::CallbackInfo& info) {
@@ -1111,6 +1253,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("watchFd", Napi::Function::New(env, WatchFd));
   exports.Set("unwatchFd", Napi::Function::New(env, UnwatchFd));
   exports.Set("Runner", Runner::Init(env));
+  exports.Set("ForwardPort", ForwardPort::Init(env));
+  exports.Set("postForward", Napi::Function::New(env, PostForward));
+  exports.Set("spinWhile", Napi::Function::New(env, SpinWhile));
   Napi::Object c = Napi::Object::New(env);
   c.Set("O_RDWR", static_cast<int>(O_RDWR));
   c.Set("O_NONBLOCK", static_cast<int>(O_NONBLOCK));

@@ -61,6 +61,15 @@ export interface NativeAddon {
    * JavaScript thread may issue this vCPU's KVM_RUN itself while it exits back to back.
    */
   Runner: new (fd: number, callback: (result: number) => number, run?: Uint8Array, immediateExitOffset?: number) => NativeRunner;
+  /**
+   * Where a vCPU worker's thread posts its forwarded exits: `callback` runs on this thread from
+   * the same dispatcher as the runners' exits. `id()` names it to the worker (postForward).
+   */
+  ForwardPort: new (callback: () => void) => { id(): number; close(): void };
+  /** From any thread: post to ForwardPort `id`; 0 or -ESRCH once it is closed. */
+  postForward(id: number): number;
+  /** Poll `words[index]` while it holds `value`, up to `micros`: what it holds then (or -EINVAL for a bad view). */
+  spinWhile(words: Int32Array, index: number, value: number, micros: number): number;
   constants: {
     O_RDWR: number; O_NONBLOCK: number; PROT_READ: number; PROT_WRITE: number; MAP_SHARED: number;
     MAP_PRIVATE: number; MAP_ANONYMOUS: number; MAP_NORESERVE: number; EFD_NONBLOCK: number;

@@ -18,8 +18,15 @@ export const CTL = {
   REPLY: 5,
   /** Exits taken so far in the current run, written before each forward. */
   EXITS: 6,
+  /** The run a forwarded exit belongs to. */
+  FWD_RUN: 7,
+  /** 1 when the forwarded exit is KVM_RUN's EINTR (an `interrupted` exit). */
+  FWD_INTERRUPTED: 8,
 } as const;
-export const CTL_WORDS = 8;
+export const CTL_WORDS = 10;
+
+/** How long the thread polls for the owner's answer to a forwarded exit before it sleeps (µs). */
+export const FORWARD_SPIN_MICROS = 50;
 
 export const WORKER_STATE = {
   /** Between runs: the thread waits for a message, no KVM_RUN in flight. */
@@ -43,6 +50,8 @@ export interface VcpuWorkerData {
   ctl: SharedArrayBuffer;
   /** One float64: every exit the thread's loop has taken, all runs (a plain aligned store per exit). */
   total: SharedArrayBuffer;
+  /** The owner's ForwardPort, where forwarded exits are posted (REQ_SEQ and FWD_* say which). */
+  forwardPort: number;
   /** VcpuWorkerOptions.memory's regions, each by the host address of its mapping. */
   memory: { base: number; size: number; name: string | undefined; address: bigint }[] | undefined;
 }
@@ -60,7 +69,6 @@ export interface WorkerErrorShape {
 export type ToOwner =
   | { t: "ready" }
   | { t: "failed"; error: WorkerErrorShape }
-  | { t: "forward"; run: number; seq: number; interrupted: boolean }
   /** `last`: how the loop ended — "exit" (the exit in kvm_run), "interrupted", or null (stopped before a KVM_RUN). */
   | { t: "end"; run: number; exits: number; last: "exit" | "interrupted" | null }
   | { t: "error"; run: number; exits: number; error: WorkerErrorShape };

@@ -9,7 +9,7 @@ import { native } from "./native.js";
 import type { ExitHandlers } from "./run-loop.js";
 import { Vcpu } from "./vcpu.js";
 import type { VcpuWorkerContext } from "./vcpu-worker.js";
-import { CTL, errorShape, FORWARD_REPLY, type ToOwner, type ToWorker, type VcpuWorkerData, WORKER_STATE } from "./vcpu-worker-protocol.js";
+import { CTL, errorShape, FORWARD_REPLY, FORWARD_SPIN_MICROS, type ToOwner, type ToWorker, type VcpuWorkerData, WORKER_STATE } from "./vcpu-worker-protocol.js";
 
 if (parentPort === null) throw new Error("vcpu-worker-thread runs as a worker thread only");
 const port: MessagePort = parentPort;
@@ -23,6 +23,8 @@ function setState(s: number): void {
   Atomics.notify(ctl, CTL.STATE);
 }
 
+const n = native();
+
 // The run in progress (its number, and its exits so far): a forward carries both.
 let runId = 0;
 let runExits = 0;
@@ -31,14 +33,20 @@ let totalExits = 0;
 /** Hand `exit` to the owner's handlers and block until they answer: true ends the loop. */
 function forward(exit: VcpuExit): boolean {
   const seq = (Atomics.load(ctl, CTL.REQ_SEQ) + 1) | 0;
-  Atomics.store(ctl, CTL.REQ_SEQ, seq);
+  Atomics.store(ctl, CTL.FWD_RUN, runId);
+  Atomics.store(ctl, CTL.FWD_INTERRUPTED, exit.kind === "interrupted" ? 1 : 0);
   Atomics.store(ctl, CTL.EXITS, runExits);
+  Atomics.store(ctl, CTL.REQ_SEQ, seq);
   setState(WORKER_STATE.FORWARDING);
-  post({ t: "forward", run: runId, seq, interrupted: exit.kind === "interrupted" });
+  // A closed port (the owner is closing) answers through the control words all the same.
+  n.postForward(wd.forwardPort);
   for (;;) {
     const answered = Atomics.load(ctl, CTL.REPLY_SEQ);
     if (answered === seq) break;
-    Atomics.wait(ctl, CTL.REPLY_SEQ, answered);
+    // The owner usually answers within microseconds: poll before sleeping on the futex.
+    const now = n.spinWhile(ctl, CTL.REPLY_SEQ, answered, FORWARD_SPIN_MICROS);
+    if (now === seq) break;
+    Atomics.wait(ctl, CTL.REPLY_SEQ, now);
   }
   setState(WORKER_STATE.RUNNING);
   return Atomics.load(ctl, CTL.REPLY) !== FORWARD_REPLY.CONTINUE;

@@ -113,6 +113,7 @@ export class VcpuWorker {
   private readonly ctl: Int32Array;
   private readonly total: Float64Array;
   private readonly worker: Worker;
+  private readonly port: { id(): number; close(): void };
   private current: { id: number; resolve: (r: RunLoopResult) => void; reject: (e: unknown) => void; handlers: ExitHandlers; options: VcpuWorkerRunOptions } | undefined;
   private runs = 0;
   private state: "starting" | "ready" | "closed" | "dead" = "starting";
@@ -133,10 +134,13 @@ export class VcpuWorker {
     this.total = new Float64Array(new SharedArrayBuffer(8));
     const memory = sharedRegions(options.memory);
     const lent = vcpu.lend({ kick: () => this.signal(), reclaim: () => this.reclaim() });
-    const data: VcpuWorkerData = { fd: lent.fd, id: vcpu.id, mmapSize: lent.mmapSize, module, data: options.data, ctl: this.ctl.buffer as SharedArrayBuffer, total: this.total.buffer as SharedArrayBuffer, memory };
+    this.port = new (native().ForwardPort)(() => this.onForward());
+    const data: VcpuWorkerData = {
+      forwardPort: this.port.id(), fd: lent.fd, id: vcpu.id, mmapSize: lent.mmapSize, module, data: options.data, ctl: this.ctl.buffer as SharedArrayBuffer, total: this.total.buffer as SharedArrayBuffer, memory };
     try {
       this.worker = new (workerThreads().Worker)(entry, { workerData: data, name: `tsvmm-vcpu-${vcpu.id}` });
     } catch (e) {
+      this.port.close();
       vcpu.endLease();
       throw new KvmError("KVM_WORKER_FAILED", `vCPU ${vcpu.id}'s worker thread did not start`, { cause: e });
     }
@@ -255,38 +259,45 @@ export class VcpuWorker {
     if (s === WORKER_STATE.RUNNING && tid > 0) native().signalThread(tid);
   }
 
-  private onMessage(m: ToOwner): void {
+  /** The thread posted a forwarded exit to this thread's ForwardPort (coalesced: check the words). */
+  private onForward(): void {
+    const seq = Atomics.load(this.ctl, CTL.REQ_SEQ);
+    // Answered already (by reclaim()), or a post that a closed worker left behind.
+    if (Atomics.load(this.ctl, CTL.REPLY_SEQ) === seq || Atomics.load(this.ctl, CTL.STATE) !== WORKER_STATE.FORWARDING) return;
+    const run = Atomics.load(this.ctl, CTL.FWD_RUN);
+    const interrupted = Atomics.load(this.ctl, CTL.FWD_INTERRUPTED) !== 0;
     const cur = this.current;
-    if (m.t === "forward") {
-      if (cur === undefined || cur.id !== m.run) {
-        this.reply(m.seq, FORWARD_REPLY.STOP);
-        return;
-      }
-      let exit: VcpuExit | undefined;
-      let stop: boolean;
-      let failure: unknown;
-      try {
-        exit = this.vcpu.lentExit(m.interrupted);
-        stop = dispatch(exit, this.vcpu, cur.handlers, cur.options);
-        // As with runLoopAsync: a run ended by shouldStop ended before a KVM_RUN, not at an exit.
-        if (!stop && cur.options.shouldStop?.() === true) {
-          stop = true;
-          exit = undefined;
-        }
-      } catch (e) {
-        failure = e;
-        stop = true;
-      }
-      this.reply(m.seq, stop ? FORWARD_REPLY.STOP : FORWARD_REPLY.CONTINUE);
-      if (!stop) return;
-      // The run ends here: the worker re-enters nothing after a "stop" answer, so it settles now
-      // instead of a hop later, when the worker's end arrives (a kick's `interrupted` exit, a
-      // pause). The exit stays valid in kvm_run until the next run.
-      this.finish();
-      if (failure !== undefined) cur.reject(failure);
-      else cur.resolve({ exit, exits: Atomics.load(this.ctl, CTL.EXITS) });
+    if (cur === undefined || cur.id !== run) {
+      this.reply(seq, FORWARD_REPLY.STOP);
       return;
     }
+    let exit: VcpuExit | undefined;
+    let stop: boolean;
+    let failure: unknown;
+    try {
+      exit = this.vcpu.lentExit(interrupted);
+      stop = dispatch(exit, this.vcpu, cur.handlers, cur.options);
+      // As with runLoopAsync: a run ended by shouldStop ended before a KVM_RUN, not at an exit.
+      if (!stop && cur.options.shouldStop?.() === true) {
+        stop = true;
+        exit = undefined;
+      }
+    } catch (e) {
+      failure = e;
+      stop = true;
+    }
+    this.reply(seq, stop ? FORWARD_REPLY.STOP : FORWARD_REPLY.CONTINUE);
+    if (!stop) return;
+    // The run ends here: the worker re-enters nothing after a "stop" answer, so it settles now
+    // instead of a hop later, when the worker's end arrives (a kick's `interrupted` exit, a
+    // pause). The exit stays valid in kvm_run until the next run.
+    this.finish();
+    if (failure !== undefined) cur.reject(failure);
+    else cur.resolve({ exit, exits: Atomics.load(this.ctl, CTL.EXITS) });
+  }
+
+  private onMessage(m: ToOwner): void {
+    const cur = this.current;
     if (m.t !== "end" && m.t !== "error") return;
     if (cur === undefined || cur.id !== m.run) return;
     this.finish();
@@ -337,6 +348,7 @@ export class VcpuWorker {
     this.current = undefined;
     cur?.reject(new KvmError("KVM_CLOSED", `vCPU ${this.vcpu.id}'s worker was closed while running`));
     if (!wasStarting) this.send({ t: "close" });
+    this.port.close();
     void this.worker.terminate();
   }
 
@@ -344,6 +356,7 @@ export class VcpuWorker {
   private die(): void {
     if (this.state === "closed" || this.state === "dead") return;
     this.state = "dead";
+    this.port.close();
     this.vcpu.endLease();
     void this.worker.terminate();
   }

@@ -395,8 +395,8 @@ export class VmmBuilder {
    * with the exit handlers `options.module` makes there: devices whose state lives in the
    * SharedArrayBuffers of `options.data` answer their exits at the synchronous loop's speed, and
    * vCPUs scale as in C. Every exit the module does not take — the Vmm's own devices, pauses, the
-   * watchdog's and the debugger's kicks — comes to this thread as usual, at the cost of two
-   * thread hops. With `shareMemory` the handlers get the guest's RAM as `ctx.memory` (devices that
+   * watchdog's and the debugger's kicks — comes to this thread as usual, at about the cost of an
+   * exit without workers (one hop each way). With `shareMemory` the handlers get the guest's RAM as `ctx.memory` (devices that
    * read and write guest buffers there, as DMA does).
    */
   vcpuWorkers(options: VmmVcpuWorkerOptions): this {
