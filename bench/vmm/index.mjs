@@ -7,12 +7,18 @@
 //  - linux-first-line: seconds from process start until Debian's cloud vmlinux prints
 //    `Linux version` on the console, for `tsvmm run` (PVH) and for QEMU's microvm (also PVH) on the
 //    same kernel, in the same run, alternating. QEMU comes from Debian (installed here if missing).
+//  - vmm-exits-2vcpu, vmm-exits-2vcpu-worker: a whole Vmm (VmmBuilder, the vcpu-worker-device test
+//    kernel: each vCPU takes 50k tickets from a device with an IN and hands each back with an OUT)
+//    with one vCPU and with two, exits/s of the run; ratio = 2-vCPU ÷ 1-vCPU. The device is the
+//    user's: a pioDevice on the main thread (the default path, runLoopAsync), or the same device
+//    on each vCPU's thread (.vcpuWorkers, packages/vmm/test/fixtures/ticket-device.mjs).
 // Figures are medians; ratio = tsvmm / baseline (lower is better). TSVMM_BENCH_LINUX_RUNS=0 skips
 // the Linux figure (a run of this topic then keeps the last one in results.json).
 import { spawn, spawnSync } from "node:child_process";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { fetchDebianKernel } from "../../packages/elf-loader/scripts/fetch-debian-kernel.mjs";
+import { VmmBuilder } from "@tsvmm/vmm";
 import { benchRoot, median, result } from "../lib.mjs";
 
 const root = join(benchRoot, "..");
@@ -134,7 +140,63 @@ async function runLinux() {
   });
 }
 
+const VMM_ROUNDS = Number(process.env.TSVMM_BENCH_VMM_ROUNDS ?? 3);
+const ticketKernel = join(root, "test-kernels", "out", "vcpu-worker-device.elf");
+const ticketModule = new URL("../../packages/vmm/test/fixtures/ticket-device.mjs", import.meta.url);
+
+/** The ticket device of ticket-device.mjs, as a Vmm device on the main thread. */
+function mainThreadTickets(next, sums) {
+  return {
+    name: "tickets",
+    read(_offset, data) {
+      data.writeUInt32LE(Atomics.add(next, 0, 1) >>> 0, 0);
+    },
+    write(_offset, data, ctx) {
+      sums[ctx.vcpu] += data.readUInt32LE(0);
+    },
+  };
+}
+
+/** Exits/s of one run of the ticket guest with `n` vCPUs, its device on workers or not. */
+async function ticketRun(n, workers) {
+  const next = new Int32Array(new SharedArrayBuffer(4));
+  const sums = new Float64Array(new SharedArrayBuffer(16));
+  const b = new VmmBuilder().kernelFile(ticketKernel).memoryMiB(16).vcpus(n).irqchip(true);
+  if (workers) b.vcpuWorkers({ module: ticketModule, data: { next: next.buffer, sums: sums.buffer } });
+  else b.pioDevice(0x520, 8, mainThreadTickets(next, sums));
+  const r = await b.build().run();
+  const tickets = n * 50_000;
+  if (r.reason !== "guest-exit" || next[0] !== tickets || sums.reduce((a, x) => a + x, 0) !== (tickets * (tickets - 1)) / 2) {
+    throw new Error(`ticket guest (${n} vCPUs${workers ? ", workers" : ""}): ${r.reason}, ${next[0]} tickets`);
+  }
+  return r.exits / (r.durationMs / 1000);
+}
+
+async function vmmExits() {
+  const rows = [];
+  for (const workers of [false, true]) {
+    const one = [];
+    const two = [];
+    // One and two vCPUs alternate, so both see the same machine.
+    for (let i = 0; i < VMM_ROUNDS; i++) {
+      one.push(await ticketRun(1, workers));
+      two.push(await ticketRun(2, workers));
+    }
+    const name = workers ? "vmm-exits-2vcpu-worker" : "vmm-exits-2vcpu";
+    rows.push(
+      result(name, median(two), "exits/s", median(one), {
+        goal: "ratio >= 1.6 (as exits-2vcpu, for a whole Vmm)",
+        path: workers ? "VmmBuilder.vcpuWorkers: the device on each vCPU's thread" : "VmmBuilder.pioDevice: the device on the main thread (runLoopAsync)",
+        perRound: two.map((t, k) => Number((t / one[k]).toFixed(3))),
+        loadavg1: loadavg()[0],
+      }),
+    );
+  }
+  return rows;
+}
+
 export default async function bench() {
   const hello = runHello();
-  return LINUX_RUNS > 0 ? [hello, await runLinux()] : [hello];
+  const exits = await vmmExits();
+  return LINUX_RUNS > 0 ? [hello, ...exits, await runLinux()] : [hello, ...exits];
 }
