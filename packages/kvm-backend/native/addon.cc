@@ -48,15 +48,58 @@ std::atomic<unsigned long> g_kvm_run{0};
 Napi::Value Ret(Napi::Env env, long r) { return Napi::Number::New(env, static_cast<double>(r < 0 ? -errno : r)); }
 
 // ---- fds -------------------------------------------------------------------------------------
+// The fds this package opens (/dev/kvm, VMs, vCPUs, eventfds, TAP devices) belong to the
+// JavaScript environment that opened them. A worker thread that ends without closing its VMs
+// (terminated mid-run) would leave them open for the process's life: three fds and a VM in the
+// kernel each time, measured. So each environment keeps the set of its fds, and its cleanup hook
+// closes those still open: after the runner threads have stopped (the Dispatcher's hook, added
+// later, runs first) and after its own worker threads have ended (Node stops them before any hook).
+
+struct EnvFds {
+  napi_env env;
+  std::unordered_set<int> fds;
+};
+thread_local std::unordered_map<napi_env, EnvFds*> t_env_fds;
+
+EnvFds* FdsOf(napi_env env) {
+  auto it = t_env_fds.find(env);
+  if (it != t_env_fds.end()) return it->second;
+  auto* f = new EnvFds{env, {}};
+  t_env_fds[env] = f;
+  napi_add_env_cleanup_hook(
+      env,
+      [](void* d) {
+        auto* f = static_cast<EnvFds*>(d);
+        for (int fd : f->fds) close(fd);
+        t_env_fds.erase(f->env);
+        delete f;
+      },
+      f);
+  return f;
+}
+
+void TrackFd(napi_env env, int fd) {
+  if (fd >= 0) FdsOf(env)->fds.insert(fd);
+}
+
+// trackFd(fd): an fd made by an ioctl (KVM_CREATE_VM, KVM_CREATE_VCPU) that this environment owns.
+Napi::Value TrackFdJs(const Napi::CallbackInfo& info) {
+  TrackFd(info.Env(), info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
 
 Napi::Value Open(const Napi::CallbackInfo& info) {
   std::string path = info[0].As<Napi::String>().Utf8Value();
   int flags = info[1].As<Napi::Number>().Int32Value();
-  return Ret(info.Env(), open(path.c_str(), flags | O_CLOEXEC));
+  int fd = open(path.c_str(), flags | O_CLOEXEC);
+  TrackFd(info.Env(), fd);
+  return Ret(info.Env(), fd);
 }
 
 Napi::Value Close(const Napi::CallbackInfo& info) {
-  return Ret(info.Env(), close(info[0].As<Napi::Number>().Int32Value()));
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  FdsOf(info.Env())->fds.erase(fd);
+  return Ret(info.Env(), close(fd));
 }
 
 // A signal (a profiler's SIGPROF, a kick meant for another thread's KVM_RUN) must not fail an
@@ -159,7 +202,9 @@ Napi::Value CompareExchange(const Napi::CallbackInfo& info) {
 Napi::Value EventFd(const Napi::CallbackInfo& info) {
   unsigned int init = info[0].As<Napi::Number>().Uint32Value();
   int flags = info[1].As<Napi::Number>().Int32Value();
-  return Ret(info.Env(), eventfd(init, flags | EFD_CLOEXEC));
+  int fd = eventfd(init, flags | EFD_CLOEXEC);
+  TrackFd(info.Env(), fd);
+  return Ret(info.Env(), fd);
 }
 
 Napi::Value Read(const Napi::CallbackInfo& info) {
@@ -218,6 +263,7 @@ Napi::Value OpenTap(const Napi::CallbackInfo& info) {
     close(fd);
     return Napi::Number::New(env, -e);
   }
+  TrackFd(env, fd);
   Napi::Object out = Napi::Object::New(env);
   out.Set("fd", fd);
   out.Set("name", std::string(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ)));
@@ -1042,7 +1088,12 @@ class ForwardPort : public Napi::ObjectWrap<ForwardPort>, public Postable {
   explicit ForwardPort(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ForwardPort>(info) {
     callback_ = Napi::Persistent(info[0].As<Napi::Function>());
     dispatcher_ = Dispatcher::For(info.Env());
-    dispatcher_->RegisterPort(this, [this] { Detach(); });
+    // The environment going: no worker reaches the port any more, and the Dispatcher is freed
+    // before this object's finalizer may run, so the port forgets it too.
+    dispatcher_->RegisterPort(this, [this] {
+      Detach();
+      dispatcher_ = nullptr;
+    });
     std::lock_guard<std::mutex> lock(g_ports_mu);
     id_ = g_next_port++;
     g_ports[id_] = this;
@@ -1069,7 +1120,7 @@ class ForwardPort : public Napi::ObjectWrap<ForwardPort>, public Postable {
       Napi::CallbackScope cb(env, context());
       napi_value ret = nullptr;
       // The C call, for the reason Runner::Deliver gives.
-      if (napi_call_function(env, Value(), callback_.Value(), 0, nullptr, &ret) != napi_ok && !ReportThrown(env)) dispatcher_->Abandon();
+      if (napi_call_function(env, Value(), callback_.Value(), 0, nullptr, &ret) != napi_ok && !ReportThrown(env) && dispatcher_ != nullptr) dispatcher_->Abandon();
     }
     Unref();
     return false;
@@ -1088,8 +1139,8 @@ class ForwardPort : public Napi::ObjectWrap<ForwardPort>, public Postable {
   }
 
   void Shut() {
-    if (dispatcher_ == nullptr) return;
     Detach();
+    if (dispatcher_ == nullptr) return;
     dispatcher_->UnregisterPort(this);
     dispatcher_->Forget(this, nullptr);
     dispatcher_ = nullptr;
@@ -1234,6 +1285,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ioctlBuf", Napi::Function::New(env, IoctlBuf));
   exports.Set("address", Napi::Function::New(env, Address));
   exports.Set("shareMapping", Napi::Function::New(env, ShareMapping));
+  exports.Set("trackFd", Napi::Function::New(env, TrackFdJs));
   exports.Set("compareExchange", Napi::Function::New(env, CompareExchange));
   exports.Set("eventfd", Napi::Function::New(env, EventFd));
   exports.Set("read", Napi::Function::New(env, Read));

@@ -132,6 +132,7 @@ export class Kvm {
   /** KVM_CREATE_VM (default machine type). */
   createVm(): Vm {
     const fd = this.ioctlInt(IOC.KVM_CREATE_VM, 0);
+    this.n.trackFd(fd);
     const vm = new Vm(fd, this.vcpuMmapSize, (v) => this.vms.delete(v));
     this.vms.add(vm);
     return vm;

@@ -30,6 +30,8 @@ export interface NativeAddon {
   preadv2(fd: number, buf: Uint8Array, position: number, flags: number): number;
   mmap(fd: number, length: number, prot: number, flags: number, offset: number): ArrayBuffer | number;
   munmap(buffer: ArrayBuffer): number;
+  /** An fd an ioctl made (a VM, a vCPU): closed with this thread's environment if close() never came. */
+  trackFd(fd: number): void;
   /**
    * A SharedArrayBuffer over the live mapping made by mmap() that starts at `address` and is
    * `length` bytes long, for another thread; -EINVAL if there is none. While one lives, munmap()

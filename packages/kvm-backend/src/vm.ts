@@ -503,6 +503,7 @@ export class Vm {
 
   createVcpu(id: number): Vcpu {
     const fd = this.ioctlInt(IOC.KVM_CREATE_VCPU, id, `vCPU ${id}`);
+    this.n.trackFd(fd);
     const v = new Vcpu(fd, id, this.vcpuMmapSize, (x) => this.vcpus.delete(x), this.dirtyRingBytes);
     this.vcpus.add(v);
     return v;

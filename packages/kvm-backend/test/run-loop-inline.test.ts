@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { Kvm, requireKvm, runLoopAsync, type Vcpu } from "@tsvmm/kvm-backend";
 import { describe, expect, it } from "vitest";
-import { assemble, enterRealMode } from "./helpers.js";
+import { assemble, enterRealMode, openFds } from "./helpers.js";
 
 // A vCPU that exits back to back has its KVM_RUN issued by the JavaScript thread itself (the
 // dispatcher's inline vCPU); these tests check what that must not change.
@@ -272,9 +272,10 @@ describe.runIf(hasKvm)("runLoopAsync in a worker thread (its own dispatcher, its
     expect(messages[1]!.ticks as number).toBeGreaterThan(10);
   });
 
-  it("a worker terminated while its vCPU runs takes its threads with it, and this process goes on", async () => {
+  it("a worker terminated while its vCPU runs takes its threads and fds with it, and this process goes on", async () => {
     const { Worker } = await import("node:worker_threads");
     const before = [...threadCpu().values()].filter((t) => t.comm === "tsvmm-vcpu").length;
+    const fdsBefore = openFds();
     for (let i = 0; i < 3; i++) {
       const w = new Worker(workerSource, { eval: true, workerData: { dist, code: guestOuts, close: false } });
       // Terminated mid-run: once while it exits back to back, once while it spins.
@@ -291,5 +292,7 @@ describe.runIf(hasKvm)("runLoopAsync in a worker thread (its own dispatcher, its
     const until = Date.now() + 5000;
     while ([...threadCpu().values()].filter((t) => t.comm === "tsvmm-vcpu").length > before && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     expect([...threadCpu().values()].filter((t) => t.comm === "tsvmm-vcpu").length).toBe(before);
+    // Its /dev/kvm, VM and vCPU fds, never closed by the worker, were closed with its environment.
+    expect(openFds()).toBe(fdsBefore);
   });
 });

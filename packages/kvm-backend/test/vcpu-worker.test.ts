@@ -385,4 +385,40 @@ describe.runIf(hasKvm)("VcpuWorker: a vCPU's loop on its own thread, its devices
       kvm.close();
     }
   });
+
+  it("a thread that owns vCPU workers, terminated while they forward exits to it back to back, takes them with it; this process goes on", async () => {
+    const { Worker } = await import("node:worker_threads");
+    const dist = new URL("../dist/index.js", import.meta.url).href;
+    // The owner is itself a worker thread: its VM's vCPU runs on a VcpuWorker that forwards every
+    // exit to it (a module with no handlers), and it is terminated mid-run, with no close().
+    const owner = `
+      const { parentPort, workerData } = await import("node:worker_threads");
+      const { Kvm, VcpuWorker } = await import(workerData.dist);
+      const kvm = Kvm.open();
+      const vm = kvm.createVm();
+      vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 0x10000 });
+      vm.memory.write(0x1000, Buffer.from(workerData.code));
+      const v = vm.createVcpu(0);
+      const s = v.getSregs();
+      for (const k of ["cs", "ds", "es", "fs", "gs", "ss"]) { s[k].base = 0n; s[k].selector = 0; }
+      v.setSregs(s);
+      v.setRegs({ ...v.getRegs(), rip: 0x1000n, rflags: 2n });
+      const w = await VcpuWorker.start(v, { module: "data:text/javascript,export default () => ({})" });
+      let outs = 0;
+      void w.run({ io: () => { if (++outs === 2000) parentPort.postMessage({ outs }); return false; } });
+    `;
+    const code = assemble("mov al, 1\n1: out 0x10, al\n jmp 1b", 16, 0x1000);
+    const fdsBefore = openFds();
+    for (let i = 0; i < 3; i++) {
+      const w = new Worker(`(async () => {${owner}})()`, { eval: true, workerData: { dist, code } });
+      await new Promise<void>((resolve, reject) => {
+        w.on("message", () => resolve());
+        w.on("error", reject);
+      });
+      await w.terminate();
+    }
+    await until(() => workerThreads() === 0);
+    // The VMs' fds go with their threads' environments (finalizers): none is left over.
+    await until(() => openFds() <= fdsBefore, 5000);
+  });
 });
