@@ -94,9 +94,11 @@ describe("@tsvmm/cpuid tables on /dev/kvm", () => {
       const held = fromKvmEntries(r.cpuid[vcpu]!.held);
       expect(r.cpuid[vcpu]!.set).toEqual(perVcpu[vcpu]);
       notes.push(...heldDifferences(set, held));
-      // The masks this host honours (KVM kept the template's 0): measured, not listed.
+      // The masks this host honours (KVM kept the template's 0): measured, not listed. How many is
+      // the host's business (the Intel PVM host keeps 1 of t2-like's 15 and puts the rest back; the
+      // AMD one kept more): with none the masking below would prove nothing, so one is required.
       const provable = masked.filter((m) => (((held.get(m.leaf, m.subleaf)?.[m.reg] ?? 0) >>> m.bit) & 1) === 0);
-      expect(provable.length, `${templateName}: the host must honour at least a few of the ${masked.length} bits the template masks`).toBeGreaterThanOrEqual(3);
+      expect(provable.length, `${templateName}: the host must honour at least one of the ${masked.length} bits the template masks`).toBeGreaterThanOrEqual(1);
       honoured.push(...provable.map((m) => m.name));
       const seen = rows[Number(r.value("row", vcpu))]!;
       const at = (leaf: number, subleaf = 0) => seen[leaves.findIndex((l) => l.leaf === leaf && l.subleaf === subleaf)]!;

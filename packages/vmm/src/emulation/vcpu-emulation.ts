@@ -1,4 +1,5 @@
 import type { GuestMemory, KvmCpuidEntry2 } from "@tsvmm/abi";
+import { fromKvmEntries, getVendor, VENDOR_INTEL } from "@tsvmm/cpuid";
 import type { MmioBus, TraceRecorder } from "@tsvmm/devices";
 import type { Vcpu } from "@tsvmm/kvm-backend";
 import { Emulator, type XsaveComponent, type XsaveLayout } from "@tsvmm/x86";
@@ -108,7 +109,7 @@ export class VcpuEmulation {
     } catch {
       // No XSAVE on this host: the default stands.
     }
-    this.emulator = new Emulator(this.cpu, { mxcsrMask, maxRepIterations: options.maxRepIterations ?? 4096 });
+    this.emulator = new Emulator(this.cpu, { mxcsrMask, maxRepIterations: options.maxRepIterations ?? 4096, vendor: getVendor(fromKvmEntries(o.cpuid)) === VENDOR_INTEL ? "intel" : "amd" });
     this.fixup = options.syscallFixup === false ? undefined : new SyscallFixup();
     this.stats = o.stats;
     this.trace = o.trace;

@@ -27,6 +27,13 @@ export interface EmulatorOptions {
   readonly mxcsrMask?: number;
   /** REP string iterations per step; the rest runs on the next step (RIP stays on the instruction). Default 4096. */
   readonly maxRepIterations?: number;
+  /**
+   * Whose processors to follow where Intel's and AMD's differ (give the guest's CPUID vendor):
+   * with "intel", a REP string instruction with 32-bit addressing in 64-bit mode writes ECX,
+   * zero-extended, even when ECX is 0 and it does nothing else, so RCX[63:32] read 0 after it; AMD's
+   * leave RCX as it was (both measured against the CPUs, test/string.native.test.ts). Default "amd".
+   */
+  readonly vendor?: "intel" | "amd";
 }
 
 /** Raised inside a step: becomes an injected exception. */
@@ -82,6 +89,7 @@ export class Emulator {
   readonly faults = new Map<string, number>();
   private readonly mxcsrMask: number;
   private readonly maxRep: number;
+  private readonly vendor: "intel" | "amd";
 
   constructor(
     readonly cpu: X86Cpu,
@@ -89,6 +97,7 @@ export class Emulator {
   ) {
     this.mxcsrMask = options.mxcsrMask ?? 0xffff;
     this.maxRep = options.maxRepIterations ?? 4096;
+    this.vendor = options.vendor ?? "amd";
   }
 
   /** The decoding mode from CR0, EFER.LMA, CS.L/D and RFLAGS.VM. */
@@ -625,6 +634,7 @@ export class Emulator {
     const dstOp = i.operands[0] as MemOperand;
     const srcOp = i.operands[1]!;
     let count = rep ? this.gprN(1, aBits) : 1n;
+    if (rep && count === 0n && aBits === 32 && this.vendor === "intel") this.cpu.writeGpr(1, 0n);
     let n = 0;
     while (count > 0n && n < this.maxRep) {
       const rdi = this.gprN(7, aBits);
