@@ -76,13 +76,20 @@ describe.runIf(hasKvm)("snapshot and restore", () => {
   let reference: { lines: Record<string, string[]>; exitCode: number; ms: number };
 
   beforeAll(async () => {
-    let text = "";
-    const t0 = performance.now();
-    const r = await everywhere((s) => {
-      text += s;
-    }).run();
-    reference = { lines: byRole(text), exitCode: r.exitCode, ms: performance.now() - t0 };
-    expect(r.reason).toBe("guest-exit");
+    // Twice: the points the tests snapshot at are fractions of the run's length, and a first, cold
+    // run (JIT, page cache) took longer than the runs after it on the Intel host, so that too many
+    // of them ended before their point.
+    for (let i = 0; i < 2; i++) {
+      let text = "";
+      const t0 = performance.now();
+      const r = await everywhere((s) => {
+        text += s;
+      }).run();
+      const ms = performance.now() - t0;
+      expect(r.reason).toBe("guest-exit");
+      if (reference !== undefined) expect(byRole(text)).toEqual(reference.lines);
+      if (reference === undefined || ms < reference.ms) reference = { lines: byRole(text), exitCode: r.exitCode, ms };
+    }
   });
 
   it("a two-vCPU guest snapshotted at a random point, killed and restored by `tsvmm restore` in a new process ends exactly as an uninterrupted run", { timeout: 240_000 }, async () => {
@@ -91,7 +98,7 @@ describe.runIf(hasKvm)("snapshot and restore", () => {
     expect(reference.lines.cpu1?.length).toBe(8 + 1);
     let snapshotted = 0;
     await fc.assert(
-      fc.asyncProperty(fc.double({ min: 0, max: 0.9, noNaN: true }), async (frac) => {
+      fc.asyncProperty(fc.double({ min: 0, max: 0.8, noNaN: true }), async (frac) => {
         let before = "";
         const vmm = everywhere((s) => {
           before += s;
