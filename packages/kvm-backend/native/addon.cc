@@ -551,13 +551,13 @@ inline void CpuRelax() {
 
 class Runner;
 
-// What a Dispatcher hands to JavaScript: a runner's exit, or a vCPU worker's forwarded exit.
+// What a Dispatcher hands to JavaScript besides runners' exits: a vCPU worker's forwarded exit
+// (ForwardPort below). Kept apart from the runners so their path has no indirection.
 class Postable {
  public:
   virtual ~Postable() = default;
-  // JavaScript thread, from Dispatcher::Drain: true when a vCPU run goes on (runners only).
-  virtual bool Deliver(Napi::Env env) = 0;
-  virtual Runner* AsRunner() { return nullptr; }
+  // JavaScript thread, from Dispatcher::Drain.
+  virtual void Deliver(Napi::Env env) = 0;
 };
 
 // What the JavaScript callback returns for an exit.
@@ -578,7 +578,7 @@ class Dispatcher {
   static Dispatcher* For(napi_env env);
 
   // Runner thread (or the JavaScript thread after an inline KVM_RUN): an exit is ready.
-  void Post(Postable* r) {
+  void Post(Runner* r) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       ready_.push_back(r);
@@ -589,19 +589,30 @@ class Dispatcher {
     if (!hot_.load(std::memory_order_seq_cst)) uv_async_send(&async_);
   }
 
+  // Any thread: a forward port has something for JavaScript; as Post.
+  void PostPort(Postable* p) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      port_ready_.push_back(p);
+      count_.fetch_add(1, std::memory_order_seq_cst);
+    }
+    // Dekker pair with Drain(): either the drainer still spins and sees count_, or it has left
+    // and we wake it. uv_async_send coalesces.
+    if (!hot_.load(std::memory_order_seq_cst)) uv_async_send(&async_);
+  }
+
   // JavaScript thread: a runner (or forward port) closed; drop it from the ready list.
-  void Forget(Postable* p, Runner* r) {
+  void Forget(Runner* r) {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = ready_.begin(); it != ready_.end();) {
-      if (*it == p) {
+      if (*it == r) {
         it = ready_.erase(it);
         count_.fetch_sub(1, std::memory_order_relaxed);
       } else {
         ++it;
       }
     }
-    for (auto*& x : batch_) if (x == p) x = nullptr;
-    if (r == nullptr) return;
+    for (auto*& x : batch_) if (x == r) x = nullptr;
     if (inline_ == r) inline_ = nullptr;
     if (sticky_ == r) sticky_ = nullptr;
     if (other_ == r) other_ = nullptr;
@@ -611,7 +622,20 @@ class Dispatcher {
   void Register(Runner* r) { runners_.insert(r); }
   // Forward ports: cut off from their workers when the environment goes.
   void RegisterPort(Postable* p, std::function<void()> detach) { ports_[p] = std::move(detach); }
-  void UnregisterPort(Postable* p) { ports_.erase(p); }
+  // JavaScript thread: a forward port closed; nothing of it is delivered any more.
+  void ForgetPort(Postable* p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ports_.erase(p);
+    for (auto it = port_ready_.begin(); it != port_ready_.end();) {
+      if (*it == p) {
+        it = port_ready_.erase(it);
+        count_.fetch_sub(1, std::memory_order_relaxed);
+      } else {
+        ++it;
+      }
+    }
+    for (auto*& x : port_batch_) if (x == p) x = nullptr;
+  }
 
   // Runners with a KVM_RUN in flight keep the loop (the process) alive.
   void Active(int delta) {
@@ -641,9 +665,8 @@ class Dispatcher {
   pid_t tid_;
   uv_async_t async_;
   std::mutex mu_;
-  std::vector<Postable*> ready_;
-  std::vector<Postable*> batch_;
-  std::unordered_map<Postable*, std::function<void()>> ports_;
+  std::vector<Runner*> ready_;
+  std::vector<Runner*> batch_;
   std::atomic<int> count_{0};
   std::atomic<bool> hot_{false};
   std::unordered_set<Runner*> runners_;
@@ -657,9 +680,13 @@ class Dispatcher {
   int active_ = 0;
   bool draining_ = false;
   bool abandoned_ = false;
+  // Forward ports (after the members above, whose places the runners' path was measured with).
+  std::vector<Postable*> port_ready_;
+  std::vector<Postable*> port_batch_;
+  std::unordered_map<Postable*, std::function<void()>> ports_;
 };
 
-class Runner : public Napi::ObjectWrap<Runner>, public Postable {
+class Runner : public Napi::ObjectWrap<Runner> {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "Runner",
@@ -695,9 +722,7 @@ class Runner : public Napi::ObjectWrap<Runner>, public Postable {
 
   // JavaScript thread, from Dispatcher::Drain: hand the exit to JavaScript. True when the run goes
   // on (the caller then re-enters KVM_RUN, on the runner thread or its own); false when it ended.
-  Runner* AsRunner() override { return this; }
-
-  bool Deliver(Napi::Env env) override {
+  bool Deliver(Napi::Env env) {
     Napi::HandleScope scope(env);
     Ref();  // the callback may close this runner and drop the last JavaScript reference to it
     bool more = false;
@@ -883,7 +908,7 @@ class Runner : public Napi::ObjectWrap<Runner>, public Postable {
     }
     thread_.join();
     if (dispatcher_ != nullptr) {
-      dispatcher_->Forget(this, this);
+      dispatcher_->Forget(this);
       if (inflight_) dispatcher_->Active(-1);
     }
     inflight_ = false;
@@ -974,20 +999,21 @@ void Dispatcher::Drain() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       batch_.swap(ready_);
+      port_batch_.swap(port_ready_);
       count_.store(0, std::memory_order_relaxed);
     }
+    // Forwarded exits of vCPU workers first: each has a worker thread waiting for its answer.
+    for (size_t i = 0; i < port_batch_.size() && !abandoned_; i++) {
+      if (port_batch_[i] != nullptr) port_batch_[i]->Deliver(env);
+    }
+    port_batch_.clear();
     // Each exit to JavaScript in the order posted. A run that goes on re-enters KVM_RUN on its
     // runner thread at once, except one vCPU that exits back to back: this thread runs that one
     // itself (it would only wait for its next exit otherwise), so two vCPUs keep two cores busy
     // with two threads instead of three.
     for (size_t i = 0; i < batch_.size(); i++) {
-      Postable* p = batch_[i];
-      if (p == nullptr || abandoned_) continue;
-      Runner* r = p->AsRunner();
-      if (r == nullptr) {
-        p->Deliver(env);
-        continue;
-      }
+      Runner* r = batch_[i];
+      if (r == nullptr || abandoned_) continue;
       if (r == sticky_) sticky_seen = true;
       bool more = r->Deliver(env);
       if (batch_[i] == nullptr || abandoned_) continue;  // closed by a callback meanwhile
@@ -1107,13 +1133,13 @@ class ForwardPort : public Napi::ObjectWrap<ForwardPort>, public Postable {
     auto it = g_ports.find(id);
     if (it == g_ports.end()) return -ESRCH;
     ForwardPort* p = it->second;
-    if (!p->queued_.exchange(true, std::memory_order_acq_rel)) p->dispatcher_->Post(p);
+    if (!p->queued_.exchange(true, std::memory_order_acq_rel)) p->dispatcher_->PostPort(p);
     return 0;
   }
 
-  bool Deliver(Napi::Env env) override {
+  void Deliver(Napi::Env env) override {
     queued_.store(false, std::memory_order_release);
-    if (callback_.IsEmpty()) return false;
+    if (callback_.IsEmpty()) return;
     Napi::HandleScope scope(env);
     Ref();  // the callback may close this port
     {
@@ -1123,7 +1149,6 @@ class ForwardPort : public Napi::ObjectWrap<ForwardPort>, public Postable {
       if (napi_call_function(env, Value(), callback_.Value(), 0, nullptr, &ret) != napi_ok && !ReportThrown(env) && dispatcher_ != nullptr) dispatcher_->Abandon();
     }
     Unref();
-    return false;
   }
 
  private:
@@ -1141,8 +1166,7 @@ class ForwardPort : public Napi::ObjectWrap<ForwardPort>, public Postable {
   void Shut() {
     Detach();
     if (dispatcher_ == nullptr) return;
-    dispatcher_->UnregisterPort(this);
-    dispatcher_->Forget(this, nullptr);
+    dispatcher_->ForgetPort(this);
     dispatcher_ = nullptr;
     callback_.Reset();
     ctx_.reset();
