@@ -1246,6 +1246,41 @@ Napi::Value SignalThread(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), r < 0 ? -errno : 0);
 }
 
+// tick(micros): every `micros` from now on, the kick signal to the calling thread (0: no more), so a
+// KVM_RUN there returns EINTR at least that often even while its guest spins without exits. A
+// vCPU worker's loop arms it: Node ends a worker (terminate(), or process.exit() in its parent,
+// which waits for it) by stopping its JavaScript, and a thread inside KVM_RUN runs none until
+// KVM_RUN returns. The handler does nothing for it (no si_value), and the loop re-enters. 0 or -errno.
+struct TickTimer {
+  timer_t timer{};
+  bool made = false;
+  ~TickTimer() {
+    if (made) timer_delete(timer);
+  }
+};
+thread_local TickTimer t_tick;
+
+Napi::Value Tick(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t us = info[0].As<Napi::Number>().Int64Value();
+  if (us < 0) return Napi::Number::New(env, -EINVAL);
+  if (!t_tick.made) {
+    if (us == 0) return Napi::Number::New(env, 0);
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_THREAD_ID;
+    ev.sigev_signo = g_kick_signal;
+    ev.sigev_value.sival_ptr = nullptr;
+    ev._sigev_un._tid = static_cast<pid_t>(syscall(SYS_gettid));
+    if (timer_create(CLOCK_MONOTONIC, &ev, &t_tick.timer) != 0) return Napi::Number::New(env, -errno);
+    t_tick.made = true;
+  }
+  struct itimerspec it;
+  it.it_value.tv_sec = it.it_interval.tv_sec = us / 1000000;
+  it.it_value.tv_nsec = it.it_interval.tv_nsec = (us % 1000000) * 1000;
+  return Ret(env, timer_settime(t_tick.timer, 0, &it, nullptr));
+}
+
 // ---- fd readiness ------------------------------------------------------------------------------
 // A uv_poll on the JavaScript thread's loop: the callback runs there when the fd is readable (an
 // ioeventfd signalled by a guest doorbell, a TAP device with a frame). No read is done here.
@@ -1332,6 +1367,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ForwardPort", ForwardPort::Init(env));
   exports.Set("postForward", Napi::Function::New(env, PostForward));
   exports.Set("spinWhile", Napi::Function::New(env, SpinWhile));
+  exports.Set("tick", Napi::Function::New(env, Tick));
   Napi::Object c = Napi::Object::New(env);
   c.Set("O_RDWR", static_cast<int>(O_RDWR));
   c.Set("O_NONBLOCK", static_cast<int>(O_NONBLOCK));

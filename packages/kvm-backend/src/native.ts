@@ -72,6 +72,8 @@ export interface NativeAddon {
   postForward(id: number): number;
   /** Poll `words[index]` while it holds `value`, up to `micros`: what it holds then (or -EINVAL for a bad view). */
   spinWhile(words: Int32Array, index: number, value: number, micros: number): number;
+  /** The kick signal to the calling thread every `micros` (0 stops it): 0 or -errno. */
+  tick(micros: number): number;
   constants: {
     O_RDWR: number; O_NONBLOCK: number; PROT_READ: number; PROT_WRITE: number; MAP_SHARED: number;
     MAP_PRIVATE: number; MAP_ANONYMOUS: number; MAP_NORESERVE: number; EFD_NONBLOCK: number;

@@ -23,7 +23,9 @@ function setState(s: number): void {
   Atomics.notify(ctl, CTL.STATE);
 }
 
-const n = native();
+const addon = native();
+/** See run(): how often KVM_RUN returns to this thread's JavaScript at the least. */
+const TICK_MICROS = 20_000;
 
 // The run in progress (its number, and its exits so far): a forward carries both.
 let runId = 0;
@@ -39,12 +41,12 @@ function forward(exit: VcpuExit): boolean {
   Atomics.store(ctl, CTL.REQ_SEQ, seq);
   setState(WORKER_STATE.FORWARDING);
   // A closed port (the owner is closing) answers through the control words all the same.
-  n.postForward(wd.forwardPort);
+  addon.postForward(wd.forwardPort);
   for (;;) {
     const answered = Atomics.load(ctl, CTL.REPLY_SEQ);
     if (answered === seq) break;
     // The owner usually answers within microseconds: poll before sleeping on the futex.
-    const now = n.spinWhile(ctl, CTL.REPLY_SEQ, answered, FORWARD_SPIN_MICROS);
+    const now = addon.spinWhile(ctl, CTL.REPLY_SEQ, answered, FORWARD_SPIN_MICROS);
     if (now === seq) break;
     Atomics.wait(ctl, CTL.REPLY_SEQ, now);
   }
@@ -87,6 +89,18 @@ async function main(): Promise<void> {
   const run = (id: number, maxExits: number): void => {
     setState(WORKER_STATE.RUNNING);
     runId = id;
+    // While the loop runs, KVM_RUN returns at least every TICK_MICROS even for a guest that spins
+    // without exits: Node ends this thread (terminate(), process.exit() in the owner) by stopping its
+    // JavaScript, which a thread inside KVM_RUN never reaches otherwise — the owner's exit hung.
+    addon.tick(TICK_MICROS);
+    try {
+      loop(id, maxExits);
+    } finally {
+      addon.tick(0);
+    }
+  };
+
+  const loop = (id: number, maxExits: number): void => {
     let n = 0;
     let last: "exit" | "interrupted" | null = null;
     try {
@@ -106,6 +120,8 @@ async function main(): Promise<void> {
           vcpu.runBuffer[RUN_IMMEDIATE_EXIT] = 1;
         }
         const exit = vcpu.run();
+        // The tick, not a kick or a stop: nothing for anyone, re-enter.
+        if (exit.kind === "interrupted" && !vcpu.kickedOut && !stopping && Atomics.load(ctl, CTL.STOP) === 0) continue;
         runExits = ++n;
         total[0] = ++totalExits;
         if (exit.kind === "interrupted" && (stopping || Atomics.load(ctl, CTL.STOP) !== 0)) {

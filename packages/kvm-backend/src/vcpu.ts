@@ -81,6 +81,12 @@ export class Vcpu {
   private syncWritable = false;
   private syncDirty = false;
 
+  /**
+   * @internal For the last `interrupted` exit of run(): whether immediate_exit was set when KVM_RUN
+   * returned (a kick, a stop), as opposed to a signal that only meant to end the KVM_RUN (VcpuWorker's tick).
+   */
+  kickedOut = false;
+
   /** This vCPU's dirty ring, when the VM enabled one before creating it (Vm.enableDirtyRing). */
   readonly dirtyRing: DirtyRing | undefined;
   private readonly ringAb: ArrayBuffer | undefined;
@@ -478,6 +484,7 @@ export class Vcpu {
     this.syncWritable = r >= 0 && this.syncFresh;
     if (r < 0) {
       if (-r === ERRNO.EINTR || -r === ERRNO.EAGAIN) {
+        this.kickedOut = this.runBuffer[RUN_IMMEDIATE_EXIT] !== 0;
         this.runBuffer[RUN_IMMEDIATE_EXIT] = 0;
         return this.decoder.interrupted;
       }

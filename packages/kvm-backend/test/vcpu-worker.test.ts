@@ -60,6 +60,26 @@ function rangeIn(address: bigint, bytes: number): { mapped: number; rssKiB: numb
   return { mapped: Number(mapped), rssKiB };
 }
 
+/**
+ * JavaScript (an async module body) that makes a VM of the real-mode `code` (an expression giving
+ * its bytes) with the package at `dist` (an expression), and `w`: its vCPU on a VcpuWorker whose
+ * module takes no exit, so every exit is forwarded. For threads and processes made by the tests.
+ */
+function forwardingWorker(dist: string, code: string): string {
+  return `
+      const { Kvm, VcpuWorker } = await import(${dist});
+      const kvm = Kvm.open();
+      const vm = kvm.createVm();
+      vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 0x10000 });
+      vm.memory.write(0x1000, Buffer.from(${code}));
+      const v = vm.createVcpu(0);
+      const s = v.getSregs();
+      for (const k of ["cs", "ds", "es", "fs", "gs", "ss"]) { s[k].base = 0n; s[k].selector = 0; }
+      v.setSregs(s);
+      v.setRegs({ ...v.getRegs(), rip: 0x1000n, rflags: 2n });
+      const w = await VcpuWorker.start(v, { module: "data:text/javascript,export default () => ({})" });`;
+}
+
 /** Wait until `cond()` or fail after `ms`. */
 async function until(cond: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
@@ -386,39 +406,58 @@ describe.runIf(hasKvm)("VcpuWorker: a vCPU's loop on its own thread, its devices
     }
   });
 
-  it("a thread that owns vCPU workers, terminated while they forward exits to it back to back, takes them with it; this process goes on", async () => {
+  it.each([
+    ["forward exits to it back to back", "mov al, 1\n1: out 0x10, al\n jmp 1b"],
+    ["spin without exits", "mov al, 1\n out 0x10, al\n1: jmp 1b"],
+  ])("a thread that owns vCPU workers, terminated while they %s, takes them with it; this process goes on", async (_what, source) => {
     const { Worker } = await import("node:worker_threads");
     const dist = new URL("../dist/index.js", import.meta.url).href;
     // The owner is itself a worker thread: its VM's vCPU runs on a VcpuWorker that forwards every
     // exit to it (a module with no handlers), and it is terminated mid-run, with no close().
     const owner = `
       const { parentPort, workerData } = await import("node:worker_threads");
-      const { Kvm, VcpuWorker } = await import(workerData.dist);
-      const kvm = Kvm.open();
-      const vm = kvm.createVm();
-      vm.addMemory({ slot: 0, guestPhysAddr: 0, size: 0x10000 });
-      vm.memory.write(0x1000, Buffer.from(workerData.code));
-      const v = vm.createVcpu(0);
-      const s = v.getSregs();
-      for (const k of ["cs", "ds", "es", "fs", "gs", "ss"]) { s[k].base = 0n; s[k].selector = 0; }
-      v.setSregs(s);
-      v.setRegs({ ...v.getRegs(), rip: 0x1000n, rflags: 2n });
-      const w = await VcpuWorker.start(v, { module: "data:text/javascript,export default () => ({})" });
+      ${forwardingWorker("workerData.dist", "workerData.code")}
       let outs = 0;
-      void w.run({ io: () => { if (++outs === 2000) parentPort.postMessage({ outs }); return false; } });
+      void w.run({ io: () => { if (++outs === Math.min(2000, workerData.outs)) parentPort.postMessage({ outs }); return false; } });
     `;
-    const code = assemble("mov al, 1\n1: out 0x10, al\n jmp 1b", 16, 0x1000);
+    const code = assemble(source, 16, 0x1000);
+    const outs = source.includes("1: out") ? 2000 : 1;
     const fdsBefore = openFds();
     for (let i = 0; i < 3; i++) {
-      const w = new Worker(`(async () => {${owner}})()`, { eval: true, workerData: { dist, code } });
+      const w = new Worker(`(async () => {${owner}})()`, { eval: true, workerData: { dist, code, outs } });
       await new Promise<void>((resolve, reject) => {
         w.on("message", () => resolve());
         w.on("error", reject);
       });
+      // A spinning guest: the vCPU's thread is inside KVM_RUN, where no JavaScript runs to end it.
+      if (outs === 1) await new Promise((r) => setTimeout(r, 50));
       await w.terminate();
     }
     await until(() => workerThreads() === 0);
     // The VMs' fds go with their threads' environments (finalizers): none is left over.
     await until(() => openFds() <= fdsBefore, 5000);
+  });
+
+  it("process.exit() while a vCPU worker's guest spins without exits ends the process (it used to wait for ever)", async () => {
+    const dist = new URL("../dist/index.js", import.meta.url).href;
+    const code = [...assemble("mov al, 1\n out 0x10, al\n1: jmp 1b", 16, 0x1000)];
+    const script = `
+      ${forwardingWorker(JSON.stringify(dist), JSON.stringify(code))}
+      void w.run({ io: () => { setTimeout(() => process.exit(7), 50); return false; } });
+    `;
+    const { spawnSync } = await import("node:child_process");
+    const { mkdtempSync, rmSync, writeFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    // A file, not -e: a worker thread inherits the process's execArgv, and --input-type refuses it.
+    const dir = mkdtempSync(join(tmpdir(), "tsvmm-exit-"));
+    const file = join(dir, "spin-exit.mjs");
+    writeFileSync(file, script);
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, [file], { encoding: "utf8", timeout: 20_000 });
+    rmSync(dir, { recursive: true, force: true });
+    expect(r.error, r.stderr).toBeUndefined();
+    expect(r.status, r.stderr).toBe(7);
+    expect(Date.now() - t0).toBeLessThan(15_000);
   });
 });
