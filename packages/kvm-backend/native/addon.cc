@@ -98,7 +98,8 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
 
 Napi::Value Close(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
-  FdsOf(info.Env())->fds.erase(fd);
+  auto it = t_env_fds.find(info.Env());
+  if (it != t_env_fds.end()) it->second->fds.erase(fd);
   return Ret(info.Env(), close(fd));
 }
 
@@ -601,18 +602,10 @@ class Dispatcher {
     if (!hot_.load(std::memory_order_seq_cst)) uv_async_send(&async_);
   }
 
-  // JavaScript thread: a runner (or forward port) closed; drop it from the ready list.
+  // JavaScript thread: a runner closed; drop it from the ready list.
   void Forget(Runner* r) {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = ready_.begin(); it != ready_.end();) {
-      if (*it == r) {
-        it = ready_.erase(it);
-        count_.fetch_sub(1, std::memory_order_relaxed);
-      } else {
-        ++it;
-      }
-    }
-    for (auto*& x : batch_) if (x == r) x = nullptr;
+    Drop(ready_, batch_, r);
     if (inline_ == r) inline_ = nullptr;
     if (sticky_ == r) sticky_ = nullptr;
     if (other_ == r) other_ = nullptr;
@@ -626,15 +619,7 @@ class Dispatcher {
   void ForgetPort(Postable* p) {
     std::lock_guard<std::mutex> lock(mu_);
     ports_.erase(p);
-    for (auto it = port_ready_.begin(); it != port_ready_.end();) {
-      if (*it == p) {
-        it = port_ready_.erase(it);
-        count_.fetch_sub(1, std::memory_order_relaxed);
-      } else {
-        ++it;
-      }
-    }
-    for (auto*& x : port_batch_) if (x == p) x = nullptr;
+    Drop(port_ready_, port_batch_, p);
   }
 
   // Runners with a KVM_RUN in flight keep the loop (the process) alive.
@@ -660,6 +645,20 @@ class Dispatcher {
   // (KickOrSliceSignal), and RunHere does not enter KVM_RUN once it has fired.
   bool ArmSliceTimer(Clock::time_point slice_end);
   void DisarmSliceTimer();
+
+  // With mu_ held: `x` out of a ready list (and its count) and out of the batch being delivered.
+  template <typename T>
+  void Drop(std::vector<T*>& ready, std::vector<T*>& batch, T* x) {
+    for (auto it = ready.begin(); it != ready.end();) {
+      if (*it == x) {
+        it = ready.erase(it);
+        count_.fetch_sub(1, std::memory_order_relaxed);
+      } else {
+        ++it;
+      }
+    }
+    for (auto*& b : batch) if (b == x) b = nullptr;
+  }
 
   napi_env env_;
   pid_t tid_;

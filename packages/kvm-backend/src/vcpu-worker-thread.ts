@@ -59,7 +59,7 @@ function sharedMemory(): GuestMemoryMap | undefined {
   if (wd.memory === undefined) return undefined;
   return new GuestMemoryMap(
     wd.memory.map((r) => {
-      const sab = native().shareMapping(r.address, r.size);
+      const sab = addon.shareMapping(r.address, r.size);
       const what = r.name ?? `at 0x${r.base.toString(16)}`;
       if (typeof sab === "number") throw new KvmError("KVM_INVALID_ARGUMENT", `memory region ${what} is not a whole mapping of @tsvmm/kvm-backend's (a slot's memory or a GuestRam), or it was unmapped`);
       return { base: r.base, size: r.size, name: r.name, buffer: Buffer.from(sab) };
@@ -68,9 +68,9 @@ function sharedMemory(): GuestMemoryMap | undefined {
 }
 
 async function main(): Promise<void> {
-  Atomics.store(ctl, CTL.TID, native().threadId());
+  Atomics.store(ctl, CTL.TID, addon.threadId());
   // As ps and top show it, beside the runner threads (tsvmm-vcpu).
-  native().nameThread("tsvmm-vcpu-wkr");
+  addon.nameThread("tsvmm-vcpu-wkr");
   let vcpu: Vcpu;
   let handlers: ExitHandlers;
   try {
