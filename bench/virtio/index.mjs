@@ -11,8 +11,9 @@
 //  - virtio-vsock-stream: host Unix socket -> guest rx queue MB/s, beside a plain Unix-socket copy.
 // Rounds are interleaved and the median round (by ratio) is reported: the machine may be shared.
 // The disk is opened as the VMM opens it (packages/vmm/src/virtio.ts): with kvm-backend's
-// readNoWait, so small reads whose data is in the page cache are done inline on the event loop
-// (preadv2 RWF_NOWAIT: never waits for the disk; a miss goes to the pool);
+// readNoWait, so reads whose data is in the page cache (runs of sequential reads too, within a
+// per-drain budget) are done inline on the event loop (preadv2 RWF_NOWAIT: never waits for the
+// disk; a miss goes to the pool);
 // TSVMM_BENCH_VIRTIO_INLINE=0 opens it without readNoWait: every read on the libuv pool. The
 // baseline is the same either way; readSyncUs (readSync of the same blocks) is reported beside it,
 // so value - readSyncUs is the VMM's own cost with inline reads. Needs kvm-backend's dist and addon built.
