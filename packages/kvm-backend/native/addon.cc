@@ -803,9 +803,7 @@ class Runner : public Napi::ObjectWrap<Runner> {
     long result = r < 0 ? -errno : r;
     std::atomic_signal_fence(std::memory_order_seq_cst);
     slice->in_run = 0;
-    auto took = Clock::now() - t0;
-    last_run_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count(), std::memory_order_relaxed);
-    Note(took, result);
+    Note(Clock::now() - t0, result);
     if (result == -EINTR && !kicked) {
       short_runs_.store(0, std::memory_order_relaxed);
       return Inline::kHandBack;
@@ -824,6 +822,7 @@ class Runner : public Napi::ObjectWrap<Runner> {
   }
 
   void Note(Clock::duration took, long result) {
+    last_run_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count(), std::memory_order_relaxed);
     if (result >= 0 && took < std::chrono::microseconds(kShortRunMicros)) {
       int n = short_runs_.load(std::memory_order_relaxed);
       if (n < kInlineAfterShortRuns) short_runs_.store(n + 1, std::memory_order_relaxed);
@@ -856,10 +855,8 @@ class Runner : public Napi::ObjectWrap<Runner> {
       run_since_ns_.store(Ns(t0), std::memory_order_release);
       long r = ioctl(fd_, g_kvm_run.load(std::memory_order_relaxed), 0);
       long result = r < 0 ? -errno : r;
-      auto took = Clock::now() - t0;
       run_since_ns_.store(0, std::memory_order_relaxed);
-      last_run_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count(), std::memory_order_relaxed);
-      Note(took, result);
+      Note(Clock::now() - t0, result);
       {
         std::lock_guard<std::mutex> lock(mu_);
         running_ = false;
@@ -944,13 +941,12 @@ class Runner : public Napi::ObjectWrap<Runner> {
   std::atomic<bool> poke_{false};
   std::atomic<bool> sleeping_{false};
   std::atomic<int> short_runs_{0};
-
- public:
   // When the runner thread entered its KVM_RUN (steady-clock ns; 0 while it is not in one), and
-  // how long its last KVM_RUN took: Drain's guess at when its next exit comes.
+  // how long this vCPU's last KVM_RUN took, on either thread: Drain's guess at when its next exit comes.
   std::atomic<int64_t> run_since_ns_{0};
   std::atomic<int64_t> last_run_ns_{0};
 
+ public:
   // Nanoseconds until this vCPU's runner is likely to post its exit (its KVM_RUN has gone on about
   // as long as the last one took), or -1 when it is not in a KVM_RUN or has no such history.
   int64_t ExitExpectedInNs(int64_t now_ns) const {
