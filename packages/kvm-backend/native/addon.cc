@@ -536,7 +536,7 @@ int g_slice = EnvInt("TSVMM_SLICE_US", 400);
 int g_yield = EnvInt("TSVMM_YIELD", 1);
 int g_inline = EnvInt("TSVMM_INLINE_VCPU", 1);
 int g_rotate = EnvInt("TSVMM_INLINE_ROTATE", 8);
-int g_wait_other = EnvInt("TSVMM_WAIT_OTHER_US", 4);
+int g_pending_first = EnvInt("TSVMM_PENDING_FIRST", 1);
 
 // A vCPU runs on the JavaScript thread only after this many KVM_RUNs in a row each shorter than
 // kShortRunMicros: one that computes for long stretches would hold every other vCPU's exits.
@@ -545,8 +545,6 @@ constexpr int kShortRunMicros = 50;
 // An inline KVM_RUN still in the guest this long after its slice ended is interrupted, and the vCPU
 // goes back to its runner thread.
 constexpr int kLongRunMicros = 200;
-
-inline int64_t Ns(Clock::time_point t) { return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count(); }
 
 inline void CpuRelax() {
   if (g_yield) sched_yield();
@@ -822,7 +820,6 @@ class Runner : public Napi::ObjectWrap<Runner> {
   }
 
   void Note(Clock::duration took, long result) {
-    last_run_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count(), std::memory_order_relaxed);
     if (result >= 0 && took < std::chrono::microseconds(kShortRunMicros)) {
       int n = short_runs_.load(std::memory_order_relaxed);
       if (n < kInlineAfterShortRuns) short_runs_.store(n + 1, std::memory_order_relaxed);
@@ -852,10 +849,8 @@ class Runner : public Napi::ObjectWrap<Runner> {
         running_ = true;
       }
       auto t0 = Clock::now();
-      run_since_ns_.store(Ns(t0), std::memory_order_release);
       long r = ioctl(fd_, g_kvm_run.load(std::memory_order_relaxed), 0);
       long result = r < 0 ? -errno : r;
-      run_since_ns_.store(0, std::memory_order_relaxed);
       Note(Clock::now() - t0, result);
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -941,20 +936,6 @@ class Runner : public Napi::ObjectWrap<Runner> {
   std::atomic<bool> poke_{false};
   std::atomic<bool> sleeping_{false};
   std::atomic<int> short_runs_{0};
-  // When the runner thread entered its KVM_RUN (steady-clock ns; 0 while it is not in one), and
-  // how long this vCPU's last KVM_RUN took, on either thread: Drain's guess at when its next exit comes.
-  std::atomic<int64_t> run_since_ns_{0};
-  std::atomic<int64_t> last_run_ns_{0};
-
- public:
-  // Nanoseconds until this vCPU's runner is likely to post its exit (its KVM_RUN has gone on about
-  // as long as the last one took), or -1 when it is not in a KVM_RUN or has no such history.
-  int64_t ExitExpectedInNs(int64_t now_ns) const {
-    int64_t since = run_since_ns_.load(std::memory_order_acquire);
-    int64_t took = last_run_ns_.load(std::memory_order_relaxed);
-    if (since == 0 || took == 0) return -1;
-    return took - (now_ns - since);
-  }
 };
 
 Dispatcher* Dispatcher::For(napi_env env) {
@@ -1077,20 +1058,12 @@ void Dispatcher::Drain() {
         parked = true;
         break;
       }
-      // The other vCPU exiting back to back is in a KVM_RUN on its runner that should end within
-      // a few µs (it has run about as long as its last one took): take its exit first. Entering
-      // the inline KVM_RUN now would leave that exit waiting a whole inline KVM_RUN for its
-      // handler, and the two vCPUs would fall out of step (the inline one taking two exits to the
-      // other's one).
-      if (other_ != nullptr && other_ != r && g_wait_other > 0 && count_.load(std::memory_order_acquire) == 0) {
-        int64_t left = other_->ExitExpectedInNs(Ns(now));
-        if (left > 0 && left <= int64_t{g_wait_other} * 1000) {
-          auto until = now + std::chrono::nanoseconds(left + 1000);
-          while (count_.load(std::memory_order_acquire) == 0 && Clock::now() < until) __builtin_ia32_pause();
-          if (count_.load(std::memory_order_acquire) != 0) continue;
-          now = Clock::now();
-        }
-      }
+      // An exit posted while this thread delivered the last batch goes to JavaScript before the
+      // inline KVM_RUN, not after it: its vCPU would otherwise wait a whole inline KVM_RUN for its
+      // handler and take one exit to the inline vCPU's two. Timed on two vCPUs exiting back to
+      // back, a third of the inline KVM_RUNs began with the other vCPU's exit already posted (its
+      // KVM_RUN had ended within 2 µs of the inline one).
+      if (g_pending_first && count_.load(std::memory_order_acquire) != 0) continue;
       inline_ = nullptr;
       // The timer is for a KVM_RUN that does not come back by itself: it fires a while after the
       // slice, which otherwise ends between two exits.
