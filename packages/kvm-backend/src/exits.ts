@@ -77,7 +77,9 @@ export class IoExit extends ExitBase {
     return this.run.readUInt32LE(IO_COUNT);
   }
   get dataOffset(): number {
-    return Number(this.run.readBigUInt64LE(IO_DATA_OFFSET));
+    // The u64 as two 32-bit halves: a BigInt made and converted on every port I/O exit was ~1% of
+    // a synchronous exit's time (perf). Rounds as Number(bigint) would above 2^53.
+    return this.run.readUInt32LE(IO_DATA_OFFSET) + this.run.readUInt32LE(IO_DATA_OFFSET + 4) * 2 ** 32;
   }
   /** `size * count` bytes inside kvm_run: the data written (out) or to fill (in). */
   get data(): Buffer {
