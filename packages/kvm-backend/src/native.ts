@@ -22,6 +22,8 @@ export interface NativeAddon {
   close(fd: number): number;
   ioctl(fd: number, request: number, arg?: number | bigint): number;
   ioctlBuf(fd: number, request: number, buf: Uint8Array): number;
+  /** KVM_RUN (the request given to setRunRequest) on `fd` from this thread: 0 or -errno. */
+  runHere(fd: number): number;
   address(buf: Uint8Array | ArrayBuffer): bigint;
   eventfd(initval: number, flags: number): number;
   read(fd: number, buf: Uint8Array): number;

@@ -394,7 +394,7 @@ export class Vcpu {
     if (this.pending !== undefined) throw new KvmError("KVM_VCPU_BUSY", `vCPU ${this.id} is running on its thread`);
     this.syncRunning = true;
     this.syncFresh = this.syncWritable = false;
-    const r = this.n.ioctl(fd, IOC.KVM_RUN);
+    const r = this.n.runHere(fd);
     this.syncRunning = false;
     return this.result(r);
   }
