@@ -17,8 +17,8 @@
 import { spawn, spawnSync } from "node:child_process";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import { fetchDebianKernel } from "../../packages/elf-loader/scripts/fetch-debian-kernel.mjs";
 import { VmmBuilder } from "@tsvmm/vmm";
+import { fetchDebianKernel } from "../../packages/elf-loader/scripts/fetch-debian-kernel.mjs";
 import { benchRoot, median, result } from "../lib.mjs";
 
 const root = join(benchRoot, "..");

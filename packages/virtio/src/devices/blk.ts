@@ -638,7 +638,10 @@ export class VirtioBlk implements VirtioDevice {
     let k = 0;
     while (k < n && this.readNow(group[k]!)) k++;
     if (k === n) return;
-    if (k === n - 1) return this.readOnPool(group[k]!);
+    if (k === n - 1) {
+      this.readOnPool(group[k]!);
+      return;
+    }
     const rest = k === 0 ? group : group.slice(k);
     const first = rest[0]!;
     try {
